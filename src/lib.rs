@@ -1,0 +1,9 @@
+//! allegro-bridge: online Bürgergeld applications in, ALLEGRO import records out.
+//!
+//! The pure core (`intake`, `mapping`, `rules`, `record`, `pipeline`) does no
+//! I/O and never reads the clock. The edges (`outbox`, the daemon, the store)
+//! drive it. See ARCHITECTURE.md for the code map and the invariants.
+
+pub mod finding;
+pub mod outbox;
+pub mod pipeline;
