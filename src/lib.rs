@@ -7,3 +7,5 @@
 pub mod finding;
 pub mod outbox;
 pub mod pipeline;
+pub mod cli;
+pub mod config;

@@ -1,0 +1,39 @@
+//! The command line: a thin layer over the library.
+//!
+//! Each subcommand lives in its own module; `main.rs` only parses and
+//! dispatches.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub mod mappings;
+pub mod process;
+
+/// allegro-bridge: online Bürgergeld applications in, ALLEGRO import records out.
+#[derive(Debug, Parser)]
+#[command(name = "allegro-bridge", version, about)]
+pub struct Cli {
+    /// Config file (default: config/allegro-bridge.toml if present).
+    #[arg(long, global = true, env = "ALLEGRO_BRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline on files: each `.json` file is one application.
+    Process(process::ProcessArgs),
+    /// Mapping developer tools: lint and fixture tests.
+    #[command(subcommand)]
+    Mappings(mappings::MappingsCommand),
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Process(args) => process::run(cli.config.as_deref(), args),
+        Command::Mappings(cmd) => mappings::run(cli.config.as_deref(), cmd),
+    }
+}
