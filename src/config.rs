@@ -2,9 +2,15 @@
 //! environment overrides.
 //!
 //! Every section has defaults, so a missing file means "embedded defaults".
+//! Secrets (the broker and database URLs carry passwords) may instead come
+//! from files named by the `*_file` keys (e.g. systemd credentials or a
+//! Kubernetes secret mount); [`Settings::resolve_secrets`] reads them and
+//! [`Settings::masked_toml`] prints the effective settings with every
+//! password replaced by `***`.
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::PipelineConfig;
@@ -15,6 +21,11 @@ use crate::pipeline::PipelineConfig;
 pub struct Settings {
     pub pipeline: PipelineConfig,
     pub outbox: OutboxConfig,
+    pub broker: BrokerConfig,
+    pub store: StoreConfig,
+    pub daemon: DaemonConfig,
+    pub sink: SinkConfig,
+    pub log: LogConfig,
 }
 
 /// Where import records are written.
@@ -29,6 +40,132 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
             dir: "data/outbox".into(),
+        }
+    }
+}
+
+/// The RabbitMQ side: connection, queue names and consumer limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// AMQP URL, e.g. `amqp://user:password@host:5672/%2f`.
+    pub url: String,
+    /// File holding the AMQP URL (overrides `url` when set).
+    pub url_file: Option<PathBuf>,
+    /// Intake queue (contract §1).
+    pub intake_queue: String,
+    /// Dead-letter queue (contract §2).
+    pub dlq: String,
+    /// `x-delivery-limit` of the intake queue: the safety net for a message
+    /// that keeps crashing the process.
+    pub delivery_limit: u32,
+    /// Declare the queues at start (idempotent). Off when IT manages topology.
+    pub declare: bool,
+    /// Unacknowledged deliveries the broker may push ahead (basic.qos).
+    pub prefetch: u16,
+    /// Name shown in the RabbitMQ management UI.
+    pub connection_name: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            url_file: None,
+            intake_queue: "antraege.eingang".into(),
+            dlq: "antraege.dlq".into(),
+            delivery_limit: 10,
+            declare: true,
+            prefetch: 500,
+            connection_name: "allegro-bridge".into(),
+        }
+    }
+}
+
+/// The database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/file.db` (embedded default) or `postgres://user:pw@host/db`.
+    pub url: String,
+    /// File holding the database URL (overrides `url` when set).
+    pub url_file: Option<PathBuf>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Seconds to wait for a connection from the pool or the server.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://data/allegro-bridge.db".into(),
+            url_file: None,
+            max_connections: 4,
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+/// How the daemon batches, retries and shuts down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Deliveries per database transaction and multiple-ack (group commit).
+    pub batch_size: usize,
+    /// Milliseconds to wait for a batch to fill before committing what is there.
+    pub batch_linger_ms: u64,
+    /// Threads running the pipeline in parallel within a batch.
+    pub concurrency: usize,
+    /// Seconds SIGTERM/SIGINT may take to finish in-flight work before exit.
+    pub shutdown_deadline_secs: u64,
+    /// First retry delay (ms) after a transient failure; doubles with jitter.
+    pub retry_min_delay_ms: u64,
+    /// Longest retry delay (ms).
+    pub retry_max_delay_ms: u64,
+    /// Records written per outbox dispatcher round.
+    pub dispatch_batch: usize,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            batch_size: 250,
+            batch_linger_ms: 20,
+            concurrency: 2,
+            shutdown_deadline_secs: 20,
+            retry_min_delay_ms: 200,
+            retry_max_delay_ms: 10_000,
+            dispatch_batch: 500,
+        }
+    }
+}
+
+/// Optional second sink: records also published to an AMQP exchange.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Exchange to publish each record to (with confirms); empty = off.
+    pub exchange: String,
+    /// Routing key of the published records.
+    pub routing_key: String,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// tracing filter, e.g. `info` or `allegro_bridge=debug` (RUST_LOG wins).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
         }
     }
 }
@@ -62,5 +199,142 @@ impl Settings {
         let cfg = builder.build()?;
         let settings: Settings = cfg.try_deserialize()?;
         Ok(settings)
+    }
+
+    /// Replaces `url` by the content of `url_file` where one is set.
+    pub fn resolve_secrets(&mut self) -> anyhow::Result<()> {
+        if let Some(f) = &self.broker.url_file {
+            self.broker.url = read_secret(f).context("broker.url_file")?;
+        }
+        if let Some(f) = &self.store.url_file {
+            self.store.url = read_secret(f).context("store.url_file")?;
+        }
+        Ok(())
+    }
+
+    /// Checks the values that serde cannot; returns every problem found.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let b = &self.broker;
+        if !(b.url.starts_with("amqp://") || b.url.starts_with("amqps://")) {
+            problems.push("broker.url: must start with amqp:// or amqps://".into());
+        }
+        if b.intake_queue.is_empty() || b.dlq.is_empty() {
+            problems.push("broker.intake_queue and broker.dlq must not be empty".into());
+        }
+        if b.intake_queue == b.dlq {
+            problems.push("broker.dlq must differ from broker.intake_queue".into());
+        }
+        if b.prefetch == 0 {
+            problems.push("broker.prefetch must be at least 1".into());
+        }
+        if b.delivery_limit == 0 {
+            problems.push("broker.delivery_limit must be at least 1".into());
+        }
+        let s = &self.store;
+        if !(s.url.starts_with("sqlite:")
+            || s.url.starts_with("postgres://")
+            || s.url.starts_with("postgresql://"))
+        {
+            problems
+                .push("store.url: must start with sqlite:, postgres:// or postgresql://".into());
+        }
+        if s.max_connections == 0 {
+            problems.push("store.max_connections must be at least 1".into());
+        }
+        let d = &self.daemon;
+        if d.batch_size == 0 || d.concurrency == 0 || d.dispatch_batch == 0 {
+            problems.push(
+                "daemon.batch_size, daemon.concurrency and daemon.dispatch_batch must be at least 1"
+                    .into(),
+            );
+        }
+        if d.retry_min_delay_ms == 0 || d.retry_min_delay_ms > d.retry_max_delay_ms {
+            problems.push("daemon.retry_min_delay_ms must be in 1..=retry_max_delay_ms".into());
+        }
+        if !self.sink.exchange.is_empty() && self.sink.routing_key.is_empty() {
+            // An empty routing key is legal AMQP, but almost always a mistake.
+            problems.push("sink.routing_key must be set when sink.exchange is".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            problems.push("log.format must be `text` or `json`".into());
+        }
+        if self.pipeline.max_body_bytes == 0 {
+            problems.push("pipeline.max_body_bytes must be at least 1".into());
+        }
+        problems
+    }
+
+    /// The effective settings as TOML with passwords in URLs replaced by `***`.
+    pub fn masked_toml(&self) -> String {
+        let mut s = self.clone();
+        s.broker.url = mask_url(&s.broker.url);
+        s.store.url = mask_url(&s.store.url);
+        toml::to_string_pretty(&s).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+    }
+}
+
+/// Reads a secret file; surrounding whitespace (a trailing newline) is dropped.
+fn read_secret(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read secret file {}", path.display()))?;
+    Ok(text.trim().to_string())
+}
+
+/// Replaces the password of `scheme://user:password@host...` by `***`.
+pub fn mask_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &authority[..at];
+    let masked = match userinfo.find(':') {
+        Some(colon) => format!("{}:***", &userinfo[..colon]),
+        None => userinfo.to_string(),
+    };
+    format!("{}{}{}", &url[..scheme_end + 3], masked, &rest[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_passwords_only() {
+        assert_eq!(
+            mask_url("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(
+            mask_url("postgres://u:p%40ss@db/x?sslmode=require"),
+            "postgres://u:***@db/x?sslmode=require"
+        );
+        assert_eq!(mask_url("postgres://u@db/x"), "postgres://u@db/x");
+        assert_eq!(mask_url("sqlite://data/a.db"), "sqlite://data/a.db");
+    }
+
+    #[test]
+    fn defaults_are_valid_and_masked() {
+        let s = Settings::default();
+        assert!(s.validate().is_empty(), "{:?}", s.validate());
+        let printed = s.masked_toml();
+        assert!(printed.contains("guest:***@"));
+        assert!(!printed.contains("guest:guest"));
+    }
+
+    #[test]
+    fn secret_file_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("url");
+        std::fs::write(&f, "postgres://a:b@h/db\n").unwrap();
+        let mut s = Settings::default();
+        s.store.url_file = Some(f);
+        s.resolve_secrets().unwrap();
+        assert_eq!(s.store.url, "postgres://a:b@h/db");
     }
 }

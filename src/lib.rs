@@ -9,3 +9,5 @@ pub mod outbox;
 pub mod pipeline;
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod store;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod mappings;
+pub mod ops;
 pub mod process;
 
 /// allegro-bridge: online Bürgergeld applications in, ALLEGRO import records out.
@@ -28,6 +29,16 @@ pub enum Command {
     /// Mapping developer tools: lint and fixture tests.
     #[command(subcommand)]
     Mappings(mappings::MappingsCommand),
+    /// Run the daemon: consume applications from RabbitMQ until SIGTERM.
+    Run,
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ops::ConfigCommand),
+    /// Inspect and replay the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(ops::DlqCommand),
+    /// Re-run stored open cases against the current mappings.
+    Recheck(ops::RecheckArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -35,5 +46,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Process(args) => process::run(cli.config.as_deref(), args),
         Command::Mappings(cmd) => mappings::run(cli.config.as_deref(), cmd),
+        Command::Run => ops::run_daemon(cli.config.as_deref()),
+        Command::Config(cmd) => ops::config(cli.config.as_deref(), cmd),
+        Command::Dlq(cmd) => ops::dlq(cli.config.as_deref(), cmd),
+        Command::Recheck(args) => ops::recheck(cli.config.as_deref(), args),
     }
 }

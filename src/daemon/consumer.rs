@@ -1,0 +1,494 @@
+//! One broker session: connect, declare, consume in batches, commit, ack.
+//!
+//! Deliveries are gathered into batches (up to `daemon.batch_size`, waiting at
+//! most `daemon.batch_linger_ms`). For a batch the pipeline runs on blocking
+//! threads (panics caught per message), then one database transaction stores
+//! every readable application with its record (outbox row) or case and logs
+//! the dead letters, the dead letters are published to the DLQ and confirmed,
+//! the transaction commits, and one multiple-ack acknowledges the batch.
+//!
+//! Architecture invariant: a delivery is acked only after its outcome is
+//! durable (committed rows, confirmed dead letter). A database failure holds
+//! the batch unacked and retries it with backoff; no further deliveries are
+//! taken meanwhile (consumption is paused). A broker failure ends the session;
+//! the caller reconnects, and the unacked deliveries come back and are
+//! recognised by antragId and body hash.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
+    BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::daemon::deadletter::{self, DeadLetter};
+use crate::daemon::dispatcher::OutboxState;
+use crate::daemon::retry::{backoff, Shutdown};
+use crate::daemon::topology::{self, TopologyError};
+use crate::pipeline::{Outcome, Pipeline, Processed};
+use crate::store::{NewApplication, NewDeadLetter, Store, Stored};
+
+/// What the session needs from the daemon.
+pub struct Ctx {
+    pub settings: Settings,
+    pub pipeline: Arc<Pipeline>,
+    pub store: Store,
+    pub outbox: Arc<OutboxState>,
+    pub stats: Arc<Stats>,
+}
+
+/// Counters since start (for logs and the benchmark).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub accepted: std::sync::atomic::AtomicU64,
+    pub rejected: std::sync::atomic::AtomicU64,
+    pub dead_lettered: std::sync::atomic::AtomicU64,
+    pub duplicates: std::sync::atomic::AtomicU64,
+}
+
+/// How a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Not worth retrying (configuration): the daemon exits non-zero.
+    #[error(transparent)]
+    Fatal(anyhow::Error),
+    /// Broker gone or similar: reconnect after a backoff.
+    #[error(transparent)]
+    Transient(anyhow::Error),
+}
+
+fn transient<E: Into<anyhow::Error>>(e: E) -> SessionError {
+    SessionError::Transient(e.into())
+}
+
+/// Connects and consumes until shutdown (then returns `Ok` after a graceful
+/// drain) or until the broker fails.
+pub async fn session(
+    ctx: &Ctx,
+    shutdown: &mut Shutdown,
+    on_ready: &mut (dyn FnMut() + Send),
+) -> Result<(), SessionError> {
+    let b = &ctx.settings.broker;
+    let conn = Connection::connect(
+        &b.url,
+        ConnectionProperties::default().with_connection_name(b.connection_name.as_str().into()),
+    )
+    .await
+    .map_err(transient)?;
+    if b.declare {
+        topology::declare(&conn, b).await.map_err(|e| match e {
+            TopologyError::Mismatch { .. } => SessionError::Fatal(e.into()),
+            TopologyError::Broker { .. } => transient(e),
+        })?;
+    }
+    let consume_ch = conn.create_channel().await.map_err(transient)?;
+    let publish_ch = conn.create_channel().await.map_err(transient)?;
+    publish_ch
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(transient)?;
+    consume_ch
+        .basic_qos(b.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(transient)?;
+    let mut consumer = consume_ch
+        .basic_consume(
+            b.intake_queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(transient)?;
+    let tag = consumer.tag();
+    info!(queue = %b.intake_queue, prefetch = b.prefetch, "consuming");
+    on_ready();
+
+    let batch_size = ctx.settings.daemon.batch_size.max(1);
+    let linger = Duration::from_millis(ctx.settings.daemon.batch_linger_ms);
+    let session = Session {
+        ctx,
+        consume_ch: &consume_ch,
+        publish_ch: &publish_ch,
+    };
+    loop {
+        // Pause while the outbox cannot be written.
+        while !ctx.outbox.healthy.load(Ordering::SeqCst) {
+            if shutdown.sleep(Duration::from_millis(200)).await {
+                break;
+            }
+        }
+        if shutdown.is_set() {
+            break;
+        }
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.wait() => break,
+            d = consumer.next() => d,
+        };
+        let mut batch = vec![next_delivery(first)?];
+        let until = tokio::time::Instant::now() + linger;
+        while batch.len() < batch_size {
+            match tokio::time::timeout_at(until, consumer.next()).await {
+                Ok(d) => batch.push(next_delivery(d)?),
+                Err(_) => break,
+            }
+        }
+        session.handle_batch(batch, shutdown).await?;
+    }
+
+    // Graceful: stop the broker from sending more, finish what was already
+    // delivered to us, ack, close.
+    info!("shutdown: cancelling consumer, finishing in-flight deliveries");
+    consume_ch
+        .basic_cancel(tag, BasicCancelOptions::default())
+        .await
+        .map_err(transient)?;
+    let mut rest = Vec::new();
+    while let Ok(Some(d)) =
+        tokio::time::timeout(Duration::from_millis(100), consumer.next()).await
+    {
+        rest.push(d.map_err(transient)?);
+    }
+    while !rest.is_empty() {
+        // After shutdown, a batch that cannot be stored is left unacked; it
+        // goes back to the queue when the channel closes.
+        let tail = rest.split_off(batch_size.min(rest.len()));
+        let chunk = std::mem::replace(&mut rest, tail);
+        session.handle_batch(chunk, shutdown).await?;
+    }
+    let _ = consume_ch.close(200, "shutdown".into()).await;
+    let _ = publish_ch.close(200, "shutdown".into()).await;
+    let _ = conn.close(200, "shutdown".into()).await;
+    Ok(())
+}
+
+fn next_delivery(d: Option<lapin::Result<Delivery>>) -> Result<Delivery, SessionError> {
+    match d {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => Err(transient(e)),
+        None => Err(SessionError::Transient(anyhow::anyhow!(
+            "the broker ended the consumer"
+        ))),
+    }
+}
+
+struct Session<'a> {
+    ctx: &'a Ctx,
+    consume_ch: &'a Channel,
+    publish_ch: &'a Channel,
+}
+
+/// Why one attempt at storing a batch failed.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("database: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("dead-letter publish not confirmed")]
+    NotConfirmed,
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+}
+
+/// One delivery after the pipeline.
+struct Item {
+    delivery: Delivery,
+    processed: Processed,
+    body_sha256: String,
+}
+
+impl Session<'_> {
+    async fn handle_batch(
+        &self,
+        batch: Vec<Delivery>,
+        shutdown: &Shutdown,
+    ) -> Result<(), SessionError> {
+        let last_tag = batch.iter().map(|d| d.delivery_tag).max().unwrap_or(0);
+        let items = run_pipeline(&self.ctx.pipeline, batch, self.ctx.settings.daemon.concurrency)
+            .await
+            .map_err(SessionError::Fatal)?;
+        let mut delays = backoff(&self.ctx.settings.daemon);
+        let mut failing_since: Option<Instant> = None;
+        let deadline = Duration::from_secs(self.ctx.settings.daemon.shutdown_deadline_secs);
+        loop {
+            match self.attempt(&items).await {
+                Ok(()) => break,
+                Err(AttemptError::Broker(e)) => return Err(transient(e)),
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if shutdown.is_set() && since.elapsed() > deadline {
+                        return Err(SessionError::Transient(anyhow::anyhow!(
+                            "shutdown while the batch could not be stored: {e}"
+                        )));
+                    }
+                    let d = delays.next().unwrap_or(Duration::from_secs(1));
+                    warn!(error = %e, retry_in_ms = d.as_millis() as u64, held = items.len(),
+                        "batch not stored; consumption paused, retrying");
+                    tokio::time::sleep(d).await;
+                }
+            }
+        }
+        if let Some(since) = failing_since {
+            info!(after_ms = since.elapsed().as_millis() as u64, "store reachable again; resuming");
+        }
+        self.consume_ch
+            .basic_ack(last_tag, BasicAckOptions { multiple: true })
+            .await
+            .map_err(transient)?;
+        self.ctx.outbox.notify.notify_one();
+        Ok(())
+    }
+
+    /// One transaction for the whole batch; dead letters are published and
+    /// confirmed before the commit.
+    async fn attempt(&self, items: &[Item]) -> Result<(), AttemptError> {
+        let now = Utc::now();
+        let mut apps = Vec::new();
+        let mut app_item = Vec::new();
+        let mut letters: Vec<(usize, DeadLetter)> = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            let p = &it.processed;
+            match (p.outcome, p.antrag_id) {
+                (Outcome::Accepted, Some(id)) if p.record.is_some() => {
+                    apps.push(new_application(it, id, "accepted", now));
+                    app_item.push(i);
+                }
+                (Outcome::Rejected, Some(id)) => {
+                    apps.push(new_application(it, id, "rejected", now));
+                    app_item.push(i);
+                }
+                _ => {
+                    let (reason, detail) = match &p.invalid {
+                        Some(inv) if p.outcome == Outcome::Invalid => {
+                            (inv.reason.to_string(), inv.detail.clone())
+                        }
+                        _ => (
+                            deadletter::REASON_INTERNAL.to_string(),
+                            format!(
+                                "pipeline returned {} without the data that outcome needs",
+                                p.outcome.as_str()
+                            ),
+                        ),
+                    };
+                    letters.push((
+                        i,
+                        DeadLetter {
+                            id: Uuid::new_v4(),
+                            antrag_id: p.antrag_id,
+                            reason,
+                            detail,
+                            first_seen: now,
+                        },
+                    ));
+                }
+            }
+        }
+        let mut tx = self.ctx.store.begin().await?;
+        let stored = tx.insert_applications(&apps).await?;
+        let mut dup = 0u64;
+        let (mut acc, mut rej) = (0u64, 0u64);
+        for (k, s) in stored.iter().enumerate() {
+            let it = &items[app_item[k]];
+            match s {
+                Stored::Inserted => {
+                    if it.processed.outcome == Outcome::Accepted {
+                        acc += 1
+                    } else {
+                        rej += 1
+                    }
+                }
+                Stored::Duplicate => {
+                    dup += 1;
+                    debug!(antrag_id = ?it.processed.antrag_id, "duplicate delivery acked");
+                }
+                Stored::Conflict => letters.push((
+                    app_item[k],
+                    DeadLetter {
+                        id: Uuid::new_v4(),
+                        antrag_id: it.processed.antrag_id,
+                        reason: deadletter::REASON_CONFLICT.into(),
+                        detail: "a different body is already stored under this antragId".into(),
+                        first_seen: now,
+                    },
+                )),
+            }
+        }
+        let rows: Vec<NewDeadLetter> = letters
+            .iter()
+            .map(|(i, dl)| {
+                let it = &items[*i];
+                NewDeadLetter {
+                    id: dl.id,
+                    dedup_key: deadletter::dedup_key(&it.body_sha256, message_id(&it.delivery)),
+                    antrag_id: dl.antrag_id,
+                    reason: dl.reason.clone(),
+                    detail: dl.detail.clone(),
+                    body_sha256: it.body_sha256.clone(),
+                    first_seen: dl.first_seen,
+                }
+            })
+            .collect();
+        let fresh = tx.insert_dead_letters(&rows).await?;
+        let dlq = self.ctx.settings.broker.dlq.as_str();
+        let mut confirms = Vec::new();
+        for ((i, dl), new) in letters.iter().zip(&fresh) {
+            if !new {
+                debug!(antrag_id = ?dl.antrag_id, "dead letter already published; acking");
+                continue;
+            }
+            let it = &items[*i];
+            warn!(antrag_id = ?dl.antrag_id, reason = %dl.reason, dead_letter_id = %dl.id,
+                "dead-lettered");
+            confirms.push(
+                self.publish_ch
+                    .basic_publish(
+                        "".into(),
+                        dlq.into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        &it.delivery.data,
+                        deadletter::properties(&it.delivery.properties, dl),
+                    )
+                    .await?,
+            );
+        }
+        let published = confirms.len() as u64;
+        for c in confirms {
+            let conf = c.await?;
+            if !conf.is_ack() || conf.take_message().is_some() {
+                return Err(AttemptError::NotConfirmed);
+            }
+        }
+        tx.commit().await?;
+        let s = &self.ctx.stats;
+        s.accepted.fetch_add(acc, Ordering::Relaxed);
+        s.rejected.fetch_add(rej, Ordering::Relaxed);
+        s.duplicates.fetch_add(dup, Ordering::Relaxed);
+        s.dead_lettered.fetch_add(published, Ordering::Relaxed);
+        debug!(items = items.len(), accepted = acc, rejected = rej, duplicates = dup,
+            dead_lettered = published, "batch committed");
+        Ok(())
+    }
+}
+
+fn message_id(d: &Delivery) -> Option<&str> {
+    d.properties.message_id().as_ref().map(|m| m.as_str())
+}
+
+fn new_application(
+    it: &Item,
+    id: Uuid,
+    outcome: &'static str,
+    now: chrono::DateTime<Utc>,
+) -> NewApplication {
+    let p = &it.processed;
+    NewApplication {
+        antrag_id: id,
+        body: it.delivery.data.clone(),
+        body_sha256: it.body_sha256.clone(),
+        outcome,
+        mapping: p.mapping.as_deref().map(clean),
+        findings_json: serde_json::to_string(&p.findings).unwrap_or_else(|_| "[]".into()),
+        dienststellennummer: dienststellennummer(&it.delivery.data),
+        message_id: message_id(&it.delivery).map(clean),
+        record: if outcome == "accepted" {
+            p.record.clone()
+        } else {
+            None
+        },
+        created_at: now,
+    }
+}
+
+/// Drops NUL characters, which PostgreSQL text columns refuse.
+fn clean(s: &str) -> String {
+    s.replace('\0', "")
+}
+
+/// `/jobcenter/dienststellennummer` of the body, if it is a short plain code.
+pub fn dienststellennummer(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        jobcenter: Option<Jobcenter>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Jobcenter {
+        dienststellennummer: Option<serde_json::Value>,
+    }
+    let b: Body = serde_json::from_slice(body).ok()?;
+    let v = b.jobcenter?.dienststellennummer?;
+    let s = match &v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    (!s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric())).then_some(s)
+}
+
+/// Runs the pipeline over a batch on `parallel` blocking threads, catching a
+/// panic per message (it becomes an `internal_error` dead letter).
+async fn run_pipeline(
+    pipeline: &Arc<Pipeline>,
+    batch: Vec<Delivery>,
+    parallel: usize,
+) -> anyhow::Result<Vec<Item>> {
+    let per = batch.len().div_ceil(parallel.max(1)).max(1);
+    let mut tasks = Vec::new();
+    let mut batch = batch;
+    while !batch.is_empty() {
+        let rest = batch.split_off(per.min(batch.len()));
+        let chunk = std::mem::replace(&mut batch, rest);
+        let p = Arc::clone(pipeline);
+        tasks.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|d| process_one(&p, d))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.extend(t.await?);
+    }
+    Ok(out)
+}
+
+fn process_one(p: &Pipeline, delivery: Delivery) -> Item {
+    let mid = message_id(&delivery);
+    let processed = match catch_unwind(AssertUnwindSafe(|| p.process(&delivery.data, mid))) {
+        Ok(p) => p,
+        Err(_) => {
+            error!(delivery_tag = delivery.delivery_tag, "pipeline panicked; dead-lettering");
+            Processed {
+                antrag_id: None,
+                outcome: Outcome::Invalid,
+                findings: vec![],
+                record: None,
+                invalid: Some(crate::pipeline::Invalid {
+                    reason: deadletter::REASON_INTERNAL,
+                    detail: "the pipeline panicked on this message".into(),
+                }),
+                mapping: None,
+            }
+        }
+    };
+    let body_sha256 = deadletter::sha256_hex(&delivery.data);
+    Item {
+        delivery,
+        processed,
+        body_sha256,
+    }
+}

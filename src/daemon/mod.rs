@@ -1,0 +1,201 @@
+//! The daemon (`allegro-bridge run`): RabbitMQ intake → pipeline → store →
+//! outbox, with retries, dead letters and graceful shutdown.
+//!
+//! Code map:
+//! - [`topology`]: declares the intake quorum queue and the DLQ.
+//! - [`consumer`]: one broker session; batches deliveries, one transaction
+//!   and one multiple-ack per batch (group commit).
+//! - [`deadletter`]: DLQ headers and dedup keys.
+//! - [`dispatcher`]: writes record files from the outbox table.
+//! - [`retry`]: backoff and the shutdown flag.
+//!
+//! This module wires them: the outer reconnect loop around [`consumer::session`],
+//! the dispatcher task, signal handling (SIGTERM, SIGINT) with a deadline, and
+//! systemd notifications (READY, STOPPING, WATCHDOG).
+
+pub mod consumer;
+pub mod deadletter;
+pub mod dispatcher;
+pub mod retry;
+pub mod topology;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tracing::{error, info, warn};
+
+use crate::config::Settings;
+use crate::pipeline::Pipeline;
+use crate::store::Store;
+use consumer::{Ctx, SessionError, Stats};
+use dispatcher::{Dispatcher, OutboxState};
+use retry::{backoff, shutdown_pair, Shutdown};
+
+/// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
+pub fn run(settings: Settings) -> anyhow::Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("allegro-bridge")
+        .build()?;
+    rt.block_on(run_async(settings))
+}
+
+async fn run_async(settings: Settings) -> anyhow::Result<i32> {
+    // A panic message may quote input data; log only where it happened.
+    std::panic::set_hook(Box::new(|info| {
+        let loc = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        error!(location = %loc, "panic");
+    }));
+
+    let pipeline = Arc::new(Pipeline::load(&settings.pipeline).context("loading mappings")?);
+    let store = Store::connect_lazy(&settings.store)?;
+
+    let (trigger, shutdown) = shutdown_pair();
+    let trigger = Arc::new(trigger);
+    spawn_signal_handler(Arc::clone(&trigger), settings.daemon.shutdown_deadline_secs);
+
+    // Migrations: the database may not be up yet; wait for it.
+    {
+        let mut delays = backoff(&settings.daemon);
+        let mut sd = shutdown.clone();
+        loop {
+            match store.migrate().await {
+                Ok(()) => break,
+                Err(e) => {
+                    let d = delays.next().unwrap_or(Duration::from_secs(1));
+                    warn!(error = %format!("{e:#}"), retry_in_ms = d.as_millis() as u64,
+                        "database not ready");
+                    if sd.sleep(d).await {
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+    }
+    info!(store = store.kind(), "database ready");
+
+    let outbox = Arc::new(OutboxState::default());
+    outbox.healthy.store(true, Ordering::SeqCst);
+    let (stop_dispatch, dispatch_stop) = shutdown_pair();
+    let dispatcher = tokio::spawn(
+        Dispatcher {
+            store: store.clone(),
+            dir: settings.outbox.dir.clone(),
+            cfg: settings.daemon.clone(),
+            sink: settings.sink.clone(),
+            broker_url: settings.broker.url.clone(),
+            state: Arc::clone(&outbox),
+        }
+        .run(dispatch_stop),
+    );
+    spawn_watchdog();
+
+    let ctx = Ctx {
+        settings: settings.clone(),
+        pipeline,
+        store: store.clone(),
+        outbox: Arc::clone(&outbox),
+        stats: Arc::new(Stats::default()),
+    };
+    let code = reconnect_loop(&ctx, shutdown.clone()).await;
+
+    // Let the dispatcher write what is committed, then stop.
+    stop_dispatch.trigger();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(settings.daemon.shutdown_deadline_secs),
+        dispatcher,
+    )
+    .await;
+    store.close().await;
+    let s = &ctx.stats;
+    info!(
+        accepted = s.accepted.load(Ordering::Relaxed),
+        rejected = s.rejected.load(Ordering::Relaxed),
+        dead_lettered = s.dead_lettered.load(Ordering::Relaxed),
+        duplicates = s.duplicates.load(Ordering::Relaxed),
+        records_written = outbox.written.load(Ordering::Relaxed),
+        "stopped"
+    );
+    code
+}
+
+/// Sessions until shutdown; reconnects with backoff after broker failures.
+async fn reconnect_loop(ctx: &Ctx, mut shutdown: Shutdown) -> anyhow::Result<i32> {
+    let mut delays = backoff(&ctx.settings.daemon);
+    let mut ready_sent = false;
+    loop {
+        let started = Instant::now();
+        let mut on_ready = || {
+            if !ready_sent {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                ready_sent = true;
+            }
+        };
+        match consumer::session(ctx, &mut shutdown, &mut on_ready).await {
+            Ok(()) => return Ok(0),
+            Err(SessionError::Fatal(e)) => return Err(e),
+            Err(SessionError::Transient(e)) => {
+                if shutdown.is_set() {
+                    warn!(error = %format!("{e:#}"), "stopped with work left unacked; it will be redelivered");
+                    return Ok(0);
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    delays = backoff(&ctx.settings.daemon);
+                }
+                let d = delays.next().unwrap_or(Duration::from_secs(1));
+                warn!(error = %format!("{e:#}"), retry_in_ms = d.as_millis() as u64,
+                    "broker session ended; reconnecting");
+                if shutdown.sleep(d).await {
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM/SIGINT trigger the graceful shutdown; after the deadline (or a
+/// second signal) the process exits at once: whatever is unacked goes back
+/// to the queue, nothing is lost.
+fn spawn_signal_handler(trigger: Arc<retry::ShutdownTrigger>, deadline_secs: u64) {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: shutting down"),
+            _ = int.recv() => info!("SIGINT: shutting down"),
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        trigger.trigger();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(deadline_secs + 2)) => {
+                warn!("shutdown deadline passed; exiting, unacked deliveries return to the queue");
+            }
+            _ = term.recv() => warn!("second signal; exiting now"),
+            _ = int.recv() => warn!("second signal; exiting now"),
+        }
+        std::process::exit(0);
+    });
+}
+
+/// Pings the systemd watchdog at half its interval when one is configured.
+fn spawn_watchdog() {
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(interval / 2);
+            loop {
+                t.tick().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+}

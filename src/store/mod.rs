@@ -1,0 +1,519 @@
+//! The durable store: applications, cases, the record outbox and the
+//! dead-letter log, in SQLite (embedded default) or PostgreSQL.
+//!
+//! Both dialects run the same SQL through sqlx's run-time query API (no
+//! compile-time macros, which would bind the crate to one database kind).
+//! Each public operation is written once inside [`dispatch!`], which expands
+//! it for both pool types so each expansion is type-checked against its own
+//! driver.
+//!
+//! Architecture invariant: an applications row, its case or record row and the
+//! dead-letter log rows of one batch commit together or not at all; a row is
+//! never updated to a different body (same antragId + different body is a
+//! conflict the caller dead-letters).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, QueryBuilder, Row, SqlSafeStr, Sqlite, Transaction};
+use uuid::Uuid;
+
+use crate::config::StoreConfig;
+
+/// Migrations embedded in the binary, one folder per dialect.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        list.iter()
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    *v,
+                    (*d).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A pooled connection to one of the two supported databases.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open write transaction.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Expands `$body` once per database kind with `$c` bound to the pool or
+/// transaction of that kind.
+macro_rules! dispatch {
+    ($e:expr, $ty:ident, $c:ident => $body:expr) => {
+        match $e {
+            $ty::Sqlite($c) => $body,
+            $ty::Postgres($c) => $body,
+        }
+    };
+}
+
+/// One readable application to store.
+#[derive(Debug, Clone)]
+pub struct NewApplication {
+    pub antrag_id: Uuid,
+    pub body: Vec<u8>,
+    pub body_sha256: String,
+    /// `accepted` or `rejected`.
+    pub outcome: &'static str,
+    pub mapping: Option<String>,
+    pub findings_json: String,
+    pub dienststellennummer: Option<String>,
+    pub message_id: Option<String>,
+    /// The XML record, only for `accepted`.
+    pub record: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What storing an application did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// New: the application and its record or case were inserted.
+    Inserted,
+    /// Known with the same body: nothing was written.
+    Duplicate,
+    /// Known with a different body: nothing was written; dead-letter it.
+    Conflict,
+}
+
+/// One dead letter to log.
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter {
+    pub id: Uuid,
+    /// Identifies the message across redeliveries: body hash + message_id.
+    pub dedup_key: String,
+    pub antrag_id: Option<Uuid>,
+    pub reason: String,
+    pub detail: String,
+    pub body_sha256: String,
+    pub first_seen: DateTime<Utc>,
+}
+
+/// A record waiting in the outbox table for its file.
+#[derive(Debug, Clone)]
+pub struct PendingRecord {
+    pub antrag_id: Uuid,
+    pub file_name: String,
+    pub xml: Vec<u8>,
+}
+
+/// A stored application, for the re-check.
+#[derive(Debug, Clone)]
+pub struct StoredApplication {
+    pub antrag_id: Uuid,
+    pub body: Vec<u8>,
+    pub message_id: Option<String>,
+    pub outcome: String,
+}
+
+/// Row counts, for `config check`, tests and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub applications: i64,
+    pub cases: i64,
+    pub records: i64,
+    pub records_pending: i64,
+    pub dead_letters: i64,
+}
+
+impl Store {
+    /// Connects (creating the SQLite file and its folder if needed) and runs
+    /// the migrations.
+    pub async fn connect(cfg: &StoreConfig) -> anyhow::Result<Store> {
+        let store = Store::connect_lazy(cfg)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Builds the pool without touching the database yet.
+    pub fn connect_lazy(cfg: &StoreConfig) -> anyhow::Result<Store> {
+        let timeout = Duration::from_secs(cfg.connect_timeout_secs.max(1));
+        if cfg.url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(&cfg.url)
+                .context("store.url is not a valid SQLite URL")?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            if let Some(parent) = opts.get_filename().parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).with_context(|| {
+                        format!("cannot create database folder {}", parent.display())
+                    })?;
+                }
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(cfg.max_connections)
+                .acquire_timeout(timeout)
+                .connect_lazy_with(opts);
+            Ok(Store::Sqlite(pool))
+        } else {
+            let opts = PgConnectOptions::from_str(&cfg.url)
+                .context("store.url is not a valid PostgreSQL URL")?
+                .application_name("allegro-bridge");
+            let pool = PgPoolOptions::new()
+                .max_connections(cfg.max_connections)
+                .acquire_timeout(timeout)
+                .connect_lazy_with(opts);
+            Ok(Store::Postgres(pool))
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies the embedded migrations of this dialect (idempotent; safe to
+    /// run from several daemons at once, sqlx takes a lock).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Store::Sqlite(p) => migrator(SQLITE_MIGRATIONS).run(p).await,
+            Store::Postgres(p) => migrator(POSTGRES_MIGRATIONS).run(p).await,
+        }
+        .context("database migration failed")
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite, so a
+    /// read-then-write never fails half-way with BUSY).
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Store::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Up to `limit` records whose file is not yet written, oldest first.
+    pub async fn pending_records(&self, limit: usize) -> Result<Vec<PendingRecord>, sqlx::Error> {
+        dispatch!(self, Store, p => {
+            let rows = sqlx::query(
+                "SELECT antrag_id, file_name, xml FROM records \
+                 WHERE written_at IS NULL ORDER BY created_at LIMIT $1",
+            )
+            .bind(limit as i64)
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(PendingRecord {
+                        antrag_id: r.try_get("antrag_id")?,
+                        file_name: r.try_get("file_name")?,
+                        xml: r.try_get("xml")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Marks records as written to the outbox directory.
+    pub async fn mark_written(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, Store, p => {
+            let mut qb = QueryBuilder::new("UPDATE records SET written_at = ");
+            qb.push_bind(at);
+            qb.push(" WHERE written_at IS NULL AND antrag_id IN (");
+            let mut sep = qb.separated(", ");
+            for id in ids {
+                sep.push_bind(*id);
+            }
+            qb.push(")");
+            qb.build().execute(p).await?;
+            Ok(())
+        })
+    }
+
+    /// Frees a dead letter's dedup key before it is replayed, so that the
+    /// replayed message may be dead-lettered again if it is still unreadable.
+    pub async fn mark_replayed(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        dispatch!(self, Store, p => {
+            let r = sqlx::query(
+                "UPDATE dead_letters SET replayed_at = $1 WHERE id = $2 AND replayed_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(p)
+            .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    /// Frees the live dedup key of a message that is about to be replayed and
+    /// has no dead-letter id (e.g. dead-lettered by the broker's delivery limit).
+    pub async fn mark_replayed_by_key(
+        &self,
+        dedup_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        dispatch!(self, Store, p => {
+            sqlx::query(
+                "UPDATE dead_letters SET replayed_at = $1 WHERE dedup_key = $2 AND replayed_at IS NULL",
+            )
+            .bind(at)
+            .bind(dedup_key)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Stored applications with an open case, `after` an antragId (paging).
+    pub async fn open_cases(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<StoredApplication>, sqlx::Error> {
+        dispatch!(self, Store, p => {
+            let mut qb = QueryBuilder::new(
+                "SELECT a.antrag_id, a.body, a.message_id, a.outcome FROM applications a \
+                 JOIN cases c ON c.antrag_id = a.antrag_id WHERE c.status = 'open'",
+            );
+            if let Some(after) = after {
+                qb.push(" AND a.antrag_id > ");
+                qb.push_bind(after);
+            }
+            qb.push(" ORDER BY a.antrag_id LIMIT ");
+            qb.push_bind(limit as i64);
+            let rows = qb.build().fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredApplication {
+                        antrag_id: r.try_get("antrag_id")?,
+                        body: r.try_get("body")?,
+                        message_id: r.try_get("message_id")?,
+                        outcome: r.try_get("outcome")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Row counts of every table.
+    pub async fn counts(&self) -> Result<Counts, sqlx::Error> {
+        dispatch!(self, Store, p => {
+            let r = sqlx::query(
+                "SELECT \
+                   (SELECT COUNT(*) FROM applications) AS applications, \
+                   (SELECT COUNT(*) FROM cases) AS cases, \
+                   (SELECT COUNT(*) FROM records) AS records, \
+                   (SELECT COUNT(*) FROM records WHERE written_at IS NULL) AS records_pending, \
+                   (SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL) AS dead_letters",
+            )
+            .fetch_one(p)
+            .await?;
+            Ok(Counts {
+                applications: r.try_get("applications")?,
+                cases: r.try_get("cases")?,
+                records: r.try_get("records")?,
+                records_pending: r.try_get("records_pending")?,
+                dead_letters: r.try_get("dead_letters")?,
+            })
+        })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        dispatch!(self, Store, p => p.close().await)
+    }
+}
+
+impl Tx {
+    /// Inserts the applications with their record or case rows. Returns, in
+    /// input order, whether each was new, a duplicate or a conflict. Several
+    /// items with the same antragId in one call are handled in order (the
+    /// first wins; the others are duplicates or conflicts of it).
+    pub async fn insert_applications(
+        &mut self,
+        apps: &[NewApplication],
+    ) -> Result<Vec<Stored>, sqlx::Error> {
+        let mut result = vec![Stored::Duplicate; apps.len()];
+        if apps.is_empty() {
+            return Ok(result);
+        }
+        // First occurrence of each antragId in this batch.
+        let mut first: std::collections::HashMap<Uuid, usize> = Default::default();
+        let mut unique = Vec::new();
+        for (i, a) in apps.iter().enumerate() {
+            if let Some(&j) = first.get(&a.antrag_id) {
+                result[i] = if apps[j].body_sha256 == a.body_sha256 {
+                    Stored::Duplicate
+                } else {
+                    Stored::Conflict
+                };
+            } else {
+                first.insert(a.antrag_id, i);
+                unique.push(i);
+            }
+        }
+        // Sorted by key, so concurrent daemons lock rows in the same order.
+        unique.sort_by_key(|&i| apps[i].antrag_id);
+
+        let inserted: Vec<Uuid> = dispatch!(self, Tx, tx => {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO applications (antrag_id, body, body_sha256, outcome, mapping, \
+                 findings, dienststellennummer, message_id, created_at) ",
+            );
+            qb.push_values(unique.iter().map(|&i| &apps[i]), |mut b, a| {
+                b.push_bind(a.antrag_id)
+                    .push_bind(a.body.as_slice())
+                    .push_bind(a.body_sha256.as_str())
+                    .push_bind(a.outcome)
+                    .push_bind(a.mapping.as_deref())
+                    .push_bind(a.findings_json.as_str())
+                    .push_bind(a.dienststellennummer.as_deref())
+                    .push_bind(a.message_id.as_deref())
+                    .push_bind(a.created_at);
+            });
+            qb.push(" ON CONFLICT (antrag_id) DO NOTHING RETURNING antrag_id");
+            let rows = qb.build().fetch_all(&mut **tx).await?;
+            rows.iter()
+                .map(|r| r.try_get::<Uuid, _>("antrag_id"))
+                .collect::<Result<_, _>>()?
+        });
+        let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+
+        // Known before this batch: same body → duplicate, else conflict.
+        let known: Vec<usize> = unique
+            .iter()
+            .copied()
+            .filter(|&i| !inserted.contains(&apps[i].antrag_id))
+            .collect();
+        if !known.is_empty() {
+            let hashes: std::collections::HashMap<Uuid, String> = dispatch!(self, Tx, tx => {
+                let mut qb = QueryBuilder::new(
+                    "SELECT antrag_id, body_sha256 FROM applications WHERE antrag_id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for &i in &known {
+                    sep.push_bind(apps[i].antrag_id);
+                }
+                qb.push(")");
+                let rows = qb.build().fetch_all(&mut **tx).await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("antrag_id")?, r.try_get("body_sha256")?)))
+                    .collect::<Result<_, sqlx::Error>>()?
+            });
+            for &i in &known {
+                result[i] = match hashes.get(&apps[i].antrag_id) {
+                    Some(h) if *h == apps[i].body_sha256 => Stored::Duplicate,
+                    _ => Stored::Conflict,
+                };
+            }
+        }
+
+        let new: Vec<&NewApplication> = unique
+            .iter()
+            .filter(|&&i| inserted.contains(&apps[i].antrag_id))
+            .map(|&i| &apps[i])
+            .collect();
+        for &i in &unique {
+            if inserted.contains(&apps[i].antrag_id) {
+                result[i] = Stored::Inserted;
+            }
+        }
+        let records: Vec<&NewApplication> =
+            new.iter().copied().filter(|a| a.record.is_some()).collect();
+        let cases: Vec<&NewApplication> =
+            new.iter().copied().filter(|a| a.record.is_none()).collect();
+        dispatch!(self, Tx, tx => {
+            if !records.is_empty() {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO records (antrag_id, file_name, xml, created_at) ",
+                );
+                qb.push_values(records.iter(), |mut b, a| {
+                    b.push_bind(a.antrag_id)
+                        .push_bind(format!("{}.xml", a.antrag_id))
+                        .push_bind(a.record.as_deref().unwrap_or_default())
+                        .push_bind(a.created_at);
+                });
+                qb.build().execute(&mut **tx).await?;
+            }
+            if !cases.is_empty() {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at) ",
+                );
+                qb.push_values(cases.iter(), |mut b, a| {
+                    b.push_bind(a.antrag_id)
+                        .push_bind(a.dienststellennummer.as_deref())
+                        .push_bind("open")
+                        .push_bind(a.created_at)
+                        .push_bind(a.created_at);
+                });
+                qb.build().execute(&mut **tx).await?;
+            }
+        });
+        Ok(result)
+    }
+
+    /// Logs dead letters. Returns, in input order, `true` for a new one (to be
+    /// published) and `false` where a live row with the same dedup key exists
+    /// (already published before a crash or redelivery: do not publish again).
+    pub async fn insert_dead_letters(
+        &mut self,
+        letters: &[NewDeadLetter],
+    ) -> Result<Vec<bool>, sqlx::Error> {
+        let mut out = Vec::with_capacity(letters.len());
+        for d in letters {
+            let r = dispatch!(self, Tx, tx => {
+                sqlx::query(
+                    "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, \
+                     body_sha256, first_seen) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING",
+                )
+                .bind(d.id)
+                .bind(d.dedup_key.as_str())
+                .bind(d.antrag_id)
+                .bind(d.reason.as_str())
+                .bind(d.detail.as_str())
+                .bind(d.body_sha256.as_str())
+                .bind(d.first_seen)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+            });
+            out.push(r > 0);
+        }
+        Ok(out)
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        dispatch!(self, Tx, tx => tx.commit().await)
+    }
+}
