@@ -9,7 +9,15 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::finding::Finding;
+use crate::checks;
+use crate::dates;
+use crate::finding::{Finding, Severity};
+use crate::intake;
+use crate::mapping::labels::Fill;
+use crate::mapping::{self, Mapping, MappingSet, SchemaMessage};
+use crate::pointer::{self, Step};
+use crate::record::{self, Correction, RecordMeta};
+use crate::rules;
 
 /// The three outcomes of contract §2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -77,31 +85,250 @@ impl Default for PipelineConfig {
 }
 
 /// The compiled mappings and schemas; cheap to share between threads.
+#[derive(Debug)]
 pub struct Pipeline {
-    #[allow(dead_code)]
     config: PipelineConfig,
+    mappings: MappingSet,
 }
 
 impl Pipeline {
-    /// Loads and compiles every mapping; refuses the whole set on any error.
+    /// Loads and compiles every mapping; refuses the whole set on any error
+    /// (the error lists every problem as `file:line: what`).
     pub fn load(config: &PipelineConfig) -> anyhow::Result<Pipeline> {
+        let mappings = mapping::load(&config.mappings_dir, &config.schemas_dir)?;
         Ok(Pipeline {
             config: config.clone(),
+            mappings,
         })
     }
 
+    /// The mappings in force.
+    pub fn mappings(&self) -> &MappingSet {
+        &self.mappings
+    }
+
+    /// The configuration it was loaded with.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
     /// Runs one delivery through the whole pipeline.
-    pub fn process(&self, _body: &[u8], _message_id: Option<&str>) -> Processed {
-        Processed {
-            antrag_id: None,
-            outcome: Outcome::Invalid,
-            findings: vec![],
+    pub fn process(&self, body: &[u8], message_id: Option<&str>) -> Processed {
+        self.process_with(body, message_id, &[])
+    }
+
+    /// Like [`Pipeline::process`], with the corrections of a released case
+    /// recorded in the record's provenance.
+    pub fn process_with(
+        &self,
+        body: &[u8],
+        message_id: Option<&str>,
+        corrections: &[Correction],
+    ) -> Processed {
+        let env = match intake::read(body, message_id, self.config.max_body_bytes) {
+            Ok(env) => env,
+            Err(r) => return invalid(r.antrag_id, r.invalid, None),
+        };
+        let Some(m) = self.mappings.get(&env.form, &env.version) else {
+            return invalid(
+                Some(env.antrag_id),
+                Invalid {
+                    reason: "no_mapping",
+                    detail: format!(
+                        "no mapping for form {:?} version {:?}",
+                        truncate(&env.form, 20),
+                        truncate(&env.version, 20)
+                    ),
+                },
+                None,
+            );
+        };
+        let findings = evaluate(m, &env.doc);
+        finish(m, env.antrag_id, &env.doc, findings, corrections)
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn invalid(antrag_id: Option<Uuid>, why: Invalid, mapping: Option<String>) -> Processed {
+    Processed {
+        antrag_id,
+        outcome: Outcome::Invalid,
+        findings: vec![],
+        record: None,
+        invalid: Some(why),
+        mapping,
+    }
+}
+
+/// All findings of one application under one mapping, in one pass: JSON
+/// Schema, field checks, then rules. Identical findings are reported once.
+pub fn evaluate(m: &Mapping, doc: &serde_json::Value) -> Vec<Finding> {
+    let mut out = Vec::new();
+    schema_findings(m, doc, &mut out);
+    let today = m
+        .today
+        .first(doc, &Vec::new())
+        .and_then(|(_, v)| v.as_str())
+        .and_then(dates::submission_day);
+    let input = checks::Input {
+        doc,
+        today,
+        labels: &m.labels,
+    };
+    for c in &m.checks {
+        c.run(&input, &mut out);
+    }
+    let mut eval = rules::Eval::new(doc, today, &m.labels);
+    for r in &m.rules {
+        eval.run(&m.rule_env, r, &mut out);
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|f| seen.insert((f.pointer.clone(), f.rule.clone())));
+    out
+}
+
+fn finish(
+    m: &Mapping,
+    antrag_id: Uuid,
+    doc: &serde_json::Value,
+    mut findings: Vec<Finding>,
+    corrections: &[Correction],
+) -> Processed {
+    let mapping = Some(m.name.clone());
+    if findings.iter().any(Finding::is_error) {
+        return Processed {
+            antrag_id: Some(antrag_id),
+            outcome: Outcome::Rejected,
+            findings,
             record: None,
-            invalid: Some(Invalid {
-                reason: "internal",
-                detail: "pipeline not implemented yet".into(),
-            }),
-            mapping: None,
+            invalid: None,
+            mapping,
+        };
+    }
+    let meta = RecordMeta {
+        record_version: &m.record_version,
+        mapping_name: &m.name,
+        mapping_version: &m.version,
+        findings: &findings,
+        corrections,
+    };
+    let transform_error = |path: &pointer::Path<'_>, detail: &str| -> Finding {
+        let sm = &m.schema_messages["transform"];
+        schema_finding(m, sm, path, detail)
+    };
+    match record::build(&m.groups, doc, &meta, &transform_error) {
+        Ok(xml) => Processed {
+            antrag_id: Some(antrag_id),
+            outcome: Outcome::Accepted,
+            findings,
+            record: Some(xml),
+            invalid: None,
+            mapping,
+        },
+        Err(errors) => {
+            findings.extend(errors);
+            Processed {
+                antrag_id: Some(antrag_id),
+                outcome: Outcome::Rejected,
+                findings,
+                record: None,
+                invalid: None,
+                mapping,
+            }
         }
+    }
+}
+
+fn schema_finding(m: &Mapping, sm: &SchemaMessage, path: &[Step<'_>], detail: &str) -> Finding {
+    let feld = m.labels.name(path);
+    Finding {
+        pointer: pointer::render(path),
+        severity: Severity::Error,
+        rule: sm.rule.clone(),
+        message: sm.message.render(&Fill {
+            feld: &feld,
+            detail,
+            nachweis: "",
+        }),
+        nachweis: None,
+    }
+}
+
+fn type_name(t: &str) -> &'static str {
+    match t {
+        "string" => "ein Text",
+        "number" => "eine Zahl",
+        "integer" => "eine ganze Zahl",
+        "boolean" => "ja oder nein",
+        "object" => "eine Gruppe von Angaben",
+        "array" => "eine Liste",
+        "null" => "leer",
+        _ => "ein anderer Wert",
+    }
+}
+
+fn schema_findings(m: &Mapping, doc: &serde_json::Value, out: &mut Vec<Finding>) {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as K};
+    if m.schema.is_valid(doc) {
+        return;
+    }
+    for err in m.schema.iter_errors(doc) {
+        let segs: Vec<String> =
+            pointer::parse_concrete(err.instance_path().as_str()).unwrap_or_default();
+        let mut path: Vec<Step<'_>> = segs
+            .iter()
+            .map(|s| match s.parse::<usize>() {
+                Ok(i) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Step::Index(i),
+                _ => Step::Key(s.as_str()),
+            })
+            .collect();
+        let mut extra: Vec<String> = Vec::new();
+        let (kind, detail) = match err.kind() {
+            K::Required { property } => {
+                extra.push(property.as_str().unwrap_or_default().to_string());
+                ("required", String::new())
+            }
+            K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
+                for u in unexpected {
+                    let mut p = path.clone();
+                    p.push(Step::Key(u.as_str()));
+                    out.push(schema_finding(m, &m.schema_messages["additional"], &p, u));
+                }
+                continue;
+            }
+            K::Type { kind } => {
+                let expected = match kind {
+                    TypeKind::Single(t) => type_name(&t.to_string()).to_string(),
+                    TypeKind::Multiple(ts) => ts
+                        .iter()
+                        .map(|t| type_name(&t.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(" oder "),
+                };
+                ("type", expected)
+            }
+            K::Enum { .. } | K::Constant { .. } => ("enum", String::new()),
+            K::Pattern { .. } | K::Format { .. } => ("pattern", String::new()),
+            K::MaxLength { limit } => ("length", format!("höchstens {limit} Zeichen")),
+            K::MinLength { limit } => ("length", format!("mindestens {limit} Zeichen")),
+            K::MaxItems { limit } => ("other", format!("höchstens {limit} Einträge sind erlaubt")),
+            K::Minimum { .. } | K::ExclusiveMinimum { .. } => {
+                ("other", "der Wert ist zu klein".to_string())
+            }
+            K::Maximum { .. } | K::ExclusiveMaximum { .. } => {
+                ("other", "der Wert ist zu groß".to_string())
+            }
+            _ => (
+                "other",
+                "die Angabe entspricht nicht dem Antragsformular".to_string(),
+            ),
+        };
+        for e in &extra {
+            path.push(Step::Key(e.as_str()));
+        }
+        out.push(schema_finding(m, &m.schema_messages[kind], &path, &detail));
     }
 }

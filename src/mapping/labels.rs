@@ -1,0 +1,230 @@
+//! German field names for finding messages, and message templates.
+//!
+//! A field is named by a noun phrase (`die Steuer-Identifikationsnummer`) and
+//! the genitive of its owner (`der 2. weiteren Person`), both declared in the
+//! mapping files' `[labels]`; `{n}` in a label is the 1-based position of the
+//! element matched by the last `*` of its pattern.
+
+use std::collections::BTreeMap;
+
+use crate::pointer::{Pattern, Seg, Step};
+
+/// Compiled `[labels]`.
+#[derive(Debug, Default, Clone)]
+pub struct Labels {
+    /// (pattern, genitive phrase)
+    owners: Vec<(Pattern, String)>,
+    /// (pattern, noun phrase) for full-pointer labels.
+    full: Vec<(Pattern, String)>,
+    /// property name → noun phrase
+    by_name: BTreeMap<String, String>,
+}
+
+impl Labels {
+    pub fn new(
+        owners: Vec<(Pattern, String)>,
+        full: Vec<(Pattern, String)>,
+        by_name: BTreeMap<String, String>,
+    ) -> Labels {
+        Labels {
+            owners,
+            full,
+            by_name,
+        }
+    }
+
+    /// The German phrase for a concrete location, e.g.
+    /// `die Steuer-Identifikationsnummer der 2. weiteren Person`.
+    pub fn name(&self, path: &[Step<'_>]) -> String {
+        if let Some((pat, label)) = self.full.iter().find(|(p, _)| p.matches_path(path)) {
+            return fill_n(label, pat, path);
+        }
+        let Some((last, parent)) = path.split_last() else {
+            return "der Antrag".to_string();
+        };
+        let noun = match last {
+            Step::Key(k) => match self.by_name.get(*k) {
+                Some(n) => n.clone(),
+                None => format!("die Angabe „{k}“"),
+            },
+            Step::Index(i) => format!("der {}. Eintrag", i + 1),
+        };
+        match self.owner(parent) {
+            Some(owner) if !owner.is_empty() => format!("{noun} {owner}"),
+            _ => noun,
+        }
+    }
+
+    /// The genitive phrase of the owner at `path`, if declared.
+    pub fn owner(&self, path: &[Step<'_>]) -> Option<String> {
+        self.owners
+            .iter()
+            .find(|(p, _)| p.matches_path(path))
+            .map(|(p, l)| fill_n(l, p, path))
+    }
+
+    /// Whether a property name or pattern has a label (for coverage/lint).
+    pub fn has_name(&self, key: &str) -> bool {
+        self.by_name.contains_key(key)
+    }
+}
+
+fn fill_n(label: &str, pat: &Pattern, path: &[Step<'_>]) -> String {
+    if !label.contains("{n}") {
+        return label.to_string();
+    }
+    let n = pat
+        .segs
+        .iter()
+        .zip(path)
+        .filter_map(|(s, p)| match (s, p) {
+            (Seg::Any, Step::Index(i)) => Some(i + 1),
+            _ => None,
+        })
+        .last()
+        .unwrap_or(1);
+    label.replace("{n}", &n.to_string())
+}
+
+/// A message template with `{Feld}`, `{feld}`, `{detail}` and `{nachweis}`.
+#[derive(Debug, Clone)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Lit(String),
+    FeldCap,
+    Feld,
+    Detail,
+    Nachweis,
+}
+
+/// What a template may be filled with.
+pub struct Fill<'a> {
+    pub feld: &'a str,
+    pub detail: &'a str,
+    pub nachweis: &'a str,
+}
+
+impl Template {
+    /// Parses a template; unknown placeholders are an error.
+    pub fn parse(s: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Lit(rest[..open].to_string()));
+            }
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("message {s:?}: '{{' without '}}'"))?;
+            let name = &after[..close];
+            parts.push(match name {
+                "Feld" => Part::FeldCap,
+                "feld" => Part::Feld,
+                "detail" => Part::Detail,
+                "nachweis" => Part::Nachweis,
+                other => {
+                    return Err(format!(
+                        "message {s:?}: unknown placeholder {{{other}}} (known: {{Feld}}, {{feld}}, {{detail}}, {{nachweis}})"
+                    ))
+                }
+            });
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_string()));
+        }
+        if s.trim().is_empty() {
+            return Err("message is empty".into());
+        }
+        Ok(Template { parts })
+    }
+
+    /// Whether the template uses `{detail}`.
+    pub fn uses_detail(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Detail))
+    }
+
+    pub fn render(&self, fill: &Fill<'_>) -> String {
+        let mut out = String::with_capacity(96);
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => out.push_str(s),
+                Part::FeldCap => out.push_str(&capitalize(fill.feld)),
+                Part::Feld => out.push_str(fill.feld),
+                Part::Detail => out.push_str(fill.detail),
+                Part::Nachweis => out.push_str(fill.nachweis),
+            }
+        }
+        out
+    }
+}
+
+/// Upper-cases the first character.
+pub fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> Labels {
+        let mut by_name = BTreeMap::new();
+        by_name.insert("steuerId".into(), "die Steuer-Identifikationsnummer".into());
+        Labels::new(
+            vec![
+                (
+                    Pattern::parse("/weiterePersonen/*").unwrap(),
+                    "der {n}. weiteren Person".into(),
+                ),
+                (Pattern::parse("").unwrap(), "des Antrags".into()),
+            ],
+            vec![(
+                Pattern::parse("/einkommen/*").unwrap(),
+                "die {n}. Einkommensangabe".into(),
+            )],
+            by_name,
+        )
+    }
+
+    #[test]
+    fn names_fields_with_owner_and_position() {
+        let l = labels();
+        let p = [
+            Step::Key("weiterePersonen"),
+            Step::Index(1),
+            Step::Key("steuerId"),
+        ];
+        assert_eq!(
+            l.name(&p),
+            "die Steuer-Identifikationsnummer der 2. weiteren Person"
+        );
+        assert_eq!(
+            l.name(&[Step::Key("einkommen"), Step::Index(0)]),
+            "die 1. Einkommensangabe"
+        );
+        assert_eq!(l.name(&[Step::Key("foo")]), "die Angabe „foo“ des Antrags");
+    }
+
+    #[test]
+    fn templates_fill_and_reject_unknown_placeholders() {
+        let t = Template::parse("{Feld} ist ungültig: {detail}.").unwrap();
+        let s = t.render(&Fill {
+            feld: "die IBAN",
+            detail: "die Prüfsumme stimmt nicht",
+            nachweis: "",
+        });
+        assert_eq!(s, "Die IBAN ist ungültig: die Prüfsumme stimmt nicht.");
+        assert!(Template::parse("{Wert} fehlt").is_err());
+        assert!(Template::parse("{Feld fehlt").is_err());
+    }
+}

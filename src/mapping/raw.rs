@@ -1,0 +1,181 @@
+//! The mapping files as written: serde structures for the TOML format
+//! documented in `docs/mappings.md`. Spans are kept so that every error can
+//! name its file and line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One TOML file under `mappings/`: a mapping (with `[mapping]`) or a
+/// fragment that mappings include.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub mapping: Option<Spanned<RawHeader>>,
+    #[serde(default)]
+    pub group: Vec<Spanned<RawGroup>>,
+    #[serde(default)]
+    pub check: Vec<Spanned<RawCheck>>,
+    #[serde(default)]
+    pub rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    pub labels: RawLabels,
+    #[serde(default)]
+    pub codelists: BTreeMap<String, Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    pub constants: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    pub schema_messages: BTreeMap<String, Spanned<RawSchemaMessage>>,
+}
+
+/// `[mapping]`: what the file maps and with which schema.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeader {
+    /// Unique name, by convention `<form>-<version>` in lower case.
+    pub name: String,
+    /// `formular.id` this mapping handles.
+    pub form: String,
+    /// `formular.version` this mapping handles.
+    pub version: String,
+    /// JSON Schema file in the schemas folder.
+    pub schema: Spanned<String>,
+    /// Version of the record layout (`schemas/allegro-import-<record>.xsd`).
+    pub record: String,
+    /// Pointer of the submission time that defines "today".
+    #[serde(default = "default_today")]
+    pub today: Spanned<String>,
+    /// Fragment files (relative to the mappings folder), in order.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_today() -> Spanned<String> {
+    Spanned::new(0..0, "/eingereichtAm".to_string())
+}
+
+/// `[[group]]`: one record element per match of `source`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub element: String,
+    #[serde(default)]
+    pub container: Option<String>,
+    pub source: OneOrMany,
+    #[serde(default)]
+    pub fields: Vec<Spanned<RawField>>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// One field of a group: source (relative to the group's element) → record element.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawField {
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub transform: Option<String>,
+    #[serde(default)]
+    pub codelist: Option<String>,
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// `[[check]]`: a per-field check of a kind implemented in Rust.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub id: String,
+    pub kind: String,
+    pub fields: Vec<String>,
+    pub severity: String,
+    pub message: String,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub hint: Option<String>,
+    #[serde(default)]
+    pub min: Option<String>,
+    #[serde(default)]
+    pub max: Option<String>,
+    #[serde(default)]
+    pub compare: Option<String>,
+    #[serde(default, rename = "in")]
+    pub within: Option<Vec<String>>,
+    #[serde(default)]
+    pub value: Option<toml::Value>,
+    #[serde(default)]
+    pub nachweis: Option<String>,
+}
+
+/// `[[rule]]`: a cross-field rule written in CEL.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub id: String,
+    pub severity: String,
+    #[serde(default)]
+    pub for_each: Option<OneOrMany>,
+    #[serde(default, rename = "let")]
+    pub bindings: BTreeMap<String, RawBinding>,
+    #[serde(default)]
+    pub requires: Vec<String>,
+    pub assert: String,
+    #[serde(default)]
+    pub pointer: Option<String>,
+    pub message: String,
+    #[serde(default)]
+    pub nachweis: Option<String>,
+}
+
+/// A variable of a rule: a pointer (value, or list for a wildcard pattern),
+/// `{ count = "pattern" }`, `{ cents = "pointer" }` (exact integer cents) or
+/// `{ sum_cents = "pattern" }`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawBinding {
+    Pointer(String),
+    Count { count: String },
+    Cents { cents: String },
+    SumCents { sum_cents: String },
+}
+
+/// `[labels]`: how fields are named in German sentences.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLabels {
+    /// Genitive phrase for a containing object, by pointer pattern.
+    #[serde(default)]
+    pub owners: BTreeMap<String, Spanned<String>>,
+    /// Noun phrase for a field: by property name, or by full pointer pattern
+    /// (starting with `/`, used as is without an owner).
+    #[serde(default)]
+    pub fields: BTreeMap<String, Spanned<String>>,
+}
+
+/// `[schema_messages.<kind>]`: rule id and message for a JSON Schema violation kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchemaMessage {
+    pub rule: String,
+    pub message: String,
+}
