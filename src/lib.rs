@@ -4,10 +4,19 @@
 //! I/O and never reads the clock. The edges (`outbox`, the daemon, the store)
 //! drive it. See ARCHITECTURE.md for the code map and the invariants.
 
-pub mod finding;
-pub mod outbox;
-pub mod pipeline;
+pub mod checkdigit;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dates;
+pub mod finding;
+pub mod intake;
+pub mod mapping;
+pub mod money;
+pub mod outbox;
+pub mod pipeline;
+pub mod pointer;
+pub mod record;
+pub mod rules;
 pub mod store;
