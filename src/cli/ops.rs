@@ -81,6 +81,7 @@ pub fn init_logging(settings: &Settings) {
         .unwrap_or_else(|_| EnvFilter::new(settings.log.level.clone()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if settings.log.format == "json" {
         builder.json().try_init()
@@ -112,8 +113,7 @@ pub fn config(config: Option<&Path>, cmd: ConfigCommand) -> anyhow::Result<i32> 
     if connect && problems.is_empty() {
         let rt = runtime()?;
         rt.block_on(async {
-            match Connection::connect(&settings.broker.url, ConnectionProperties::default()).await
-            {
+            match Connection::connect(&settings.broker.url, ConnectionProperties::default()).await {
                 Ok(c) => {
                     let _ = c.close(200, "OK".into()).await;
                 }
@@ -204,7 +204,10 @@ async fn dlq_async(settings: Settings, cmd: DlqCommand) -> anyhow::Result<i32> {
     let taken = take_all(&ch, &b.dlq).await?;
     let code = match cmd {
         DlqCommand::List => {
-            println!("{:<36}  {:<36}  {:<16}  {:<24}  detail", "id", "antragId", "reason", "first seen");
+            println!(
+                "{:<36}  {:<36}  {:<16}  {:<24}  detail",
+                "id", "antragId", "reason", "first seen"
+            );
             for t in &taken {
                 println!(
                     "{:<36}  {:<36}  {:<16}  {:<24}  {}",
@@ -225,7 +228,10 @@ async fn dlq_async(settings: Settings, cmd: DlqCommand) -> anyhow::Result<i32> {
             }
             Some(t) => {
                 println!("id:          {}", t.id().unwrap_or_else(|| "-".into()));
-                println!("antragId:    {}", t.antrag_id().unwrap_or_else(|| "-".into()));
+                println!(
+                    "antragId:    {}",
+                    t.antrag_id().unwrap_or_else(|| "-".into())
+                );
                 println!("reason:      {}", t.reason());
                 for h in [
                     deadletter::H_DETAIL,
@@ -233,11 +239,18 @@ async fn dlq_async(settings: Settings, cmd: DlqCommand) -> anyhow::Result<i32> {
                     deadletter::H_OUTCOME,
                     deadletter::H_VERSION,
                 ] {
-                    println!("{h}: {}", header_str(&t.props, h).unwrap_or_else(|| "-".into()));
+                    println!(
+                        "{h}: {}",
+                        header_str(&t.props, h).unwrap_or_else(|| "-".into())
+                    );
                 }
                 println!(
                     "content_type: {}",
-                    t.props.content_type().as_ref().map(|c| c.as_str()).unwrap_or("-")
+                    t.props
+                        .content_type()
+                        .as_ref()
+                        .map(|c| c.as_str())
+                        .unwrap_or("-")
                 );
                 println!("body_sha256: {}", deadletter::sha256_hex(&t.body));
                 println!("body_bytes:  {}", t.body.len());
@@ -250,7 +263,9 @@ async fn dlq_async(settings: Settings, cmd: DlqCommand) -> anyhow::Result<i32> {
         DlqCommand::Replay(args) => {
             let store = Store::connect(&settings.store).await?;
             let pub_ch = conn.create_channel().await?;
-            pub_ch.confirm_select(ConfirmSelectOptions::default()).await?;
+            pub_ch
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
             let mut n = 0;
             for t in taken
                 .iter()
@@ -313,9 +328,7 @@ async fn replay_one(
     if !conf.is_ack() || conf.take_message().is_some() {
         bail!("the broker did not accept the replayed message (does `{intake}` exist?)");
     }
-    dlq_ch
-        .basic_ack(t.tag, BasicAckOptions::default())
-        .await?;
+    dlq_ch.basic_ack(t.tag, BasicAckOptions::default()).await?;
     Ok(())
 }
 

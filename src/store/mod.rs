@@ -137,6 +137,30 @@ pub struct StoredApplication {
     pub outcome: String,
 }
 
+/// One application with what became of it (for tests, IT and the workbench).
+#[derive(Debug, Clone)]
+pub struct ApplicationRow {
+    pub antrag_id: Uuid,
+    pub outcome: String,
+    pub body_sha256: String,
+    pub findings_json: String,
+    pub dienststellennummer: Option<String>,
+    /// `open`/`released` when there is a case.
+    pub case_status: Option<String>,
+    /// The XML when there is a record.
+    pub record: Option<Vec<u8>>,
+    pub record_written: bool,
+}
+
+/// One live dead-letter log row.
+#[derive(Debug, Clone)]
+pub struct DeadLetterRow {
+    pub id: Uuid,
+    pub antrag_id: Option<Uuid>,
+    pub reason: String,
+    pub detail: String,
+}
+
 /// Row counts, for `config check`, tests and the benchmark.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -318,6 +342,58 @@ impl Store {
                         body: r.try_get("body")?,
                         message_id: r.try_get("message_id")?,
                         outcome: r.try_get("outcome")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Every application with its case and record, ordered by antragId.
+    pub async fn applications(&self) -> Result<Vec<ApplicationRow>, sqlx::Error> {
+        dispatch!(self, Store, p => {
+            let rows = sqlx::query(
+                "SELECT a.antrag_id, a.outcome, a.body_sha256, a.findings, a.dienststellennummer, \
+                 c.status, r.xml, r.written_at FROM applications a \
+                 LEFT JOIN cases c ON c.antrag_id = a.antrag_id \
+                 LEFT JOIN records r ON r.antrag_id = a.antrag_id ORDER BY a.antrag_id",
+            )
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ApplicationRow {
+                        antrag_id: r.try_get("antrag_id")?,
+                        outcome: r.try_get("outcome")?,
+                        body_sha256: r.try_get("body_sha256")?,
+                        findings_json: r.try_get("findings")?,
+                        dienststellennummer: r.try_get("dienststellennummer")?,
+                        case_status: r.try_get("status")?,
+                        record: r.try_get("xml")?,
+                        record_written: r
+                            .try_get::<Option<DateTime<Utc>>, _>("written_at")?
+                            .is_some(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Every live (not replayed) dead-letter log row.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
+        dispatch!(self, Store, p => {
+            let rows = sqlx::query(
+                "SELECT id, antrag_id, reason, detail FROM dead_letters \
+                 WHERE replayed_at IS NULL ORDER BY first_seen",
+            )
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DeadLetterRow {
+                        id: r.try_get("id")?,
+                        antrag_id: r.try_get("antrag_id")?,
+                        reason: r.try_get("reason")?,
+                        detail: r.try_get("detail")?,
                     })
                 })
                 .collect()

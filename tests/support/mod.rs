@@ -1,0 +1,555 @@
+//! Test helpers for the daemon and store tests: per-test queues and databases
+//! on the real RabbitMQ and PostgreSQL, the daemon as a child process, a TCP
+//! proxy to simulate outages, and generated applications.
+//!
+//! Services (started by `scripts/start-services.sh`): RabbitMQ at
+//! `ALLEGRO_TEST_AMQP` (default `amqp://guest:guest@127.0.0.1:5672/%2f`) and
+//! PostgreSQL at `ALLEGRO_TEST_PG` (default
+//! `postgres://postgres@127.0.0.1:5432/test`, a user that may create
+//! databases). Every test gets its own queue names and database, so tests run
+//! in parallel.
+
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use allegro_bridge::config::{BrokerConfig, StoreConfig};
+use allegro_bridge::store::Store;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub fn amqp_url() -> String {
+    std::env::var("ALLEGRO_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("ALLEGRO_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// `prefix-` plus 8 random hex digits.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..8])
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// One test's world: queues, database, outbox folder.
+pub struct TestEnv {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub intake: String,
+    pub dlq: String,
+    pub db: Db,
+    pub db_url: String,
+    pub pg_db: Option<String>,
+    pub amqp: String,
+    pub outbox: PathBuf,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl TestEnv {
+    pub async fn new(db: Db, name: &str) -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let base = unique(&format!("t-{name}"));
+        let (db_url, pg_db) = match db {
+            Db::Sqlite => (
+                format!("sqlite://{}", dir.path().join("bridge.db").display()),
+                None,
+            ),
+            Db::Postgres => {
+                let dbname = base.replace('-', "_");
+                let admin = sqlx::PgPool::connect(&pg_admin_url()).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {dbname}")))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+                admin.close().await;
+                (pg_url_for(&dbname), Some(dbname))
+            }
+        };
+        let outbox = dir.path().join("outbox");
+        TestEnv {
+            name: base.clone(),
+            intake: format!("{base}.eingang"),
+            dlq: format!("{base}.dlq"),
+            db,
+            db_url,
+            pg_db,
+            amqp: amqp_url(),
+            outbox,
+            dir,
+            extra_env: vec![],
+        }
+    }
+
+    pub fn broker_config(&self) -> BrokerConfig {
+        BrokerConfig {
+            url: self.amqp.clone(),
+            intake_queue: self.intake.clone(),
+            dlq: self.dlq.clone(),
+            ..BrokerConfig::default()
+        }
+    }
+
+    /// The environment that points the binary at this test's world.
+    pub fn envs(&self) -> Vec<(String, String)> {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut v: Vec<(String, String)> = vec![
+            ("ALLEGRO_BRIDGE__BROKER__URL".into(), self.amqp.clone()),
+            ("ALLEGRO_BRIDGE__BROKER__INTAKE_QUEUE".into(), self.intake.clone()),
+            ("ALLEGRO_BRIDGE__BROKER__DLQ".into(), self.dlq.clone()),
+            ("ALLEGRO_BRIDGE__STORE__URL".into(), self.db_url.clone()),
+            (
+                "ALLEGRO_BRIDGE__OUTBOX__DIR".into(),
+                self.outbox.display().to_string(),
+            ),
+            ("ALLEGRO_BRIDGE__PIPELINE__MAPPINGS_DIR".into(), format!("{root}/mappings")),
+            ("ALLEGRO_BRIDGE__PIPELINE__SCHEMAS_DIR".into(), format!("{root}/schemas")),
+            ("ALLEGRO_BRIDGE__DAEMON__RETRY_MIN_DELAY_MS".into(), "100".into()),
+            ("ALLEGRO_BRIDGE__DAEMON__RETRY_MAX_DELAY_MS".into(), "1000".into()),
+            ("ALLEGRO_BRIDGE__DAEMON__SHUTDOWN_DEADLINE_SECS".into(), "10".into()),
+            ("RUST_LOG".into(), "allegro_bridge=info".into()),
+        ];
+        v.extend(self.extra_env.iter().cloned());
+        v
+    }
+
+    /// Runs `allegro-bridge ARGS` to completion in the test folder.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_allegro-bridge"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ALLEGRO_BRIDGE_CONFIG")
+            .envs(self.envs())
+            .output()
+            .unwrap()
+    }
+
+    /// Starts `allegro-bridge run` as a child process (log in the test folder).
+    pub fn spawn_daemon(&self) -> Daemon {
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let log = self.dir.path().join(format!("daemon-{n}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_allegro-bridge"))
+            .arg("run")
+            .current_dir(self.dir.path())
+            .env_remove("ALLEGRO_BRIDGE_CONFIG")
+            .envs(self.envs())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&self.amqp, ConnectionProperties::default())
+            .await
+            .unwrap()
+    }
+
+    /// Declares the topology as the daemon would.
+    pub async fn declare(&self) {
+        let conn = self.connect().await;
+        allegro_bridge::daemon::topology::declare(&conn, &self.broker_config())
+            .await
+            .unwrap();
+        let _ = conn.close(200, "OK".into()).await;
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&StoreConfig {
+            url: self.db_url.clone(),
+            ..StoreConfig::default()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Messages ready in `queue` (0 if it does not exist).
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        let conn = self.connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        let n = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| q.message_count())
+            .unwrap_or(0);
+        let _ = conn.close(200, "OK".into()).await;
+        n
+    }
+
+    /// Ready + unacked messages of `queue`, via rabbitmqctl-free polling:
+    /// ready count only (unacked ones are held by a consumer).
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        let conn = self.connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        let n = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| q.consumer_count())
+            .unwrap_or(0);
+        let _ = conn.close(200, "OK".into()).await;
+        n
+    }
+
+    /// Takes (and acks) every message of the DLQ.
+    pub async fn take_dlq(&self) -> Vec<(BasicProperties, Vec<u8>)> {
+        let conn = self.connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        let mut out = vec![];
+        while let Some(m) = ch
+            .basic_get(self.dlq.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap()
+        {
+            let d = m.delivery;
+            ch.basic_ack(d.delivery_tag, BasicAckOptions::default())
+                .await
+                .unwrap();
+            out.push((d.properties, d.data));
+        }
+        let _ = conn.close(200, "OK".into()).await;
+        out
+    }
+
+    /// Waits until the intake queue is empty and stays so, no delivery is
+    /// unacked (checked by the daemon's store catching up) and `done` holds.
+    pub async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut done: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        while !done().await {
+            assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Deletes the queues and the database.
+    pub async fn cleanup(self) {
+        let conn = self.connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        for q in [&self.intake, &self.dlq] {
+            let _ = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = conn.close(200, "OK".into()).await;
+        if let Some(db) = &self.pg_db {
+            if let Ok(admin) = sqlx::PgPool::connect(&pg_admin_url()).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                )))
+                .execute(&admin)
+                .await;
+                admin.close().await;
+            }
+        }
+    }
+}
+
+/// The URL of database `db` on the admin URL's server.
+pub fn pg_url_for(db: &str) -> String {
+    let admin = pg_admin_url();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{db}")
+}
+
+/// A running daemon child process.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Waits for exit; returns the exit code (None if killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            if start.elapsed() > timeout {
+                self.kill9();
+                panic!("daemon did not exit within {timeout:?}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A publisher with confirms.
+pub struct Publisher {
+    _conn: Connection,
+    pub ch: Channel,
+}
+
+impl Publisher {
+    pub async fn new(env: &TestEnv) -> Publisher {
+        let conn = env.connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        Publisher { _conn: conn, ch }
+    }
+
+    /// Publishes persistent messages and waits for every confirm.
+    pub async fn publish_all(&self, queue: &str, msgs: &[Msg]) {
+        for m in msgs {
+            let mut props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into());
+            if let Some(id) = &m.message_id {
+                props = props.with_message_id(id.as_str().into());
+            }
+            let _ = self
+                .ch
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    &m.body,
+                    props,
+                )
+                .await
+                .unwrap();
+        }
+        let returned = self.ch.wait_for_confirms().await.unwrap();
+        assert!(returned.is_empty());
+    }
+}
+
+/// One message to publish, with what the contract says must become of it.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub body: Vec<u8>,
+    pub message_id: Option<String>,
+    pub antrag_id: Option<Uuid>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    Accepted,
+    Rejected,
+    /// Dead letter with this reason code.
+    Invalid(&'static str),
+}
+
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/data")
+}
+
+pub fn example(name: &str) -> Value {
+    let text = std::fs::read_to_string(data_dir().join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The example `name` under a fresh antragId.
+pub fn generated(name: &str, expect: Expect) -> Msg {
+    let mut v = example(name);
+    let id = Uuid::new_v4();
+    v["antragId"] = Value::String(id.to_string());
+    Msg {
+        body: serde_json::to_vec(&v).unwrap(),
+        message_id: Some(id.to_string()),
+        antrag_id: Some(id),
+        expect,
+    }
+}
+
+pub fn accepted() -> Msg {
+    generated("hauptantrag-gueltig.json", Expect::Accepted)
+}
+pub fn accepted_wba() -> Msg {
+    generated("weiterbewilligung-gueltig.json", Expect::Accepted)
+}
+pub fn rejected() -> Msg {
+    generated("hauptantrag-mit-fehlern.json", Expect::Rejected)
+}
+/// A valid application of a form version no mapping exists for.
+pub fn no_mapping() -> Msg {
+    let mut m = accepted();
+    let mut v: Value = serde_json::from_slice(&m.body).unwrap();
+    v["formular"]["version"] = Value::String("9.9".into());
+    m.body = serde_json::to_vec(&v).unwrap();
+    m.expect = Expect::Invalid("no_mapping");
+    m
+}
+/// Not JSON at all, with an antragId only in the message_id.
+pub fn not_json() -> Msg {
+    let id = Uuid::new_v4();
+    Msg {
+        body: format!("not json {id}").into_bytes(),
+        message_id: Some(id.to_string()),
+        antrag_id: Some(id),
+        expect: Expect::Invalid("*"),
+    }
+}
+
+/// A realistic mix: 60 % accepted (HA and WBA), 30 % rejected, 10 % invalid.
+pub fn mix(n: usize) -> Vec<Msg> {
+    (0..n)
+        .map(|i| match i % 10 {
+            0..=3 => accepted(),
+            4 | 5 => accepted_wba(),
+            6..=8 => rejected(),
+            _ => {
+                if i % 20 == 9 {
+                    no_mapping()
+                } else {
+                    not_json()
+                }
+            }
+        })
+        .collect()
+}
+
+/// What the system holds for each antragId after a run.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub records: HashMap<Uuid, usize>,
+    pub cases: HashMap<Uuid, usize>,
+    pub dead: HashMap<Uuid, usize>,
+    pub dlq_messages: usize,
+    pub files: HashMap<Uuid, Vec<u8>>,
+}
+
+impl TestEnv {
+    /// Reads the database, the outbox folder and (consuming it) the DLQ.
+    pub async fn tally(&self) -> Tally {
+        let store = self.store().await;
+        let mut t = Tally::default();
+        for a in store.applications().await.unwrap() {
+            if a.record.is_some() {
+                assert!(a.record_written, "record {} not marked written", a.antrag_id);
+                *t.records.entry(a.antrag_id).or_default() += 1;
+            }
+            if a.case_status.is_some() {
+                *t.cases.entry(a.antrag_id).or_default() += 1;
+            }
+        }
+        store.close().await;
+        if let Ok(dir) = std::fs::read_dir(&self.outbox) {
+            for e in dir {
+                let e = e.unwrap();
+                let name = e.file_name().into_string().unwrap();
+                assert!(!name.starts_with('.'), "leftover temp file {name}");
+                let id: Uuid = name.trim_end_matches(".xml").parse().unwrap();
+                t.files.insert(id, std::fs::read(e.path()).unwrap());
+            }
+        }
+        for (props, body) in self.take_dlq().await {
+            t.dlq_messages += 1;
+            let id = allegro_bridge::daemon::deadletter::header_str(
+                &props,
+                allegro_bridge::daemon::deadletter::H_ANTRAG_ID,
+            )
+            .or_else(|| props.message_id().as_ref().map(|m| m.to_string()))
+            .and_then(|s| s.parse().ok())
+            .or_else(|| {
+                // not_json bodies carry the id in the text.
+                String::from_utf8_lossy(&body)
+                    .strip_prefix("not json ")
+                    .and_then(|s| s.parse().ok())
+            });
+            if let Some(id) = id {
+                *t.dead.entry(id).or_default() += 1;
+            }
+        }
+        t
+    }
+
+    /// Asserts every message ended exactly once in its place.
+    pub fn assert_exactly_once(&self, t: &Tally, msgs: &[Msg], strict_outcomes: bool) {
+        let mut seen = std::collections::HashSet::new();
+        for m in msgs {
+            let id = m.antrag_id.unwrap();
+            if !seen.insert(id) {
+                continue;
+            }
+            let r = t.records.get(&id).copied().unwrap_or(0);
+            let c = t.cases.get(&id).copied().unwrap_or(0);
+            let d = t.dead.get(&id).copied().unwrap_or(0);
+            assert_eq!(
+                r + c + d.min(1),
+                1,
+                "antragId {id}: records {r}, cases {c}, dead letters {d} (expected {:?})",
+                m.expect
+            );
+            assert!(d <= 1, "antragId {id} dead-lettered {d} times");
+            if r == 1 {
+                assert!(t.files.contains_key(&id), "no file for record {id}");
+            }
+            if strict_outcomes {
+                match m.expect {
+                    Expect::Accepted => assert_eq!(r, 1, "{id} should be a record"),
+                    Expect::Rejected => assert_eq!(c, 1, "{id} should be a case"),
+                    Expect::Invalid(_) => assert_eq!(d, 1, "{id} should be a dead letter"),
+                }
+            }
+        }
+        assert_eq!(t.files.len(), t.records.len(), "files vs record rows");
+    }
+}
