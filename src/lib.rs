@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod dates;
 pub mod finding;
+pub mod fixtures;
 pub mod intake;
 pub mod mapping;
 pub mod money;

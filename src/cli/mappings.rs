@@ -4,6 +4,11 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
+use crate::config::Settings;
+use crate::fixtures;
+use crate::mapping;
+use crate::pipeline::Pipeline;
+
 #[derive(Debug, Subcommand)]
 pub enum MappingsCommand {
     /// Lint the mapping files; exit 1 with file:line messages on problems.
@@ -13,9 +18,114 @@ pub enum MappingsCommand {
         /// Fixture folder.
         #[arg(long, default_value = "fixtures")]
         fixtures: PathBuf,
+        /// Write the golden records instead of comparing them.
+        #[arg(long)]
+        bless: bool,
+        /// Fail when a check or rule is exercised by no fixture.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
-pub fn run(_config: Option<&Path>, _cmd: MappingsCommand) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented yet")
+pub fn run(config: Option<&Path>, cmd: MappingsCommand) -> anyhow::Result<i32> {
+    let settings = Settings::load(config)?;
+    match cmd {
+        MappingsCommand::Check => check(&settings),
+        MappingsCommand::Test {
+            fixtures,
+            bless,
+            strict,
+        } => test(&settings, &fixtures, bless, strict),
+    }
+}
+
+fn check(settings: &Settings) -> anyhow::Result<i32> {
+    let p = &settings.pipeline;
+    match mapping::load(&p.mappings_dir, &p.schemas_dir) {
+        Err(errors) => {
+            for e in &errors.0 {
+                println!("error: {e}");
+            }
+            println!(
+                "{} problem(s); the mapping set would be refused",
+                errors.0.len()
+            );
+            Ok(1)
+        }
+        Ok(set) => {
+            for f in &set.unused_fragments {
+                println!(
+                    "warning: {}: fragment is included by no mapping",
+                    f.display()
+                );
+            }
+            for m in set.all() {
+                let fields: usize = m.groups.iter().map(|g| g.fields.len()).sum();
+                println!(
+                    "ok: {} ({} {}): {} groups, {} fields, {} checks, {} rules, schema {}, record {}",
+                    m.name,
+                    m.form,
+                    m.version,
+                    m.groups.len(),
+                    fields,
+                    m.checks.len(),
+                    m.rules.len(),
+                    m.schema_file,
+                    m.record_version
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn test(settings: &Settings, dir: &Path, bless: bool, strict: bool) -> anyhow::Result<i32> {
+    let pipeline = Pipeline::load(&settings.pipeline)?;
+    let report = fixtures::run(&pipeline, dir, bless)?;
+    for c in &report.cases {
+        if c.problems.is_empty() {
+            println!("PASS {}", c.name);
+        } else {
+            println!("FAIL {}", c.name);
+            for p in &c.problems {
+                println!("     {p}");
+            }
+        }
+    }
+    println!();
+    println!("coverage:");
+    let mut gaps = 0;
+    for (m, missing) in &report.coverage.unexercised_rules {
+        let total = report.coverage.rules_total[m];
+        println!(
+            "  {m}: checks and rules exercised {}/{}",
+            total - missing.len(),
+            total
+        );
+        for id in missing {
+            println!("    not exercised: rule {id}");
+        }
+        gaps += missing.len();
+        let fmissing = &report.coverage.unexercised_fields[m];
+        let ftotal = report.coverage.fields_total[m];
+        println!(
+            "  {m}: mapped fields exercised {}/{}",
+            ftotal - fmissing.len(),
+            ftotal
+        );
+        for f in fmissing {
+            println!("    not exercised: field {f}");
+        }
+    }
+    let passed = report.cases.len() - report.failed();
+    println!();
+    println!("{passed} passed, {} failed", report.failed());
+    if report.failed() > 0 || (strict && gaps > 0) {
+        if strict && gaps > 0 {
+            println!("strict: {gaps} check(s)/rule(s) exercised by no fixture");
+        }
+        Ok(1)
+    } else {
+        Ok(0)
+    }
 }

@@ -527,7 +527,38 @@ fn compile(
             let span = g.span();
             let raw = g.get_ref();
             let mut sources = Vec::new();
-            for s in raw.source.to_vec() {
+            let appended_to = if raw.append {
+                if raw.source.is_some() || raw.container.is_some() {
+                    errs.at(part, span.clone(), format!("group {}: an append group takes its source and container from the group it extends", raw.element));
+                }
+                match groups.iter().position(|g: &Group| g.element == raw.element) {
+                    Some(i) => {
+                        sources = groups[i].sources.clone();
+                        Some(i)
+                    }
+                    None => {
+                        errs.at(
+                            part,
+                            span.clone(),
+                            format!(
+                                "group {}: append = true, but no earlier group has this element",
+                                raw.element
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                if raw.source.is_none() {
+                    errs.at(
+                        part,
+                        span.clone(),
+                        format!("group {}: needs a source", raw.element),
+                    );
+                }
+                None
+            };
+            for s in raw.source.as_ref().map(|s| s.to_vec()).unwrap_or_default() {
                 match Pattern::parse(&s) {
                     Ok(p) if known(&p) => sources.push(p),
                     Ok(_) => errs.at(
@@ -659,6 +690,10 @@ fn compile(
                         raw.element
                     ),
                 );
+                continue;
+            }
+            if let Some(i) = appended_to {
+                groups[i].fields.extend(fields);
                 continue;
             }
             groups.push(Group {

@@ -64,7 +64,13 @@ pub struct RawGroup {
     pub element: String,
     #[serde(default)]
     pub container: Option<String>,
-    pub source: OneOrMany,
+    /// Required unless `append` is set.
+    #[serde(default)]
+    pub source: Option<OneOrMany>,
+    /// Add these fields to the end of the earlier group with the same
+    /// element (how a later form version extends a shared layout).
+    #[serde(default)]
+    pub append: bool,
     #[serde(default)]
     pub fields: Vec<Spanned<RawField>>,
 }

@@ -1,0 +1,293 @@
+//! Fixture tests for mapping developers (`allegro-bridge mappings test`).
+//!
+//! A fixture is an input `NAME.json` with its expectation `NAME.expect.json`
+//! beside it and, for an accepted application, the golden record
+//! `NAME.record.xml`. Expectation format:
+//!
+//! ```json
+//! { "outcome": "rejected",
+//!   "findings": [ { "rule": "PLZ-FORMAT", "pointer": "/antragsteller/anschrift/plz",
+//!                   "severity": "error" } ],
+//!   "exact": true }
+//! ```
+//!
+//! `exact` (default true) means no other findings may occur; `reason` names
+//! the machine reason of an `invalid` outcome. The coverage report lists the
+//! checks, rules and mapped fields that no fixture exercises.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::finding::Finding;
+use crate::pipeline::{Outcome, Pipeline};
+
+/// One expected finding (fields left out are not compared).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedFinding {
+    pub rule: String,
+    pub pointer: String,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub nachweis: Option<String>,
+}
+
+/// The content of `NAME.expect.json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    pub outcome: Outcome2,
+    #[serde(default)]
+    pub findings: Vec<ExpectedFinding>,
+    #[serde(default = "yes")]
+    pub exact: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Outcome as written in expectation files.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome2 {
+    Accepted,
+    Rejected,
+    Invalid,
+}
+
+impl From<Outcome> for Outcome2 {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Accepted => Outcome2::Accepted,
+            Outcome::Rejected => Outcome2::Rejected,
+            Outcome::Invalid => Outcome2::Invalid,
+        }
+    }
+}
+
+/// The result of one fixture.
+#[derive(Debug)]
+pub struct CaseResult {
+    pub name: String,
+    pub mapping: Option<String>,
+    pub problems: Vec<String>,
+}
+
+/// What no fixture exercises, per mapping.
+#[derive(Debug, Default)]
+pub struct Coverage {
+    pub unexercised_rules: BTreeMap<String, Vec<String>>,
+    pub unexercised_fields: BTreeMap<String, Vec<String>>,
+    pub rules_total: BTreeMap<String, usize>,
+    pub fields_total: BTreeMap<String, usize>,
+}
+
+/// All fixture results plus coverage.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub cases: Vec<CaseResult>,
+    pub coverage: Coverage,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.cases.iter().filter(|c| !c.problems.is_empty()).count()
+    }
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".json") && !name.ends_with(".expect.json") {
+                out.push(p);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sibling(input: &Path, suffix: &str) -> PathBuf {
+    let stem = input
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .trim_end_matches(".json");
+    input.with_file_name(format!("{stem}{suffix}"))
+}
+
+fn matches(e: &ExpectedFinding, f: &Finding) -> bool {
+    e.rule == f.rule
+        && e.pointer == f.pointer
+        && e.severity
+            .as_deref()
+            .is_none_or(|s| s == f.severity.as_str())
+        && e.nachweis
+            .as_ref()
+            .is_none_or(|n| f.nachweis.as_ref() == Some(n))
+}
+
+/// Runs every fixture under `dir`. With `bless`, golden records are
+/// (re)written instead of compared.
+pub fn run(pipeline: &Pipeline, dir: &Path, bless: bool) -> anyhow::Result<Report> {
+    let mut inputs = Vec::new();
+    collect(dir, &mut inputs)
+        .map_err(|e| anyhow::anyhow!("cannot read fixtures folder {}: {e}", dir.display()))?;
+    let mut report = Report::default();
+    // mapping name -> ids seen / pointers present
+    let mut rules_seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut docs: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for input in inputs {
+        let name = input
+            .strip_prefix(dir)
+            .unwrap_or(&input)
+            .display()
+            .to_string();
+        let mut problems = Vec::new();
+        let body = std::fs::read(&input)?;
+        let processed = pipeline.process(&body, None);
+        if let Some(m) = &processed.mapping {
+            let seen = rules_seen.entry(m.clone()).or_default();
+            seen.extend(processed.findings.iter().map(|f| f.rule.clone()));
+            if let Ok(doc) = serde_json::from_slice::<Value>(&body) {
+                docs.entry(m.clone()).or_default().push(doc);
+            }
+        }
+        let expect_path = sibling(&input, ".expect.json");
+        let expect: Option<Expectation> = match std::fs::read_to_string(&expect_path) {
+            Ok(s) => match serde_json::from_str(&s) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    problems.push(format!("{}: {e}", expect_path.display()));
+                    None
+                }
+            },
+            Err(_) => {
+                problems.push(format!("missing expectation {}", expect_path.display()));
+                None
+            }
+        };
+        if let Some(exp) = expect {
+            let got: Outcome2 = processed.outcome.into();
+            if got != exp.outcome {
+                let why = processed
+                    .invalid
+                    .as_ref()
+                    .map(|i| format!(" ({}: {})", i.reason, i.detail))
+                    .unwrap_or_default();
+                problems.push(format!("outcome {got:?}{why}, expected {:?}", exp.outcome));
+            }
+            if let (Some(r), Some(inv)) = (&exp.reason, &processed.invalid) {
+                if r != inv.reason {
+                    problems.push(format!("invalid reason {}, expected {r}", inv.reason));
+                }
+            }
+            for e in &exp.findings {
+                if !processed.findings.iter().any(|f| matches(e, f)) {
+                    problems.push(format!("missing finding {} at {}", e.rule, e.pointer));
+                }
+            }
+            if exp.exact {
+                for f in &processed.findings {
+                    if !exp.findings.iter().any(|e| matches(e, f)) {
+                        problems.push(format!(
+                            "unexpected finding {} ({}) at {}: {}",
+                            f.rule,
+                            f.severity.as_str(),
+                            f.pointer,
+                            f.message
+                        ));
+                    }
+                }
+            }
+        }
+        let golden = sibling(&input, ".record.xml");
+        match &processed.record {
+            Some(xml) if bless => std::fs::write(&golden, xml)?,
+            Some(xml) => match std::fs::read(&golden) {
+                Ok(g) if &g == xml => {}
+                Ok(_) => problems.push(format!(
+                    "record differs from {} (run with --bless to accept the new record)",
+                    golden.display()
+                )),
+                Err(_) => problems.push(format!(
+                    "missing golden record {} (run with --bless to write it)",
+                    golden.display()
+                )),
+            },
+            None => {
+                if golden.exists() {
+                    problems.push(format!(
+                        "no record produced, but {} exists",
+                        golden.display()
+                    ));
+                }
+            }
+        }
+        report.cases.push(CaseResult {
+            name,
+            mapping: processed.mapping.clone(),
+            problems,
+        });
+    }
+    for m in pipeline.mappings().all() {
+        let seen = rules_seen.get(&m.name).cloned().unwrap_or_default();
+        let ids: Vec<String> = m
+            .checks
+            .iter()
+            .map(|c| c.id.clone())
+            .chain(m.rules.iter().map(|r| r.id.clone()))
+            .collect();
+        report
+            .coverage
+            .rules_total
+            .insert(m.name.clone(), ids.len());
+        let missing: Vec<String> = ids.into_iter().filter(|id| !seen.contains(id)).collect();
+        report
+            .coverage
+            .unexercised_rules
+            .insert(m.name.clone(), missing);
+        let empty = Vec::new();
+        let mdocs = docs.get(&m.name).unwrap_or(&empty);
+        let mut fields: Vec<String> = m.mapped_fields.iter().map(|(p, _)| p.render()).collect();
+        fields.sort();
+        fields.dedup();
+        report
+            .coverage
+            .fields_total
+            .insert(m.name.clone(), fields.len());
+        let unexercised: Vec<String> = m
+            .mapped_fields
+            .iter()
+            .filter(|(p, _)| {
+                !mdocs.iter().any(|d| {
+                    let mut hit = false;
+                    p.for_each(d, &Vec::new(), &mut |_, v| hit |= !v.is_null());
+                    hit
+                })
+            })
+            .map(|(p, _)| p.render())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        report
+            .coverage
+            .unexercised_fields
+            .insert(m.name.clone(), unexercised);
+    }
+    Ok(report)
+}

@@ -1,0 +1,503 @@
+//! The pure core end to end: contract examples, versions side by side,
+//! determinism, the `process` and `mappings` commands, and bad input.
+//!
+//! Data-driven through one `check(body, expect)` helper; CLI tests run the
+//! real binary from the repository root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use allegro_bridge::pipeline::{Outcome, Pipeline, PipelineConfig, Processed};
+use serde_json::{json, Value};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn examples() -> PathBuf {
+    root().join("../shared/contract/examples")
+}
+
+fn pipeline() -> Pipeline {
+    Pipeline::load(&PipelineConfig {
+        mappings_dir: root().join("mappings"),
+        schemas_dir: root().join("schemas"),
+        ..PipelineConfig::default()
+    })
+    .expect("the repository's mappings load")
+}
+
+fn example(name: &str) -> Value {
+    let s = std::fs::read_to_string(examples().join(name)).expect("contract example");
+    serde_json::from_str(&s).unwrap()
+}
+
+/// Processes `doc` and asserts the outcome and the exact set of (rule, pointer) findings.
+fn check(p: &Pipeline, doc: &Value, outcome: Outcome, expect: &[(&str, &str)]) -> Processed {
+    let body = serde_json::to_vec(doc).unwrap();
+    let got = p.process(&body, None);
+    let mut findings: Vec<(String, String)> = got
+        .findings
+        .iter()
+        .map(|f| (f.rule.clone(), f.pointer.clone()))
+        .collect();
+    findings.sort();
+    let mut want: Vec<(String, String)> = expect
+        .iter()
+        .map(|(r, p)| (r.to_string(), p.to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(got.outcome, outcome, "findings: {:#?}", got.findings);
+    assert_eq!(findings, want, "all findings: {:#?}", got.findings);
+    got
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_allegro-bridge"));
+    c.current_dir(root());
+    c.env_remove("ALLEGRO_BRIDGE_CONFIG");
+    c
+}
+
+#[test]
+fn contract_examples_give_the_contract_outcomes() {
+    let p = pipeline();
+    let ok = check(
+        &p,
+        &example("hauptantrag-gueltig.json"),
+        Outcome::Accepted,
+        &[(
+            "NACHWEIS-AUFENTHALTSTITEL",
+            "/weiterePersonen/1/staatsangehoerigkeit",
+        )],
+    );
+    let xml = String::from_utf8(ok.record.unwrap()).unwrap();
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"));
+    assert!(xml.contains("<Grundmiete>487.16</Grundmiete>"));
+    assert!(xml.contains("<NettoMonatlich>259.00</NettoMonatlich>"));
+    assert!(
+        xml.contains("art=\"AUFENTHALTSTITEL\""),
+        "documents owed travel in the record"
+    );
+    assert!(xml.contains("<Mapping>bg-ha-1.0</Mapping>"));
+
+    check(
+        &p,
+        &example("weiterbewilligung-gueltig.json"),
+        Outcome::Accepted,
+        &[],
+    );
+    let bad = check(
+        &p,
+        &example("hauptantrag-mit-fehlern.json"),
+        Outcome::Rejected,
+        &[
+            ("IBAN-UNGUELTIG", "/bankverbindung/iban"),
+            ("PLZ-FORMAT", "/antragsteller/anschrift/plz"),
+            ("HAUSHALT-PERSONENZAHL", "/unterkunft/personenImHaushalt"),
+            ("NACHWEIS-MIETVERTRAG", "/nachweise"),
+        ],
+    );
+    assert!(bad.record.is_none());
+    let plz = bad
+        .findings
+        .iter()
+        .find(|f| f.rule == "PLZ-FORMAT")
+        .unwrap();
+    assert_eq!(
+        plz.message,
+        "Die Postleitzahl der Anschrift der antragstellenden Person ist ungültig: sie muss aus genau fünf Ziffern bestehen."
+    );
+    let owed = bad
+        .findings
+        .iter()
+        .find(|f| f.rule == "NACHWEIS-MIETVERTRAG")
+        .unwrap();
+    assert_eq!(owed.nachweis.as_deref(), Some("MIETVERTRAG"));
+}
+
+#[test]
+fn all_findings_are_collected_in_one_pass_including_schema_violations() {
+    let p = pipeline();
+    let mut doc = example("hauptantrag-gueltig.json");
+    doc["antragsteller"]
+        .as_object_mut()
+        .unwrap()
+        .remove("familienname");
+    doc["antragsteller"]["lieblingsfarbe"] = json!("blau");
+    doc["unterkunft"]["personenImHaushalt"] = json!("drei");
+    doc["bankverbindung"]["iban"] = json!("DE00692859320639324688");
+    check(
+        &p,
+        &doc,
+        Outcome::Rejected,
+        &[
+            ("SCHEMA-PFLICHTANGABE", "/antragsteller/familienname"),
+            ("SCHEMA-UNBEKANNTE-ANGABE", "/antragsteller/lieblingsfarbe"),
+            ("SCHEMA-FALSCHE-ART", "/unterkunft/personenImHaushalt"),
+            ("IBAN-UNGUELTIG", "/bankverbindung/iban"),
+            (
+                "NACHWEIS-AUFENTHALTSTITEL",
+                "/weiterePersonen/1/staatsangehoerigkeit",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn today_is_the_submission_day_and_missing_day_skips_day_rules() {
+    let p = pipeline();
+    // Born 2011-11-21: 14 on 2026-11-20, 15 on 2026-11-21.
+    let mut doc = example("weiterbewilligung-gueltig.json");
+    doc["antragsteller"]["geburtsdatum"] = json!("2011-11-21");
+    // (Its RVNR encodes the old birth date; drop it so only the age rule speaks.)
+    doc["antragsteller"]
+        .as_object_mut()
+        .unwrap()
+        .remove("rentenversicherungsnummer");
+    check(
+        &p,
+        &doc,
+        Outcome::Rejected,
+        &[("ANTRAGSTELLER-MINDESTALTER", "/antragsteller/geburtsdatum")],
+    );
+    doc["eingereichtAm"] = json!("2026-11-21T08:00:00+01:00");
+    check(&p, &doc, Outcome::Accepted, &[]);
+    // Unreadable day: its own error, and the day rules are skipped, not guessed.
+    doc["eingereichtAm"] = json!("2026-11-31T08:00:00+01:00");
+    doc["antragsteller"]["geburtsdatum"] = json!("2030-01-01");
+    check(
+        &p,
+        &doc,
+        Outcome::Rejected,
+        &[("EINGANG-ZEITPUNKT", "/eingereichtAm")],
+    );
+}
+
+#[test]
+fn the_same_input_gives_the_same_bytes() {
+    let p = pipeline();
+    let body = std::fs::read(examples().join("hauptantrag-gueltig.json")).unwrap();
+    let a = p.process(&body, None);
+    let b = p.process(&body, None);
+    assert_eq!(a.record, b.record);
+    assert_eq!(a.findings, b.findings);
+}
+
+#[test]
+fn versions_1_0_and_1_1_work_side_by_side() {
+    let p = pipeline();
+    let mut doc = example("hauptantrag-gueltig.json");
+    doc["unterkunft"]["mietschulden"] = json!(1200.5);
+    // Under 1.0 the field does not exist: a schema finding on its own pointer.
+    check(
+        &p,
+        &doc,
+        Outcome::Rejected,
+        &[
+            ("SCHEMA-UNBEKANNTE-ANGABE", "/unterkunft/mietschulden"),
+            (
+                "NACHWEIS-AUFENTHALTSTITEL",
+                "/weiterePersonen/1/staatsangehoerigkeit",
+            ),
+        ],
+    );
+    doc["formular"]["version"] = json!("1.1");
+    let got = check(
+        &p,
+        &doc,
+        Outcome::Accepted,
+        &[
+            ("MIETSCHULDEN-HINWEIS", "/unterkunft/mietschulden"),
+            (
+                "NACHWEIS-AUFENTHALTSTITEL",
+                "/weiterePersonen/1/staatsangehoerigkeit",
+            ),
+        ],
+    );
+    assert_eq!(got.mapping.as_deref(), Some("bg-ha-1.1"));
+    let xml = String::from_utf8(got.record.unwrap()).unwrap();
+    assert!(xml.contains("xmlns=\"urn:allegro-bridge:import:1.1\""));
+    assert!(
+        xml.contains("<Mietschulden>1200.50</Mietschulden>\n  </Unterkunft>"),
+        "{xml}"
+    );
+    // And 1.0 still maps a plain 1.0 application.
+    let plain = check(
+        &p,
+        &example("weiterbewilligung-gueltig.json"),
+        Outcome::Accepted,
+        &[],
+    );
+    assert_eq!(plain.mapping.as_deref(), Some("bg-wba-1.0"));
+}
+
+#[test]
+fn records_normalize_values_and_strip_forbidden_characters() {
+    let p = pipeline();
+    let mut doc = example("weiterbewilligung-gueltig.json");
+    doc["antragsteller"]["vornamen"] = json!("  Олена \t  Марія\u{0007} ");
+    doc["antragsteller"]["familienname"] = json!("Müller & <Söhne>");
+    doc["bankverbindung"]["iban"] = json!("de31 4033 9358 0701 5438 76");
+    doc["unterkunft"]["grundmiete"] = json!(612.5);
+    let got = check(&p, &doc, Outcome::Accepted, &[]);
+    let xml = String::from_utf8(got.record.unwrap()).unwrap();
+    assert!(xml.contains("<Vornamen>Олена Марія</Vornamen>"), "{xml}");
+    assert!(xml.contains("<Familienname>Müller &amp; &lt;Söhne&gt;</Familienname>"));
+    assert!(xml.contains("<IBAN>DE31403393580701543876</IBAN>"));
+    assert!(xml.contains("<Grundmiete>612.50</Grundmiete>"));
+    assert!(!xml.contains('\u{0007}'));
+}
+
+#[test]
+fn invalid_deliveries_are_classified_without_panicking() {
+    let p = pipeline();
+    let id = "ebb7344d-f3d2-473a-b740-3227210f4d0c";
+    let cases: Vec<(Vec<u8>, Option<&str>, &str)> = vec![
+        (vec![0xff, 0xfe, 0x00], None, "not_utf8"),
+        (b"{\"antragId\": ".to_vec(), None, "not_json"),
+        (b"[]".to_vec(), None, "not_object"),
+        (b"{\"formular\":{}}".to_vec(), None, "missing_antrag_id"),
+        (b"{\"antragId\":\"nope\"}".to_vec(), None, "bad_antrag_id"),
+        ("[".repeat(100_000).into_bytes(), None, "too_large"),
+        ("[".repeat(5_000).into_bytes(), None, "too_deep"),
+        (
+            format!(
+                "{{\"antragId\":\"{id}\",\"formular\":{{\"id\":\"BG-HA\",\"version\":\"9.9\"}}}}"
+            )
+            .into_bytes(),
+            None,
+            "no_mapping",
+        ),
+        (
+            std::fs::read(examples().join("hauptantrag-gueltig.json")).unwrap(),
+            Some("00000000-0000-4000-8000-000000000000"),
+            "message_id_mismatch",
+        ),
+    ];
+    let small = Pipeline::load(&PipelineConfig {
+        mappings_dir: root().join("mappings"),
+        schemas_dir: root().join("schemas"),
+        max_body_bytes: 64 * 1024,
+    })
+    .unwrap();
+    for (body, mid, reason) in cases {
+        let got = small.process(&body, mid);
+        assert_eq!(got.outcome, Outcome::Invalid);
+        assert_eq!(
+            got.invalid.as_ref().unwrap().reason,
+            reason,
+            "{:?}",
+            got.invalid
+        );
+        assert!(got.record.is_none());
+    }
+    // The same antragId with a matching message_id is fine.
+    let body = std::fs::read(examples().join("weiterbewilligung-gueltig.json")).unwrap();
+    let ok = p.process(&body, Some("71a8441c-c554-40dd-a609-54fedb6d9f3e"));
+    assert_eq!(ok.outcome, Outcome::Accepted);
+}
+
+#[test]
+fn process_json_prints_one_object_per_file_and_writes_records() {
+    let out = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["process", "--json", "--out"])
+        .arg(out.path())
+        .arg(examples())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcomes: Vec<&str> = lines
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["accepted", "rejected", "accepted"]);
+    for l in &lines {
+        let keys: Vec<&String> = l.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["file", "antragId", "outcome", "findings", "record"]);
+    }
+    let rec = lines[0]["record"].as_str().unwrap();
+    assert_eq!(
+        Path::new(rec),
+        out.path().join("ebb7344d-f3d2-473a-b740-3227210f4d0c.xml")
+    );
+    assert!(Path::new(rec).exists());
+    assert!(lines[1]["record"].is_null());
+    assert!(lines[1]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["pointer"] == "/antragsteller/anschrift/plz" && f["severity"] == "error"));
+    // No temp files are left behind.
+    let names: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn process_reports_invalid_files_and_still_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kaputt.json"), b"{nope").unwrap();
+    std::fs::write(dir.path().join("ignored.txt"), b"x").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["process", "--out"])
+        .arg(out.path())
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("invalid") && text.contains("not_json"),
+        "{text}"
+    );
+    assert!(
+        text.contains("total: 1 file(s): 0 accepted, 0 rejected, 1 invalid, 0 not processed"),
+        "{text}"
+    );
+    // A missing file could not be processed: exit 1.
+    let o = bin()
+        .args(["process", "/nonexistent/x.json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+}
+
+fn copy_mappings(to: &Path) {
+    for entry in walk(&root().join("mappings")) {
+        let rel = entry.strip_prefix(root().join("mappings")).unwrap();
+        let dest = to.join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, dest).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn mappings_check_names_file_line_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_mappings(dir.path());
+    let bad = r#"# broken on purpose
+[mapping]
+name = "bg-ha-2.0"
+form = "BG-HA"
+version = "2.0"
+schema = "buergergeld-antrag-1.0.schema.json"
+record = "1.0"
+include = ["common/texte-1.0.toml"]
+
+[[check]]
+id = "X-UNBEKANNT"
+kind = "isbn"
+fields = ["/antragsteller/steuerId"]
+severity = "error"
+message = "{Feld} ist falsch."
+
+[[check]]
+id = "X-POINTER"
+kind = "required"
+fields = ["/antragsteller/lieblingsfarbe"]
+severity = "error"
+message = "{Feld} fehlt."
+
+[[rule]]
+id = "X-POINTER"
+severity = "error"
+let = { a = "/unterkunft/art" }
+assert = "a == "
+pointer = "/unterkunft/art"
+message = "{Feld} passt nicht."
+"#;
+    std::fs::write(dir.path().join("bg-ha-2.0.toml"), bad).unwrap();
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nmappings_dir = {:?}\nschemas_dir = {:?}\n",
+            dir.path(),
+            root().join("schemas")
+        ),
+    )
+    .unwrap();
+    let o = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["mappings", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let file = dir.path().join("bg-ha-2.0.toml").display().to_string();
+    assert!(
+        text.contains(&format!(
+            "{file}:10: check X-UNBEKANNT: unknown check kind 'isbn'"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{file}:17: check X-POINTER: unknown source pointer \"/antragsteller/lieblingsfarbe\""
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{file}:24: duplicate rule id \"X-POINTER\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{file}:24: rule X-POINTER: CEL expression does not compile"
+        )),
+        "{text}"
+    );
+    // The daemon and `process` refuse the same set.
+    let o = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["process", "--json"])
+        .arg(examples())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    // A TOML syntax error names its line too.
+    std::fs::write(dir.path().join("bg-ha-2.0.toml"), "[mapping\nname = 1\n").unwrap();
+    let o = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["mappings", "check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains(&format!("{file}:1:")), "{text}");
+}
+
+#[test]
+fn mappings_check_passes_on_the_repository() {
+    let o = bin().args(["mappings", "check"]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    for m in ["bg-ha-1.0", "bg-ha-1.1", "bg-wba-1.0", "bg-wba-1.1"] {
+        assert!(text.contains(&format!("ok: {m} ")), "{text}");
+    }
+}
