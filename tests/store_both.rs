@@ -53,7 +53,12 @@ async fn check(db: Db) {
         .unwrap();
     assert_eq!(
         r,
-        vec![Stored::Inserted, Stored::Inserted, Stored::Duplicate, Stored::Conflict]
+        vec![
+            Stored::Inserted,
+            Stored::Inserted,
+            Stored::Duplicate,
+            Stored::Conflict
+        ]
     );
     tx.commit().await.unwrap();
 
@@ -64,7 +69,7 @@ async fn check(db: Db) {
         .unwrap();
     assert_eq!(r, vec![Stored::Duplicate, Stored::Conflict]);
     let fresh = tx
-        .insert_dead_letters(&[letter("k1"), letter("k1"), letter("k2")])
+        .insert_dead_letters(&mut [letter("k1"), letter("k1"), letter("k2")])
         .await
         .unwrap();
     assert_eq!(fresh, vec![true, false, true]);
@@ -101,7 +106,7 @@ async fn check(db: Db) {
     assert!(store.mark_replayed(dl[0].id, Utc::now()).await.unwrap());
     let mut tx = store.begin().await.unwrap();
     let again = tx
-        .insert_dead_letters(&[letter("k1"), letter("k2")])
+        .insert_dead_letters(&mut [letter("k1"), letter("k2")])
         .await
         .unwrap();
     tx.commit().await.unwrap();

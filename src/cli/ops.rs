@@ -201,7 +201,13 @@ async fn dlq_async(settings: Settings, cmd: DlqCommand) -> anyhow::Result<i32> {
     .await
     .context("connecting to the broker")?;
     let ch = conn.create_channel().await?;
-    let taken = take_all(&ch, &b.dlq).await?;
+    let all = take_all(&ch, &b.dlq).await?;
+    // A crash between publishing a dead letter and committing its log row can
+    // leave two copies with the same dead-letter id: show and replay one.
+    let mut seen = std::collections::HashSet::new();
+    let (taken, copies): (Vec<Taken>, Vec<Taken>) = all
+        .into_iter()
+        .partition(|t| t.id().is_none_or(|id| seen.insert(id)));
     let code = match cmd {
         DlqCommand::List => {
             println!(
@@ -272,6 +278,9 @@ async fn dlq_async(settings: Settings, cmd: DlqCommand) -> anyhow::Result<i32> {
                 .filter(|t| args.all || args.id.as_deref().is_some_and(|id| t.matches(id)))
             {
                 replay_one(&store, &ch, &pub_ch, &b.intake_queue, t).await?;
+                for c in copies.iter().filter(|c| c.id() == t.id()) {
+                    ch.basic_ack(c.tag, BasicAckOptions::default()).await?;
+                }
                 n += 1;
             }
             store.close().await;

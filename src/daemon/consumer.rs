@@ -23,8 +23,8 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
-    BasicQosOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -156,8 +156,7 @@ pub async fn session(
         .await
         .map_err(transient)?;
     let mut rest = Vec::new();
-    while let Ok(Some(d)) =
-        tokio::time::timeout(Duration::from_millis(100), consumer.next()).await
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(100), consumer.next()).await
     {
         rest.push(d.map_err(transient)?);
     }
@@ -215,9 +214,13 @@ impl Session<'_> {
         shutdown: &Shutdown,
     ) -> Result<(), SessionError> {
         let last_tag = batch.iter().map(|d| d.delivery_tag).max().unwrap_or(0);
-        let items = run_pipeline(&self.ctx.pipeline, batch, self.ctx.settings.daemon.concurrency)
-            .await
-            .map_err(SessionError::Fatal)?;
+        let items = run_pipeline(
+            &self.ctx.pipeline,
+            batch,
+            self.ctx.settings.daemon.concurrency,
+        )
+        .await
+        .map_err(SessionError::Fatal)?;
         let mut delays = backoff(&self.ctx.settings.daemon);
         let mut failing_since: Option<Instant> = None;
         let deadline = Duration::from_secs(self.ctx.settings.daemon.shutdown_deadline_secs);
@@ -240,7 +243,10 @@ impl Session<'_> {
             }
         }
         if let Some(since) = failing_since {
-            info!(after_ms = since.elapsed().as_millis() as u64, "store reachable again; resuming");
+            info!(
+                after_ms = since.elapsed().as_millis() as u64,
+                "store reachable again; resuming"
+            );
         }
         self.consume_ch
             .basic_ack(last_tag, BasicAckOptions { multiple: true })
@@ -284,7 +290,7 @@ impl Session<'_> {
                     letters.push((
                         i,
                         DeadLetter {
-                            id: Uuid::new_v4(),
+                            id: Uuid::nil(), // set by the store
                             antrag_id: p.antrag_id,
                             reason,
                             detail,
@@ -315,7 +321,7 @@ impl Session<'_> {
                 Stored::Conflict => letters.push((
                     app_item[k],
                     DeadLetter {
-                        id: Uuid::new_v4(),
+                        id: Uuid::nil(), // set by the store
                         antrag_id: it.processed.antrag_id,
                         reason: deadletter::REASON_CONFLICT.into(),
                         detail: "a different body is already stored under this antragId".into(),
@@ -324,7 +330,7 @@ impl Session<'_> {
                 )),
             }
         }
-        let rows: Vec<NewDeadLetter> = letters
+        let mut rows: Vec<NewDeadLetter> = letters
             .iter()
             .map(|(i, dl)| {
                 let it = &items[*i];
@@ -339,7 +345,10 @@ impl Session<'_> {
                 }
             })
             .collect();
-        let fresh = tx.insert_dead_letters(&rows).await?;
+        let fresh = tx.insert_dead_letters(&mut rows).await?;
+        for ((_, dl), row) in letters.iter_mut().zip(&rows) {
+            dl.id = row.id;
+        }
         let dlq = self.ctx.settings.broker.dlq.as_str();
         let mut confirms = Vec::new();
         for ((i, dl), new) in letters.iter().zip(&fresh) {
@@ -378,8 +387,14 @@ impl Session<'_> {
         s.rejected.fetch_add(rej, Ordering::Relaxed);
         s.duplicates.fetch_add(dup, Ordering::Relaxed);
         s.dead_lettered.fetch_add(published, Ordering::Relaxed);
-        debug!(items = items.len(), accepted = acc, rejected = rej, duplicates = dup,
-            dead_lettered = published, "batch committed");
+        debug!(
+            items = items.len(),
+            accepted = acc,
+            rejected = rej,
+            duplicates = dup,
+            dead_lettered = published,
+            "batch committed"
+        );
         Ok(())
     }
 }
@@ -471,7 +486,10 @@ fn process_one(p: &Pipeline, delivery: Delivery) -> Item {
     let processed = match catch_unwind(AssertUnwindSafe(|| p.process(&delivery.data, mid))) {
         Ok(p) => p,
         Err(_) => {
-            error!(delivery_tag = delivery.delivery_tag, "pipeline panicked; dead-lettering");
+            error!(
+                delivery_tag = delivery.delivery_tag,
+                "pipeline panicked; dead-lettering"
+            );
             Processed {
                 antrag_id: None,
                 outcome: Outcome::Invalid,

@@ -55,6 +55,7 @@ impl Dispatcher {
     pub async fn run(self, mut stop: Shutdown) {
         let mut delays = backoff(&self.cfg);
         let mut sink: Option<Sink> = None;
+        remove_stale_temp_files(&self.dir);
         loop {
             match self.round(&mut sink).await {
                 Ok(n) => {
@@ -116,6 +117,25 @@ impl Dispatcher {
     }
 }
 
+/// Removes temporary files a killed process left behind (`.tmp-*.part`, the
+/// names `outbox::write_atomic` uses; readers ignore them, but they would
+/// pile up). Another daemon's write in progress may lose its temp file; its
+/// rename then fails and it simply retries.
+fn remove_stale_temp_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".tmp-") && name.ends_with(".part") {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                warn!(error = %err, "cannot remove stale temp file in outbox");
+            }
+        }
+    }
+}
+
 /// Writes the files on blocking threads, `parallel` chunks at a time.
 async fn write_files(
     dir: PathBuf,
@@ -129,12 +149,14 @@ async fn write_files(
         let rest = records.split_off(per.min(records.len()));
         let chunk = std::mem::replace(&mut records, rest);
         let dir = dir.clone();
-        tasks.push(tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            for r in &chunk {
-                crate::outbox::write_atomic(&dir, &r.file_name, &r.xml)?;
-            }
-            Ok(())
-        }));
+        tasks.push(tokio::task::spawn_blocking(
+            move || -> std::io::Result<()> {
+                for r in &chunk {
+                    crate::outbox::write_atomic(&dir, &r.file_name, &r.xml)?;
+                }
+                Ok(())
+            },
+        ));
     }
     for t in tasks {
         t.await??;

@@ -164,9 +164,10 @@ async fn reconnect_loop(ctx: &Ctx, mut shutdown: Shutdown) -> anyhow::Result<i32
 fn spawn_signal_handler(trigger: Arc<retry::ShutdownTrigger>, deadline_secs: u64) {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             error!("cannot install signal handlers");
             return;
         };

@@ -36,7 +36,10 @@ pub enum TopologyError {
 /// Arguments of the intake queue.
 pub fn intake_arguments(cfg: &BrokerConfig) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     args.insert(
         "x-delivery-limit".into(),
         AMQPValue::LongLongInt(i64::from(cfg.delivery_limit)),
@@ -55,7 +58,10 @@ pub fn intake_arguments(cfg: &BrokerConfig) -> FieldTable {
 /// Arguments of the dead-letter queue.
 pub fn dlq_arguments() -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     args
 }
 
@@ -66,7 +72,11 @@ pub async fn declare(conn: &Connection, cfg: &BrokerConfig) -> Result<(), Topolo
     declare_one(conn, &cfg.intake_queue, intake_arguments(cfg)).await
 }
 
-async fn declare_one(conn: &Connection, queue: &str, args: FieldTable) -> Result<(), TopologyError> {
+async fn declare_one(
+    conn: &Connection,
+    queue: &str,
+    args: FieldTable,
+) -> Result<(), TopologyError> {
     let broker = |source| TopologyError::Broker {
         queue: queue.to_string(),
         source,

@@ -120,6 +120,15 @@ pub struct NewDeadLetter {
     pub first_seen: DateTime<Utc>,
 }
 
+/// The id of the `generation`-th dead letter of a dedup key.
+pub fn dead_letter_id(dedup_key: &str, generation: i64) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{dedup_key}#{generation}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid()
+}
+
 /// A record waiting in the outbox table for its file.
 #[derive(Debug, Clone)]
 pub struct PendingRecord {
@@ -557,16 +566,25 @@ impl Tx {
         Ok(result)
     }
 
-    /// Logs dead letters. Returns, in input order, `true` for a new one (to be
-    /// published) and `false` where a live row with the same dedup key exists
-    /// (already published before a crash or redelivery: do not publish again).
+    /// Logs dead letters. Each gets a deterministic id derived from its dedup
+    /// key and how many dead letters that key had before (so a retry after a
+    /// crash between publishing and committing reuses the same id, and a DLQ
+    /// reader can drop the second copy). Returns, in input order, `true` for a
+    /// new one (to be published) and `false` where a live row with the same
+    /// dedup key exists (already published: do not publish again).
     pub async fn insert_dead_letters(
         &mut self,
-        letters: &[NewDeadLetter],
+        letters: &mut [NewDeadLetter],
     ) -> Result<Vec<bool>, sqlx::Error> {
         let mut out = Vec::with_capacity(letters.len());
-        for d in letters {
+        for d in letters.iter_mut() {
             let r = dispatch!(self, Tx, tx => {
+                let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM dead_letters WHERE dedup_key = $1")
+                    .bind(d.dedup_key.as_str())
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("n")?;
+                d.id = dead_letter_id(&d.dedup_key, n);
                 sqlx::query(
                     "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, \
                      body_sha256, first_seen) VALUES ($1, $2, $3, $4, $5, $6, $7) \

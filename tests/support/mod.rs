@@ -113,18 +113,36 @@ impl TestEnv {
         let root = env!("CARGO_MANIFEST_DIR");
         let mut v: Vec<(String, String)> = vec![
             ("ALLEGRO_BRIDGE__BROKER__URL".into(), self.amqp.clone()),
-            ("ALLEGRO_BRIDGE__BROKER__INTAKE_QUEUE".into(), self.intake.clone()),
+            (
+                "ALLEGRO_BRIDGE__BROKER__INTAKE_QUEUE".into(),
+                self.intake.clone(),
+            ),
             ("ALLEGRO_BRIDGE__BROKER__DLQ".into(), self.dlq.clone()),
             ("ALLEGRO_BRIDGE__STORE__URL".into(), self.db_url.clone()),
             (
                 "ALLEGRO_BRIDGE__OUTBOX__DIR".into(),
                 self.outbox.display().to_string(),
             ),
-            ("ALLEGRO_BRIDGE__PIPELINE__MAPPINGS_DIR".into(), format!("{root}/mappings")),
-            ("ALLEGRO_BRIDGE__PIPELINE__SCHEMAS_DIR".into(), format!("{root}/schemas")),
-            ("ALLEGRO_BRIDGE__DAEMON__RETRY_MIN_DELAY_MS".into(), "100".into()),
-            ("ALLEGRO_BRIDGE__DAEMON__RETRY_MAX_DELAY_MS".into(), "1000".into()),
-            ("ALLEGRO_BRIDGE__DAEMON__SHUTDOWN_DEADLINE_SECS".into(), "10".into()),
+            (
+                "ALLEGRO_BRIDGE__PIPELINE__MAPPINGS_DIR".into(),
+                format!("{root}/mappings"),
+            ),
+            (
+                "ALLEGRO_BRIDGE__PIPELINE__SCHEMAS_DIR".into(),
+                format!("{root}/schemas"),
+            ),
+            (
+                "ALLEGRO_BRIDGE__DAEMON__RETRY_MIN_DELAY_MS".into(),
+                "100".into(),
+            ),
+            (
+                "ALLEGRO_BRIDGE__DAEMON__RETRY_MAX_DELAY_MS".into(),
+                "1000".into(),
+            ),
+            (
+                "ALLEGRO_BRIDGE__DAEMON__SHUTDOWN_DEADLINE_SECS".into(),
+                "10".into(),
+            ),
             ("RUST_LOG".into(), "allegro_bridge=info".into()),
         ];
         v.extend(self.extra_env.iter().cloned());
@@ -320,7 +338,10 @@ impl Daemon {
             }
             if start.elapsed() > timeout {
                 self.kill9();
-                panic!("daemon did not exit within {timeout:?}; log:\n{}", self.log_text());
+                panic!(
+                    "daemon did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -473,6 +494,8 @@ pub struct Tally {
     pub cases: HashMap<Uuid, usize>,
     pub dead: HashMap<Uuid, usize>,
     pub dlq_messages: usize,
+    /// Second copies of a dead letter (same dead-letter id).
+    pub dlq_copies: usize,
     pub files: HashMap<Uuid, Vec<u8>>,
 }
 
@@ -483,7 +506,11 @@ impl TestEnv {
         let mut t = Tally::default();
         for a in store.applications().await.unwrap() {
             if a.record.is_some() {
-                assert!(a.record_written, "record {} not marked written", a.antrag_id);
+                assert!(
+                    a.record_written,
+                    "record {} not marked written",
+                    a.antrag_id
+                );
                 *t.records.entry(a.antrag_id).or_default() += 1;
             }
             if a.case_status.is_some() {
@@ -500,6 +527,7 @@ impl TestEnv {
                 t.files.insert(id, std::fs::read(e.path()).unwrap());
             }
         }
+        let mut dl_ids = std::collections::HashSet::new();
         for (props, body) in self.take_dlq().await {
             t.dlq_messages += 1;
             let id = allegro_bridge::daemon::deadletter::header_str(
@@ -514,8 +542,17 @@ impl TestEnv {
                     .strip_prefix("not json ")
                     .and_then(|s| s.parse().ok())
             });
+            // Copies with the same dead-letter id are one dead letter.
+            let dl_id = allegro_bridge::daemon::deadletter::header_str(
+                &props,
+                allegro_bridge::daemon::deadletter::H_ID,
+            );
             if let Some(id) = id {
-                *t.dead.entry(id).or_default() += 1;
+                if dl_id.is_none() || dl_ids.insert(dl_id.unwrap()) {
+                    *t.dead.entry(id).or_default() += 1;
+                } else {
+                    t.dlq_copies += 1;
+                }
             }
         }
         t
@@ -551,5 +588,47 @@ impl TestEnv {
             }
         }
         assert_eq!(t.files.len(), t.records.len(), "files vs record rows");
+    }
+}
+
+/// How many applications and dead letters `msgs` must produce (distinct
+/// antragIds; the first occurrence decides).
+pub fn expected_counts(msgs: &[Msg]) -> (i64, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut apps, mut dead) = (0, 0);
+    for m in msgs {
+        if !seen.insert(m.antrag_id) {
+            continue;
+        }
+        match m.expect {
+            Expect::Invalid(_) => dead += 1,
+            _ => apps += 1,
+        }
+    }
+    (apps, dead)
+}
+
+impl TestEnv {
+    /// Waits until the store holds `apps` applications and `dead` live
+    /// dead-letter rows, no record is pending and the intake queue is empty.
+    pub async fn settle_counts(&self, apps: i64, dead: usize, timeout: Duration) {
+        let store = self.store().await;
+        self.wait_for("the daemon to settle", timeout, || async {
+            let c = store.counts().await.unwrap();
+            c.applications == apps
+                && c.dead_letters as usize == dead
+                && c.records_pending == 0
+                && self.queue_len(&self.intake).await == 0
+        })
+        .await;
+        store.close().await;
+    }
+
+    /// Applications plus dead letters stored so far.
+    pub async fn progress(&self) -> i64 {
+        let store = self.store().await;
+        let c = store.counts().await.unwrap_or_default();
+        store.close().await;
+        c.applications + c.dead_letters
     }
 }
