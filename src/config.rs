@@ -328,6 +328,27 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_documents_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file: Settings = toml::from_str(&text).unwrap();
+        assert_eq!(file.masked_toml(), Settings::default().masked_toml());
+        let mut all = Settings::default();
+        all.broker.url_file = Some("x".into());
+        all.store.url_file = Some("x".into());
+        let defaults: toml::Table = toml::from_str(&toml::to_string(&all).unwrap()).unwrap();
+        for (section, keys) in defaults {
+            assert!(text.contains(&format!("[{section}]")), "section {section}");
+            for key in keys.as_table().unwrap().keys() {
+                assert!(
+                    text.contains(&format!("\n{key} = ")) || text.contains(&format!("# {key} = ")),
+                    "{section}.{key} is not documented in {DEFAULT_CONFIG_PATH}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn secret_file_wins() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("url");

@@ -77,7 +77,9 @@ async fn end_to_end(db: Db) {
     let invalid = (msgs.len() as i64 - apps) as u32;
     settle(&env, apps, invalid, Duration::from_secs(60)).await;
     // The conflict goes last, after its original is stored.
-    publisher.publish_all(&env.intake, &[conflict.clone()]).await;
+    publisher
+        .publish_all(&env.intake, &[conflict.clone()])
+        .await;
     settle(&env, apps, invalid + 1, Duration::from_secs(30)).await;
 
     daemon.sigterm();
@@ -89,7 +91,10 @@ async fn end_to_end(db: Db) {
     assert_eq!(dlq.len() as u32, invalid + 1);
     let mut conflicts = 0;
     for (props, body) in &dlq {
-        assert_eq!(header_str(props, deadletter::H_OUTCOME).as_deref(), Some("invalid"));
+        assert_eq!(
+            header_str(props, deadletter::H_OUTCOME).as_deref(),
+            Some("invalid")
+        );
         let reason = header_str(props, deadletter::H_REASON).unwrap();
         assert!(header_str(props, deadletter::H_FIRST_SEEN).is_some());
         assert!(header_str(props, deadletter::H_ID).is_some());
@@ -236,7 +241,10 @@ async fn dlq_commands_and_recheck() {
     let out = env.cli(&["dlq", "list"]);
     let list = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(list.contains(&bad_id) && list.contains("no_mapping"), "{list}");
+    assert!(
+        list.contains(&bad_id) && list.contains("no_mapping"),
+        "{list}"
+    );
     assert_eq!(env.queue_len(&env.dlq).await, 2, "list returns messages");
 
     let out = env.cli(&["dlq", "show", &bad_id]);
@@ -248,7 +256,11 @@ async fn dlq_commands_and_recheck() {
     // Replay while its cause persists: it comes back as a dead letter again
     // (the replay freed its dedup key), exactly once.
     let out = env.cli(&["dlq", "replay", &bad_id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     settle(&env, 2, 2, Duration::from_secs(30)).await;
     let out = env.cli(&["dlq", "replay", "--all"]);
     assert!(out.status.success());

@@ -26,7 +26,10 @@ async fn crash_kill9_five_times() {
     let env = TestEnv::new(Db::Postgres, "crash").await;
     env.declare().await;
     let msgs = mix(2000);
-    Publisher::new(&env).await.publish_all(&env.intake, &msgs).await;
+    Publisher::new(&env)
+        .await
+        .publish_all(&env.intake, &msgs)
+        .await;
     let (apps, dead) = expected_counts(&msgs);
     let total = apps + dead as i64;
 
@@ -41,7 +44,8 @@ async fn crash_kill9_five_times() {
         assert!(env.progress().await < total, "kill {k} came after the end");
         daemon = env.spawn_daemon();
     }
-    env.settle_counts(apps, dead, Duration::from_secs(180)).await;
+    env.settle_counts(apps, dead, Duration::from_secs(180))
+        .await;
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
     eprintln!(
@@ -51,7 +55,10 @@ async fn crash_kill9_five_times() {
 
     let t = env.tally().await;
     env.assert_exactly_once(&t, &msgs, true);
-    eprintln!("DLQ copies after kills (same dead-letter id): {}", t.dlq_copies);
+    eprintln!(
+        "DLQ copies after kills (same dead-letter id): {}",
+        t.dlq_copies
+    );
     env.cleanup().await;
 }
 
@@ -67,7 +74,10 @@ async fn broker_connection_dropped() {
     env.amqp = direct;
 
     let msgs = mix(800);
-    Publisher::new(&env).await.publish_all(&env.intake, &msgs).await;
+    Publisher::new(&env)
+        .await
+        .publish_all(&env.intake, &msgs)
+        .await;
     let (apps, dead) = expected_counts(&msgs);
 
     env.extra_env = daemon_env;
@@ -78,7 +88,8 @@ async fn broker_connection_dropped() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         proxy.restore();
     }
-    env.settle_counts(apps, dead, Duration::from_secs(120)).await;
+    env.settle_counts(apps, dead, Duration::from_secs(120))
+        .await;
     assert!(daemon.child.try_wait().unwrap().is_none(), "daemon exited");
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
@@ -110,7 +121,8 @@ async fn postgres_unreachable_30s() {
     env.extra_env = daemon_env;
     let mut daemon = env.spawn_daemon();
     let (apps1, dead1) = expected_counts(&first);
-    env.settle_counts(apps1, dead1, Duration::from_secs(60)).await;
+    env.settle_counts(apps1, dead1, Duration::from_secs(60))
+        .await;
 
     proxy.cut();
     publisher.publish_all(&env.intake, &second).await;
@@ -137,15 +149,24 @@ async fn postgres_unreachable_30s() {
 async fn outbox_not_writable() {
     let mut env = TestEnv::new(Db::Sqlite, "outbox").await;
     env.extra_env.extend([
-        ("ALLEGRO_BRIDGE__DAEMON__BATCH_SIZE".to_string(), "50".to_string()),
-        ("ALLEGRO_BRIDGE__BROKER__PREFETCH".to_string(), "100".to_string()),
+        (
+            "ALLEGRO_BRIDGE__DAEMON__BATCH_SIZE".to_string(),
+            "50".to_string(),
+        ),
+        (
+            "ALLEGRO_BRIDGE__BROKER__PREFETCH".to_string(),
+            "100".to_string(),
+        ),
     ]);
     env.declare().await;
     // A regular file where the folder should be: creating files in it fails
     // (tests run as root, so permissions would not stop the write).
     std::fs::write(&env.outbox, b"not a folder").unwrap();
     let msgs = mix(1000);
-    Publisher::new(&env).await.publish_all(&env.intake, &msgs).await;
+    Publisher::new(&env)
+        .await
+        .publish_all(&env.intake, &msgs)
+        .await;
     let mut daemon = env.spawn_daemon();
     wait_progress(&env, 1, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -176,7 +197,10 @@ async fn sigterm_with_messages_in_flight() {
     let env = TestEnv::new(Db::Postgres, "sigterm").await;
     env.declare().await;
     let msgs = mix(1500);
-    Publisher::new(&env).await.publish_all(&env.intake, &msgs).await;
+    Publisher::new(&env)
+        .await
+        .publish_all(&env.intake, &msgs)
+        .await;
     let (apps, dead) = expected_counts(&msgs);
     let mut daemon = env.spawn_daemon();
     wait_progress(&env, 200, Duration::from_secs(60)).await;
@@ -189,12 +213,16 @@ async fn sigterm_with_messages_in_flight() {
     assert!(daemon.log_text().contains("stopped"));
 
     let mut daemon = env.spawn_daemon();
-    env.settle_counts(apps, dead, Duration::from_secs(120)).await;
+    env.settle_counts(apps, dead, Duration::from_secs(120))
+        .await;
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
     let t = env.tally().await;
     env.assert_exactly_once(&t, &msgs, true);
-    assert_eq!(t.dlq_copies, 0, "graceful stop leaves no duplicate dead letter");
+    assert_eq!(
+        t.dlq_copies, 0,
+        "graceful stop leaves no duplicate dead letter"
+    );
     assert_eq!(t.dlq_messages, dead);
     env.cleanup().await;
 }

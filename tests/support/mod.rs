@@ -384,7 +384,8 @@ impl Publisher {
             if let Some(id) = &m.message_id {
                 props = props.with_message_id(id.as_str().into());
             }
-            let _ = self
+            // The confirm is awaited below, all at once.
+            let _confirm = self
                 .ch
                 .basic_publish(
                     "".into(),
