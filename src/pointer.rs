@@ -89,7 +89,7 @@ impl Pattern {
 
     /// Whether the pattern contains a wildcard.
     pub fn has_wildcard(&self) -> bool {
-        self.segs.iter().any(|s| *s == Seg::Any)
+        self.segs.contains(&Seg::Any)
     }
 
     /// Calls `f` for every value that matches, with its concrete path

@@ -158,10 +158,9 @@ pub fn apply(
         (Transform::Date, Value::String(s)) => dates::parse_date(s)
             .map(|d| d.format("%Y-%m-%d").to_string())
             .ok_or("es ist kein gültiges Datum im Format JJJJ-MM-TT")?,
-        (Transform::DateTime, Value::String(s)) => {
-            dates::submission_day(s).ok_or("es ist kein gültiger Zeitpunkt")?;
-            s.trim().to_string()
-        }
+        (Transform::DateTime, Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|d| d.to_rfc3339())
+            .map_err(|_| "es ist kein gültiger Zeitpunkt")?,
         (Transform::Amount, Value::Number(n)) => money::decimal(n)
             .and_then(money::two_places)
             .ok_or("der Betrag hat mehr als zwei Nachkommastellen")?,

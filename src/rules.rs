@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::objects::{Key, Map};
-use cel::{Context, ExecutionError, Program, Value as CelValue};
+use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
 use chrono::NaiveDate;
 use serde_json::Value;
 
@@ -118,6 +118,7 @@ pub const FUNCTIONS: &[&str] = &["age", "date", "add_years", "first_of_month"];
 /// The CEL environment shared by all rules of a mapping: the standard library,
 /// the date functions and the mapping's constants. Built once at load.
 pub struct RuleEnv {
+    env: Arc<Env>,
     base: Context<'static, 'static>,
 }
 
@@ -138,7 +139,13 @@ fn iso(d: NaiveDate) -> CelValue {
 
 impl RuleEnv {
     pub fn new(constants: &[(String, CelValue)]) -> Result<RuleEnv, String> {
-        let mut base = Context::default();
+        let mut env = Env::stdlib();
+        env.add_extension(cel::extensions::lists)
+            .map_err(|e| format!("{e:?}"))?;
+        env.add_extension(cel::extensions::strings)
+            .map_err(|e| format!("{e:?}"))?;
+        let env = Arc::new(env);
+        let mut base = Context::with_env(Arc::clone(&env));
         let reg = |r: Result<(), cel::DeclarationError>| r.map_err(|e| format!("{e:?}"));
         reg(base.add_function(
             "age",
@@ -169,13 +176,15 @@ impl RuleEnv {
         for (name, value) in constants {
             base.add_variable_from_value(name.clone(), value.clone());
         }
-        Ok(RuleEnv { base })
+        Ok(RuleEnv { env, base })
     }
-}
 
-/// Compiles a CEL expression; errors carry CEL's own message.
-pub fn compile(source: &str) -> Result<Program, String> {
-    Program::compile(source).map_err(|e| format!("CEL expression does not compile: {e}"))
+    /// Compiles a CEL expression for this environment; errors carry CEL's own message.
+    pub fn compile(&self, source: &str) -> Result<Program, String> {
+        self.env
+            .compile(source)
+            .map_err(|e| format!("CEL expression does not compile: {e}"))
+    }
 }
 
 /// Converts JSON to CEL (numbers: integers stay integers, others become doubles;
@@ -400,7 +409,7 @@ mod tests {
         for_each: &[&str],
         pointer: &str,
     ) -> Rule {
-        let program = compile(assert).unwrap();
+        let program = RuleEnv::new(&[]).unwrap().compile(assert).unwrap();
         let refs = program.references();
         Rule {
             id: "R".into(),
@@ -486,6 +495,6 @@ mod tests {
 
     #[test]
     fn bad_cel_is_refused() {
-        assert!(compile("a &&").is_err());
+        assert!(RuleEnv::new(&[]).unwrap().compile("a &&").is_err());
     }
 }

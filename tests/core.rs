@@ -501,3 +501,46 @@ fn mappings_check_passes_on_the_repository() {
         assert!(text.contains(&format!("ok: {m} ")), "{text}");
     }
 }
+
+#[test]
+fn fixture_suite_passes_with_every_check_and_rule_covered() {
+    let o = bin()
+        .args(["mappings", "test", "--strict"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+    for m in ["bg-ha-1.0", "bg-ha-1.1", "bg-wba-1.0", "bg-wba-1.1"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("{m}: checks and rules exercised"))),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn mappings_test_fails_on_a_wrong_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = std::fs::read(examples().join("hauptantrag-mit-fehlern.json")).unwrap();
+    std::fs::write(dir.path().join("fall.json"), body).unwrap();
+    std::fs::write(
+        dir.path().join("fall.expect.json"),
+        r#"{"outcome": "rejected", "findings": [{"rule": "IBAN-UNGUELTIG", "pointer": "/bankverbindung/iban"}]}"#,
+    )
+    .unwrap();
+    let o = bin()
+        .args(["mappings", "test", "--fixtures"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("FAIL fall.json"), "{text}");
+    assert!(
+        text.contains("unexpected finding PLZ-FORMAT (error) at /antragsteller/anschrift/plz"),
+        "{text}"
+    );
+    assert!(text.contains("0 passed, 1 failed"), "{text}");
+}

@@ -1,5 +1,6 @@
 //! The import records the bridge writes conform to the documented layout
-//! `schemas/allegro-import-1.0.xsd`, and that XSD is strict.
+//! `schemas/allegro-import-<version>.xsd` (the version named by the record's
+//! root attribute), and that XSD is strict.
 //!
 //! Records are produced by the real binary (`allegro-bridge process --out DIR`)
 //! from the accepted contract examples and every `*.json` input under
@@ -13,6 +14,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const XSD: &str = "schemas/allegro-import-1.0.xsd";
+
+/// The XSD for a record: by the `version` attribute of its root element.
+fn xsd_for(file: &Path) -> String {
+    let xml = std::fs::read_to_string(file).expect("record is UTF-8");
+    let root = xml
+        .find("<AllegroImport ")
+        .map(|i| &xml[i..])
+        .expect("record has an AllegroImport root");
+    let v = root
+        .split("version=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("root has a version attribute");
+    format!("schemas/allegro-import-{v}.xsd")
+}
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,10 +52,11 @@ fn xmllint(args: &[&std::ffi::OsStr]) -> Output {
 
 /// Validates one file against the XSD.
 fn validate(file: &Path) -> Output {
+    let xsd = xsd_for(file);
     xmllint(&[
         "--noout".as_ref(),
         "--schema".as_ref(),
-        XSD.as_ref(),
+        xsd.as_ref(),
         file.as_os_str(),
     ])
 }
@@ -133,12 +150,20 @@ fn every_produced_record_validates_against_the_xsd() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} record(s) do not validate against {XSD}:\n{}",
+        "{} of {} record(s) do not validate against their XSD:\n{}",
         failures.len(),
         records.len(),
         failures.join("\n")
     );
-    eprintln!("{} record(s) validate against {XSD}", records.len());
+    let v11 = records
+        .iter()
+        .filter(|r| xsd_for(r).ends_with("1.1.xsd"))
+        .count();
+    assert!(
+        v11 > 0,
+        "fixtures of form version 1.1 produce records of layout 1.1"
+    );
+    eprintln!("{} record(s) validate ({v11} of layout 1.1)", records.len());
 }
 
 #[test]

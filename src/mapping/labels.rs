@@ -81,7 +81,7 @@ fn fill_n(label: &str, pat: &Pattern, path: &[Step<'_>]) -> String {
             (Seg::Any, Step::Index(i)) => Some(i + 1),
             _ => None,
         })
-        .last()
+        .next_back()
         .unwrap_or(1);
     label.replace("{n}", &n.to_string())
 }

@@ -635,7 +635,7 @@ fn compile(
                         }
                     }
                     for depth in 1..=parents.len() {
-                        if closed_parents.contains(&parents[..depth].to_vec()) {
+                        if closed_parents.contains(&parents[..depth]) {
                             errs.at(
                                 part,
                                 fs.clone(),
@@ -887,7 +887,7 @@ fn compile(
                     ),
                 }
             }
-            let program = match rules::compile(&raw.assert) {
+            let program = match rule_env.compile(&raw.assert) {
                 Ok(p) => Some(p),
                 Err(e) => {
                     errs.at(part, span.clone(), format!("rule {}: {e}", raw.id));
