@@ -5,10 +5,17 @@ use chrono::{DateTime, Datelike, Months, NaiveDate};
 
 /// Parses a strict `YYYY-MM-DD` date.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    if s.len() != 10 || s.as_bytes()[4] != b'-' || s.as_bytes()[7] != b'-' {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = i32::try_from(num(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, num(5..7)?, num(8..10)?)
 }
 
 /// Parses an RFC 3339 date-time and returns its calendar day as written

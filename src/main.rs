@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+// mimalloc: the pipeline allocates many small, short-lived values per
+// application; measured ~20% faster than glibc malloc (see README, Speed).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = allegro_bridge::cli::Cli::parse();
     match allegro_bridge::cli::run(cli) {

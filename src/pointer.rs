@@ -120,6 +120,19 @@ impl Pattern {
             })
     }
 
+    /// The single value at a wildcard-free pattern below `v`, without allocating.
+    pub fn get<'v>(&self, v: &'v Value) -> Option<&'v Value> {
+        let mut cur = v;
+        for seg in &self.segs {
+            cur = match (seg, cur) {
+                (Seg::Key(k), Value::Object(m)) => m.get(k.as_str())?,
+                (Seg::Key(k), Value::Array(a)) => a.get(k.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+
     /// The pattern written back as text.
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -227,6 +240,28 @@ impl Ref {
                     let mut path = base;
                     walk(&self.pattern.segs, start, &mut path, f);
                 }
+            }
+        }
+    }
+
+    /// The value of a wildcard-free reference, without allocating: from the
+    /// root, from `current_value` (the element at `current`) or from an
+    /// ancestor of `current`.
+    pub fn get<'v>(
+        &self,
+        doc: &'v Value,
+        current: &[Step<'_>],
+        current_value: Option<&'v Value>,
+    ) -> Option<&'v Value> {
+        match self.anchor {
+            Anchor::Root => self.pattern.get(doc),
+            Anchor::Relative { levels: 0 } => match current_value {
+                Some(v) => self.pattern.get(v),
+                None => self.pattern.get(get_path(doc, current)?),
+            },
+            Anchor::Relative { levels } => {
+                let keep = current.len().checked_sub(levels)?;
+                self.pattern.get(get_path(doc, &current[..keep])?)
             }
         }
     }

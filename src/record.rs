@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::dates;
 use crate::finding::{Finding, Severity};
 use crate::money;
-use crate::pointer::{self, Pattern, Ref};
+use crate::pointer::{self, Anchor, Pattern, Ref};
 
 /// Namespace of the record layout, followed by its version.
 pub const NAMESPACE_PREFIX: &str = "urn:allegro-bridge:import:";
@@ -116,7 +116,11 @@ pub fn xml_safe(s: &str) -> std::borrow::Cow<'_, str> {
     let bad = |c: char| {
         (c < '\u{20}' && c != '\t' && c != '\n' && c != '\r') || c == '\u{FFFE}' || c == '\u{FFFF}'
     };
-    if s.chars().any(bad) {
+    // Fast path on bytes: controls are single bytes, U+FFFE/U+FFFF start with 0xEF 0xBF.
+    let suspicious = s
+        .bytes()
+        .any(|b| (b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r') || b == 0xEF);
+    if suspicious && s.chars().any(bad) {
         std::borrow::Cow::Owned(s.chars().filter(|c| !bad(*c)).collect())
     } else {
         std::borrow::Cow::Borrowed(s)
@@ -125,6 +129,16 @@ pub fn xml_safe(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// Trims and collapses every run of whitespace (and control characters) to one space.
 pub fn collapse(s: &str) -> String {
+    // Fast path: plain ASCII text without leading, trailing or double spaces.
+    let b = s.as_bytes();
+    let plain = !b.is_empty()
+        && b[0] != b' '
+        && b[b.len() - 1] != b' '
+        && b.iter().all(|&c| (0x21..0x7f).contains(&c) || c == b' ')
+        && !s.contains("  ");
+    if plain {
+        return s.to_string();
+    }
     let mut out = String::with_capacity(s.len());
     let mut pending_space = false;
     for c in s.chars() {
@@ -155,8 +169,10 @@ pub fn apply(
             .filter(|c| !c.is_whitespace())
             .collect::<String>()
             .to_uppercase(),
+        // parse_date accepts only the canonical YYYY-MM-DD form, so the
+        // input can be copied once it parsed.
         (Transform::Date, Value::String(s)) => dates::parse_date(s)
-            .map(|d| d.format("%Y-%m-%d").to_string())
+            .map(|_| s.clone())
             .ok_or("es ist kein gültiges Datum im Format JJJJ-MM-TT")?,
         (Transform::DateTime, Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
             .map(|d| d.to_rfc3339())
@@ -182,7 +198,8 @@ pub fn apply(
         (Transform::Text | Transform::Upper, Value::Number(n)) => n.to_string(),
         _ => return Err("der Wert hat nicht die erwartete Art".to_string()),
     };
-    Ok(xml_safe(&s).into_owned())
+    // Characters XML 1.0 forbids are removed when the text is written.
+    Ok(s)
 }
 
 type W = Writer<Vec<u8>>;
@@ -251,18 +268,27 @@ pub fn build(
         if let Some(c) = &g.container {
             open(&mut w, c);
         }
-        for (path, _) in &matches {
+        for (path, element) in &matches {
             open(&mut w, &g.element);
             let mut stack: Vec<&str> = Vec::new();
             for f in &g.fields {
-                let value = match f.from.first(doc, path) {
-                    Some((_, Value::Null)) | None => match &f.default {
+                // Fields below the element (the usual case) are read without
+                // walking from the root or allocating a path.
+                let found = match f.from.anchor {
+                    Anchor::Relative { levels: 0 } if !f.from.pattern.has_wildcard() => {
+                        f.from.pattern.get(element)
+                    }
+                    _ => f.from.first(doc, path).map(|(_, v)| v),
+                };
+                let value = match found {
+                    Some(Value::Null) | None => match &f.default {
                         Some(d) => d.clone(),
                         None => continue,
                     },
-                    Some((vpath, v)) => match apply(f.transform, v, f.codelist.as_deref()) {
+                    Some(v) => match apply(f.transform, v, f.codelist.as_deref()) {
                         Ok(s) => s,
                         Err(detail) => {
+                            let vpath = f.from.first(doc, path).map(|(p, _)| p).unwrap_or_default();
                             errors.push(transform_error(&vpath, &detail));
                             continue;
                         }

@@ -5,7 +5,8 @@
 //! (converted from the JSON on demand, cached per application), `it` and
 //! `index` for the current element, and `today` (the submission day as
 //! `YYYY-MM-DD`). `assert` must be true; false yields a finding. A rule whose
-//! `requires` variables are null, or that needs `today` when it is unknown, is
+//! `requires` variables are null, whose `when` guards (checked in Rust, before
+//! CEL) do not hold, or that needs `today` when it is unknown, is
 //! skipped; so is one whose evaluation fails on malformed input (the field
 //! checks and the JSON Schema report that input themselves).
 
@@ -34,6 +35,9 @@ pub enum BindingKind {
     Cents,
     /// Sum of all matched amounts in integer cents.
     SumCents,
+    /// One string per match: the named properties joined with `|` (absent
+    /// ones empty), e.g. `LOHNABRECHNUNG|p1`.
+    Keys(Vec<String>),
 }
 
 /// A compiled `let` entry.
@@ -93,6 +97,8 @@ pub struct Rule {
     pub bindings: Vec<Binding>,
     /// Indices into `bindings` that must be non-null.
     pub requires: Vec<usize>,
+    /// Cheap guards evaluated before CEL: (reference, allowed string values).
+    pub when: Vec<(Ref, Vec<String>)>,
     pub program: Program,
     pub source: String,
     pub uses_today: bool,
@@ -240,7 +246,12 @@ fn cents_of(v: &Value) -> Option<i64> {
     }
 }
 
-fn bind(b: &Binding, doc: &Value, current: &pointer::Path<'_>) -> CelValue {
+fn bind<'v>(
+    b: &Binding,
+    doc: &'v Value,
+    current: &pointer::Path<'_>,
+    it: Option<&'v Value>,
+) -> CelValue {
     let wildcard = b.source.pattern.has_wildcard();
     match b.kind {
         BindingKind::Value | BindingKind::Cents => {
@@ -254,15 +265,29 @@ fn bind(b: &Binding, doc: &Value, current: &pointer::Path<'_>) -> CelValue {
                     .for_each(doc, current, &mut |_, v| items.push(conv(v)));
                 CelValue::List(Arc::new(items))
             } else {
-                b.source
-                    .first(doc, current)
-                    .map_or(CelValue::Null, |(_, v)| conv(v))
+                b.source.get(doc, current, it).map_or(CelValue::Null, conv)
             }
         }
         BindingKind::Count => {
             let mut n = 0i64;
             b.source.for_each(doc, current, &mut |_, _| n += 1);
             CelValue::Int(n)
+        }
+        BindingKind::Keys(ref fields) => {
+            let mut items = Vec::new();
+            b.source.for_each(doc, current, &mut |_, v| {
+                let mut key = String::new();
+                for (i, f) in fields.iter().enumerate() {
+                    if i > 0 {
+                        key.push('|');
+                    }
+                    if let Some(s) = v.get(f.as_str()).and_then(Value::as_str) {
+                        key.push_str(s);
+                    }
+                }
+                items.push(CelValue::String(Arc::new(key)));
+            });
+            CelValue::List(Arc::new(items))
         }
         BindingKind::SumCents => {
             let mut sum = 0i64;
@@ -323,6 +348,15 @@ impl<'a> Eval<'a> {
         index: usize,
         out: &mut Vec<Finding>,
     ) -> usize {
+        for (r, allowed) in &rule.when {
+            let ok = r
+                .get(self.doc, path, it)
+                .and_then(Value::as_str)
+                .is_some_and(|v| allowed.iter().any(|a| a == v));
+            if !ok {
+                return 0;
+            }
+        }
         let mut values: Vec<CelValue> = Vec::with_capacity(rule.bindings.len());
         for b in &rule.bindings {
             let v = match &b.key {
@@ -330,12 +364,12 @@ impl<'a> Eval<'a> {
                     if let Some(v) = self.cache.get(key.as_str()) {
                         v.clone()
                     } else {
-                        let v = bind(b, self.doc, path);
+                        let v = bind(b, self.doc, path, it);
                         self.cache.insert(key.as_str(), v.clone());
                         v
                     }
                 }
-                None => bind(b, self.doc, path),
+                None => bind(b, self.doc, path, it),
             };
             values.push(v);
         }
@@ -423,6 +457,7 @@ mod tests {
                 .map(|(n, k, s)| Binding::new(n.into(), k, Ref::parse(s).unwrap(), s))
                 .collect(),
             requires: vec![],
+            when: vec![],
             uses_today: refs.has_variable("today"),
             uses_it: refs.has_variable("it"),
             uses_index: refs.has_variable("index"),

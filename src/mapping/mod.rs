@@ -832,6 +832,21 @@ fn compile(
                     RawBinding::SumCents { sum_cents } => {
                         (BindingKind::SumCents, sum_cents.clone())
                     }
+                    RawBinding::Keys { keys, fields } => {
+                        if fields.is_empty()
+                            || fields.iter().any(|f| f.is_empty() || f.contains('/'))
+                        {
+                            errs.at(
+                                part,
+                                span.clone(),
+                                format!(
+                                    "rule {}: variable {name:?}: fields must be property names",
+                                    raw.id
+                                ),
+                            );
+                        }
+                        (BindingKind::Keys(fields.clone()), keys.clone())
+                    }
                 };
                 if rules::BUILTIN_VARIABLES.contains(&name.as_str()) || constants.contains_key(name)
                 {
@@ -885,6 +900,61 @@ fn compile(
                             raw.id
                         ),
                     ),
+                }
+            }
+            let mut when = Vec::new();
+            for (ptr, guard) in &raw.when {
+                let allowed: Vec<String> = match guard {
+                    raw::RawGuard::Values(v) => v.clone(),
+                    raw::RawGuard::Constant(name) => match constants.get(name) {
+                        Some(cel::Value::List(items)) => items
+                            .iter()
+                            .filter_map(|i| match i {
+                                cel::Value::String(s) => Some(s.to_string()),
+                                _ => None,
+                            })
+                            .collect(),
+                        _ => {
+                            errs.at(
+                                part,
+                                span.clone(),
+                                format!(
+                                    "rule {}: when {ptr:?}: {name:?} is not a list constant",
+                                    raw.id
+                                ),
+                            );
+                            continue;
+                        }
+                    },
+                };
+                match Ref::parse(ptr) {
+                    Ok(r) if !r.pattern.has_wildcard() => {
+                        if matches!(r.anchor, crate::pointer::Anchor::Relative { .. })
+                            && for_each.is_empty()
+                        {
+                            errs.at(part, span.clone(), format!("rule {}: when {ptr:?} is relative but the rule has no for_each", raw.id));
+                        }
+                        let abs: Vec<Pattern> = if for_each.is_empty() {
+                            r.absolute(None).into_iter().collect()
+                        } else {
+                            for_each
+                                .iter()
+                                .filter_map(|e| r.absolute(Some(e)))
+                                .collect()
+                        };
+                        for a in abs {
+                            if !known(&a) {
+                                errs.at(part, span.clone(), format!("rule {}: unknown source pointer {} in when (not in schema {schema_name})", raw.id, a.render()));
+                            }
+                        }
+                        when.push((r, allowed));
+                    }
+                    Ok(_) => errs.at(
+                        part,
+                        span.clone(),
+                        format!("rule {}: when {ptr:?} must not contain '*'", raw.id),
+                    ),
+                    Err(e) => errs.at(part, span.clone(), format!("rule {}: when: {e}", raw.id)),
                 }
             }
             let program = match rule_env.compile(&raw.assert) {
@@ -979,6 +1049,7 @@ fn compile(
                 for_each,
                 bindings,
                 requires,
+                when,
                 program: program.expect("checked"),
                 source: raw.assert.clone(),
                 uses_today: uses.0,

@@ -145,6 +145,11 @@ pub struct RawRule {
     pub bindings: BTreeMap<String, RawBinding>,
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Guards checked in Rust before CEL runs: pointer → allowed values (a
+    /// list, or the name of a list constant). The rule runs only where every
+    /// guard's value is among the allowed ones.
+    #[serde(default)]
+    pub when: BTreeMap<String, RawGuard>,
     pub assert: String,
     #[serde(default)]
     pub pointer: Option<String>,
@@ -155,7 +160,8 @@ pub struct RawRule {
 
 /// A variable of a rule: a pointer (value, or list for a wildcard pattern),
 /// `{ count = "pattern" }`, `{ cents = "pointer" }` (exact integer cents) or
-/// `{ sum_cents = "pattern" }`.
+/// `{ sum_cents = "pattern" }`, or `{ keys = "pattern", fields = [..] }` (one
+/// string per match: the named fields joined with `|`, for cheap membership tests).
 #[derive(Debug, Deserialize, Clone)]
 #[serde(untagged)]
 pub enum RawBinding {
@@ -163,6 +169,15 @@ pub enum RawBinding {
     Count { count: String },
     Cents { cents: String },
     SumCents { sum_cents: String },
+    Keys { keys: String, fields: Vec<String> },
+}
+
+/// The allowed values of a `when` guard.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawGuard {
+    Values(Vec<String>),
+    Constant(String),
 }
 
 /// `[labels]`: how fields are named in German sentences.

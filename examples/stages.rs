@@ -1,0 +1,87 @@
+//! Per-stage timing of the pipeline (profiling aid; not part of the product).
+use std::hint::black_box;
+use std::time::Instant;
+
+use allegro_bridge::pipeline::{Pipeline, PipelineConfig};
+use allegro_bridge::{checks, dates, record, rules};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn t(name: &str, n: u32, mut f: impl FnMut()) {
+    if let Ok(only) = std::env::var("ONLY") {
+        if only != name {
+            return;
+        }
+    }
+    for _ in 0..(n / 10) {
+        f();
+    }
+    let s = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    println!(
+        "{name:<12} {:>8.2} µs",
+        s.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+}
+
+fn main() {
+    let p = Pipeline::load(&PipelineConfig::default()).unwrap();
+    let body = std::fs::read("../shared/contract/examples/hauptantrag-gueltig.json").unwrap();
+    let m = p.mappings().get("BG-HA", "1.0").unwrap().clone();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let today = dates::parse_date("2026-11-20");
+    let n: u32 = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20000);
+    t("parse", n, || {
+        black_box(serde_json::from_slice::<serde_json::Value>(&body).unwrap());
+    });
+    t("schema", n, || {
+        black_box(m.schema.is_valid(&doc));
+    });
+    t("checks", n, || {
+        let input = checks::Input {
+            doc: &doc,
+            today,
+            labels: &m.labels,
+        };
+        let mut out = vec![];
+        for c in &m.checks {
+            c.run(&input, &mut out);
+        }
+        black_box(out);
+    });
+    for r in &m.rules {
+        t(&r.id[..r.id.len().min(12)], n, || {
+            let mut e = rules::Eval::new(&doc, today, &m.labels);
+            let mut out = vec![];
+            e.run(&m.rule_env, r, &mut out);
+            black_box(out);
+        });
+    }
+    t("rules", n, || {
+        let mut e = rules::Eval::new(&doc, today, &m.labels);
+        let mut out = vec![];
+        for r in &m.rules {
+            e.run(&m.rule_env, r, &mut out);
+        }
+        black_box(out);
+    });
+    let meta = record::RecordMeta {
+        record_version: "1.0",
+        mapping_name: "x",
+        mapping_version: "1.0",
+        findings: &[],
+        corrections: &[],
+    };
+    t("record", n, || {
+        black_box(record::build(&m.groups, &doc, &meta, &|_, _| unreachable!()).unwrap());
+    });
+    t("total", n, || {
+        black_box(p.process(&body, None));
+    });
+}
