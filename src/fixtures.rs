@@ -215,6 +215,25 @@ pub fn run(pipeline: &Pipeline, dir: &Path, bless: bool) -> anyhow::Result<Repor
                 }
             }
         }
+        // A rule that cannot be evaluated on an application that is otherwise
+        // fine is a mapping bug (a typo in CEL, a wrong type), not bad input.
+        if processed.outcome == Outcome::Accepted {
+            if let Some(m) = processed.mapping.as_ref().and_then(|name| {
+                pipeline
+                    .mappings()
+                    .all()
+                    .into_iter()
+                    .find(|m| &m.name == name)
+            }) {
+                if let Ok(doc) = serde_json::from_slice::<Value>(&body) {
+                    for id in crate::pipeline::evaluate_with_diagnostics(m, &doc).1 {
+                        problems.push(format!(
+                            "rule {id} could not be evaluated on this accepted application (check its CEL and variable types)"
+                        ));
+                    }
+                }
+            }
+        }
         let golden = sibling(&input, ".record.xml");
         match &processed.record {
             Some(xml) if bless => std::fs::write(&golden, xml)?,

@@ -166,6 +166,16 @@ fn invalid(antrag_id: Option<Uuid>, why: Invalid, mapping: Option<String>) -> Pr
 /// All findings of one application under one mapping, in one pass: JSON
 /// Schema, field checks, then rules. Identical findings are reported once.
 pub fn evaluate(m: &Mapping, doc: &serde_json::Value) -> Vec<Finding> {
+    evaluate_with_diagnostics(m, doc).0
+}
+
+/// Like [`evaluate`], also returning the ids of rules whose CEL evaluation
+/// failed (skipped). On well-formed input that points at a mapping bug;
+/// `mappings test` reports it.
+pub fn evaluate_with_diagnostics(
+    m: &Mapping,
+    doc: &serde_json::Value,
+) -> (Vec<Finding>, Vec<String>) {
     let mut out = Vec::new();
     schema_findings(m, doc, &mut out);
     let today = m
@@ -182,12 +192,15 @@ pub fn evaluate(m: &Mapping, doc: &serde_json::Value) -> Vec<Finding> {
         c.run(&input, &mut out);
     }
     let mut eval = rules::Eval::new(doc, today, &m.labels);
+    let mut failed = Vec::new();
     for r in &m.rules {
-        eval.run(&m.rule_env, r, &mut out);
+        if eval.run(&m.rule_env, r, &mut out) > 0 {
+            failed.push(r.id.clone());
+        }
     }
     let mut seen = std::collections::HashSet::new();
     out.retain(|f| seen.insert((f.pointer.clone(), f.rule.clone())));
-    out
+    (out, failed)
 }
 
 fn finish(

@@ -308,8 +308,22 @@ fn process_json_prints_one_object_per_file_and_writes_records() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<Value> = String::from_utf8(o.stdout)
-        .unwrap()
+    let raw = String::from_utf8(o.stdout).unwrap();
+    // Keys in the contract's order.
+    for l in raw.lines() {
+        let pos: Vec<usize> = [
+            "\"file\"",
+            "\"antragId\"",
+            "\"outcome\"",
+            "\"findings\"",
+            "\"record\"",
+        ]
+        .iter()
+        .map(|k| l.find(k).expect(k))
+        .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{l}");
+    }
+    let lines: Vec<Value> = raw
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -319,8 +333,7 @@ fn process_json_prints_one_object_per_file_and_writes_records() {
         .collect();
     assert_eq!(outcomes, ["accepted", "rejected", "accepted"]);
     for l in &lines {
-        let keys: Vec<&String> = l.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["file", "antragId", "outcome", "findings", "record"]);
+        assert_eq!(l.as_object().unwrap().len(), 5, "{l}");
     }
     let rec = lines[0]["record"].as_str().unwrap();
     assert_eq!(
@@ -543,4 +556,56 @@ fn mappings_test_fails_on_a_wrong_expectation() {
         "{text}"
     );
     assert!(text.contains("0 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn mappings_test_reports_a_rule_that_cannot_be_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let maps = dir.path().join("mappings");
+    copy_mappings(&maps);
+    let rules = maps.join("common/regeln-1.0.toml");
+    let mut text = std::fs::read_to_string(&rules).unwrap();
+    text.push_str(
+        r#"
+[[rule]]
+id = "X-KAPUTT"
+severity = "error"
+let = { name = "/antragsteller/familienname" }
+assert = "name > 5"
+pointer = "/antragsteller/familienname"
+message = "{Feld} ist zu groß."
+"#,
+    );
+    std::fs::write(&rules, text).unwrap();
+    let fx = dir.path().join("fixtures");
+    std::fs::create_dir_all(&fx).unwrap();
+    std::fs::copy(
+        examples().join("weiterbewilligung-gueltig.json"),
+        fx.join("wba.json"),
+    )
+    .unwrap();
+    std::fs::write(fx.join("wba.expect.json"), r#"{"outcome": "accepted"}"#).unwrap();
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nmappings_dir = {:?}\nschemas_dir = {:?}\n",
+            maps,
+            root().join("schemas")
+        ),
+    )
+    .unwrap();
+    let o = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["mappings", "test", "--bless", "--fixtures"])
+        .arg(&fx)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("rule X-KAPUTT could not be evaluated"),
+        "{text}"
+    );
 }

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::config::Settings;
-use crate::finding::Severity;
+use crate::finding::{Finding, Severity};
 use crate::outbox;
 use crate::pipeline::{Outcome, Pipeline, Processed};
 
@@ -23,6 +23,17 @@ pub struct ProcessArgs {
     /// Files or directories of `.json` files.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+/// One line of `--json` output, keys in the contract's order.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    file: String,
+    #[serde(rename = "antragId")]
+    antrag_id: Option<String>,
+    outcome: Outcome,
+    findings: &'a [Finding],
+    record: Option<String>,
 }
 
 /// Expands the arguments into the list of files, in a stable order.
@@ -102,14 +113,14 @@ pub fn run(config: Option<&Path>, args: ProcessArgs) -> anyhow::Result<i32> {
             Outcome::Invalid => invalid += 1,
         }
         if args.json {
-            let line = json!({
-                "file": path.display().to_string(),
-                "antragId": processed.antrag_id.map(|u| u.to_string()),
-                "outcome": processed.outcome,
-                "findings": processed.findings,
-                "record": record_path.as_ref().map(|p| p.display().to_string()),
-            });
-            writeln!(stdout, "{line}")?;
+            let line = JsonLine {
+                file: path.display().to_string(),
+                antrag_id: processed.antrag_id.map(|u| u.to_string()),
+                outcome: processed.outcome,
+                findings: &processed.findings,
+                record: record_path.as_ref().map(|p| p.display().to_string()),
+            };
+            writeln!(stdout, "{}", serde_json::to_string(&line)?)?;
         } else {
             let id = processed
                 .antrag_id
