@@ -609,3 +609,41 @@ message = "{Feld} ist zu groß."
         "{text}"
     );
 }
+
+#[test]
+fn mappings_check_warns_about_fields_without_a_german_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let maps = dir.path().join("mappings");
+    copy_mappings(&maps);
+    let texte = maps.join("common/texte-1.0.toml");
+    let text = std::fs::read_to_string(&texte).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("telefon = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(text, without);
+    std::fs::write(&texte, without).unwrap();
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nmappings_dir = {:?}\nschemas_dir = {:?}\n",
+            maps,
+            root().join("schemas")
+        ),
+    )
+    .unwrap();
+    let o = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["mappings", "check"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("warning: bg-ha-1.0: no German label for /antragsteller/telefon"),
+        "{out}"
+    );
+}

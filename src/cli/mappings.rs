@@ -60,6 +60,13 @@ fn check(settings: &Settings) -> anyhow::Result<i32> {
                 );
             }
             for m in set.all() {
+                for f in m.unlabeled_fields() {
+                    println!(
+                        "warning: {}: no German label for {f} (messages would say „{}“); add one under [labels.fields]",
+                        m.name,
+                        f.rsplit('/').next().unwrap_or_default()
+                    );
+                }
                 let fields: usize = m.groups.iter().map(|g| g.fields.len()).sum();
                 println!(
                     "ok: {} ({} {}): {} groups, {} fields, {} checks, {} rules, schema {}, record {}",

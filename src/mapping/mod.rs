@@ -95,6 +95,8 @@ pub struct Mapping {
     pub record_version: String,
     pub schema_file: String,
     pub schema: jsonschema::Validator,
+    /// The JSON Schema document itself (for lint and coverage).
+    pub schema_json: Arc<Value>,
     pub today: Ref,
     pub groups: Vec<Group>,
     pub checks: Vec<Check>,
@@ -108,6 +110,66 @@ pub struct Mapping {
     pub mapped_fields: Vec<(Pattern, Origin)>,
     /// Files this mapping is made of.
     pub files: Vec<PathBuf>,
+}
+
+impl Mapping {
+    /// Properties the JSON Schema defines that no label names, as pointer
+    /// patterns; findings about them would say "die Angabe „x“".
+    pub fn unlabeled_fields(&self) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![(Pattern { segs: vec![] }, &*self.schema_json)];
+        let root = &*self.schema_json;
+        while let Some((pat, node)) = stack.pop() {
+            if pat.segs.len() > 8 {
+                continue;
+            }
+            for n in resolve_schema(root, node) {
+                if let Some(props) = n.get("properties").and_then(Value::as_object) {
+                    for (k, child) in props {
+                        let mut p = pat.clone();
+                        p.segs.push(Seg::Key(k.clone()));
+                        let concrete: Vec<crate::pointer::Step<'_>> = p
+                            .segs
+                            .iter()
+                            .map(|s| match s {
+                                Seg::Key(k) => crate::pointer::Step::Key(k.as_str()),
+                                Seg::Any => crate::pointer::Step::Index(0),
+                            })
+                            .collect();
+                        if self.labels.name(&concrete).contains('„') {
+                            out.insert(p.render());
+                        }
+                        stack.push((p, child));
+                    }
+                }
+                if let Some(items) = n.get("items") {
+                    let mut p = pat.clone();
+                    p.segs.push(Seg::Any);
+                    stack.push((p, items));
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
+fn resolve_schema<'a>(root: &'a Value, node: &'a Value) -> Vec<&'a Value> {
+    let mut out = vec![node];
+    if let Some(name) = node
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
+        if let Some(t) = root.get("$defs").and_then(|d| d.get(name)) {
+            out.extend(resolve_schema(root, t));
+        }
+    }
+    if let Some(all) = node.get("allOf").and_then(Value::as_array) {
+        for s in all {
+            out.extend(resolve_schema(root, s));
+        }
+    }
+    out
 }
 
 impl fmt::Debug for Mapping {
@@ -300,22 +362,7 @@ fn severity(s: &str) -> Result<Severity, String> {
 
 /// Does the JSON Schema define a location matching this pattern?
 pub fn schema_knows(root: &Value, pattern: &Pattern) -> bool {
-    fn resolve<'a>(root: &'a Value, node: &'a Value) -> Vec<&'a Value> {
-        let mut out = vec![node];
-        if let Some(r) = node.get("$ref").and_then(Value::as_str) {
-            if let Some(name) = r.strip_prefix("#/$defs/") {
-                if let Some(t) = root.get("$defs").and_then(|d| d.get(name)) {
-                    out.extend(resolve(root, t));
-                }
-            }
-        }
-        if let Some(all) = node.get("allOf").and_then(Value::as_array) {
-            for s in all {
-                out.extend(resolve(root, s));
-            }
-        }
-        out
-    }
+    use resolve_schema as resolve;
     fn walk(root: &Value, node: &Value, segs: &[Seg]) -> bool {
         let Some((first, rest)) = segs.split_first() else {
             return true;
@@ -1073,6 +1120,7 @@ fn compile(
         record_version: header.record.clone(),
         schema_file: schema_name,
         schema: validator,
+        schema_json: schema_json.clone(),
         today,
         groups,
         checks,
