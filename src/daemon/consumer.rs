@@ -122,51 +122,76 @@ pub async fn session(
         consume_ch: &consume_ch,
         publish_ch: &publish_ch,
     };
-    loop {
-        // Pause while the outbox cannot be written.
-        while !ctx.outbox.healthy.load(Ordering::SeqCst) {
-            if shutdown.sleep(Duration::from_millis(200)).await {
+    // Two stages, so the pipeline of batch N+1 runs while batch N commits:
+    // the producer gathers deliveries and runs the pipeline; the committer
+    // stores, publishes dead letters and acks, strictly in delivery order
+    // (which the multiple-ack relies on). The channel holds one batch, so a
+    // stalled committer stalls the producer: consumption pauses.
+    let (batches, mut ready) = tokio::sync::mpsc::channel::<Prepared>(1);
+    let committer_shutdown = shutdown.clone();
+    let committer = async {
+        while let Some(p) = ready.recv().await {
+            session.store_and_ack(p, &committer_shutdown).await?;
+        }
+        Ok::<(), SessionError>(())
+    };
+    let producer = async {
+        loop {
+            // Pause while the outbox cannot be written.
+            while !ctx.outbox.healthy.load(Ordering::SeqCst) {
+                if shutdown.sleep(Duration::from_millis(200)).await {
+                    break;
+                }
+            }
+            if shutdown.is_set() {
                 break;
             }
-        }
-        if shutdown.is_set() {
-            break;
-        }
-        let first = tokio::select! {
-            biased;
-            _ = shutdown.wait() => break,
-            d = consumer.next() => d,
-        };
-        let mut batch = vec![next_delivery(first)?];
-        let until = tokio::time::Instant::now() + linger;
-        while batch.len() < batch_size {
-            match tokio::time::timeout_at(until, consumer.next()).await {
-                Ok(d) => batch.push(next_delivery(d)?),
-                Err(_) => break,
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                d = consumer.next() => d,
+            };
+            let mut batch = vec![next_delivery(first)?];
+            let until = tokio::time::Instant::now() + linger;
+            while batch.len() < batch_size {
+                match tokio::time::timeout_at(until, consumer.next()).await {
+                    Ok(d) => batch.push(next_delivery(d)?),
+                    Err(_) => break,
+                }
+            }
+            let prepared = session.prepare(batch).await?;
+            if batches.send(prepared).await.is_err() {
+                return Ok(());
             }
         }
-        session.handle_batch(batch, shutdown).await?;
-    }
 
-    // Graceful: stop the broker from sending more, finish what was already
-    // delivered to us, ack, close.
-    info!("shutdown: cancelling consumer, finishing in-flight deliveries");
-    consume_ch
-        .basic_cancel(tag, BasicCancelOptions::default())
-        .await
-        .map_err(transient)?;
-    let mut rest = Vec::new();
-    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(100), consumer.next()).await
-    {
-        rest.push(d.map_err(transient)?);
-    }
-    while !rest.is_empty() {
-        // After shutdown, a batch that cannot be stored is left unacked; it
-        // goes back to the queue when the channel closes.
-        let tail = rest.split_off(batch_size.min(rest.len()));
-        let chunk = std::mem::replace(&mut rest, tail);
-        session.handle_batch(chunk, shutdown).await?;
-    }
+        // Graceful: stop the broker from sending more, finish what was
+        // already delivered to us, ack, close.
+        info!("shutdown: cancelling consumer, finishing in-flight deliveries");
+        consume_ch
+            .basic_cancel(tag.clone(), BasicCancelOptions::default())
+            .await
+            .map_err(transient)?;
+        let mut rest = Vec::new();
+        while let Ok(Some(d)) =
+            tokio::time::timeout(Duration::from_millis(100), consumer.next()).await
+        {
+            rest.push(d.map_err(transient)?);
+        }
+        while !rest.is_empty() {
+            // After shutdown, a batch that cannot be stored is left unacked;
+            // it goes back to the queue when the channel closes.
+            let tail = rest.split_off(batch_size.min(rest.len()));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let prepared = session.prepare(chunk).await?;
+            if batches.send(prepared).await.is_err() {
+                return Ok(());
+            }
+        }
+        drop(batches);
+        Ok::<(), SessionError>(())
+    };
+    tokio::try_join!(producer, committer)?;
     let _ = consume_ch.close(200, "shutdown".into()).await;
     let _ = publish_ch.close(200, "shutdown".into()).await;
     let _ = conn.close(200, "shutdown".into()).await;
@@ -200,6 +225,14 @@ enum AttemptError {
     Broker(#[from] lapin::Error),
 }
 
+/// A batch after the pipeline, waiting to be stored.
+struct Prepared {
+    items: Vec<Item>,
+    last_tag: u64,
+    t0: Instant,
+    pipeline: Duration,
+}
+
 /// One delivery after the pipeline.
 struct Item {
     delivery: Delivery,
@@ -208,12 +241,10 @@ struct Item {
 }
 
 impl Session<'_> {
-    async fn handle_batch(
-        &self,
-        batch: Vec<Delivery>,
-        shutdown: &Shutdown,
-    ) -> Result<(), SessionError> {
+    /// Runs the pipeline over a batch.
+    async fn prepare(&self, batch: Vec<Delivery>) -> Result<Prepared, SessionError> {
         let last_tag = batch.iter().map(|d| d.delivery_tag).max().unwrap_or(0);
+        let t0 = Instant::now();
         let items = run_pipeline(
             &self.ctx.pipeline,
             batch,
@@ -221,6 +252,23 @@ impl Session<'_> {
         )
         .await
         .map_err(SessionError::Fatal)?;
+        Ok(Prepared {
+            items,
+            last_tag,
+            t0,
+            pipeline: t0.elapsed(),
+        })
+    }
+
+    /// Stores a prepared batch (retrying while the database is away) and
+    /// acks it with one multiple-ack.
+    async fn store_and_ack(&self, p: Prepared, shutdown: &Shutdown) -> Result<(), SessionError> {
+        let Prepared {
+            items,
+            last_tag,
+            t0,
+            pipeline: t_pipeline,
+        } = p;
         let mut delays = backoff(&self.ctx.settings.daemon);
         let mut failing_since: Option<Instant> = None;
         let deadline = Duration::from_secs(self.ctx.settings.daemon.shutdown_deadline_secs);
@@ -253,6 +301,12 @@ impl Session<'_> {
             .await
             .map_err(transient)?;
         self.ctx.outbox.notify.notify_one();
+        debug!(
+            items = items.len(),
+            pipeline_us = t_pipeline.as_micros() as u64,
+            total_us = t0.elapsed().as_micros() as u64,
+            "batch acked"
+        );
         Ok(())
     }
 
@@ -300,8 +354,10 @@ impl Session<'_> {
                 }
             }
         }
+        let t0 = Instant::now();
         let mut tx = self.ctx.store.begin().await?;
         let stored = tx.insert_applications(&apps).await?;
+        let t_apps = t0.elapsed();
         let mut dup = 0u64;
         let (mut acc, mut rej) = (0u64, 0u64);
         for (k, s) in stored.iter().enumerate() {
@@ -374,6 +430,7 @@ impl Session<'_> {
                     .await?,
             );
         }
+        let t_dead = t0.elapsed();
         let published = confirms.len() as u64;
         for c in confirms {
             let conf = c.await?;
@@ -381,7 +438,15 @@ impl Session<'_> {
                 return Err(AttemptError::NotConfirmed);
             }
         }
+        let t_confirm = t0.elapsed();
         tx.commit().await?;
+        debug!(
+            apps_us = t_apps.as_micros() as u64,
+            dead_us = t_dead.as_micros() as u64,
+            confirm_us = t_confirm.as_micros() as u64,
+            commit_us = t0.elapsed().as_micros() as u64,
+            "batch stored"
+        );
         let s = &self.ctx.stats;
         s.accepted.fetch_add(acc, Ordering::Relaxed);
         s.rejected.fetch_add(rej, Ordering::Relaxed);

@@ -278,18 +278,30 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        dispatch!(self, Store, p => {
-            let mut qb = QueryBuilder::new("UPDATE records SET written_at = ");
-            qb.push_bind(at);
-            qb.push(" WHERE written_at IS NULL AND antrag_id IN (");
-            let mut sep = qb.separated(", ");
-            for id in ids {
-                sep.push_bind(*id);
+        match self {
+            Store::Sqlite(p) => {
+                let mut qb = QueryBuilder::new("UPDATE records SET written_at = ");
+                qb.push_bind(at);
+                qb.push(" WHERE written_at IS NULL AND antrag_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(p).await?;
             }
-            qb.push(")");
-            qb.build().execute(p).await?;
-            Ok(())
-        })
+            Store::Postgres(p) => {
+                sqlx::query(
+                    "UPDATE records SET written_at = $1 \
+                     WHERE written_at IS NULL AND antrag_id = ANY($2)",
+                )
+                .bind(at)
+                .bind(ids)
+                .execute(p)
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Frees a dead letter's dedup key before it is replayed, so that the
@@ -469,28 +481,58 @@ impl Tx {
         // Sorted by key, so concurrent daemons lock rows in the same order.
         unique.sort_by_key(|&i| apps[i].antrag_id);
 
-        let inserted: Vec<Uuid> = dispatch!(self, Tx, tx => {
-            let mut qb = QueryBuilder::new(
+        // PostgreSQL: one statement over arrays (UNNEST), so the SQL text and
+        // its prepared statement are the same for every batch size. SQLite
+        // runs in-process, where a multi-row VALUES is as good.
+        let inserted: Vec<Uuid> =
+            match self {
+                Tx::Sqlite(tx) => {
+                    let mut qb = QueryBuilder::new(
                 "INSERT INTO applications (antrag_id, body, body_sha256, outcome, mapping, \
                  findings, dienststellennummer, message_id, created_at) ",
             );
-            qb.push_values(unique.iter().map(|&i| &apps[i]), |mut b, a| {
-                b.push_bind(a.antrag_id)
-                    .push_bind(a.body.as_slice())
-                    .push_bind(a.body_sha256.as_str())
-                    .push_bind(a.outcome)
-                    .push_bind(a.mapping.as_deref())
-                    .push_bind(a.findings_json.as_str())
-                    .push_bind(a.dienststellennummer.as_deref())
-                    .push_bind(a.message_id.as_deref())
-                    .push_bind(a.created_at);
-            });
-            qb.push(" ON CONFLICT (antrag_id) DO NOTHING RETURNING antrag_id");
-            let rows = qb.build().fetch_all(&mut **tx).await?;
-            rows.iter()
+                    qb.push_values(unique.iter().map(|&i| &apps[i]), |mut b, a| {
+                        b.push_bind(a.antrag_id)
+                            .push_bind(a.body.as_slice())
+                            .push_bind(a.body_sha256.as_str())
+                            .push_bind(a.outcome)
+                            .push_bind(a.mapping.as_deref())
+                            .push_bind(a.findings_json.as_str())
+                            .push_bind(a.dienststellennummer.as_deref())
+                            .push_bind(a.message_id.as_deref())
+                            .push_bind(a.created_at);
+                    });
+                    qb.push(" ON CONFLICT (antrag_id) DO NOTHING RETURNING antrag_id");
+                    let rows = qb.build().fetch_all(&mut **tx).await?;
+                    rows.iter()
+                        .map(|r| r.try_get::<Uuid, _>("antrag_id"))
+                        .collect::<Result<_, _>>()?
+                }
+                Tx::Postgres(tx) => {
+                    let rows: Vec<&NewApplication> = unique.iter().map(|&i| &apps[i]).collect();
+                    sqlx::query(
+                    "INSERT INTO applications (antrag_id, body, body_sha256, outcome, mapping, \
+                     findings, dienststellennummer, message_id, created_at) \
+                     SELECT * FROM UNNEST($1::uuid[], $2::bytea[], $3::text[], $4::text[], \
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[]) \
+                     ON CONFLICT (antrag_id) DO NOTHING RETURNING antrag_id",
+                )
+                .bind(rows.iter().map(|a| a.antrag_id).collect::<Vec<_>>())
+                .bind(rows.iter().map(|a| a.body.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|a| a.body_sha256.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|a| a.outcome.to_string()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|a| a.mapping.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|a| a.findings_json.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|a| a.dienststellennummer.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|a| a.message_id.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|a| a.created_at).collect::<Vec<_>>())
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
                 .map(|r| r.try_get::<Uuid, _>("antrag_id"))
                 .collect::<Result<_, _>>()?
-        });
+                }
+            };
         let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
 
         // Known before this batch: same body → duplicate, else conflict.
@@ -536,33 +578,61 @@ impl Tx {
             new.iter().copied().filter(|a| a.record.is_some()).collect();
         let cases: Vec<&NewApplication> =
             new.iter().copied().filter(|a| a.record.is_none()).collect();
-        dispatch!(self, Tx, tx => {
-            if !records.is_empty() {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO records (antrag_id, file_name, xml, created_at) ",
-                );
-                qb.push_values(records.iter(), |mut b, a| {
-                    b.push_bind(a.antrag_id)
-                        .push_bind(format!("{}.xml", a.antrag_id))
-                        .push_bind(a.record.as_deref().unwrap_or_default())
-                        .push_bind(a.created_at);
-                });
-                qb.build().execute(&mut **tx).await?;
-            }
-            if !cases.is_empty() {
-                let mut qb = QueryBuilder::new(
+        match self {
+            Tx::Sqlite(tx) => {
+                if !records.is_empty() {
+                    let mut qb = QueryBuilder::new(
+                        "INSERT INTO records (antrag_id, file_name, xml, created_at) ",
+                    );
+                    qb.push_values(records.iter(), |mut b, a| {
+                        b.push_bind(a.antrag_id)
+                            .push_bind(format!("{}.xml", a.antrag_id))
+                            .push_bind(a.record.as_deref().unwrap_or_default())
+                            .push_bind(a.created_at);
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                if !cases.is_empty() {
+                    let mut qb = QueryBuilder::new(
                     "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at) ",
                 );
-                qb.push_values(cases.iter(), |mut b, a| {
-                    b.push_bind(a.antrag_id)
-                        .push_bind(a.dienststellennummer.as_deref())
-                        .push_bind("open")
-                        .push_bind(a.created_at)
-                        .push_bind(a.created_at);
-                });
-                qb.build().execute(&mut **tx).await?;
+                    qb.push_values(cases.iter(), |mut b, a| {
+                        b.push_bind(a.antrag_id)
+                            .push_bind(a.dienststellennummer.as_deref())
+                            .push_bind("open")
+                            .push_bind(a.created_at)
+                            .push_bind(a.created_at);
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
             }
-        });
+            Tx::Postgres(tx) => {
+                if !records.is_empty() {
+                    sqlx::query(
+                        "INSERT INTO records (antrag_id, file_name, xml, created_at) \
+                         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[])",
+                    )
+                    .bind(records.iter().map(|a| a.antrag_id).collect::<Vec<_>>())
+                    .bind(records.iter().map(|a| format!("{}.xml", a.antrag_id)).collect::<Vec<_>>())
+                    .bind(records.iter().map(|a| a.record.clone().unwrap_or_default()).collect::<Vec<_>>())
+                    .bind(records.iter().map(|a| a.created_at).collect::<Vec<_>>())
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                if !cases.is_empty() {
+                    sqlx::query(
+                        "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at) \
+                         SELECT u.id, u.dst, 'open', u.at, u.at \
+                         FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(id, dst, at)",
+                    )
+                    .bind(cases.iter().map(|a| a.antrag_id).collect::<Vec<_>>())
+                    .bind(cases.iter().map(|a| a.dienststellennummer.clone()).collect::<Vec<_>>())
+                    .bind(cases.iter().map(|a| a.created_at).collect::<Vec<_>>())
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+        }
         Ok(result)
     }
 

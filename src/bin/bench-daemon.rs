@@ -1,0 +1,465 @@
+//! Drain-rate benchmark of the daemon (issue #3, "Speed").
+//!
+//! Pre-publishes N realistic applications (60 % accepted, 30 % rejected, 10 %
+//! invalid, built from the contract examples with fresh antragIds) and
+//! measures, in one run:
+//! - the broker's raw drain rate: a plain consume + ack loop (one ack per
+//!   message) with the same prefetch on a quorum queue of the same kind;
+//! - the raw file rate of the outbox directory (`outbox::write_atomic`);
+//! - the daemon's end-to-end drain rate with PostgreSQL and with SQLite: from
+//!   the moment messages start leaving the queue until every application is
+//!   stored, acked, and every record file written;
+//! - the daemon's peak RSS (VmHWM) and its RSS at each quarter of the drain.
+//!
+//! Run (release build, services from `scripts/start-services.sh`):
+//!
+//! ```text
+//! cargo build --release --bin allegro-bridge --bin bench-daemon
+//! target/release/bench-daemon [--messages 10000] [--prefetch 500] [--only raw|postgres|sqlite|files] [--base DIR]
+//! ```
+//!
+//! Environment: `ALLEGRO_TEST_AMQP`, `ALLEGRO_TEST_PG` as for the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use allegro_bridge::config::{BrokerConfig, StoreConfig};
+use allegro_bridge::store::Store;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::Value;
+use uuid::Uuid;
+
+struct Args {
+    messages: usize,
+    prefetch: u16,
+    amqp: String,
+    pg_admin: String,
+    data: PathBuf,
+    only: Option<String>,
+    /// Parent folder of the outbox and SQLite file (default: the current
+    /// folder; e.g. /dev/shm to take the disk out of the measurement).
+    base: PathBuf,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        messages: 10_000,
+        prefetch: 500,
+        amqp: std::env::var("ALLEGRO_TEST_AMQP")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+        pg_admin: std::env::var("ALLEGRO_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+        data: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/data"),
+        only: None,
+        base: PathBuf::from("."),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_default();
+        match k.as_str() {
+            "--messages" => a.messages = v.parse().expect("--messages N"),
+            "--prefetch" => a.prefetch = v.parse().expect("--prefetch N"),
+            "--only" => a.only = Some(v),
+            "--base" => a.base = PathBuf::from(v),
+            _ => panic!("unknown argument {k}"),
+        }
+    }
+    a
+}
+
+fn messages(data: &Path, n: usize) -> Vec<(Vec<u8>, String)> {
+    let load = |f: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(data.join(f)).unwrap()).unwrap()
+    };
+    let ha = load("hauptantrag-gueltig.json");
+    let wba = load("weiterbewilligung-gueltig.json");
+    let bad = load("hauptantrag-mit-fehlern.json");
+    (0..n)
+        .map(|i| {
+            let id = Uuid::new_v4();
+            let mut v = match i % 10 {
+                0..=3 => ha.clone(),
+                4 | 5 => wba.clone(),
+                6..=8 => bad.clone(),
+                _ => {
+                    let mut v = ha.clone();
+                    v["formular"]["version"] = Value::String("9.9".into());
+                    v
+                }
+            };
+            v["antragId"] = Value::String(id.to_string());
+            (serde_json::to_vec(&v).unwrap(), id.to_string())
+        })
+        .collect()
+}
+
+async fn publish(conn: &Connection, queue: &str, msgs: &[(Vec<u8>, String)]) {
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    for chunk in msgs.chunks(1000) {
+        for (body, id) in chunk {
+            let _confirm = ch
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into())
+                        .with_message_id(id.as_str().into()),
+                )
+                .await
+                .unwrap();
+        }
+        ch.wait_for_confirms().await.unwrap();
+    }
+    let _ = ch.close(200, "OK".into()).await;
+}
+
+async fn queue_len(conn: &Connection, queue: &str) -> u32 {
+    let ch = conn.create_channel().await.unwrap();
+    let n = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map(|q| q.message_count())
+        .unwrap_or(0);
+    let _ = ch.close(200, "OK".into()).await;
+    n
+}
+
+async fn delete(conn: &Connection, queues: &[&str]) {
+    let ch = conn.create_channel().await.unwrap();
+    for q in queues {
+        let _ = ch
+            .queue_delete((*q).into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = ch.close(200, "OK".into()).await;
+}
+
+fn broker(amqp: &str, name: &str, prefetch: u16) -> BrokerConfig {
+    BrokerConfig {
+        url: amqp.into(),
+        intake_queue: format!("{name}.eingang"),
+        dlq: format!("{name}.dlq"),
+        prefetch,
+        ..BrokerConfig::default()
+    }
+}
+
+/// Plain consume + ack loop: the broker's ceiling.
+async fn raw_drain(a: &Args, msgs: &[(Vec<u8>, String)]) -> f64 {
+    let conn = Connection::connect(&a.amqp, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let name = format!("bench-raw-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let b = broker(&a.amqp, &name, a.prefetch);
+    allegro_bridge::daemon::topology::declare(&conn, &b)
+        .await
+        .unwrap();
+    publish(&conn, &b.intake_queue, msgs).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_qos(a.prefetch, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let mut consumer = ch
+        .basic_consume(
+            b.intake_queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut n = 0;
+    while let Some(d) = consumer.next().await {
+        let d = d.unwrap();
+        d.ack(BasicAckOptions::default()).await.unwrap();
+        n += 1;
+        if n == msgs.len() {
+            break;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = ch.close(200, "OK".into()).await;
+    delete(&conn, &[&b.intake_queue, &b.dlq]).await;
+    let _ = conn.close(200, "OK".into()).await;
+    msgs.len() as f64 / secs
+}
+
+/// Atomic record files per second in a fresh folder.
+fn raw_files(base: &Path, n: usize, size: usize, parallel: usize) -> f64 {
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let body = vec![b'x'; size];
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..parallel {
+            let dir = dir.path();
+            let body = &body;
+            s.spawn(move || {
+                for i in (t..n).step_by(parallel) {
+                    allegro_bridge::outbox::write_atomic(dir, &format!("{i}.xml"), body).unwrap();
+                }
+            });
+        }
+    });
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct BridgeRun {
+    acked_rate: f64,
+    e2e_rate: f64,
+    peak_rss_kib: u64,
+    rss_quarters: Vec<u64>,
+    record_bytes: usize,
+    cpu_us_per_msg: f64,
+}
+
+async fn bridge_drain(a: &Args, msgs: &[(Vec<u8>, String)], pg: bool) -> BridgeRun {
+    let name = format!("bench-bridge-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let dir = tempfile::tempdir_in(&a.base).unwrap();
+    let (db_url, pg_db) = if pg {
+        let db = name.replace('-', "_");
+        let admin = sqlx::PgPool::connect(&a.pg_admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let base = a.pg_admin.rsplit_once('/').unwrap().0;
+        (format!("{base}/{db}"), Some(db))
+    } else {
+        (
+            format!("sqlite://{}", dir.path().join("bridge.db").display()),
+            None,
+        )
+    };
+    let conn = Connection::connect(&a.amqp, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let b = broker(&a.amqp, &name, a.prefetch);
+    allegro_bridge::daemon::topology::declare(&conn, &b)
+        .await
+        .unwrap();
+    publish(&conn, &b.intake_queue, msgs).await;
+    let store = Store::connect(&StoreConfig {
+        url: db_url.clone(),
+        ..StoreConfig::default()
+    })
+    .await
+    .unwrap();
+
+    let exe = std::env::current_exe()
+        .unwrap()
+        .with_file_name("allegro-bridge");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let outbox = dir.path().join("outbox");
+    // BENCH_DAEMON_LOG=FILE: the daemon's debug log goes there.
+    let log_file = std::env::var("BENCH_DAEMON_LOG").ok();
+    let mut child: Child = Command::new(exe)
+        .arg("run")
+        .current_dir(dir.path())
+        .env("ALLEGRO_BRIDGE__BROKER__URL", &a.amqp)
+        .env("ALLEGRO_BRIDGE__BROKER__INTAKE_QUEUE", &b.intake_queue)
+        .env("ALLEGRO_BRIDGE__BROKER__DLQ", &b.dlq)
+        .env("ALLEGRO_BRIDGE__BROKER__PREFETCH", a.prefetch.to_string())
+        .env("ALLEGRO_BRIDGE__STORE__URL", &db_url)
+        .env("ALLEGRO_BRIDGE__OUTBOX__DIR", &outbox)
+        .env(
+            "ALLEGRO_BRIDGE__PIPELINE__MAPPINGS_DIR",
+            format!("{root}/mappings"),
+        )
+        .env(
+            "ALLEGRO_BRIDGE__PIPELINE__SCHEMAS_DIR",
+            format!("{root}/schemas"),
+        )
+        .env(
+            "RUST_LOG",
+            if log_file.is_some() {
+                "allegro_bridge=debug"
+            } else {
+                "allegro_bridge=warn"
+            },
+        )
+        .stdout(Stdio::null())
+        .stderr(match &log_file {
+            Some(f) => Stdio::from(std::fs::File::create(f).unwrap()),
+            None => Stdio::null(),
+        })
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let total = msgs.len() as u32;
+    // Exactly the non-invalid share of `messages()`.
+    let invalid = (0..msgs.len()).filter(|i| i % 10 == 9).count() as i64;
+    let expected_apps = msgs.len() as i64 - invalid;
+
+    // Clock starts when messages start leaving the queue.
+    let t0 = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the daemon exited early: {status}");
+        }
+        if queue_len(&conn, &b.intake_queue).await < total {
+            break Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let mut quarters = Vec::new();
+    let mut acked_at = None;
+    let e2e = loop {
+        let c = store.counts().await.unwrap();
+        let done = c.applications + c.dead_letters;
+        while quarters.len() < 4 && done as usize >= msgs.len() * (quarters.len() + 1) / 4 {
+            quarters.push(rss_kib(pid, "VmRSS:"));
+        }
+        if acked_at.is_none()
+            && c.applications == expected_apps
+            && done as usize == msgs.len()
+            && queue_len(&conn, &b.intake_queue).await == 0
+        {
+            acked_at = Some(t0.elapsed());
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the daemon exited early: {status}");
+        }
+        if acked_at.is_some() && c.records_pending == 0 {
+            break t0.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let acked = acked_at.unwrap();
+    let peak = rss_kib(pid, "VmHWM:");
+    let cpu = cpu_secs(pid);
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+    let record_bytes = std::fs::read_dir(&outbox)
+        .unwrap()
+        .next()
+        .map(|e| e.unwrap().metadata().unwrap().len() as usize)
+        .unwrap_or(0);
+    store.close().await;
+    delete(&conn, &[&b.intake_queue, &b.dlq]).await;
+    let _ = conn.close(200, "OK".into()).await;
+    if let Some(db) = pg_db {
+        let admin = sqlx::PgPool::connect(&a.pg_admin).await.unwrap();
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+    }
+    BridgeRun {
+        acked_rate: msgs.len() as f64 / acked.as_secs_f64(),
+        e2e_rate: msgs.len() as f64 / e2e.as_secs_f64(),
+        peak_rss_kib: peak,
+        rss_quarters: quarters,
+        record_bytes,
+        cpu_us_per_msg: cpu * 1e6 / msgs.len() as f64,
+    }
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let msgs = messages(&a.data, a.messages);
+    let avg = msgs.iter().map(|m| m.0.len()).sum::<usize>() / msgs.len().max(1);
+    println!(
+        "bench-daemon: {} messages (avg body {avg} bytes), prefetch {}",
+        msgs.len(),
+        a.prefetch
+    );
+    let want = |k: &str| a.only.as_deref().is_none_or(|o| o == k);
+
+    let raw = if want("raw") || a.only.is_none() {
+        let r = raw_drain(&a, &msgs).await;
+        println!("broker raw drain (consume + ack):   {r:>8.0} msg/s");
+        Some(r)
+    } else {
+        None
+    };
+    let mut results = vec![];
+    for (label, pg) in [("postgres", true), ("sqlite", false)] {
+        if !want(label) {
+            continue;
+        }
+        let r = bridge_drain(&a, &msgs, pg).await;
+        println!(
+            "bridge {label:<8} acked:               {:>8.0} msg/s",
+            r.acked_rate
+        );
+        println!(
+            "bridge {label:<8} end to end (files):  {:>8.0} msg/s",
+            r.e2e_rate
+        );
+        if let Some(raw) = raw {
+            println!(
+                "bridge {label:<8} ratio bridge/raw:    {:>8.2} (end to end), {:.2} (acked)",
+                r.e2e_rate / raw,
+                r.acked_rate / raw
+            );
+        }
+        println!(
+            "bridge {label:<8} daemon CPU:          {:>8.0} µs/msg",
+            r.cpu_us_per_msg
+        );
+        println!(
+            "bridge {label:<8} peak RSS: {} MiB; RSS at 25/50/75/100 %: {:?} MiB",
+            r.peak_rss_kib / 1024,
+            r.rss_quarters.iter().map(|k| k / 1024).collect::<Vec<_>>()
+        );
+        results.push(r);
+    }
+    if want("files") || a.only.is_none() {
+        let size = results
+            .first()
+            .map(|r| r.record_bytes)
+            .unwrap_or(6000)
+            .max(1);
+        let f1 = raw_files(&a.base, a.messages.min(5000), size, 1);
+        let f2 = raw_files(&a.base, a.messages.min(5000), size, 2);
+        println!(
+            "raw outbox files ({size} B, write_atomic): {f1:>8.0} files/s (1 thread), {f2:.0} (2 threads)"
+        );
+    }
+}
