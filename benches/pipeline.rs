@@ -69,6 +69,9 @@ fn bench(c: &mut Criterion) {
     let p = pipeline();
     let family = example("hauptantrag-gueltig.json");
     let faulty = example("hauptantrag-mit-fehlern.json");
+    let five =
+        std::fs::read(root().join("fixtures/bg-ha-1.0/gueltig-familie.json")).expect("fixture");
+    assert_eq!(p.process(&five, None).outcome, Outcome::Accepted);
     assert_eq!(p.process(&family, None).outcome, Outcome::Accepted);
     assert_eq!(p.process(&faulty, None).outcome, Outcome::Rejected);
     let dir = tempfile::tempdir().unwrap();
@@ -78,6 +81,9 @@ fn bench(c: &mut Criterion) {
     });
     let accepted = rate(|| {
         black_box(p.process(black_box(&family), None));
+    });
+    let family_of_five = rate(|| {
+        black_box(p.process(black_box(&five), None));
     });
     let rejected = rate(|| {
         black_box(p.process(black_box(&faulty), None));
@@ -92,6 +98,7 @@ fn bench(c: &mut Criterion) {
     println!("applications per CPU-second (one core, thread CPU time):");
     println!("  baseline serde_json parse only        {parse:>10.0} /s");
     println!("  pipeline, family Hauptantrag accepted {accepted:>10.0} /s");
+    println!("  pipeline, family of five (fixture)    {family_of_five:>10.0} /s");
     println!("  pipeline, example with errors         {rejected:>10.0} /s");
     println!("  pipeline + atomic record file (fsync) {with_file:>10.0} /s");
     println!();
@@ -102,6 +109,9 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("process_accepted", |b| {
         b.iter(|| p.process(black_box(&family), None))
+    });
+    g.bench_function("process_family_of_five", |b| {
+        b.iter(|| p.process(black_box(&five), None))
     });
     g.bench_function("process_rejected", |b| {
         b.iter(|| p.process(black_box(&faulty), None))

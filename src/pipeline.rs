@@ -210,48 +210,34 @@ fn finish(
     mut findings: Vec<Finding>,
     corrections: &[Correction],
 ) -> Processed {
-    let mapping = Some(m.name.clone());
-    if findings.iter().any(Finding::is_error) {
-        return Processed {
-            antrag_id: Some(antrag_id),
-            outcome: Outcome::Rejected,
-            findings,
-            record: None,
-            invalid: None,
-            mapping,
+    let mut record = None;
+    if !findings.iter().any(Finding::is_error) {
+        let meta = RecordMeta {
+            record_version: &m.record_version,
+            mapping_name: &m.name,
+            mapping_version: &m.version,
+            findings: &findings,
+            corrections,
         };
-    }
-    let meta = RecordMeta {
-        record_version: &m.record_version,
-        mapping_name: &m.name,
-        mapping_version: &m.version,
-        findings: &findings,
-        corrections,
-    };
-    let transform_error = |path: &pointer::Path<'_>, detail: &str| -> Finding {
-        let sm = &m.schema_messages["transform"];
-        schema_finding(m, sm, path, detail)
-    };
-    match record::build(&m.groups, doc, &meta, &transform_error) {
-        Ok(xml) => Processed {
-            antrag_id: Some(antrag_id),
-            outcome: Outcome::Accepted,
-            findings,
-            record: Some(xml),
-            invalid: None,
-            mapping,
-        },
-        Err(errors) => {
-            findings.extend(errors);
-            Processed {
-                antrag_id: Some(antrag_id),
-                outcome: Outcome::Rejected,
-                findings,
-                record: None,
-                invalid: None,
-                mapping,
-            }
+        let transform_error = |path: &pointer::Path<'_>, detail: &str| -> Finding {
+            schema_finding(m, &m.schema_messages["transform"], path, detail)
+        };
+        match record::build(&m.groups, doc, &meta, &transform_error) {
+            Ok(xml) => record = Some(xml),
+            Err(errors) => findings.extend(errors),
         }
+    }
+    Processed {
+        antrag_id: Some(antrag_id),
+        outcome: if record.is_some() {
+            Outcome::Accepted
+        } else {
+            Outcome::Rejected
+        },
+        findings,
+        record,
+        invalid: None,
+        mapping: Some(m.name.clone()),
     }
 }
 

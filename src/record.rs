@@ -239,6 +239,30 @@ fn empty_with_attrs(w: &mut W, name: &str, attrs: &[(&str, &str)], text: Option<
     }
 }
 
+/// Writes the non-error findings selected by `pick` as `<container><element
+/// attrs...>message</element>...</container>`; nothing when there are none.
+fn write_findings<'f>(
+    w: &mut W,
+    findings: &'f [Finding],
+    container: &str,
+    element: &str,
+    pick: impl Fn(&Finding) -> bool,
+    attrs: impl Fn(&'f Finding) -> Vec<(&'static str, &'f str)>,
+) {
+    let mut selected = findings
+        .iter()
+        .filter(|f| f.severity != Severity::Error && pick(f))
+        .peekable();
+    if selected.peek().is_none() {
+        return;
+    }
+    open(w, container);
+    for f in selected {
+        empty_with_attrs(w, element, &attrs(f), Some(&f.message));
+    }
+    close(w, container);
+}
+
 /// Builds the record XML. Transform failures become error findings (rule
 /// `transform_rule`) and no XML is returned.
 pub fn build(
@@ -322,48 +346,23 @@ pub fn build(
         return Err(errors);
     }
 
-    let notes: Vec<&Finding> = meta
-        .findings
-        .iter()
-        .filter(|f| f.severity != Severity::Error && f.nachweis.is_none())
-        .collect();
-    if !notes.is_empty() {
-        open(&mut w, "Hinweise");
-        for f in notes {
-            empty_with_attrs(
-                &mut w,
-                "Hinweis",
-                &[
-                    ("regel", &f.rule),
-                    ("schwere", f.severity.as_str()),
-                    ("feld", &f.pointer),
-                ],
-                Some(&f.message),
-            );
-        }
-        close(&mut w, "Hinweise");
-    }
-    let owed: Vec<&Finding> = meta
-        .findings
-        .iter()
-        .filter(|f| f.severity != Severity::Error && f.nachweis.is_some())
-        .collect();
-    if !owed.is_empty() {
-        open(&mut w, "Mitwirkung");
-        for f in owed {
-            empty_with_attrs(
-                &mut w,
-                "Nachweis",
-                &[
-                    ("art", f.nachweis.as_deref().unwrap_or("")),
-                    ("regel", &f.rule),
-                    ("feld", &f.pointer),
-                ],
-                Some(&f.message),
-            );
-        }
-        close(&mut w, "Mitwirkung");
-    }
+    // Warnings and infos travel in the record; documents owed separately.
+    let hinweis = |f: &Finding| f.nachweis.is_none();
+    write_findings(&mut w, meta.findings, "Hinweise", "Hinweis", hinweis, |f| {
+        vec![
+            ("regel", f.rule.as_str()),
+            ("schwere", f.severity.as_str()),
+            ("feld", f.pointer.as_str()),
+        ]
+    });
+    let owed = |f: &Finding| f.nachweis.is_some();
+    write_findings(&mut w, meta.findings, "Mitwirkung", "Nachweis", owed, |f| {
+        vec![
+            ("art", f.nachweis.as_deref().unwrap_or("")),
+            ("regel", f.rule.as_str()),
+            ("feld", f.pointer.as_str()),
+        ]
+    });
     open(&mut w, "Herkunft");
     leaf(&mut w, "Mapping", meta.mapping_name);
     leaf(&mut w, "MappingVersion", meta.mapping_version);

@@ -385,6 +385,21 @@ fn process_reports_invalid_files_and_still_exits_zero() {
     assert_eq!(o.status.code(), Some(1));
 }
 
+/// Writes a config file in `dir` that points the pipeline at `mappings`.
+fn config_for(dir: &Path, mappings: &Path) -> PathBuf {
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nmappings_dir = {:?}\nschemas_dir = {:?}\n",
+            mappings,
+            root().join("schemas")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 fn copy_mappings(to: &Path) {
     for entry in walk(&root().join("mappings")) {
         let rel = entry.strip_prefix(root().join("mappings")).unwrap();
@@ -443,16 +458,7 @@ pointer = "/unterkunft/art"
 message = "{Feld} passt nicht."
 "#;
     std::fs::write(dir.path().join("bg-ha-2.0.toml"), bad).unwrap();
-    let cfg = dir.path().join("cfg.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[pipeline]\nmappings_dir = {:?}\nschemas_dir = {:?}\n",
-            dir.path(),
-            root().join("schemas")
-        ),
-    )
-    .unwrap();
+    let cfg = config_for(dir.path(), dir.path());
     let o = bin()
         .arg("--config")
         .arg(&cfg)
@@ -585,16 +591,7 @@ message = "{Feld} ist zu groß."
     )
     .unwrap();
     std::fs::write(fx.join("wba.expect.json"), r#"{"outcome": "accepted"}"#).unwrap();
-    let cfg = dir.path().join("cfg.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[pipeline]\nmappings_dir = {:?}\nschemas_dir = {:?}\n",
-            maps,
-            root().join("schemas")
-        ),
-    )
-    .unwrap();
+    let cfg = config_for(dir.path(), &maps);
     let o = bin()
         .arg("--config")
         .arg(&cfg)
@@ -624,16 +621,7 @@ fn mappings_check_warns_about_fields_without_a_german_label() {
         .collect();
     assert_ne!(text, without);
     std::fs::write(&texte, without).unwrap();
-    let cfg = dir.path().join("cfg.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[pipeline]\nmappings_dir = {:?}\nschemas_dir = {:?}\n",
-            maps,
-            root().join("schemas")
-        ),
-    )
-    .unwrap();
+    let cfg = config_for(dir.path(), &maps);
     let o = bin()
         .arg("--config")
         .arg(&cfg)

@@ -908,23 +908,15 @@ fn compile(
                 }
                 match Ref::parse(&text) {
                     Ok(rf) => {
-                        if matches!(rf.anchor, crate::pointer::Anchor::Relative { .. })
-                            && for_each.is_empty()
-                        {
-                            errs.at(part, span.clone(), format!("rule {}: variable {name:?} uses a relative pointer {text:?} but the rule has no for_each", raw.id));
-                        }
-                        let abs: Vec<Pattern> = if for_each.is_empty() {
-                            rf.absolute(None).into_iter().collect()
-                        } else {
-                            for_each
-                                .iter()
-                                .filter_map(|e| rf.absolute(Some(e)))
-                                .collect()
-                        };
-                        for a in abs {
-                            if !known(&a) {
-                                errs.at(part, span.clone(), format!("rule {}: unknown source pointer {} for variable {name:?} (not in schema {schema_name})", raw.id, a.render()));
-                            }
+                        for problem in check_rule_ref(&rf, &for_each, &known) {
+                            errs.at(
+                                part,
+                                span.clone(),
+                                format!(
+                                    "rule {}: variable {name:?}: {problem} (schema {schema_name})",
+                                    raw.id
+                                ),
+                            );
                         }
                         bindings.push(Binding::new(name.clone(), kind, rf, &text));
                     }
@@ -976,23 +968,15 @@ fn compile(
                 };
                 match Ref::parse(ptr) {
                     Ok(r) if !r.pattern.has_wildcard() => {
-                        if matches!(r.anchor, crate::pointer::Anchor::Relative { .. })
-                            && for_each.is_empty()
-                        {
-                            errs.at(part, span.clone(), format!("rule {}: when {ptr:?} is relative but the rule has no for_each", raw.id));
-                        }
-                        let abs: Vec<Pattern> = if for_each.is_empty() {
-                            r.absolute(None).into_iter().collect()
-                        } else {
-                            for_each
-                                .iter()
-                                .filter_map(|e| r.absolute(Some(e)))
-                                .collect()
-                        };
-                        for a in abs {
-                            if !known(&a) {
-                                errs.at(part, span.clone(), format!("rule {}: unknown source pointer {} in when (not in schema {schema_name})", raw.id, a.render()));
-                            }
+                        for problem in check_rule_ref(&r, &for_each, &known) {
+                            errs.at(
+                                part,
+                                span.clone(),
+                                format!(
+                                    "rule {}: when {ptr:?}: {problem} (schema {schema_name})",
+                                    raw.id
+                                ),
+                            );
                         }
                         when.push((r, allowed));
                     }
@@ -1132,6 +1116,30 @@ fn compile(
         mapped_fields,
         files: parts.iter().map(|p| p.path.clone()).collect(),
     })
+}
+
+/// Problems of a pointer a rule reads: relative without `for_each`, or not
+/// a location of the JSON Schema (for any of the `for_each` elements).
+fn check_rule_ref(r: &Ref, for_each: &[Pattern], known: &dyn Fn(&Pattern) -> bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let relative = matches!(r.anchor, crate::pointer::Anchor::Relative { .. });
+    if relative && for_each.is_empty() {
+        problems.push("a relative pointer needs for_each".to_string());
+    }
+    let abs: Vec<Pattern> = if for_each.is_empty() {
+        r.absolute(None).into_iter().collect()
+    } else {
+        for_each
+            .iter()
+            .filter_map(|e| r.absolute(Some(e)))
+            .collect()
+    };
+    for a in abs {
+        if !known(&a) {
+            problems.push(format!("unknown source pointer {}", a.render()));
+        }
+    }
+    problems
 }
 
 /// The iteration variables of CEL macros (`list.exists(n, ...)`), which
