@@ -163,6 +163,11 @@ fn invalid(antrag_id: Option<Uuid>, why: Invalid, mapping: Option<String>) -> Pr
     }
 }
 
+/// At most this many elements per rule `for_each` and list variable are
+/// evaluated (a household has at most 31 persons; real applications stay far
+/// below). More makes the application a case, never a silent pass.
+pub const RULE_ELEMENT_LIMIT: usize = 200;
+
 /// All findings of one application under one mapping, in one pass: JSON
 /// Schema, field checks, then rules. Identical findings are reported once.
 pub fn evaluate(m: &Mapping, doc: &serde_json::Value) -> Vec<Finding> {
@@ -191,7 +196,12 @@ pub fn evaluate_with_diagnostics(
     for c in &m.checks {
         c.run(&input, &mut out);
     }
-    let mut eval = rules::Eval::new(doc, today, &m.labels);
+    let limit = &m.schema_messages["limit"];
+    let mut eval = rules::Eval::new(doc, today, &m.labels).with_limit(rules::Limit {
+        max: RULE_ELEMENT_LIMIT,
+        rule: &limit.rule,
+        message: &limit.message,
+    });
     let mut failed = Vec::new();
     for r in &m.rules {
         if eval.run(&m.rule_env, r, &mut out) > 0 {

@@ -299,12 +299,36 @@ fn bind<'v>(
     }
 }
 
+/// A bound on the work one rule may do on one application: at most `max`
+/// elements per `for_each` and per list variable. Beyond it the rule is not
+/// evaluated and an error finding (`rule`, `message`) sends the application
+/// to a caseworker instead: no silent acceptance, no quadratic blow-up on a
+/// hostile 1 MiB body.
+pub struct Limit<'a> {
+    pub max: usize,
+    pub rule: &'a str,
+    pub message: &'a Template,
+}
+
+/// The location of the array a wildcard pattern runs over: its segments up to
+/// the first `*`.
+fn array_path(pat: &Pattern) -> Vec<Step<'_>> {
+    pat.segs
+        .iter()
+        .map_while(|s| match s {
+            pointer::Seg::Key(k) => Some(Step::Key(k.as_str())),
+            pointer::Seg::Any => None,
+        })
+        .collect()
+}
+
 /// Per-application state: the document, the day, cached absolute bindings.
 pub struct Eval<'a> {
     pub doc: &'a Value,
     pub today: Option<String>,
     pub labels: &'a Labels,
     cache: HashMap<&'a str, CelValue>,
+    limit: Option<Limit<'a>>,
 }
 
 impl<'a> Eval<'a> {
@@ -314,7 +338,35 @@ impl<'a> Eval<'a> {
             today: today.map(|d| d.format("%Y-%m-%d").to_string()),
             labels,
             cache: HashMap::new(),
+            limit: None,
         }
+    }
+
+    /// Sets the work bound (see [`Limit`]).
+    pub fn with_limit(mut self, limit: Limit<'a>) -> Eval<'a> {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// The finding for a list too long to check, at the array `path`.
+    fn too_many(&self, path: &[Step<'_>]) -> Option<Finding> {
+        let l = self.limit.as_ref()?;
+        let feld = self.labels.name(path);
+        Some(Finding {
+            pointer: pointer::render(path),
+            severity: Severity::Error,
+            rule: l.rule.to_string(),
+            message: l.message.render(&Fill {
+                feld: &feld,
+                detail: &l.max.to_string(),
+                nachweis: "",
+            }),
+            nachweis: None,
+        })
+    }
+
+    fn over_limit(&self, n: usize) -> bool {
+        self.limit.as_ref().is_some_and(|l| n > l.max)
     }
 
     /// Runs one rule; appends its findings. Returns the number of evaluation
@@ -329,8 +381,20 @@ impl<'a> Eval<'a> {
         } else {
             let doc = self.doc;
             let mut matches: Vec<(pointer::Path<'a>, &'a Value)> = Vec::new();
+            let mut largest: (usize, Option<&Pattern>) = (0, None);
             for pat in &rule.for_each {
+                let before = matches.len();
                 pat.for_each(doc, &Vec::new(), &mut |p, v| matches.push((p.clone(), v)));
+                if matches.len() - before > largest.0 {
+                    largest = (matches.len() - before, Some(pat));
+                }
+            }
+            if self.over_limit(matches.len()) {
+                // Point at the array that makes the list long.
+                if let Some(pat) = largest.1 {
+                    out.extend(self.too_many(&array_path(pat)));
+                }
+                return 0;
             }
             for (i, (path, v)) in matches.iter().enumerate() {
                 errors += self.run_at(env, rule, path, Some(v), i, out);
@@ -379,6 +443,14 @@ impl<'a> Eval<'a> {
             .any(|&i| matches!(values[i], CelValue::Null))
         {
             return 0;
+        }
+        for (b, v) in rule.bindings.iter().zip(&values) {
+            if let CelValue::List(items) = v {
+                if self.over_limit(items.len()) {
+                    out.extend(self.too_many(&array_path(&b.source.pattern)));
+                    return 0;
+                }
+            }
         }
         let mut scope = env.base.new_inner_scope();
         for (b, v) in rule.bindings.iter().zip(values) {

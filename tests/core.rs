@@ -635,3 +635,35 @@ fn mappings_check_warns_about_fields_without_a_german_label() {
         "{out}"
     );
 }
+
+#[test]
+fn oversized_lists_become_a_case_instead_of_unbounded_work() {
+    let p = pipeline();
+    let mut doc = example("weiterbewilligung-gueltig.json");
+    let persons: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({"id": format!("x{i}"), "familienname": "A", "vornamen": "B",
+                   "geburtsdatum": "1990-01-01", "beziehung": "EHEPARTNER"})
+        })
+        .collect();
+    doc["weiterePersonen"] = Value::Array(persons);
+    doc["unterkunft"]["personenImHaushalt"] = json!(1001);
+    let got = check(
+        &p,
+        &doc,
+        Outcome::Rejected,
+        &[
+            ("SCHEMA-SONSTIGES", "/weiterePersonen"),
+            ("UMFANG-ZU-GROSS", "/weiterePersonen"),
+        ],
+    );
+    let f = got
+        .findings
+        .iter()
+        .find(|f| f.rule == "UMFANG-ZU-GROSS")
+        .unwrap();
+    assert_eq!(
+        f.message,
+        "Die Angaben zu weiteren Personen: mehr als 200 Einträge übersteigen die automatische Prüfung; bitte von Hand prüfen."
+    );
+}

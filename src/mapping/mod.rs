@@ -70,6 +70,7 @@ pub const SCHEMA_MESSAGE_KINDS: &[&str] = &[
     "length",
     "other",
     "transform",
+    "limit",
 ];
 
 /// A rule id and message for one kind of schema violation.
