@@ -76,7 +76,7 @@ impl Default for BrokerConfig {
             dlq: "antraege.dlq".into(),
             delivery_limit: 10,
             declare: true,
-            prefetch: 500,
+            prefetch: 1000,
             connection_name: "allegro-bridge".into(),
         }
     }

@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! cargo build --release --bin allegro-bridge --bin bench-daemon
-//! target/release/bench-daemon [--messages 10000] [--prefetch 500] [--only raw|postgres|sqlite|files] [--base DIR]
+//! target/release/bench-daemon [--messages 10000] [--prefetch 1000] [--only raw|postgres|sqlite|files] [--base DIR]
 //! ```
 //!
 //! Environment: `ALLEGRO_TEST_AMQP`, `ALLEGRO_TEST_PG` as for the tests.
@@ -51,7 +51,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         messages: 10_000,
-        prefetch: 500,
+        prefetch: 1000,
         amqp: std::env::var("ALLEGRO_TEST_AMQP")
             .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
         pg_admin: std::env::var("ALLEGRO_TEST_PG")
@@ -304,7 +304,7 @@ async fn bridge_drain(a: &Args, msgs: &[(Vec<u8>, String)], pg: bool) -> BridgeR
         .env(
             "RUST_LOG",
             if log_file.is_some() {
-                "allegro_bridge=debug"
+                "allegro_bridge=trace"
             } else {
                 "allegro_bridge=warn"
             },

@@ -356,6 +356,7 @@ impl Session<'_> {
         }
         let t0 = Instant::now();
         let mut tx = self.ctx.store.begin().await?;
+        let t_begin = t0.elapsed();
         let stored = tx.insert_applications(&apps).await?;
         let t_apps = t0.elapsed();
         let mut dup = 0u64;
@@ -441,6 +442,7 @@ impl Session<'_> {
         let t_confirm = t0.elapsed();
         tx.commit().await?;
         debug!(
+            begin_us = t_begin.as_micros() as u64,
             apps_us = t_apps.as_micros() as u64,
             dead_us = t_dead.as_micros() as u64,
             confirm_us = t_confirm.as_micros() as u64,

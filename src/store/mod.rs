@@ -33,11 +33,18 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
     "init",
     include_str!("../../migrations/sqlite/0001_init.sql"),
 )];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "lz4",
+        include_str!("../../migrations/postgres/0002_lz4.sql"),
+    ),
+];
 
 fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
     Migrator::with_migrations(
@@ -481,6 +488,7 @@ impl Tx {
         // Sorted by key, so concurrent daemons lock rows in the same order.
         unique.sort_by_key(|&i| apps[i].antrag_id);
 
+        let t0 = std::time::Instant::now();
         // PostgreSQL: one statement over arrays (UNNEST), so the SQL text and
         // its prepared statement are the same for every batch size. SQLite
         // runs in-process, where a multi-row VALUES is as good.
@@ -533,6 +541,10 @@ impl Tx {
                 .collect::<Result<_, _>>()?
                 }
             };
+        tracing::trace!(
+            us = t0.elapsed().as_micros() as u64,
+            "applications inserted"
+        );
         let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
 
         // Known before this batch: same body → duplicate, else conflict.
@@ -578,6 +590,7 @@ impl Tx {
             new.iter().copied().filter(|a| a.record.is_some()).collect();
         let cases: Vec<&NewApplication> =
             new.iter().copied().filter(|a| a.record.is_none()).collect();
+        tracing::trace!(us = t0.elapsed().as_micros() as u64, "duplicates checked");
         match self {
             Tx::Sqlite(tx) => {
                 if !records.is_empty() {
@@ -633,6 +646,10 @@ impl Tx {
                 }
             }
         }
+        tracing::trace!(
+            us = t0.elapsed().as_micros() as u64,
+            "records and cases inserted"
+        );
         Ok(result)
     }
 
@@ -646,34 +663,97 @@ impl Tx {
         &mut self,
         letters: &mut [NewDeadLetter],
     ) -> Result<Vec<bool>, sqlx::Error> {
-        let mut out = Vec::with_capacity(letters.len());
-        for d in letters.iter_mut() {
-            let r = dispatch!(self, Tx, tx => {
-                let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM dead_letters WHERE dedup_key = $1")
-                    .bind(d.dedup_key.as_str())
-                    .fetch_one(&mut **tx)
-                    .await?
-                    .try_get("n")?;
-                d.id = dead_letter_id(&d.dedup_key, n);
-                sqlx::query(
-                    "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, \
-                     body_sha256, first_seen) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING",
-                )
-                .bind(d.id)
-                .bind(d.dedup_key.as_str())
-                .bind(d.antrag_id)
-                .bind(d.reason.as_str())
-                .bind(d.detail.as_str())
-                .bind(d.body_sha256.as_str())
-                .bind(d.first_seen)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected()
-            });
-            out.push(r > 0);
+        if letters.is_empty() {
+            return Ok(vec![]);
         }
-        Ok(out)
+        let tx = match self {
+            Tx::Postgres(tx) => tx,
+            Tx::Sqlite(_) => {
+                let mut out = Vec::with_capacity(letters.len());
+                for d in letters.iter_mut() {
+                    let r = dispatch!(self, Tx, tx => {
+                        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM dead_letters WHERE dedup_key = $1")
+                            .bind(d.dedup_key.as_str())
+                            .fetch_one(&mut **tx)
+                            .await?
+                            .try_get("n")?;
+                        d.id = dead_letter_id(&d.dedup_key, n);
+                        sqlx::query(
+                            "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, \
+                             body_sha256, first_seen) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                             ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING",
+                        )
+                        .bind(d.id)
+                        .bind(d.dedup_key.as_str())
+                        .bind(d.antrag_id)
+                        .bind(d.reason.as_str())
+                        .bind(d.detail.as_str())
+                        .bind(d.body_sha256.as_str())
+                        .bind(d.first_seen)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected()
+                    });
+                    out.push(r > 0);
+                }
+                return Ok(out);
+            }
+        };
+        // PostgreSQL: two statements for the whole batch.
+        let keys: Vec<String> = letters.iter().map(|d| d.dedup_key.clone()).collect();
+        let counts: std::collections::HashMap<String, i64> = sqlx::query(
+            "SELECT dedup_key, COUNT(*) AS n FROM dead_letters \
+             WHERE dedup_key = ANY($1) GROUP BY dedup_key",
+        )
+        .bind(&keys)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("dedup_key")?, r.try_get("n")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+        // The same key twice in one batch: only the first is inserted.
+        let mut first = std::collections::HashSet::new();
+        let mut rows = Vec::new();
+        for (i, d) in letters.iter_mut().enumerate() {
+            d.id = dead_letter_id(&d.dedup_key, counts.get(&d.dedup_key).copied().unwrap_or(0));
+            if first.insert(d.dedup_key.clone()) {
+                rows.push(i);
+            }
+        }
+        let col = |f: &dyn Fn(&NewDeadLetter) -> String| -> Vec<String> {
+            rows.iter().map(|&i| f(&letters[i])).collect()
+        };
+        let inserted: std::collections::HashSet<String> = sqlx::query(
+            "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, body_sha256, \
+             first_seen) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], \
+             $5::text[], $6::text[], $7::timestamptz[]) \
+             ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING RETURNING dedup_key",
+        )
+        .bind(rows.iter().map(|&i| letters[i].id).collect::<Vec<_>>())
+        .bind(col(&|d| d.dedup_key.clone()))
+        .bind(
+            rows.iter()
+                .map(|&i| letters[i].antrag_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(&|d| d.reason.clone()))
+        .bind(col(&|d| d.detail.clone()))
+        .bind(col(&|d| d.body_sha256.clone()))
+        .bind(
+            rows.iter()
+                .map(|&i| letters[i].first_seen)
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("dedup_key"))
+        .collect::<Result<_, _>>()?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(letters
+            .iter()
+            .map(|d| inserted.contains(&d.dedup_key) && seen.insert(d.dedup_key.clone()))
+            .collect())
     }
 
     /// Commits.
