@@ -190,7 +190,21 @@ impl Check {
                     out,
                 );
             }
-            kind => self.each_value(input, |path, v| check_value(kind, input, path, v), out),
+            kind => {
+                // Date bounds are resolved once per application, not per value.
+                let bounds = match kind {
+                    CheckKind::Date { min, max } => (
+                        min.and_then(|m| input.today.and_then(|t| m.resolve(t))),
+                        max.and_then(|m| input.today.and_then(|t| m.resolve(t))),
+                    ),
+                    _ => (None, None),
+                };
+                self.each_value(
+                    input,
+                    |path, v| check_value(kind, input, bounds, path, v),
+                    out,
+                )
+            }
         }
     }
 
@@ -268,6 +282,7 @@ impl Check {
 fn check_value(
     kind: &CheckKind,
     input: &Input<'_>,
+    bounds: (Option<NaiveDate>, Option<NaiveDate>),
     path: &pointer::Path<'_>,
     v: &Value,
 ) -> Option<String> {
@@ -312,13 +327,9 @@ fn check_value(
                 return (min.is_none() && max.is_none())
                     .then(|| "es ist kein gültiges Datum im Format JJJJ-MM-TT".to_string());
             };
-            let today = input.today;
-            let too_early = min
-                .and_then(|m| today.and_then(|t| m.resolve(t)))
-                .is_some_and(|m| d < m);
-            let too_late = max
-                .and_then(|m| today.and_then(|t| m.resolve(t)))
-                .is_some_and(|m| d > m);
+            let (lo, hi) = bounds;
+            let too_early = lo.is_some_and(|m| d < m);
+            let too_late = hi.is_some_and(|m| d > m);
             (too_early || too_late).then(String::new)
         }
         CheckKind::DateTime => {

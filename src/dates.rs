@@ -18,6 +18,28 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year, num(5..7)?, num(8..10)?)
 }
 
+/// Formats as `YYYY-MM-DD` (years 0..=9999) without going through strftime.
+pub fn iso(d: NaiveDate) -> String {
+    use chrono::Datelike;
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    if (0..=9999).contains(&y) {
+        let mut s = String::with_capacity(10);
+        for (n, width) in [(y as u32, 4), (m, 2), (day, 2)] {
+            if !s.is_empty() {
+                s.push('-');
+            }
+            let digits = n.to_string();
+            for _ in digits.len()..width {
+                s.push('0');
+            }
+            s.push_str(&digits);
+        }
+        s
+    } else {
+        d.format("%Y-%m-%d").to_string()
+    }
+}
+
 /// Parses an RFC 3339 date-time and returns its calendar day as written
 /// (the local day of the given offset, not converted to UTC).
 pub fn submission_day(s: &str) -> Option<NaiveDate> {
@@ -144,6 +166,14 @@ mod tests {
         assert!(parse_date("2024-02-29").is_some());
         assert!(parse_date("2026-1-05").is_none());
         assert!(parse_date("2026-01-05T00:00").is_none());
+    }
+
+    #[test]
+    fn iso_formats_like_strftime() {
+        for s in ["2026-01-05", "0099-12-31", "1906-11-20"] {
+            assert_eq!(iso(d(s)), s);
+            assert_eq!(iso(d(s)), d(s).format("%Y-%m-%d").to_string());
+        }
     }
 
     #[test]

@@ -174,9 +174,18 @@ pub fn apply(
         (Transform::Date, Value::String(s)) => dates::parse_date(s)
             .map(|_| s.clone())
             .ok_or("es ist kein gültiges Datum im Format JJJJ-MM-TT")?,
-        (Transform::DateTime, Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
-            .map(|d| d.to_rfc3339())
-            .map_err(|_| "es ist kein gültiger Zeitpunkt")?,
+        (Transform::DateTime, Value::String(s)) => {
+            let d = chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|_| "es ist kein gültiger Zeitpunkt")?;
+            // Already canonical (upper-case T, seconds, ±hh:mm): keep as is.
+            let b = s.as_bytes();
+            let canonical = b.len() == 25 && b[10] == b'T' && (b[19] == b'+' || b[19] == b'-');
+            if canonical {
+                s.clone()
+            } else {
+                d.to_rfc3339()
+            }
+        }
         (Transform::Amount, Value::Number(n)) => money::decimal(n)
             .and_then(money::two_places)
             .ok_or("der Betrag hat mehr als zwei Nachkommastellen")?,

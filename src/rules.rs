@@ -140,7 +140,7 @@ fn date_arg(s: &str) -> Result<NaiveDate, ExecutionError> {
 }
 
 fn iso(d: NaiveDate) -> CelValue {
-    CelValue::String(Arc::new(d.format("%Y-%m-%d").to_string()))
+    CelValue::String(Arc::new(dates::iso(d)))
 }
 
 impl RuleEnv {
@@ -335,7 +335,7 @@ impl<'a> Eval<'a> {
     pub fn new(doc: &'a Value, today: Option<NaiveDate>, labels: &'a Labels) -> Eval<'a> {
         Eval {
             doc,
-            today: today.map(|d| d.format("%Y-%m-%d").to_string()),
+            today: today.map(dates::iso),
             labels,
             cache: HashMap::new(),
             limit: None,
