@@ -197,8 +197,14 @@ async fn sigterm_with_messages_in_flight() {
     let mut env = TestEnv::new(Db::Postgres, "sigterm").await;
     // A small prefetch, so that SIGTERM finds most messages still queued.
     env.extra_env.extend([
-        ("ALLEGRO_BRIDGE__BROKER__PREFETCH".to_string(), "200".to_string()),
-        ("ALLEGRO_BRIDGE__DAEMON__BATCH_SIZE".to_string(), "50".to_string()),
+        (
+            "ALLEGRO_BRIDGE__BROKER__PREFETCH".to_string(),
+            "200".to_string(),
+        ),
+        (
+            "ALLEGRO_BRIDGE__DAEMON__BATCH_SIZE".to_string(),
+            "50".to_string(),
+        ),
     ]);
     env.declare().await;
     let msgs = mix(1500);
