@@ -249,6 +249,10 @@ impl Settings {
                     .into(),
             );
         }
+        if d.batch_size > 3000 {
+            // SQLite binds at most 32,766 parameters per statement (9 per row).
+            problems.push("daemon.batch_size must be at most 3000".into());
+        }
         if d.retry_min_delay_ms == 0 || d.retry_min_delay_ms > d.retry_max_delay_ms {
             problems.push("daemon.retry_min_delay_ms must be in 1..=retry_max_delay_ms".into());
         }
