@@ -548,9 +548,19 @@ async fn run_pipeline(
     Ok(out)
 }
 
+/// A body that makes a debug build panic inside the pipeline step.
+pub const TEST_PANIC_BODY: &[u8] = b"__allegro_bridge_test_panic__";
+
 fn process_one(p: &Pipeline, delivery: Delivery) -> Item {
     let mid = message_id(&delivery);
-    let processed = match catch_unwind(AssertUnwindSafe(|| p.process(&delivery.data, mid))) {
+    let processed = match catch_unwind(AssertUnwindSafe(|| {
+        // Test seam, compiled into debug builds only: lets the integration
+        // tests prove that a panic costs one dead letter, not the daemon.
+        if cfg!(debug_assertions) && delivery.data == TEST_PANIC_BODY {
+            panic!("test panic requested");
+        }
+        p.process(&delivery.data, mid)
+    })) {
         Ok(p) => p,
         Err(_) => {
             error!(
