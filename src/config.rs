@@ -26,6 +26,15 @@ pub struct Settings {
     pub daemon: DaemonConfig,
     pub sink: SinkConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` to serve metrics on (e.g. `127.0.0.1:9464`); empty = off.
+    pub listen: String,
 }
 
 /// Where import records are written.
@@ -262,6 +271,11 @@ impl Settings {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push("log.format must be `text` or `json`".into());
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            problems.push("metrics.listen must be host:port, e.g. 127.0.0.1:9464".into());
         }
         if self.pipeline.max_body_bytes == 0 {
             problems.push("pipeline.max_body_bytes must be at least 1".into());

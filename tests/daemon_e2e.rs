@@ -325,3 +325,47 @@ async fn pipeline_panic_is_one_dead_letter() {
         .exists());
     env.cleanup().await;
 }
+
+/// `metrics.listen` serves Prometheus text with outcome and reason labels.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_served() {
+    let mut env = TestEnv::new(Db::Sqlite, "metrics").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.extra_env.push((
+        "ALLEGRO_BRIDGE__METRICS__LISTEN".into(),
+        format!("127.0.0.1:{port}"),
+    ));
+    env.declare().await;
+    let msgs = vec![accepted(), accepted(), rejected(), no_mapping()];
+    Publisher::new(&env)
+        .await
+        .publish_all(&env.intake, &msgs)
+        .await;
+    let mut daemon = env.spawn_daemon();
+    settle(&env, 3, 1, Duration::from_secs(60)).await;
+    let text = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("allegro_bridge_applications_total{outcome=\"accepted\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("allegro_bridge_applications_total{outcome=\"rejected\"} 1"));
+    assert!(text.contains("allegro_bridge_dead_letters_total{reason=\"no_mapping\"} 1"));
+    daemon.sigterm();
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    env.cleanup().await;
+}

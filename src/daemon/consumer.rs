@@ -46,6 +46,7 @@ pub struct Ctx {
     pub store: Store,
     pub outbox: Arc<OutboxState>,
     pub stats: Arc<Stats>,
+    pub metrics: Arc<crate::daemon::metrics::Metrics>,
 }
 
 /// Counters since start (for logs and the benchmark).
@@ -277,6 +278,7 @@ impl Session<'_> {
                 Ok(()) => break,
                 Err(AttemptError::Broker(e)) => return Err(transient(e)),
                 Err(e) => {
+                    self.ctx.metrics.store_retries.inc();
                     let since = *failing_since.get_or_insert_with(Instant::now);
                     if shutdown.is_set() && since.elapsed() > deadline {
                         return Err(SessionError::Transient(anyhow::anyhow!(
@@ -301,6 +303,11 @@ impl Session<'_> {
             .await
             .map_err(transient)?;
         self.ctx.outbox.notify.notify_one();
+        self.ctx.metrics.batches.inc();
+        self.ctx
+            .metrics
+            .batch_seconds
+            .observe(t0.elapsed().as_secs_f64());
         debug!(
             items = items.len(),
             pipeline_us = t_pipeline.as_micros() as u64,
@@ -449,6 +456,20 @@ impl Session<'_> {
             commit_us = t0.elapsed().as_micros() as u64,
             "batch stored"
         );
+        let m = &self.ctx.metrics;
+        let label = |outcome| crate::daemon::metrics::OutcomeLabel { outcome };
+        m.applications.get_or_create(&label("accepted")).inc_by(acc);
+        m.applications.get_or_create(&label("rejected")).inc_by(rej);
+        m.duplicates.inc_by(dup);
+        for ((_, dl), new) in letters.iter().zip(&fresh) {
+            if *new {
+                m.dead_letters
+                    .get_or_create(&crate::daemon::metrics::ReasonLabel {
+                        reason: dl.reason.clone(),
+                    })
+                    .inc();
+            }
+        }
         let s = &self.ctx.stats;
         s.accepted.fetch_add(acc, Ordering::Relaxed);
         s.rejected.fetch_add(rej, Ordering::Relaxed);

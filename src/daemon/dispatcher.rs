@@ -46,6 +46,7 @@ pub struct Dispatcher {
     pub sink: SinkConfig,
     pub broker_url: String,
     pub state: Arc<OutboxState>,
+    pub metrics: Arc<crate::daemon::metrics::Metrics>,
 }
 
 impl Dispatcher {
@@ -59,6 +60,7 @@ impl Dispatcher {
         loop {
             match self.round(&mut sink).await {
                 Ok(n) => {
+                    self.metrics.outbox_healthy.set(1);
                     if !self.state.healthy.swap(true, Ordering::SeqCst) {
                         info!("outbox writable again");
                     }
@@ -68,6 +70,7 @@ impl Dispatcher {
                     }
                 }
                 Err(e) => {
+                    self.metrics.outbox_healthy.set(0);
                     if self.state.healthy.swap(false, Ordering::SeqCst) {
                         warn!(error = %e, "outbox dispatch failed; pausing intake and retrying");
                     } else {
@@ -112,6 +115,7 @@ impl Dispatcher {
         write_files(self.dir.clone(), pending, self.cfg.concurrency).await?;
         self.store.mark_written(&ids, Utc::now()).await?;
         self.state.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.metrics.records_written.inc_by(n as u64);
         debug!(records = n, "records written to outbox");
         Ok(n)
     }

@@ -8,6 +8,7 @@
 //! - [`deadletter`]: DLQ headers and dedup keys.
 //! - [`dispatcher`]: writes record files from the outbox table.
 //! - [`retry`]: backoff and the shutdown flag.
+//! - [`metrics`]: Prometheus counters and the optional listener.
 //!
 //! This module wires them: the outer reconnect loop around [`consumer::session`],
 //! the dispatcher task, signal handling (SIGTERM, SIGINT) with a deadline, and
@@ -16,6 +17,7 @@
 pub mod consumer;
 pub mod deadletter;
 pub mod dispatcher;
+pub mod metrics;
 pub mod retry;
 pub mod topology;
 
@@ -79,6 +81,10 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     }
     info!(store = store.kind(), "database ready");
 
+    let metrics = Arc::new(metrics::Metrics::default());
+    if !settings.metrics.listen.is_empty() {
+        metrics::serve(&settings.metrics.listen, Arc::clone(&metrics))?;
+    }
     let outbox = Arc::new(OutboxState::default());
     outbox.healthy.store(true, Ordering::SeqCst);
     let (stop_dispatch, dispatch_stop) = shutdown_pair();
@@ -90,6 +96,7 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
             sink: settings.sink.clone(),
             broker_url: settings.broker.url.clone(),
             state: Arc::clone(&outbox),
+            metrics: Arc::clone(&metrics),
         }
         .run(dispatch_stop),
     );
@@ -101,6 +108,7 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
         store: store.clone(),
         outbox: Arc::clone(&outbox),
         stats: Arc::new(Stats::default()),
+        metrics: Arc::clone(&metrics),
     };
     let code = reconnect_loop(&ctx, shutdown.clone()).await;
 
@@ -140,6 +148,7 @@ async fn reconnect_loop(ctx: &Ctx, mut shutdown: Shutdown) -> anyhow::Result<i32
             Ok(()) => return Ok(0),
             Err(SessionError::Fatal(e)) => return Err(e),
             Err(SessionError::Transient(e)) => {
+                ctx.metrics.broker_reconnects.inc();
                 if shutdown.is_set() {
                     warn!(error = %format!("{e:#}"), "stopped with work left unacked; it will be redelivered");
                     return Ok(0);
