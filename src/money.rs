@@ -27,17 +27,28 @@ pub fn two_places(d: Decimal) -> Option<String> {
     }
     let mut r = n;
     r.rescale(2);
-    Some(r.to_string())
+    // rescale keeps fewer places when 28+ digits leave no room for two.
+    (r.scale() == 2).then(|| r.to_string())
 }
 
-/// Whole cents of an amount with at most two decimals (for rules).
+/// Rules see amounts clamped to ±10 trillion euros (in cents), so sums of
+/// thousands of them still fit an `i64` and "above the limit" stays true for
+/// absurd values.
+pub const CENTS_CAP: i64 = 1_000_000_000_000_000;
+
+/// Whole cents of an amount with at most two decimals (for rules), clamped to
+/// ±[`CENTS_CAP`]; `None` with more decimals. (Found by fuzzing: the
+/// multiplication used to overflow and panic for 29-digit amounts.)
 pub fn cents(d: Decimal) -> Option<i64> {
     let n = d.normalize();
     if n.scale() > 2 {
         return None;
     }
-    let c = n * Decimal::ONE_HUNDRED;
-    i64::try_from(c).ok()
+    let cap = Decimal::from(CENTS_CAP);
+    let c = n
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .unwrap_or(if n.is_sign_negative() { -cap } else { cap });
+    Some(i64::try_from(c.clamp(-cap, cap)).expect("clamped to the i64 range"))
 }
 
 #[cfg(test)]
@@ -65,6 +76,17 @@ mod tests {
             two_places(decimal(&num("10.500")).unwrap()).unwrap(),
             "10.50"
         );
+    }
+
+    #[test]
+    fn huge_amounts_are_clamped_not_panicking() {
+        let huge = decimal(&num("16666666666666666666666666666")).unwrap();
+        assert_eq!(cents(huge), Some(CENTS_CAP));
+        assert_eq!(two_places(huge), None);
+        let c = |s: &str| cents(decimal(&num(s)).unwrap());
+        assert_eq!(c("-1e28"), Some(-CENTS_CAP));
+        assert_eq!(c("92233720368547758.07"), Some(CENTS_CAP));
+        assert_eq!(c("9999999999999.99"), Some(999_999_999_999_999));
     }
 
     #[test]

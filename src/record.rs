@@ -188,7 +188,7 @@ pub fn apply(
         }
         (Transform::Amount, Value::Number(n)) => money::decimal(n)
             .and_then(money::two_places)
-            .ok_or("der Betrag hat mehr als zwei Nachkommastellen")?,
+            .ok_or("der Betrag ist zu groß oder hat mehr als zwei Nachkommastellen")?,
         (Transform::Number, Value::Number(n)) => money::decimal(n)
             .map(|d| d.normalize().to_string())
             .ok_or("es ist keine gültige Zahl")?,

@@ -106,3 +106,49 @@ proptest! {
         }
     }
 }
+
+/// Regression (cargo-fuzz `json_mutations`, crash-728b0556): an amount of
+/// 29 digits overflowed the cents conversion and panicked. Every amount
+/// field, with values at and beyond the decimal limits, must give a
+/// consistent outcome; amounts that cannot be written with two places, or
+/// are not numbers at all, make the application a case.
+#[test]
+fn huge_amounts_never_panic() {
+    let fields = [
+        "/unterkunft/grundmiete",
+        "/unterkunft/nebenkosten",
+        "/unterkunft/heizkosten",
+        "/vermoegen/positionen/0/wert",
+    ];
+    for value in [
+        "16666666666666666666666666666",
+        "79228162514264337593543950335",
+        "1e400",
+        "-1e30",
+    ] {
+        for f in fields {
+            let mut doc: Value = serde_json::from_str(&valid_wba()).unwrap();
+            *doc.pointer_mut(f).unwrap() = serde_json::from_str(value).unwrap();
+            let body = serde_json::to_vec(&doc).unwrap();
+            consistent(&body, None);
+            let p = pipeline().process(&body, None);
+            assert_eq!(
+                p.outcome,
+                Outcome::Rejected,
+                "{f} = {value}: {:?}",
+                p.findings
+            );
+        }
+    }
+    // Huge but writable: imported, and the plausibility rule still fires
+    // (cents saturate instead of turning into "no value").
+    let mut doc: Value = serde_json::from_str(&valid_wba()).unwrap();
+    doc["unterkunft"]["grundmiete"] = serde_json::from_str("92233720368547758.07").unwrap();
+    let p = pipeline().process(&serde_json::to_vec(&doc).unwrap(), None);
+    assert_eq!(p.outcome, Outcome::Accepted);
+    assert!(
+        p.findings.iter().any(|f| f.rule == "WOHNKOSTEN-HOCH"),
+        "{:?}",
+        p.findings
+    );
+}
