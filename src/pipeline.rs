@@ -60,6 +60,9 @@ pub struct Processed {
     pub invalid: Option<Invalid>,
     /// The mapping used, e.g. `bg-ha-1.0`, when one was selected.
     pub mapping: Option<String>,
+    /// `jobcenter.dienststellennummer` when it is a short plain code (the
+    /// caseworker workbench shows each jobcenter only its own cases).
+    pub jobcenter: Option<String>,
 }
 
 /// Where the pipeline finds its mapping files and schemas, and its limits.
@@ -160,6 +163,7 @@ fn invalid(antrag_id: Option<Uuid>, why: Invalid, mapping: Option<String>) -> Pr
         record: None,
         invalid: Some(why),
         mapping,
+        jobcenter: None,
     }
 }
 
@@ -248,7 +252,18 @@ fn finish(
         record,
         invalid: None,
         mapping: Some(m.name.clone()),
+        jobcenter: dienststelle(doc),
     }
+}
+
+/// `/jobcenter/dienststellennummer` if it is a short alphanumeric code.
+fn dienststelle(doc: &serde_json::Value) -> Option<String> {
+    let s = match doc.get("jobcenter")?.get("dienststellennummer")? {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    (!s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric())).then_some(s)
 }
 
 fn schema_finding(m: &Mapping, sm: &SchemaMessage, path: &[Step<'_>], detail: &str) -> Finding {

@@ -667,3 +667,19 @@ fn oversized_lists_become_a_case_instead_of_unbounded_work() {
         "Die Angaben zu weiteren Personen: mehr als 200 Einträge übersteigen die automatische Prüfung; bitte von Hand prüfen."
     );
 }
+
+#[test]
+fn the_jobcenter_is_reported_for_the_store() {
+    let p = pipeline();
+    let got = check(
+        &p,
+        &example("weiterbewilligung-gueltig.json"),
+        Outcome::Accepted,
+        &[],
+    );
+    assert_eq!(got.jobcenter.as_deref(), Some("76001"));
+    let mut doc = example("weiterbewilligung-gueltig.json");
+    doc["jobcenter"]["dienststellennummer"] = json!("76 001; DROP");
+    let body = serde_json::to_vec(&doc).unwrap();
+    assert_eq!(p.process(&body, None).jobcenter, None);
+}

@@ -505,7 +505,7 @@ fn new_application(
         outcome,
         mapping: p.mapping.as_deref().map(clean),
         findings_json: serde_json::to_string(&p.findings).unwrap_or_else(|_| "[]".into()),
-        dienststellennummer: dienststellennummer(&it.delivery.data),
+        dienststellennummer: p.jobcenter.clone(),
         message_id: message_id(&it.delivery).map(clean),
         record: if outcome == "accepted" {
             p.record.clone()
@@ -519,26 +519,6 @@ fn new_application(
 /// Drops NUL characters, which PostgreSQL text columns refuse.
 fn clean(s: &str) -> String {
     s.replace('\0', "")
-}
-
-/// `/jobcenter/dienststellennummer` of the body, if it is a short plain code.
-pub fn dienststellennummer(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        jobcenter: Option<Jobcenter>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Jobcenter {
-        dienststellennummer: Option<serde_json::Value>,
-    }
-    let b: Body = serde_json::from_slice(body).ok()?;
-    let v = b.jobcenter?.dienststellennummer?;
-    let s = match &v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    (!s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric())).then_some(s)
 }
 
 /// Runs the pipeline over a batch on `parallel` blocking threads, catching a
@@ -598,6 +578,7 @@ fn process_one(p: &Pipeline, delivery: Delivery) -> Item {
                     detail: "the pipeline panicked on this message".into(),
                 }),
                 mapping: None,
+                jobcenter: None,
             }
         }
     };
