@@ -86,6 +86,16 @@ fn check(settings: &Settings) -> anyhow::Result<i32> {
     }
 }
 
+fn print_coverage(mapping: &str, what: &str, item: &str, missing: &[String], total: usize) {
+    println!(
+        "  {mapping}: {what} exercised {}/{total}",
+        total - missing.len()
+    );
+    for m in missing {
+        println!("    not exercised: {item} {m}");
+    }
+}
+
 fn test(settings: &Settings, dir: &Path, bless: bool, strict: bool) -> anyhow::Result<i32> {
     let pipeline = Pipeline::load(&settings.pipeline)?;
     let report = fixtures::run(&pipeline, dir, bless)?;
@@ -103,26 +113,22 @@ fn test(settings: &Settings, dir: &Path, bless: bool, strict: bool) -> anyhow::R
     println!("coverage:");
     let mut gaps = 0;
     for (m, missing) in &report.coverage.unexercised_rules {
-        let total = report.coverage.rules_total[m];
-        println!(
-            "  {m}: checks and rules exercised {}/{}",
-            total - missing.len(),
-            total
+        print_coverage(
+            m,
+            "checks and rules",
+            "rule",
+            missing,
+            report.coverage.rules_total[m],
         );
-        for id in missing {
-            println!("    not exercised: rule {id}");
-        }
         gaps += missing.len();
         let fmissing = &report.coverage.unexercised_fields[m];
-        let ftotal = report.coverage.fields_total[m];
-        println!(
-            "  {m}: mapped fields exercised {}/{}",
-            ftotal - fmissing.len(),
-            ftotal
+        print_coverage(
+            m,
+            "mapped fields",
+            "field",
+            fmissing,
+            report.coverage.fields_total[m],
         );
-        for f in fmissing {
-            println!("    not exercised: field {f}");
-        }
     }
     let passed = report.cases.len() - report.failed();
     println!();
