@@ -205,27 +205,16 @@ impl TestEnv {
 
     /// Messages ready in `queue` (0 if it does not exist).
     pub async fn queue_len(&self, queue: &str) -> u32 {
-        let conn = self.connect().await;
-        let ch = conn.create_channel().await.unwrap();
-        let n = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map(|q| q.message_count())
-            .unwrap_or(0);
-        let _ = conn.close(200, "OK".into()).await;
-        n
+        self.passive_declare(queue, |q| q.message_count()).await
     }
 
-    /// Ready + unacked messages of `queue`, via rabbitmqctl-free polling:
-    /// ready count only (unacked ones are held by a consumer).
+    /// Consumers attached to `queue` (0 if it does not exist).
     pub async fn consumers(&self, queue: &str) -> u32 {
+        self.passive_declare(queue, |q| q.consumer_count()).await
+    }
+
+    /// Declares `queue` passively and reads one of its counters.
+    async fn passive_declare(&self, queue: &str, read: impl Fn(&lapin::Queue) -> u32) -> u32 {
         let conn = self.connect().await;
         let ch = conn.create_channel().await.unwrap();
         let n = ch
@@ -238,7 +227,7 @@ impl TestEnv {
                 FieldTable::default(),
             )
             .await
-            .map(|q| q.consumer_count())
+            .map(|q| read(&q))
             .unwrap_or(0);
         let _ = conn.close(200, "OK".into()).await;
         n
