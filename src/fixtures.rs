@@ -282,7 +282,7 @@ pub fn run(pipeline: &Pipeline, dir: &Path, bless: bool) -> anyhow::Result<Repor
             .insert(m.name.clone(), missing);
         let empty = Vec::new();
         let mdocs = docs.get(&m.name).unwrap_or(&empty);
-        let mut fields: Vec<String> = m.mapped_fields.iter().map(|(p, _)| p.render()).collect();
+        let mut fields: Vec<String> = m.mapped_fields.iter().map(|p| p.render()).collect();
         fields.sort();
         fields.dedup();
         report
@@ -292,14 +292,14 @@ pub fn run(pipeline: &Pipeline, dir: &Path, bless: bool) -> anyhow::Result<Repor
         let unexercised: Vec<String> = m
             .mapped_fields
             .iter()
-            .filter(|(p, _)| {
+            .filter(|p| {
                 !mdocs.iter().any(|d| {
                     let mut hit = false;
                     p.for_each(d, &Vec::new(), &mut |_, v| hit |= !v.is_null());
                     hit
                 })
             })
-            .map(|(p, _)| p.render())
+            .map(|p| p.render())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();

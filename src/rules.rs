@@ -100,7 +100,6 @@ pub struct Rule {
     /// Cheap guards evaluated before CEL: (reference, allowed string values).
     pub when: Vec<(Ref, Vec<String>)>,
     pub program: Program,
-    pub source: String,
     pub uses_today: bool,
     pub uses_it: bool,
     pub uses_index: bool,
@@ -117,9 +116,6 @@ impl std::fmt::Debug for Rule {
 
 /// Names every rule may use besides its own `let` variables.
 pub const BUILTIN_VARIABLES: &[&str] = &["today", "it", "index"];
-
-/// Functions the rule environment adds to CEL's standard library.
-pub const FUNCTIONS: &[&str] = &["age", "date", "add_years", "first_of_month"];
 
 /// The CEL environment shared by all rules of a mapping: the standard library,
 /// the date functions and the mapping's constants. Built once at load.
@@ -534,7 +530,6 @@ mod tests {
             uses_it: refs.has_variable("it"),
             uses_index: refs.has_variable("index"),
             program,
-            source: assert.into(),
             pointer: PointerTemplate::parse(pointer).unwrap(),
             message: Template::parse("{Feld} passt nicht.").unwrap(),
             nachweis: None,

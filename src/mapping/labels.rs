@@ -62,11 +62,6 @@ impl Labels {
             .find(|(p, _)| p.matches_path(path))
             .map(|(p, l)| fill_n(l, p, path))
     }
-
-    /// Whether a property name or pattern has a label (for coverage/lint).
-    pub fn has_name(&self, key: &str) -> bool {
-        self.by_name.contains_key(key)
-    }
 }
 
 fn fill_n(label: &str, pat: &Pattern, path: &[Step<'_>]) -> String {
@@ -142,11 +137,6 @@ impl Template {
             return Err("message is empty".into());
         }
         Ok(Template { parts })
-    }
-
-    /// Whether the template uses `{detail}`.
-    pub fn uses_detail(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Detail))
     }
 
     pub fn render(&self, fill: &Fill<'_>) -> String {

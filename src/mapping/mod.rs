@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
-use toml::Spanned;
 
 use crate::checks::{Check, CheckKind, KindOptions};
 use crate::finding::Severity;
@@ -80,7 +79,7 @@ pub struct SchemaMessage {
     pub message: Template,
 }
 
-/// Where an item was defined (for lint and coverage output).
+/// Where a rule id was first defined (for duplicate-id errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub file: PathBuf,
@@ -105,12 +104,8 @@ pub struct Mapping {
     pub labels: Labels,
     pub schema_messages: HashMap<String, SchemaMessage>,
     pub rule_env: RuleEnv,
-    /// Rule/check id → where it is defined.
-    pub origins: BTreeMap<String, Origin>,
-    /// Absolute patterns of every mapped record field, with where they are defined.
-    pub mapped_fields: Vec<(Pattern, Origin)>,
-    /// Files this mapping is made of.
-    pub files: Vec<PathBuf>,
+    /// Absolute patterns of every mapped record field (for coverage).
+    pub mapped_fields: Vec<Pattern>,
 }
 
 impl Mapping {
@@ -291,7 +286,7 @@ pub fn load(mappings_dir: &Path, schemas_dir: &Path) -> Result<MappingSet, LoadE
     let mut set = MappingSet::default();
     let mut included: BTreeSet<usize> = BTreeSet::new();
     let mut schema_cache: HashMap<String, Option<Arc<Value>>> = HashMap::new();
-    for (i, p) in parsed.iter().enumerate() {
+    for p in &parsed {
         let Some(header) = &p.file.mapping else {
             continue;
         };
@@ -316,7 +311,6 @@ pub fn load(mappings_dir: &Path, schemas_dir: &Path) -> Result<MappingSet, LoadE
             }
         }
         parts.push(p);
-        let _ = i;
         if let Some(m) = compile(p, &parts, schemas_dir, &mut schema_cache, &mut errs) {
             let key = (m.form.clone(), m.version.clone());
             if let Some(other) = set.by_form.get(&key) {
@@ -651,13 +645,7 @@ fn compile(
                                 ),
                             );
                         } else {
-                            mapped_fields.push((
-                                abs,
-                                Origin {
-                                    file: part.path.clone(),
-                                    line: line_of(&part.source, fs.start),
-                                },
-                            ));
+                            mapped_fields.push(abs);
                         }
                     }
                 }
@@ -1083,7 +1071,6 @@ fn compile(
                 requires,
                 when,
                 program: program.expect("checked"),
-                source: raw.assert.clone(),
                 uses_today: uses.0,
                 uses_it: uses.1,
                 uses_index: uses.2,
@@ -1113,9 +1100,7 @@ fn compile(
         labels,
         schema_messages,
         rule_env,
-        origins,
         mapped_fields,
-        files: parts.iter().map(|p| p.path.clone()).collect(),
     })
 }
 
@@ -1160,9 +1145,4 @@ fn valid_xml_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-}
-
-#[allow(dead_code)]
-fn span_of<T>(s: &Spanned<T>) -> std::ops::Range<usize> {
-    s.span()
 }
