@@ -29,7 +29,7 @@ use allegro_bridge::store::Store;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    ConfirmSelectOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -127,21 +127,9 @@ async fn publish(conn: &Connection, queue: &str, msgs: &[(Vec<u8>, String)]) {
 }
 
 async fn queue_len(conn: &Connection, queue: &str) -> u32 {
-    let ch = conn.create_channel().await.unwrap();
-    let n = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    allegro_bridge::daemon::topology::queue_counts(conn, queue)
         .await
-        .map(|q| q.message_count())
-        .unwrap_or(0);
-    let _ = ch.close(200, "OK".into()).await;
-    n
+        .map_or(0, |(messages, _)| messages)
 }
 
 async fn delete(conn: &Connection, queues: &[&str]) {

@@ -106,3 +106,23 @@ async fn declare_one(
         },
     }
 }
+
+/// Ready messages and consumers of `queue`, by a passive declare on a
+/// channel of its own; `None` when the queue does not exist.
+pub async fn queue_counts(conn: &Connection, queue: &str) -> Option<(u32, u32)> {
+    let ch = conn.create_channel().await.ok()?;
+    let counts = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .ok()
+        .map(|q| (q.message_count(), q.consumer_count()));
+    let _ = ch.close(200, "OK".into()).await;
+    counts
+}

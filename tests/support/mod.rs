@@ -21,10 +21,8 @@ use std::time::{Duration, Instant};
 use allegro_bridge::config::{BrokerConfig, StoreConfig};
 use allegro_bridge::store::Store;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
 use uuid::Uuid;
@@ -205,32 +203,21 @@ impl TestEnv {
 
     /// Messages ready in `queue` (0 if it does not exist).
     pub async fn queue_len(&self, queue: &str) -> u32 {
-        self.passive_declare(queue, |q| q.message_count()).await
+        self.counts(queue).await.0
     }
 
     /// Consumers attached to `queue` (0 if it does not exist).
     pub async fn consumers(&self, queue: &str) -> u32 {
-        self.passive_declare(queue, |q| q.consumer_count()).await
+        self.counts(queue).await.1
     }
 
-    /// Declares `queue` passively and reads one of its counters.
-    async fn passive_declare(&self, queue: &str, read: impl Fn(&lapin::Queue) -> u32) -> u32 {
+    async fn counts(&self, queue: &str) -> (u32, u32) {
         let conn = self.connect().await;
-        let ch = conn.create_channel().await.unwrap();
-        let n = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        let counts = allegro_bridge::daemon::topology::queue_counts(&conn, queue)
             .await
-            .map(|q| read(&q))
-            .unwrap_or(0);
+            .unwrap_or((0, 0));
         let _ = conn.close(200, "OK".into()).await;
-        n
+        counts
     }
 
     /// Takes (and acks) every message of the DLQ.
