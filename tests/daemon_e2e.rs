@@ -326,15 +326,12 @@ async fn pipeline_panic_is_one_dead_letter() {
     env.cleanup().await;
 }
 
-/// `metrics.listen` serves Prometheus text with outcome and reason labels.
+/// `metrics.listen` serves Prometheus text with outcome and reason labels,
+/// and the health check.
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_are_served() {
     let mut env = TestEnv::new(Db::Sqlite, "metrics").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     env.extra_env.push((
         "ALLEGRO_BRIDGE__METRICS__LISTEN".into(),
         format!("127.0.0.1:{port}"),
@@ -347,17 +344,7 @@ async fn metrics_are_served() {
         .await;
     let mut daemon = env.spawn_daemon();
     settle(&env, 3, 1, Duration::from_secs(60)).await;
-    let text = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap();
+    let text = http_get(port, "/metrics").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(
         text.contains("allegro_bridge_applications_total{outcome=\"accepted\"} 2"),
@@ -365,6 +352,18 @@ async fn metrics_are_served() {
     );
     assert!(text.contains("allegro_bridge_applications_total{outcome=\"rejected\"} 1"));
     assert!(text.contains("allegro_bridge_dead_letters_total{reason=\"no_mapping\"} 1"));
+    assert!(text.contains("allegro_bridge_broker_connected 1"), "{text}");
+    // The ack follows the commit the counts above waited for.
+    env.wait_for("all four acked", Duration::from_secs(20), || async {
+        http_get(port, "/metrics")
+            .await
+            .contains("allegro_bridge_deliveries_acked_total 4")
+    })
+    .await;
+    let health = http_get(port, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok\n"), "{health}");
+    assert!(http_get(port, "/nothing").await.starts_with("HTTP/1.1 404"));
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
     env.cleanup().await;

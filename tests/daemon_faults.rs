@@ -113,12 +113,17 @@ async fn postgres_unreachable_30s() {
     env.db_url = pg_url_for(&db).replace(":5432/", &format!(":{}/", proxy.port));
     let daemon_env = env.envs();
     env.db_url = direct;
+    let port = free_port();
 
     let first = mix(300);
     let second = mix(300);
     let publisher = Publisher::new(&env).await;
     publisher.publish_all(&env.intake, &first).await;
     env.extra_env = daemon_env;
+    env.extra_env.push((
+        "ALLEGRO_BRIDGE__METRICS__LISTEN".into(),
+        format!("127.0.0.1:{port}"),
+    ));
     let mut daemon = env.spawn_daemon();
     let (apps1, dead1) = expected_counts(&first);
     env.settle_counts(apps1, dead1, Duration::from_secs(60))
@@ -130,11 +135,18 @@ async fn postgres_unreachable_30s() {
     assert!(daemon.child.try_wait().unwrap().is_none(), "daemon exited");
     // Nothing was dead-lettered for the outage.
     assert_eq!(env.queue_len(&env.dlq).await as usize, dead1);
+    let health = http_get(port, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(health.contains("store"), "{health}");
     proxy.restore();
 
     let all: Vec<Msg> = first.iter().chain(&second).cloned().collect();
     let (apps, dead) = expected_counts(&all);
     env.settle_counts(apps, dead, Duration::from_secs(60)).await;
+    env.wait_for("healthy again", Duration::from_secs(30), || async {
+        http_get(port, "/health").await.starts_with("HTTP/1.1 200")
+    })
+    .await;
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
     let t = env.tally().await;
@@ -158,6 +170,11 @@ async fn outbox_not_writable() {
             "100".to_string(),
         ),
     ]);
+    let port = free_port();
+    env.extra_env.push((
+        "ALLEGRO_BRIDGE__METRICS__LISTEN".into(),
+        format!("127.0.0.1:{port}"),
+    ));
     env.declare().await;
     // A regular file where the folder should be: creating files in it fails
     // (tests run as root, so permissions would not stop the write).
@@ -177,6 +194,9 @@ async fn outbox_not_writable() {
         env.queue_len(&env.intake).await > 0,
         "intake paused while the outbox is down"
     );
+    let health = http_get(port, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(health.contains("outbox"), "{health}");
     store.close().await;
     std::fs::remove_file(&env.outbox).unwrap();
 

@@ -37,7 +37,7 @@ use crate::daemon::dispatcher::OutboxState;
 use crate::daemon::retry::{backoff, Shutdown};
 use crate::daemon::topology::{self, TopologyError};
 use crate::pipeline::{Outcome, Pipeline, Processed};
-use crate::store::{NewApplication, NewDeadLetter, Store, Stored};
+use crate::store::{record_file_name, NewApplication, NewDeadLetter, PendingRecord, Store, Stored};
 
 /// What the session needs from the daemon.
 pub struct Ctx {
@@ -114,6 +114,7 @@ pub async fn session(
         .map_err(transient)?;
     let tag = consumer.tag();
     info!(queue = %b.intake_queue, prefetch = b.prefetch, "consuming");
+    ctx.metrics.broker_connected.set(1);
     on_ready();
 
     let batch_size = ctx.settings.daemon.batch_size.max(1);
@@ -275,10 +276,14 @@ impl Session<'_> {
         let deadline = Duration::from_secs(self.ctx.settings.daemon.shutdown_deadline_secs);
         loop {
             match self.attempt(&items).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.ctx.metrics.store_healthy.set(1);
+                    break;
+                }
                 Err(AttemptError::Broker(e)) => return Err(transient(e)),
                 Err(e) => {
                     self.ctx.metrics.store_retries.inc();
+                    self.ctx.metrics.store_healthy.set(0);
                     let since = *failing_since.get_or_insert_with(Instant::now);
                     if shutdown.is_set() && since.elapsed() > deadline {
                         return Err(SessionError::Transient(anyhow::anyhow!(
@@ -302,8 +307,8 @@ impl Session<'_> {
             .basic_ack(last_tag, BasicAckOptions { multiple: true })
             .await
             .map_err(transient)?;
-        self.ctx.outbox.notify.notify_one();
         self.ctx.metrics.batches.inc();
+        self.ctx.metrics.deliveries_acked.inc_by(items.len() as u64);
         self.ctx
             .metrics
             .batch_seconds
@@ -448,6 +453,21 @@ impl Session<'_> {
         }
         let t_confirm = t0.elapsed();
         tx.commit().await?;
+        // The new records are durable: hand them to the dispatcher in memory.
+        self.ctx
+            .outbox
+            .hand_over(
+                apps.into_iter()
+                    .zip(&stored)
+                    .filter_map(|(a, s)| match (s, a.record) {
+                        (Stored::Inserted, Some(xml)) => Some(PendingRecord {
+                            antrag_id: a.antrag_id,
+                            file_name: record_file_name(a.antrag_id),
+                            xml,
+                        }),
+                        _ => None,
+                    }),
+            );
         debug!(
             begin_us = t_begin.as_micros() as u64,
             apps_us = t_apps.as_micros() as u64,

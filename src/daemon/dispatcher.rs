@@ -3,10 +3,20 @@
 //! A record row commits together with its application, and the delivery is
 //! acked after that commit (transactional outbox). This task then writes each
 //! pending record to `<outbox>/<antragId>.xml` atomically (temp file, fsync,
-//! rename, fsync of the directory) and marks it written. It runs after every
-//! committed batch, once a second, and at start (so files missing after a
-//! crash are written then). Writing is idempotent: the same antragId always
-//! yields the same file with the same content.
+//! rename, fsync of the directory) and marks it written. Writing is
+//! idempotent: the same antragId always yields the same file with the same
+//! content.
+//!
+//! Where the records come from: the consumer hands each committed batch's
+//! records over in memory ([`OutboxState::hand_over`]), so the dispatcher does
+//! not read back from the database what this process has just written. The
+//! hand-over is bounded ([`HANDOVER_MAX_BYTES`]): while the disk is slower than
+//! intake, what does not fit stays pending in the table only. The table is
+//! the source of truth; the dispatcher sweeps it for pending rows at start
+//! (files missing after a crash), after a failed round, when the hand-over
+//! overflowed, and every [`SWEEP_INTERVAL`] (rows another daemon left behind).
+//! A sweep may pick up a record that is also in the hand-over; it is then
+//! written twice with the same content, which is harmless.
 //!
 //! While the directory is not writable (or the disk is full, or the database
 //! is away) it retries with backoff and reports `healthy = false`, which
@@ -14,8 +24,8 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -27,6 +37,13 @@ use crate::config::{DaemonConfig, SinkConfig};
 use crate::daemon::retry::{backoff, Shutdown};
 use crate::store::{PendingRecord, Store};
 
+/// Upper bound of record bytes waiting in the in-memory hand-over; beyond it
+/// records wait in the database only, so memory stays flat under a backlog.
+pub const HANDOVER_MAX_BYTES: usize = 16 << 20;
+
+/// How often the table is swept for pending rows although nothing says so.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Shared state between the dispatcher and the consumer.
 #[derive(Debug, Default)]
 pub struct OutboxState {
@@ -36,6 +53,46 @@ pub struct OutboxState {
     pub healthy: AtomicBool,
     /// Files written since start.
     pub written: AtomicU64,
+    /// Committed records handed over in memory, with their total bytes.
+    handover: Mutex<(Vec<PendingRecord>, usize)>,
+    /// Bumped whenever the table may hold pending rows that are not in the
+    /// hand-over (overflow); the dispatcher sweeps until it has seen the
+    /// latest value with nothing left behind.
+    missed: AtomicU64,
+}
+
+impl OutboxState {
+    /// Hands over records whose rows have just committed. What does not fit
+    /// under [`HANDOVER_MAX_BYTES`] is left to a sweep of the table.
+    pub fn hand_over(&self, records: impl IntoIterator<Item = PendingRecord>) {
+        let mut overflow = false;
+        {
+            let mut guard = self.handover.lock().unwrap_or_else(|p| p.into_inner());
+            let (queue, bytes) = &mut *guard;
+            for r in records {
+                if *bytes + r.xml.len() > HANDOVER_MAX_BYTES {
+                    overflow = true;
+                    continue;
+                }
+                *bytes += r.xml.len();
+                queue.push(r);
+            }
+        }
+        if overflow {
+            self.missed.fetch_add(1, Ordering::SeqCst);
+        }
+        self.notify.notify_one();
+    }
+
+    /// Takes up to `limit` handed-over records, oldest first.
+    fn take(&self, limit: usize) -> Vec<PendingRecord> {
+        let mut guard = self.handover.lock().unwrap_or_else(|p| p.into_inner());
+        let (queue, bytes) = &mut *guard;
+        let n = limit.min(queue.len());
+        let taken: Vec<PendingRecord> = queue.drain(..n).collect();
+        *bytes -= taken.iter().map(|r| r.xml.len()).sum::<usize>();
+        taken
+    }
 }
 
 /// Everything the dispatcher needs.
@@ -56,16 +113,26 @@ impl Dispatcher {
     pub async fn run(self, mut stop: Shutdown) {
         let mut delays = backoff(&self.cfg);
         let mut sink: Option<Sink> = None;
+        // The value of `missed` the last complete sweep has seen; `None`:
+        // sweep now (at start, and after a failed round).
+        let mut swept: Option<u64> = None;
+        let mut last_sweep = Instant::now();
         remove_stale_temp_files(&self.dir);
         loop {
-            match self.round(&mut sink).await {
-                Ok(n) => {
+            if last_sweep.elapsed() >= SWEEP_INTERVAL {
+                swept = None;
+            }
+            match self.round(&mut sink, &mut swept).await {
+                Ok((n, from_table)) => {
+                    if from_table {
+                        last_sweep = Instant::now();
+                    }
                     self.metrics.outbox_healthy.set(1);
                     if !self.state.healthy.swap(true, Ordering::SeqCst) {
                         info!("outbox writable again");
                     }
                     delays = backoff(&self.cfg);
-                    if n >= self.cfg.dispatch_batch {
+                    if n > 0 {
                         continue;
                     }
                 }
@@ -76,6 +143,9 @@ impl Dispatcher {
                     } else {
                         debug!(error = %e, "outbox dispatch still failing");
                     }
+                    // What was taken from the hand-over is still pending in
+                    // the table: sweep for it.
+                    swept = None;
                     sink = None;
                     if stop.is_set() {
                         return;
@@ -96,11 +166,31 @@ impl Dispatcher {
         }
     }
 
-    /// Writes one batch of pending records; returns how many.
-    async fn round(&self, sink: &mut Option<Sink>) -> anyhow::Result<usize> {
-        let pending = self.store.pending_records(self.cfg.dispatch_batch).await?;
+    /// Writes one batch of pending records: from the hand-over, or else from
+    /// the table when a sweep is due. Returns how many, and whether they came
+    /// from the table.
+    async fn round(
+        &self,
+        sink: &mut Option<Sink>,
+        swept: &mut Option<u64>,
+    ) -> anyhow::Result<(usize, bool)> {
+        let limit = self.cfg.dispatch_batch;
+        let mut pending = self.state.take(limit);
+        let mut from_table = false;
         if pending.is_empty() {
-            return Ok(0);
+            let missed = self.state.missed.load(Ordering::SeqCst);
+            if *swept == Some(missed) {
+                return Ok((0, false));
+            }
+            pending = self.store.pending_records(limit).await?;
+            from_table = true;
+            if pending.len() < limit {
+                // Everything pending up to `missed` has been seen.
+                *swept = Some(missed);
+            }
+            if pending.is_empty() {
+                return Ok((0, true));
+            }
         }
         let n = pending.len();
         if !self.sink.exchange.is_empty() {
@@ -116,8 +206,8 @@ impl Dispatcher {
         self.store.mark_written(&ids, Utc::now()).await?;
         self.state.written.fetch_add(n as u64, Ordering::Relaxed);
         self.metrics.records_written.inc_by(n as u64);
-        debug!(records = n, "records written to outbox");
-        Ok(n)
+        debug!(records = n, from_table, "records written to outbox");
+        Ok((n, from_table))
     }
 }
 

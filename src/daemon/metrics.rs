@@ -1,5 +1,8 @@
-//! Prometheus metrics of the daemon, served as text on an optional listener
-//! (`metrics.listen`, e.g. `127.0.0.1:9464`; off by default).
+//! Prometheus metrics and the health check of the daemon, served on an
+//! optional listener (`metrics.listen`, e.g. `127.0.0.1:9464`; off by
+//! default): `GET /metrics` gives the text exposition, `GET /health` answers
+//! 200 while the broker session, the database and the outbox all work and 503
+//! (naming which one does not) otherwise.
 //!
 //! Labels carry only outcome and reason codes, never anything from an
 //! application: no personal data in metrics.
@@ -37,6 +40,8 @@ pub struct Metrics {
     pub duplicates: Counter,
     /// Batches committed and acked.
     pub batches: Counter,
+    /// Deliveries acked (every outcome, duplicates included).
+    pub deliveries_acked: Counter,
     /// Seconds from a batch's pipeline start to its ack.
     pub batch_seconds: Histogram,
     /// Failed attempts to store a batch (each is retried).
@@ -47,6 +52,10 @@ pub struct Metrics {
     pub records_written: Counter,
     /// 1 while the outbox can be written, 0 while intake is paused for it.
     pub outbox_healthy: Gauge,
+    /// 1 while a broker session is consuming, 0 while reconnecting.
+    pub broker_connected: Gauge,
+    /// 1 while the database takes batches, 0 while storing fails (retried).
+    pub store_healthy: Gauge,
 }
 
 impl Default for Metrics {
@@ -57,11 +66,14 @@ impl Default for Metrics {
             dead_letters: Family::default(),
             duplicates: Counter::default(),
             batches: Counter::default(),
+            deliveries_acked: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             store_retries: Counter::default(),
             broker_reconnects: Counter::default(),
             records_written: Counter::default(),
             outbox_healthy: Gauge::default(),
+            broker_connected: Gauge::default(),
+            store_healthy: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -80,6 +92,11 @@ impl Default for Metrics {
             m.duplicates.clone(),
         );
         registry.register("batches", "Batches committed and acked", m.batches.clone());
+        registry.register(
+            "deliveries_acked",
+            "Deliveries acked, every outcome and duplicates included",
+            m.deliveries_acked.clone(),
+        );
         registry.register(
             "batch_seconds",
             "Seconds from pipeline start to ack, per batch",
@@ -105,6 +122,16 @@ impl Default for Metrics {
             "1 while the outbox is writable, 0 while intake waits for it",
             m.outbox_healthy.clone(),
         );
+        registry.register(
+            "broker_connected",
+            "1 while a broker session consumes, 0 while reconnecting",
+            m.broker_connected.clone(),
+        );
+        registry.register(
+            "store_healthy",
+            "1 while the database stores batches, 0 while it fails (retried)",
+            m.store_healthy.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -116,9 +143,49 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+
+    /// The dependencies that do not work right now (empty: healthy).
+    pub fn unhealthy(&self) -> Vec<&'static str> {
+        let mut down = Vec::new();
+        if self.broker_connected.get() == 0 {
+            down.push("broker");
+        }
+        if self.store_healthy.get() == 0 {
+            down.push("store");
+        }
+        if self.outbox_healthy.get() == 0 {
+            down.push("outbox");
+        }
+        down
+    }
+
+    /// The HTTP status, content type and body for a request path.
+    pub fn respond(&self, path: &str) -> (&'static str, &'static str, String) {
+        const TEXT: &str = "text/plain; charset=utf-8";
+        match path {
+            "/metrics" => (
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.render(),
+            ),
+            "/health" => {
+                let down = self.unhealthy();
+                if down.is_empty() {
+                    ("200 OK", TEXT, "ok\n".into())
+                } else {
+                    (
+                        "503 Service Unavailable",
+                        TEXT,
+                        format!("down: {}\n", down.join(", ")),
+                    )
+                }
+            }
+            _ => ("404 Not Found", TEXT, "try /metrics or /health\n".into()),
+        }
+    }
 }
 
-/// Serves `GET /metrics` (any path, really) on `listen` from a plain thread.
+/// Serves `GET /metrics` and `GET /health` on `listen` from a plain thread.
 pub fn serve(listen: &str, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("metrics.listen {listen}: {e}"))?;
@@ -130,10 +197,16 @@ pub fn serve(listen: &str, metrics: Arc<Metrics>) -> anyhow::Result<()> {
                 let Ok(mut s) = stream else { continue };
                 let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
                 let mut buf = [0u8; 2048];
-                let _ = s.read(&mut buf);
-                let body = metrics.render();
+                let n = s.read(&mut buf).unwrap_or(0);
+                // "GET /path HTTP/1.1": the second word, without a query.
+                let path = std::str::from_utf8(&buf[..n])
+                    .ok()
+                    .and_then(|r| r.split_whitespace().nth(1))
+                    .map(|p| p.split('?').next().unwrap_or(p))
+                    .unwrap_or("/");
+                let (status, ctype, body) = metrics.respond(path);
                 let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 if let Err(e) = s.write_all(resp.as_bytes()) {

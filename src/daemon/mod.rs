@@ -8,7 +8,7 @@
 //! - [`deadletter`]: DLQ headers and dedup keys.
 //! - [`dispatcher`]: writes record files from the outbox table.
 //! - [`retry`]: backoff and the shutdown flag.
-//! - [`metrics`]: Prometheus counters and the optional listener.
+//! - [`metrics`]: Prometheus counters, the health check and their listener.
 //!
 //! This module wires them: the outer reconnect loop around [`consumer::session`],
 //! the dispatcher task, signal handling (SIGTERM, SIGINT) with a deadline, and
@@ -85,6 +85,8 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     if !settings.metrics.listen.is_empty() {
         metrics::serve(&settings.metrics.listen, Arc::clone(&metrics))?;
     }
+    metrics.store_healthy.set(1);
+    metrics.outbox_healthy.set(1);
     let outbox = Arc::new(OutboxState::default());
     outbox.healthy.store(true, Ordering::SeqCst);
     let (stop_dispatch, dispatch_stop) = shutdown_pair();
@@ -149,6 +151,7 @@ async fn reconnect_loop(ctx: &Ctx, mut shutdown: Shutdown) -> anyhow::Result<i32
             Err(SessionError::Fatal(e)) => return Err(e),
             Err(SessionError::Transient(e)) => {
                 ctx.metrics.broker_reconnects.inc();
+                ctx.metrics.broker_connected.set(0);
                 if shutdown.is_set() {
                     warn!(error = %format!("{e:#}"), "stopped with work left unacked; it will be redelivered");
                     return Ok(0);
