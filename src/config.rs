@@ -134,6 +134,9 @@ pub struct DaemonConfig {
     pub retry_max_delay_ms: u64,
     /// Records written per outbox dispatcher round.
     pub dispatch_batch: usize,
+    /// Batches stored at the same time, each in its own transaction (acked
+    /// in delivery order). PostgreSQL only; SQLite has one writer, so 1.
+    pub commit_parallel: usize,
 }
 
 impl Default for DaemonConfig {
@@ -146,6 +149,7 @@ impl Default for DaemonConfig {
             retry_min_delay_ms: 200,
             retry_max_delay_ms: 10_000,
             dispatch_batch: 500,
+            commit_parallel: 2,
         }
     }
 }
@@ -252,9 +256,13 @@ impl Settings {
             problems.push("store.max_connections must be at least 1".into());
         }
         let d = &self.daemon;
-        if d.batch_size == 0 || d.concurrency == 0 || d.dispatch_batch == 0 {
+        if d.batch_size == 0
+            || d.concurrency == 0
+            || d.dispatch_batch == 0
+            || d.commit_parallel == 0
+        {
             problems.push(
-                "daemon.batch_size, daemon.concurrency and daemon.dispatch_batch must be at least 1"
+                "daemon.batch_size, daemon.concurrency, daemon.dispatch_batch and daemon.commit_parallel must be at least 1"
                     .into(),
             );
         }

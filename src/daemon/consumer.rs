@@ -49,6 +49,17 @@ pub struct Ctx {
     pub metrics: Arc<crate::daemon::metrics::Metrics>,
 }
 
+impl Ctx {
+    /// Batches stored at once: `daemon.commit_parallel` with PostgreSQL;
+    /// SQLite has one writer at a time, so one.
+    fn commit_parallel(&self) -> usize {
+        match self.store.kind() {
+            "sqlite" => 1,
+            _ => self.settings.daemon.commit_parallel.max(1),
+        }
+    }
+}
+
 /// Counters since start (for logs and the benchmark).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -126,14 +137,28 @@ pub async fn session(
     };
     // Two stages, so the pipeline of batch N+1 runs while batch N commits:
     // the producer gathers deliveries and runs the pipeline; the committer
-    // stores, publishes dead letters and acks, strictly in delivery order
-    // (which the multiple-ack relies on). The channel holds one batch, so a
-    // stalled committer stalls the producer: consumption pauses.
+    // stores (up to `commit_parallel` batches at once, each in its own
+    // transaction), publishes dead letters and acks strictly in delivery
+    // order, which the multiple-ack relies on. The channel holds one batch,
+    // so a stalled committer stalls the producer: consumption pauses.
     let (batches, mut ready) = tokio::sync::mpsc::channel::<Prepared>(1);
     let committer_shutdown = shutdown.clone();
+    let parallel = ctx.commit_parallel();
     let committer = async {
-        while let Some(p) = ready.recv().await {
-            session.store_and_ack(p, &committer_shutdown).await?;
+        let mut in_flight = futures_util::stream::FuturesOrdered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                p = ready.recv(), if open && in_flight.len() < parallel => match p {
+                    Some(p) => in_flight.push_back(session.store(p, &committer_shutdown)),
+                    None => open = false,
+                },
+                // In submission order: batch N is acked before batch N+1.
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    session.ack(done?).await?;
+                }
+                else => break,
+            }
         }
         Ok::<(), SessionError>(())
     };
@@ -262,20 +287,14 @@ impl Session<'_> {
         })
     }
 
-    /// Stores a prepared batch (retrying while the database is away) and
-    /// acks it with one multiple-ack.
-    async fn store_and_ack(&self, p: Prepared, shutdown: &Shutdown) -> Result<(), SessionError> {
-        let Prepared {
-            items,
-            last_tag,
-            t0,
-            pipeline: t_pipeline,
-        } = p;
+    /// Stores a prepared batch, retrying while the database is away.
+    async fn store(&self, p: Prepared, shutdown: &Shutdown) -> Result<Prepared, SessionError> {
+        let items = &p.items;
         let mut delays = backoff(&self.ctx.settings.daemon);
         let mut failing_since: Option<Instant> = None;
         let deadline = Duration::from_secs(self.ctx.settings.daemon.shutdown_deadline_secs);
         loop {
-            match self.attempt(&items).await {
+            match self.attempt(items).await {
                 Ok(()) => {
                     self.ctx.metrics.store_healthy.set(1);
                     break;
@@ -303,6 +322,17 @@ impl Session<'_> {
                 "store reachable again; resuming"
             );
         }
+        Ok(p)
+    }
+
+    /// Acks a stored batch with one multiple-ack.
+    async fn ack(&self, p: Prepared) -> Result<(), SessionError> {
+        let Prepared {
+            items,
+            last_tag,
+            t0,
+            pipeline: t_pipeline,
+        } = p;
         self.consume_ch
             .basic_ack(last_tag, BasicAckOptions { multiple: true })
             .await

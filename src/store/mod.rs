@@ -726,6 +726,8 @@ impl Tx {
                 rows.push(i);
             }
         }
+        // Sorted by key, so concurrent transactions lock keys in one order.
+        rows.sort_by(|&a, &b| letters[a].dedup_key.cmp(&letters[b].dedup_key));
         let col = |f: &dyn Fn(&NewDeadLetter) -> String| -> Vec<String> {
             rows.iter().map(|&i| f(&letters[i])).collect()
         };
