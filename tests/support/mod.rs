@@ -60,10 +60,51 @@ pub struct TestEnv {
     pub amqp: String,
     pub outbox: PathBuf,
     pub extra_env: Vec<(String, String)>,
+    /// Held while the test uses the shared broker (see [`BrokerLock`]).
+    _broker: BrokerLock,
+}
+
+/// A file lock on the shared RabbitMQ: every test environment holds it
+/// shared; a test that restarts the broker holds it exclusively, so it
+/// waits for the others and they wait for it, whichever runner is used
+/// (`cargo test` runs test binaries one after another, nextest does not).
+pub struct BrokerLock(std::fs::File);
+
+impl BrokerLock {
+    async fn take(exclusive: bool) -> BrokerLock {
+        tokio::task::spawn_blocking(move || {
+            let path = std::env::temp_dir().join("allegro-bridge-tests-broker.lock");
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if exclusive {
+                f.lock().unwrap();
+            } else {
+                f.lock_shared().unwrap();
+            }
+            BrokerLock(f)
+        })
+        .await
+        .unwrap()
+    }
 }
 
 impl TestEnv {
     pub async fn new(db: Db, name: &str) -> TestEnv {
+        TestEnv::with_broker_lock(db, name, false).await
+    }
+
+    /// A test environment that may restart the broker: no other test
+    /// environment exists meanwhile.
+    pub async fn exclusive(db: Db, name: &str) -> TestEnv {
+        TestEnv::with_broker_lock(db, name, true).await
+    }
+
+    async fn with_broker_lock(db: Db, name: &str, exclusive: bool) -> TestEnv {
+        let broker = BrokerLock::take(exclusive).await;
         let dir = tempfile::tempdir().unwrap();
         let base = unique(&format!("t-{name}"));
         let (db_url, pg_db) = match db {
@@ -94,6 +135,7 @@ impl TestEnv {
             outbox,
             dir,
             extra_env: vec![],
+            _broker: broker,
         }
     }
 
