@@ -80,11 +80,15 @@ impl BrokerLock {
                 .write(true)
                 .open(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            if exclusive {
-                f.lock().unwrap();
+            use std::os::fd::AsRawFd;
+            let op = if exclusive {
+                libc::LOCK_EX
             } else {
-                f.lock_shared().unwrap();
-            }
+                libc::LOCK_SH
+            };
+            // SAFETY: flock on a descriptor we own; released when it closes.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
+            assert_eq!(rc, 0, "flock {}", path.display());
             BrokerLock(f)
         })
         .await
