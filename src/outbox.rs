@@ -3,6 +3,7 @@
 //! A record is written to a temporary file in the same directory, flushed to
 //! disk, renamed to `<antragId>.xml` and the directory is synced, so a reader
 //! never sees half a file and a crash leaves either the old state or the new.
+//! [`write_batch`] does the same for many records with one directory sync.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -12,23 +13,59 @@ use std::path::{Path, PathBuf};
 /// the directory). Creates `dir` if needed. Overwrites an existing file of the
 /// same name with identical semantics, so a retry after a crash is harmless.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
-    if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+    check_name(name)?;
+    fs::create_dir_all(dir)?;
+    let tmp = stage(dir, bytes)?;
+    let target = dir.join(name);
+    tmp.persist(&target).map_err(|e| e.error)?;
+    sync_dir(dir)?;
+    Ok(target)
+}
+
+/// Writes many records atomically with one directory sync: each goes to its
+/// own temporary file, flushed to disk, before any is renamed; then all are
+/// renamed and the directory is synced once. When this returns `Ok`, every
+/// file is durable under its name. On an error, files renamed so far are
+/// complete (and will be rewritten identically on the retry); temporary
+/// files not yet renamed are removed.
+pub fn write_batch<'a>(
+    dir: &Path,
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let mut staged = Vec::new();
+    for (name, bytes) in files {
+        check_name(name)?;
+        staged.push((stage(dir, bytes)?, name));
+    }
+    if staged.is_empty() {
+        return Ok(());
+    }
+    for (tmp, name) in staged {
+        tmp.persist(dir.join(name)).map_err(|e| e.error)?;
+    }
+    sync_dir(dir)
+}
+
+fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("invalid record file name {name:?}"),
         ));
     }
-    fs::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// A temporary file in `dir` holding `bytes`, flushed to disk.
+fn stage(dir: &Path, bytes: &[u8]) -> io::Result<tempfile::NamedTempFile> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .suffix(".part")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    let target = dir.join(name);
-    tmp.persist(&target).map_err(|e| e.error)?;
-    sync_dir(dir)?;
-    Ok(target)
+    Ok(tmp)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -52,6 +89,29 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, vec!["a.xml".to_string()]);
+    }
+
+    #[test]
+    fn batch_writes_every_file_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), "b.xml", b"old").unwrap();
+        let files = [("a.xml", &b"A"[..]), ("b.xml", b"B"), ("c.xml", b"C")];
+        write_batch(dir.path(), files).unwrap();
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.xml", "b.xml", "c.xml"]);
+        assert_eq!(fs::read(dir.path().join("b.xml")).unwrap(), b"B");
+    }
+
+    #[test]
+    fn batch_with_a_bad_name_renames_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [("a.xml", &b"A"[..]), ("../x.xml", b"X")];
+        assert!(write_batch(dir.path(), files).is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! A record row commits together with its application, and the delivery is
 //! acked after that commit (transactional outbox). This task then writes each
-//! pending record to `<outbox>/<antragId>.xml` atomically (temp file, fsync,
-//! rename, fsync of the directory) and marks it written. Writing is
+//! pending record to `<outbox>/<antragId>.xml` atomically (temp files, fsync,
+//! renames, one fsync of the directory per batch) and marks them written. Writing is
 //! idempotent: the same antragId always yields the same file with the same
 //! content.
 //!
@@ -212,7 +212,7 @@ impl Dispatcher {
 }
 
 /// Removes temporary files a killed process left behind (`.tmp-*.part`, the
-/// names `outbox::write_atomic` uses; readers ignore them, but they would
+/// names `outbox::write_atomic` and `write_batch` uses; readers ignore them, but they would
 /// pile up). Another daemon's write in progress may lose its temp file; its
 /// rename then fails and it simply retries.
 fn remove_stale_temp_files(dir: &std::path::Path) {
@@ -230,7 +230,8 @@ fn remove_stale_temp_files(dir: &std::path::Path) {
     }
 }
 
-/// Writes the files on blocking threads, `parallel` chunks at a time.
+/// Writes the files on blocking threads, `parallel` chunks at a time, each
+/// chunk with one directory sync (`outbox::write_batch`).
 async fn write_files(
     dir: PathBuf,
     records: Vec<PendingRecord>,
@@ -245,10 +246,12 @@ async fn write_files(
         let dir = dir.clone();
         tasks.push(tokio::task::spawn_blocking(
             move || -> std::io::Result<()> {
-                for r in &chunk {
-                    crate::outbox::write_atomic(&dir, &r.file_name, &r.xml)?;
-                }
-                Ok(())
+                crate::outbox::write_batch(
+                    &dir,
+                    chunk
+                        .iter()
+                        .map(|r| (r.file_name.as_str(), r.xml.as_slice())),
+                )
             },
         ));
     }
