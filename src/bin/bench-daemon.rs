@@ -15,7 +15,8 @@
 //!
 //! ```text
 //! cargo build --release --bin allegro-bridge --bin bench-daemon
-//! target/release/bench-daemon [--messages 10000] [--prefetch 1000] [--only raw|postgres|sqlite|files] [--base DIR]
+//! target/release/bench-daemon [--messages 10000] [--prefetch 1000] [--rounds 1]
+//!     [--only raw,postgres,sqlite,files] [--base DIR]
 //! ```
 //!
 //! Environment: `ALLEGRO_TEST_AMQP`, `ALLEGRO_TEST_PG` as for the tests.
@@ -46,6 +47,8 @@ struct Args {
     /// Parent folder of the outbox and SQLite file (default: the current
     /// folder; e.g. /dev/shm to take the disk out of the measurement).
     base: PathBuf,
+    /// Repetitions of raw + daemon runs (a summary of the ratios follows).
+    rounds: usize,
 }
 
 fn args() -> Args {
@@ -59,6 +62,7 @@ fn args() -> Args {
         data: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/data"),
         only: None,
         base: PathBuf::from("."),
+        rounds: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -67,6 +71,7 @@ fn args() -> Args {
             "--messages" => a.messages = v.parse().expect("--messages N"),
             "--prefetch" => a.prefetch = v.parse().expect("--prefetch N"),
             "--only" => a.only = Some(v),
+            "--rounds" => a.rounds = v.parse().expect("--rounds N"),
             "--base" => a.base = PathBuf::from(v),
             _ => panic!("unknown argument {k}"),
         }
@@ -514,6 +519,15 @@ fn scrape(port: u16) -> Scrape {
     Scrape(out)
 }
 
+/// Median, minimum and maximum.
+fn spread(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => (0.0, 0.0, 0.0),
+        n => (v[n / 2], v[0], v[n - 1]),
+    }
+}
+
 /// User + system CPU seconds of a process so far.
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -534,56 +548,84 @@ async fn main() {
         msgs.len(),
         a.prefetch
     );
-    let want = |k: &str| a.only.as_deref().is_none_or(|o| o == k);
+    let want = |k: &str| a.only.as_deref().is_none_or(|o| o.split(',').any(|x| x == k));
 
-    let raw = if want("raw") || a.only.is_none() {
-        let r = raw_drain(&a, &msgs).await;
-        println!("broker raw drain (consume + ack):   {r:>8.0} msg/s");
-        Some(r)
-    } else {
-        None
-    };
+    // Each round: the raw drain, then the daemon with each database, so
+    // every ratio compares runs minutes apart, not sessions apart.
+    let mut summary: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    let mut raws = vec![];
     let mut results = vec![];
-    for (label, pg) in [("postgres", true), ("sqlite", false)] {
-        if !want(label) {
-            continue;
+    for round in 1..=a.rounds {
+        if a.rounds > 1 {
+            println!("-- round {round} of {}", a.rounds);
         }
-        let r = bridge_drain(&a, &msgs, pg).await;
-        println!(
-            "bridge {label:<8} acked:               {:>8.0} msg/s",
-            r.acked_rate
-        );
-        println!(
-            "bridge {label:<8} end to end (files):  {:>8.0} msg/s",
-            r.e2e_rate
-        );
-        if let Some(raw) = raw {
+        let raw = if want("raw") {
+            let r = raw_drain(&a, &msgs).await;
+            println!("broker raw drain (consume + ack):   {r:>8.0} msg/s");
+            raws.push(r);
+            Some(r)
+        } else {
+            None
+        };
+        for (label, pg) in [("postgres", true), ("sqlite", false)] {
+            if !want(label) {
+                continue;
+            }
+            let r = bridge_drain(&a, &msgs, pg).await;
             println!(
-                "bridge {label:<8} ratio bridge/raw:    {:>8.2} (end to end), {:.2} (acked)",
-                r.e2e_rate / raw,
-                r.acked_rate / raw
+                "bridge {label:<8} acked:               {:>8.0} msg/s",
+                r.acked_rate
+            );
+            println!(
+                "bridge {label:<8} end to end (files):  {:>8.0} msg/s",
+                r.e2e_rate
+            );
+            if let Some(raw) = raw {
+                println!(
+                    "bridge {label:<8} ratio bridge/raw:    {:>8.2} (end to end), {:.2} (acked)",
+                    r.e2e_rate / raw,
+                    r.acked_rate / raw
+                );
+                summary
+                    .entry(label)
+                    .or_default()
+                    .push((r.acked_rate / raw, r.e2e_rate / raw));
+            }
+            println!(
+                "bridge {label:<8} daemon CPU:          {:>8.0} µs/msg",
+                r.cpu_us_per_msg
+            );
+            println!(
+                "bridge {label:<8} CPU µs/msg while draining: {}",
+                r.cpu_split
+                    .iter()
+                    .map(|(g, us)| format!("{g} {us:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "bridge {label:<8} peak RSS: {} MiB; RSS at 25/50/75/100 %: {:?} MiB",
+                r.peak_rss_kib / 1024,
+                r.rss_quarters.iter().map(|k| k / 1024).collect::<Vec<_>>()
+            );
+            results.push(r);
+        }
+    }
+    if a.rounds > 1 && !summary.is_empty() {
+        println!("-- summary over {} rounds (median, min – max)", a.rounds);
+        let (m, lo, hi) = spread(&mut raws);
+        println!("broker raw drain: {m:.0} msg/s ({lo:.0} – {hi:.0})");
+        for (label, ratios) in &summary {
+            let mut acked: Vec<f64> = ratios.iter().map(|r| r.0).collect();
+            let mut e2e: Vec<f64> = ratios.iter().map(|r| r.1).collect();
+            let (m, lo, hi) = spread(&mut acked);
+            let (me, loe, hie) = spread(&mut e2e);
+            println!(
+                "bridge {label:<8} ratio bridge/raw, acked: {m:.2} ({lo:.2} – {hi:.2}); end to end: {me:.2} ({loe:.2} – {hie:.2})"
             );
         }
-        println!(
-            "bridge {label:<8} daemon CPU:          {:>8.0} µs/msg",
-            r.cpu_us_per_msg
-        );
-        println!(
-            "bridge {label:<8} CPU µs/msg while draining: {}",
-            r.cpu_split
-                .iter()
-                .map(|(g, us)| format!("{g} {us:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        println!(
-            "bridge {label:<8} peak RSS: {} MiB; RSS at 25/50/75/100 %: {:?} MiB",
-            r.peak_rss_kib / 1024,
-            r.rss_quarters.iter().map(|k| k / 1024).collect::<Vec<_>>()
-        );
-        results.push(r);
     }
-    if want("files") || a.only.is_none() {
+    if want("files") {
         let size = results
             .first()
             .map(|r| r.record_bytes)
