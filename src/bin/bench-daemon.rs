@@ -548,7 +548,11 @@ async fn main() {
         msgs.len(),
         a.prefetch
     );
-    let want = |k: &str| a.only.as_deref().is_none_or(|o| o.split(',').any(|x| x == k));
+    let want = |k: &str| {
+        a.only
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x == k))
+    };
 
     // Each round: the raw drain, then the daemon with each database, so
     // every ratio compares runs minutes apart, not sessions apart.

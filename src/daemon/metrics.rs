@@ -216,3 +216,45 @@ pub fn serve(listen: &str, metrics: Arc<Metrics>) -> anyhow::Result<()> {
         })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Metrics {
+        let m = Metrics::default();
+        m.broker_connected.set(1);
+        m.store_healthy.set(1);
+        m.outbox_healthy.set(1);
+        m
+    }
+
+    #[test]
+    fn health_names_what_is_down() {
+        let m = healthy();
+        assert_eq!(
+            m.respond("/health"),
+            ("200 OK", "text/plain; charset=utf-8", "ok\n".into())
+        );
+        m.store_healthy.set(0);
+        m.outbox_healthy.set(0);
+        let (status, _, body) = m.respond("/health");
+        assert_eq!(status, "503 Service Unavailable");
+        assert_eq!(body, "down: store, outbox\n");
+        m.broker_connected.set(0);
+        assert_eq!(m.respond("/health").2, "down: broker, store, outbox\n");
+    }
+
+    #[test]
+    fn metrics_and_unknown_paths() {
+        let m = healthy();
+        m.deliveries_acked.inc_by(3);
+        let (status, _, body) = m.respond("/metrics");
+        assert_eq!(status, "200 OK");
+        assert!(
+            body.contains("allegro_bridge_deliveries_acked_total 3"),
+            "{body}"
+        );
+        assert_eq!(m.respond("/").0, "404 Not Found");
+    }
+}
