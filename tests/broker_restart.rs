@@ -52,13 +52,7 @@ async fn broker_restart_mid_run() {
             "2000".into(),
         ),
     ]);
-    env.declare().await;
-    let msgs = mix(3000);
-    Publisher::new(&env)
-        .await
-        .publish_all(&env.intake, &msgs)
-        .await;
-    let (apps, dead) = expected_counts(&msgs);
+    let (msgs, apps, dead) = env.publish_backlog(3000).await;
     let mut daemon = env.spawn_daemon();
 
     env.wait_for(
@@ -83,16 +77,7 @@ async fn broker_restart_mid_run() {
         "the backlog was drained before the restart; the test proves nothing"
     );
 
-    env.settle_counts(apps, dead, Duration::from_secs(300))
+    env.settle_after_broker_outage(daemon, &msgs, (apps, dead), Duration::from_secs(300))
         .await;
-    assert!(daemon.child.try_wait().unwrap().is_none(), "daemon exited");
-    daemon.sigterm();
-    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
-    let log = daemon.log_text();
-    assert!(log.contains("reconnecting"), "{log}");
-
-    let t = env.tally().await;
-    env.assert_exactly_once(&t, &msgs, true);
-    assert_eq!(t.dlq_messages, dead, "no dead letter for the restart");
     env.cleanup().await;
 }

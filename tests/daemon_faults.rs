@@ -88,16 +88,8 @@ async fn broker_connection_dropped() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         proxy.restore();
     }
-    env.settle_counts(apps, dead, Duration::from_secs(120))
+    env.settle_after_broker_outage(daemon, &msgs, (apps, dead), Duration::from_secs(120))
         .await;
-    assert!(daemon.child.try_wait().unwrap().is_none(), "daemon exited");
-    daemon.sigterm();
-    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
-    let log = daemon.log_text();
-    assert!(log.contains("reconnecting"), "{log}");
-
-    let t = env.tally().await;
-    env.assert_exactly_once(&t, &msgs, true);
     env.cleanup().await;
 }
 
@@ -226,13 +218,7 @@ async fn sigterm_with_messages_in_flight() {
             "50".to_string(),
         ),
     ]);
-    env.declare().await;
-    let msgs = mix(1500);
-    Publisher::new(&env)
-        .await
-        .publish_all(&env.intake, &msgs)
-        .await;
-    let (apps, dead) = expected_counts(&msgs);
+    let (msgs, apps, dead) = env.publish_backlog(1500).await;
     let mut daemon = env.spawn_daemon();
     wait_progress(&env, 200, Duration::from_secs(60)).await;
     daemon.sigterm();

@@ -238,6 +238,47 @@ impl TestEnv {
         let _ = conn.close(200, "OK".into()).await;
     }
 
+    /// Declares the queues and publishes a backlog of `mix(n)`; returns the
+    /// messages and the expected (applications, dead letters).
+    pub async fn publish_backlog(&self, n: usize) -> (Vec<Msg>, i64, usize) {
+        self.declare().await;
+        let msgs = mix(n);
+        Publisher::new(self)
+            .await
+            .publish_all(&self.intake, &msgs)
+            .await;
+        let (apps, dead) = expected_counts(&msgs);
+        (msgs, apps, dead)
+    }
+
+    /// After a broker outage: waits until every message has its outcome,
+    /// checks that the daemon survived, reconnected and stops cleanly on
+    /// SIGTERM, and that each antragId ended exactly once with no dead letter
+    /// for the outage (copies of one dead letter, same id, count once).
+    pub async fn settle_after_broker_outage(
+        &self,
+        mut daemon: Daemon,
+        msgs: &[Msg],
+        (apps, dead): (i64, usize),
+        timeout: Duration,
+    ) {
+        self.settle_counts(apps, dead, timeout).await;
+        assert!(daemon.child.try_wait().unwrap().is_none(), "daemon exited");
+        daemon.sigterm();
+        assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+        let log = daemon.log_text();
+        assert!(log.contains("reconnecting"), "{log}");
+        let t = self.tally().await;
+        self.assert_exactly_once(&t, msgs, true);
+        // A dead letter published just before the connection dropped may be
+        // published again with the same id (a copy); none is new.
+        assert_eq!(
+            t.dlq_messages - t.dlq_copies,
+            dead,
+            "no dead letter for the outage"
+        );
+    }
+
     pub async fn store(&self) -> Store {
         Store::connect(&StoreConfig {
             url: self.db_url.clone(),
