@@ -81,7 +81,7 @@ async fn broker_connection_dropped() {
     let (apps, dead) = expected_counts(&msgs);
 
     env.extra_env = daemon_env;
-    let mut daemon = env.spawn_daemon();
+    let daemon = env.spawn_daemon();
     for round in 1..=2 {
         wait_progress(&env, 250 * round, Duration::from_secs(60)).await;
         proxy.cut();
