@@ -91,7 +91,7 @@ async fn check(db: Db) {
     let pending = store.pending_records(10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].file_name, format!("{a}.xml"));
-    store.mark_written(&[a], Utc::now()).await.unwrap();
+    store.mark_written(&[a]).await.unwrap();
     assert!(store.pending_records(10).await.unwrap().is_empty());
 
     let rows = store.applications().await.unwrap();
@@ -127,4 +127,121 @@ async fn store_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn store_postgres() {
     check(Db::Postgres).await;
+}
+
+/// A typical application and its record are stored in the table's own pages,
+/// not in the TOAST table (migration 0003): out-of-line storage costs a
+/// second heap insert and a second index insert per value.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_keeps_typical_rows_inline() {
+    let env = TestEnv::new(Db::Postgres, "inline").await;
+    let store: Store = env.store().await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let body = std::fs::read(format!(
+        "{root}/tests/support/data/hauptantrag-gueltig.json"
+    ))
+    .unwrap();
+    let pipeline = allegro_bridge::pipeline::Pipeline::load(&Default::default()).unwrap();
+    let processed = pipeline.process(&body, None);
+    let xml = processed.record.expect("the valid example is accepted");
+    assert!(
+        body.len() > 4000 && xml.len() > 4000,
+        "large enough to be toasted by default"
+    );
+    let id = processed.antrag_id.unwrap();
+    let mut row = app(id, &body, true);
+    row.record = Some(xml);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_applications(&[row]).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let pg = sqlx::PgPool::connect(&env.db_url).await.unwrap();
+    for table in ["applications", "records"] {
+        let toast: String = sqlx::query_scalar(
+            "SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = $1",
+        )
+        .bind(table)
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+        let chunks: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {toast}")))
+                .fetch_one(&pg)
+                .await
+                .unwrap();
+        assert_eq!(chunks, 0, "{table}: a typical row went to {toast}");
+    }
+    pg.close().await;
+    store.close().await;
+    env.cleanup().await;
+}
+
+/// Migration to the `outbox_pending` table (SQLite 2, PostgreSQL 4): a
+/// record whose file was not yet written stays pending, a written one does not.
+async fn outbox_migration(db: Db, before: i64) {
+    let env = TestEnv::new(db, "outbox-mig").await;
+    let store = Store::connect_lazy(&allegro_bridge::config::StoreConfig {
+        url: env.db_url.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    store.migrate_until(before).await.unwrap();
+    let (written, pending) = (Uuid::new_v4(), Uuid::new_v4());
+    let now = Utc::now();
+    macro_rules! old_rows {
+        ($pool:expr) => {{
+            let pool = $pool;
+            for (id, written_at) in [(written, Some(now)), (pending, None)] {
+                sqlx::query(
+                    "INSERT INTO applications (antrag_id, body, body_sha256, outcome, findings, \
+                     created_at) VALUES ($1, $2, 'h', 'accepted', '[]', $3)",
+                )
+                .bind(id)
+                .bind(b"{}".to_vec())
+                .bind(now)
+                .execute(&pool)
+                .await
+                .unwrap();
+                sqlx::query(
+                    "INSERT INTO records (antrag_id, file_name, xml, created_at, written_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id)
+                .bind(format!("{id}.xml"))
+                .bind(b"<r/>".to_vec())
+                .bind(now)
+                .bind(written_at)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            pool.close().await;
+        }};
+    }
+    match db {
+        Db::Sqlite => old_rows!(sqlx::SqlitePool::connect(&env.db_url).await.unwrap()),
+        Db::Postgres => old_rows!(sqlx::PgPool::connect(&env.db_url).await.unwrap()),
+    }
+    store.migrate().await.unwrap();
+    let left = store.pending_records(10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].antrag_id, pending);
+    assert_eq!(left[0].xml, b"<r/>");
+    assert_eq!(store.counts().await.unwrap().records_pending, 1);
+    let rows = store.applications().await.unwrap();
+    let row = |id| rows.iter().find(|r| r.antrag_id == id).unwrap();
+    assert!(row(written).record_written);
+    assert!(!row(pending).record_written);
+    store.close().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbox_migration_sqlite() {
+    outbox_migration(Db::Sqlite, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbox_migration_postgres() {
+    outbox_migration(Db::Postgres, 3).await;
 }

@@ -2,10 +2,10 @@
 //!
 //! A record row commits together with its application, and the delivery is
 //! acked after that commit (transactional outbox). This task then writes each
-//! pending record to `<outbox>/<antragId>.xml` atomically (temp files, fsync,
-//! renames, one fsync of the directory per batch) and marks them written. Writing is
-//! idempotent: the same antragId always yields the same file with the same
-//! content.
+//! pending record to `<outbox>/<antragId>.xml` atomically (fsynced temp
+//! files, renames, one fsync of the directory per batch) and marks them
+//! written. Writing is idempotent: the same antragId always yields the same
+//! file with the same content.
 //!
 //! Where the records come from: the consumer hands each committed batch's
 //! records over in memory ([`OutboxState::hand_over`]), so the dispatcher does
@@ -22,12 +22,12 @@
 //! is away) it retries with backoff and reports `healthy = false`, which
 //! pauses consumption until it recovers.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::sync::Notify;
@@ -54,7 +54,7 @@ pub struct OutboxState {
     /// Files written since start.
     pub written: AtomicU64,
     /// Committed records handed over in memory, with their total bytes.
-    handover: Mutex<(Vec<PendingRecord>, usize)>,
+    handover: Mutex<(VecDeque<PendingRecord>, usize)>,
     /// Bumped whenever the table may hold pending rows that are not in the
     /// hand-over (overflow); the dispatcher sweeps until it has seen the
     /// latest value with nothing left behind.
@@ -75,7 +75,7 @@ impl OutboxState {
                     continue;
                 }
                 *bytes += r.xml.len();
-                queue.push(r);
+                queue.push_back(r);
             }
         }
         if overflow {
@@ -203,7 +203,7 @@ impl Dispatcher {
         }
         let ids: Vec<_> = pending.iter().map(|r| r.antrag_id).collect();
         write_files(self.dir.clone(), pending, self.cfg.concurrency).await?;
-        self.store.mark_written(&ids, Utc::now()).await?;
+        self.store.mark_written(&ids).await?;
         self.state.written.fetch_add(n as u64, Ordering::Relaxed);
         self.metrics.records_written.inc_by(n as u64);
         debug!(records = n, from_table, "records written to outbox");
@@ -212,9 +212,9 @@ impl Dispatcher {
 }
 
 /// Removes temporary files a killed process left behind (`.tmp-*.part`, the
-/// names `outbox::write_atomic` and `write_batch` uses; readers ignore them, but they would
-/// pile up). Another daemon's write in progress may lose its temp file; its
-/// rename then fails and it simply retries.
+/// names `outbox::write_atomic` and `write_batch` use; readers ignore them,
+/// but they would pile up). Another daemon's write in progress may lose its
+/// temp file; its rename then fails and it simply retries.
 fn remove_stale_temp_files(dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;

@@ -28,11 +28,18 @@ use uuid::Uuid;
 use crate::config::StoreConfig;
 
 /// Migrations embedded in the binary, one folder per dialect.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "outbox_pending",
+        include_str!("../../migrations/sqlite/0002_outbox_pending.sql"),
+    ),
+];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -43,6 +50,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "lz4",
         include_str!("../../migrations/postgres/0002_lz4.sql"),
+    ),
+    (
+        3,
+        "inline",
+        include_str!("../../migrations/postgres/0003_inline.sql"),
+    ),
+    (
+        4,
+        "outbox_pending",
+        include_str!("../../migrations/postgres/0004_outbox_pending.sql"),
     ),
 ];
 
@@ -136,12 +153,12 @@ pub fn dead_letter_id(dedup_key: &str, generation: i64) -> Uuid {
     uuid::Builder::from_random_bytes(b).into_uuid()
 }
 
-/// A record waiting in the outbox table for its file.
 /// The outbox file name of a record: `<antragId>.xml`.
 pub fn record_file_name(antrag_id: Uuid) -> String {
     format!("{antrag_id}.xml")
 }
 
+/// A record waiting in the outbox table for its file.
 #[derive(Debug, Clone)]
 pub struct PendingRecord {
     pub antrag_id: Uuid,
@@ -247,9 +264,20 @@ impl Store {
     /// Applies the embedded migrations of this dialect (idempotent; safe to
     /// run from several daemons at once, sqlx takes a lock).
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        self.migrate_until(i64::MAX).await
+    }
+
+    /// Applies the embedded migrations up to and including `version` only
+    /// (for tests that check how a later migration treats existing rows).
+    #[doc(hidden)]
+    pub async fn migrate_until(&self, version: i64) -> anyhow::Result<()> {
+        let upto = |list: &[(i64, &'static str, &'static str)]| {
+            let keep: Vec<_> = list.iter().copied().filter(|m| m.0 <= version).collect();
+            migrator(&keep)
+        };
         match self {
-            Store::Sqlite(p) => migrator(SQLITE_MIGRATIONS).run(p).await,
-            Store::Postgres(p) => migrator(POSTGRES_MIGRATIONS).run(p).await,
+            Store::Sqlite(p) => upto(SQLITE_MIGRATIONS).run(p).await,
+            Store::Postgres(p) => upto(POSTGRES_MIGRATIONS).run(p).await,
         }
         .context("database migration failed")
     }
@@ -267,8 +295,9 @@ impl Store {
     pub async fn pending_records(&self, limit: usize) -> Result<Vec<PendingRecord>, sqlx::Error> {
         dispatch!(self, Store, p => {
             let rows = sqlx::query(
-                "SELECT antrag_id, file_name, xml FROM records \
-                 WHERE written_at IS NULL ORDER BY created_at LIMIT $1",
+                "SELECT r.antrag_id, r.file_name, r.xml FROM outbox_pending o \
+                 JOIN records r ON r.antrag_id = o.antrag_id \
+                 ORDER BY o.created_at LIMIT $1",
             )
             .bind(limit as i64)
             .fetch_all(p)
@@ -285,16 +314,15 @@ impl Store {
         })
     }
 
-    /// Marks records as written to the outbox directory.
-    pub async fn mark_written(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    /// Marks records as written to the outbox directory: their pending
+    /// rows are deleted (the record rows themselves are never changed).
+    pub async fn mark_written(&self, ids: &[Uuid]) -> Result<(), sqlx::Error> {
         if ids.is_empty() {
             return Ok(());
         }
         match self {
             Store::Sqlite(p) => {
-                let mut qb = QueryBuilder::new("UPDATE records SET written_at = ");
-                qb.push_bind(at);
-                qb.push(" WHERE written_at IS NULL AND antrag_id IN (");
+                let mut qb = QueryBuilder::new("DELETE FROM outbox_pending WHERE antrag_id IN (");
                 let mut sep = qb.separated(", ");
                 for id in ids {
                     sep.push_bind(*id);
@@ -303,14 +331,10 @@ impl Store {
                 qb.build().execute(p).await?;
             }
             Store::Postgres(p) => {
-                sqlx::query(
-                    "UPDATE records SET written_at = $1 \
-                     WHERE written_at IS NULL AND antrag_id = ANY($2)",
-                )
-                .bind(at)
-                .bind(ids)
-                .execute(p)
-                .await?;
+                sqlx::query("DELETE FROM outbox_pending WHERE antrag_id = ANY($1)")
+                    .bind(ids)
+                    .execute(p)
+                    .await?;
             }
         }
         Ok(())
@@ -386,14 +410,17 @@ impl Store {
         dispatch!(self, Store, p => {
             let rows = sqlx::query(
                 "SELECT a.antrag_id, a.outcome, a.body_sha256, a.findings, a.dienststellennummer, \
-                 c.status, r.xml, r.written_at FROM applications a \
+                 c.status, r.xml, o.antrag_id AS pending FROM applications a \
                  LEFT JOIN cases c ON c.antrag_id = a.antrag_id \
-                 LEFT JOIN records r ON r.antrag_id = a.antrag_id ORDER BY a.antrag_id",
+                 LEFT JOIN records r ON r.antrag_id = a.antrag_id \
+                 LEFT JOIN outbox_pending o ON o.antrag_id = a.antrag_id ORDER BY a.antrag_id",
             )
             .fetch_all(p)
             .await?;
             rows.iter()
                 .map(|r| {
+                    let record: Option<Vec<u8>> = r.try_get("xml")?;
+                    let pending: Option<Uuid> = r.try_get("pending")?;
                     Ok(ApplicationRow {
                         antrag_id: r.try_get("antrag_id")?,
                         outcome: r.try_get("outcome")?,
@@ -401,10 +428,8 @@ impl Store {
                         findings_json: r.try_get("findings")?,
                         dienststellennummer: r.try_get("dienststellennummer")?,
                         case_status: r.try_get("status")?,
-                        record: r.try_get("xml")?,
-                        record_written: r
-                            .try_get::<Option<DateTime<Utc>>, _>("written_at")?
-                            .is_some(),
+                        record_written: record.is_some() && pending.is_none(),
+                        record,
                     })
                 })
                 .collect()
@@ -441,7 +466,7 @@ impl Store {
                    (SELECT COUNT(*) FROM applications) AS applications, \
                    (SELECT COUNT(*) FROM cases) AS cases, \
                    (SELECT COUNT(*) FROM records) AS records, \
-                   (SELECT COUNT(*) FROM records WHERE written_at IS NULL) AS records_pending, \
+                   (SELECT COUNT(*) FROM outbox_pending) AS records_pending, \
                    (SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL) AS dead_letters",
             )
             .fetch_one(p)
@@ -610,6 +635,12 @@ impl Tx {
                             .push_bind(a.created_at);
                     });
                     qb.build().execute(&mut **tx).await?;
+                    let mut qb =
+                        QueryBuilder::new("INSERT INTO outbox_pending (antrag_id, created_at) ");
+                    qb.push_values(records.iter(), |mut b, a| {
+                        b.push_bind(a.antrag_id).push_bind(a.created_at);
+                    });
+                    qb.build().execute(&mut **tx).await?;
                 }
                 if !cases.is_empty() {
                     let mut qb = QueryBuilder::new(
@@ -634,6 +665,14 @@ impl Tx {
                     .bind(records.iter().map(|a| a.antrag_id).bind_iter())
                     .bind(records.iter().map(|a| record_file_name(a.antrag_id)).bind_iter())
                     .bind(records.iter().map(|a| a.record.as_deref().unwrap_or_default()).bind_iter())
+                    .bind(records.iter().map(|a| a.created_at).bind_iter())
+                    .execute(&mut **tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO outbox_pending (antrag_id, created_at) \
+                         SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[])",
+                    )
+                    .bind(records.iter().map(|a| a.antrag_id).bind_iter())
                     .bind(records.iter().map(|a| a.created_at).bind_iter())
                     .execute(&mut **tx)
                     .await?;
@@ -728,30 +767,20 @@ impl Tx {
         }
         // Sorted by key, so concurrent transactions lock keys in one order.
         rows.sort_by(|&a, &b| letters[a].dedup_key.cmp(&letters[b].dedup_key));
-        let col = |f: &dyn Fn(&NewDeadLetter) -> String| -> Vec<String> {
-            rows.iter().map(|&i| f(&letters[i])).collect()
-        };
+        let rows: Vec<&NewDeadLetter> = rows.iter().map(|&i| &letters[i]).collect();
         let inserted: std::collections::HashSet<String> = sqlx::query(
             "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, body_sha256, \
              first_seen) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], \
              $5::text[], $6::text[], $7::timestamptz[]) \
              ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING RETURNING dedup_key",
         )
-        .bind(rows.iter().map(|&i| letters[i].id).collect::<Vec<_>>())
-        .bind(col(&|d| d.dedup_key.clone()))
-        .bind(
-            rows.iter()
-                .map(|&i| letters[i].antrag_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(col(&|d| d.reason.clone()))
-        .bind(col(&|d| d.detail.clone()))
-        .bind(col(&|d| d.body_sha256.clone()))
-        .bind(
-            rows.iter()
-                .map(|&i| letters[i].first_seen)
-                .collect::<Vec<_>>(),
-        )
+        .bind(rows.iter().map(|d| d.id).bind_iter())
+        .bind(rows.iter().map(|d| d.dedup_key.as_str()).bind_iter())
+        .bind(rows.iter().map(|d| d.antrag_id).bind_iter())
+        .bind(rows.iter().map(|d| d.reason.as_str()).bind_iter())
+        .bind(rows.iter().map(|d| d.detail.as_str()).bind_iter())
+        .bind(rows.iter().map(|d| d.body_sha256.as_str()).bind_iter())
+        .bind(rows.iter().map(|d| d.first_seen).bind_iter())
         .fetch_all(&mut **tx)
         .await?
         .iter()
