@@ -7,6 +7,12 @@
 //! This restarts the shared RabbitMQ, so the test holds the broker lock
 //! exclusively (`TestEnv::exclusive`): no other test uses the broker
 //! meanwhile, whichever test runner runs them.
+//!
+//! The daemon drains faster than `rabbitmqctl` can stop the broker, so once
+//! some progress is seen the test locks the daemon's tables: its next batch
+//! is held mid-transaction, with deliveries unacked, until the broker is
+//! down. The drop therefore always hits work in flight, whatever the
+//! machine's speed.
 
 mod support;
 
@@ -61,9 +67,14 @@ async fn broker_restart_mid_run() {
         || async { env.progress().await >= 300 },
     )
     .await;
+    let mut hold = env.hold_tables().await;
     {
         let _guard = RestartGuard;
         rabbitmqctl(&["stop_app"]);
+        // The batch held by the lock now commits, and its acks go to a
+        // closed channel: those deliveries come back after the restart and
+        // must be recognised as duplicates.
+        hold.release().await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(
             daemon.child.try_wait().unwrap().is_none(),

@@ -695,6 +695,36 @@ impl TestEnv {
         store.close().await;
         c.applications + c.dead_letters
     }
+
+    /// Locks the daemon's `applications` and `dead_letters` tables against
+    /// writes (PostgreSQL only) until [`TableHold::release`]: the daemon's
+    /// next batch waits inside its transaction with its deliveries unacked.
+    /// Readers, such as [`TestEnv::progress`], are not blocked.
+    pub async fn hold_tables(&self) -> TableHold {
+        assert_eq!(self.db, Db::Postgres, "hold_tables needs PostgreSQL");
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+        sqlx::raw_sql("BEGIN; LOCK TABLE applications, dead_letters IN EXCLUSIVE MODE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        TableHold(Some(conn))
+    }
+}
+
+/// A transaction holding write locks on the daemon's tables (see
+/// [`TestEnv::hold_tables`]); dropping it without `release` closes the
+/// connection, which also ends the transaction.
+pub struct TableHold(Option<sqlx::PgConnection>);
+
+impl TableHold {
+    pub async fn release(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
+            use sqlx::Connection as _;
+            conn.close().await.unwrap();
+        }
+    }
 }
 
 /// A free TCP port on loopback (for `metrics.listen`).
