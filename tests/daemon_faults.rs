@@ -37,8 +37,10 @@ async fn crash_kill9_five_times() {
     let mut daemon = env.spawn_daemon();
     let mut kills = 0;
     for k in 1..=5 {
-        // Kill at roughly 1/7, 2/7, ... of the way, always mid-flow.
-        wait_progress(&env, total * k / 7, Duration::from_secs(120)).await;
+        // Kill at roughly 1/10, 2/10, ... of the way: the last kill leaves
+        // half the backlog, so it stays mid-flow on a fast machine too (the
+        // progress is polled every 200 ms).
+        wait_progress(&env, total * k / 10, Duration::from_secs(120)).await;
         daemon.kill9();
         kills += 1;
         assert!(env.progress().await < total, "kill {k} came after the end");
@@ -221,13 +223,34 @@ async fn sigterm_with_messages_in_flight() {
     let (msgs, apps, dead) = env.publish_backlog(1500).await;
     let mut daemon = env.spawn_daemon();
     wait_progress(&env, 200, Duration::from_secs(60)).await;
+    // Hold the next batch inside its transaction, so SIGTERM always finds
+    // deliveries in flight, however fast the daemon drains.
+    let mut hold = env.hold_tables().await;
     daemon.sigterm();
     let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hold.release().await;
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
     assert!(t0.elapsed() < Duration::from_secs(12), "deadline respected");
     let done = env.progress().await;
     assert!(done < apps + dead as i64, "SIGTERM came mid-run");
     assert!(daemon.log_text().contains("stopped"));
+    // What was in flight was finished and acked, not left for redelivery:
+    // every message is either stored or back in the queue, never both.
+    let total = (apps + dead as i64) as u32;
+    let mut queued = 0;
+    for _ in 0..50 {
+        queued = env.queue_len(&env.intake).await;
+        if done as u32 + queued == total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        done as u32 + queued,
+        total,
+        "{done} stored + {queued} queued: a stored delivery was not acked before exit"
+    );
 
     let mut daemon = env.spawn_daemon();
     env.settle_counts(apps, dead, Duration::from_secs(120))
