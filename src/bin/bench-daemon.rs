@@ -66,17 +66,32 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
+        if k == "--help" || k == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
         let v = it.next().unwrap_or_default();
+        let bad = |what: &str| -> ! { usage_error(&format!("{k} expects {what}, got '{v}'")) };
         match k.as_str() {
-            "--messages" => a.messages = v.parse().expect("--messages N"),
-            "--prefetch" => a.prefetch = v.parse().expect("--prefetch N"),
+            "--messages" => a.messages = v.parse().unwrap_or_else(|_| bad("a count")),
+            "--prefetch" => a.prefetch = v.parse().unwrap_or_else(|_| bad("a count up to 65535")),
             "--only" => a.only = Some(v),
-            "--rounds" => a.rounds = v.parse().expect("--rounds N"),
+            "--rounds" => a.rounds = v.parse().unwrap_or_else(|_| bad("a count")),
             "--base" => a.base = PathBuf::from(v),
-            _ => panic!("unknown argument {k}"),
+            _ => usage_error(&format!("unknown argument '{k}'")),
         }
     }
     a
+}
+
+const USAGE: &str = "usage: bench-daemon [--messages 10000] [--prefetch 1000] [--rounds 1]
+                    [--only raw,postgres,sqlite,files] [--base DIR]
+Services as for the tests (scripts/start-services.sh); build first with
+cargo build --release --bin allegro-bridge --bin bench-daemon";
+
+fn usage_error(msg: &str) -> ! {
+    eprintln!("bench-daemon: {msg}\n{USAGE}");
+    std::process::exit(2);
 }
 
 fn messages(data: &Path, n: usize) -> Vec<(Vec<u8>, String)> {
