@@ -364,6 +364,12 @@ async fn metrics_are_served() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with("ok\n"), "{health}");
     assert!(http_get(port, "/nothing").await.starts_with("HTTP/1.1 404"));
+    // Transparent huge pages are off for the daemon (src/main.rs); the
+    // kernel reports the flag since Linux 5.0.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert!(line.ends_with('0'), "{line}");
+    }
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
     env.cleanup().await;
