@@ -433,11 +433,13 @@ async fn bridge_drain(a: &Args, msgs: &[(Vec<u8>, String)], pg: bool) -> BridgeR
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait();
-    let record_bytes = std::fs::read_dir(&outbox)
+    // The mean size of the record files (Hauptantrag and Weiterbewilligung
+    // records differ), for the raw file benchmark.
+    let sizes: Vec<u64> = std::fs::read_dir(&outbox)
         .unwrap()
-        .next()
-        .map(|e| e.unwrap().metadata().unwrap().len() as usize)
-        .unwrap_or(0);
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    let record_bytes = (sizes.iter().sum::<u64>() / (sizes.len() as u64).max(1)) as usize;
     store.close().await;
     delete(&conn, &[&b.intake_queue, &b.dlq]).await;
     let _ = conn.close(200, "OK".into()).await;
