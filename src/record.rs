@@ -624,9 +624,6 @@ mod tests {
     }
 
     fn with_xml(steps: &[Step]) -> Vec<u8> {
-        let attrs = |a: &[(usize, String)]| -> Vec<(&str, String)> {
-            a.iter().map(|(k, v)| (KEYS[*k], v.clone())).collect()
-        };
         let mut w = Xml::new(0);
         let mut stack = Vec::new();
         for s in steps {
@@ -636,8 +633,8 @@ mod tests {
                     w.open(NAMES[*n]);
                 }
                 Step::OpenWithAttrs(n, a) | Step::Empty(n, a) => {
-                    let a = attrs(a);
-                    let a: Vec<(&str, &str)> = a.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    let a: Vec<(&str, &str)> =
+                        a.iter().map(|(k, v)| (KEYS[*k], v.as_str())).collect();
                     let empty = matches!(s, Step::Empty(..));
                     if !empty {
                         stack.push(*n);

@@ -25,6 +25,7 @@ use lapin::options::{
 };
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
+use sqlx::Connection as _;
 use uuid::Uuid;
 
 pub fn amqp_url() -> String {
@@ -702,7 +703,6 @@ impl TestEnv {
     /// Readers, such as [`TestEnv::progress`], are not blocked.
     pub async fn hold_tables(&self) -> TableHold {
         assert_eq!(self.db, Db::Postgres, "hold_tables needs PostgreSQL");
-        use sqlx::Connection as _;
         let mut conn = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
         sqlx::raw_sql("BEGIN; LOCK TABLE applications, dead_letters IN EXCLUSIVE MODE")
             .execute(&mut conn)
@@ -721,7 +721,6 @@ impl TableHold {
     pub async fn release(&mut self) {
         if let Some(mut conn) = self.0.take() {
             sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
-            use sqlx::Connection as _;
             conn.close().await.unwrap();
         }
     }
