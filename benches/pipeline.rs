@@ -11,8 +11,8 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use allegro_bridge::outbox;
-use allegro_bridge::pipeline::{Outcome, Pipeline, PipelineConfig};
+use allegro_core::pipeline::{Outcome, Pipeline, PipelineConfig};
+use allegro_store::outbox;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 // The same allocator as the binary (src/main.rs).
@@ -33,7 +33,7 @@ fn pipeline() -> Pipeline {
 }
 
 fn example(name: &str) -> Vec<u8> {
-    std::fs::read(root().join("../shared/contract/examples").join(name)).expect("example")
+    std::fs::read(root().join("fixtures/contract").join(name)).expect("example")
 }
 
 /// CPU time consumed by this thread, in seconds.

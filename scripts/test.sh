@@ -17,11 +17,13 @@ bash scripts/start-services.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== the core stays pure (no async runtime, database, broker or HTTP; no clock)"
+bash scripts/check-core-deps.sh
 echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== mapping lint"
 cargo run --locked -q -- mappings check
 echo "== fixture suite (every check and rule must be exercised)"
 cargo run --locked -q -- mappings test --strict | tail -n 25
 echo "== cargo test"
-cargo test --locked --lib --bins --tests --examples
+cargo test --workspace --locked --lib --bins --tests --examples

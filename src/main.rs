@@ -1,4 +1,7 @@
-//! The `allegro-bridge` binary: parses the command line and hands over to the library.
+//! The `allegro-bridge` binary: parses the command line and hands over to
+//! the subcommands in [`cli`], which drive the crates under `crates/`.
+
+mod cli;
 
 use clap::Parser;
 
@@ -9,8 +12,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     disable_transparent_huge_pages();
-    let cli = allegro_bridge::cli::Cli::parse();
-    match allegro_bridge::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("allegro-bridge: {e:#}");

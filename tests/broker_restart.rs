@@ -14,7 +14,7 @@
 //! down. The drop therefore always hits work in flight, whatever the
 //! machine's speed.
 
-mod support;
+use allegro_testkit as support;
 
 use std::process::Command;
 use std::time::Duration;

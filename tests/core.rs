@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use allegro_bridge::pipeline::{Outcome, Pipeline, PipelineConfig, Processed};
+use allegro_core::pipeline::{Outcome, Pipeline, PipelineConfig, Processed};
 use serde_json::{json, Value};
 
 fn root() -> PathBuf {
@@ -15,7 +15,7 @@ fn root() -> PathBuf {
 }
 
 fn examples() -> PathBuf {
-    root().join("../shared/contract/examples")
+    root().join("fixtures/contract")
 }
 
 fn pipeline() -> Pipeline {

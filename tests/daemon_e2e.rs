@@ -3,11 +3,11 @@
 //! as the contract says; duplicates and conflicts; topology checks; the IT
 //! commands.
 
-mod support;
+use allegro_testkit as support;
 
 use std::time::Duration;
 
-use allegro_bridge::daemon::deadletter::{self, header_str};
+use allegro_daemon::deadletter::{self, header_str};
 use support::*;
 use uuid::Uuid;
 
@@ -288,7 +288,7 @@ async fn pipeline_panic_is_one_dead_letter() {
     let env = TestEnv::new(Db::Sqlite, "panic").await;
     env.declare().await;
     let panic = Msg {
-        body: allegro_bridge::daemon::consumer::TEST_PANIC_BODY.to_vec(),
+        body: allegro_daemon::consumer::TEST_PANIC_BODY.to_vec(),
         message_id: None,
         antrag_id: None,
         expect: Expect::Invalid("internal_error"),

@@ -6,7 +6,7 @@
 //! Outages go through a TCP proxy inside the test (see `support::proxy`), so
 //! the shared servers and parallel tests are not disturbed.
 
-mod support;
+use allegro_testkit as support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! PostgreSQL process every application exactly once; records are also
 //! published to an AMQP exchange when configured.
 
-mod support;
+use allegro_testkit as support;
 
 use std::time::Duration;
 

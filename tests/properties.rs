@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use allegro_bridge::pipeline::{Outcome, Pipeline, PipelineConfig};
+use allegro_core::pipeline::{Outcome, Pipeline, PipelineConfig};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -26,10 +26,8 @@ fn pipeline() -> &'static Pipeline {
 }
 
 fn valid_wba() -> String {
-    std::fs::read_to_string(
-        root().join("../shared/contract/examples/weiterbewilligung-gueltig.json"),
-    )
-    .unwrap()
+    std::fs::read_to_string(root().join("fixtures/contract/weiterbewilligung-gueltig.json"))
+        .unwrap()
 }
 
 fn consistent(body: &[u8], mid: Option<&str>) {

@@ -82,7 +82,7 @@ fn json_inputs(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Runs `allegro-bridge process` over the inputs; returns the temporary
 /// output directory (kept alive by the caller) and the records written.
 fn produce_records() -> (tempfile::TempDir, Vec<PathBuf>) {
-    let examples = repo().join("../shared/contract/examples");
+    let examples = repo().join("fixtures/contract");
     let mut inputs = vec![
         examples.join("hauptantrag-gueltig.json"),
         examples.join("weiterbewilligung-gueltig.json"),

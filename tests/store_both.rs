@@ -1,9 +1,9 @@
 //! The store against both databases: idempotent inserts, conflicts, the
 //! dead-letter dedup key and the outbox table.
 
-mod support;
+use allegro_testkit as support;
 
-use allegro_bridge::store::{NewApplication, NewDeadLetter, Store, Stored};
+use allegro_store::{NewApplication, NewDeadLetter, Store, Stored};
 use chrono::Utc;
 use support::{Db, TestEnv};
 use uuid::Uuid;
@@ -12,7 +12,7 @@ fn app(id: Uuid, body: &[u8], accepted: bool) -> NewApplication {
     NewApplication {
         antrag_id: id,
         body: body.to_vec(),
-        body_sha256: allegro_bridge::daemon::deadletter::sha256_hex(body),
+        body_sha256: allegro_daemon::deadletter::sha256_hex(body),
         outcome: if accepted { "accepted" } else { "rejected" },
         mapping: Some("bg-ha-1.0".into()),
         findings_json: "[]".into(),
@@ -137,11 +137,8 @@ async fn postgres_keeps_typical_rows_inline() {
     let env = TestEnv::new(Db::Postgres, "inline").await;
     let store: Store = env.store().await;
     let root = env!("CARGO_MANIFEST_DIR");
-    let body = std::fs::read(format!(
-        "{root}/tests/support/data/hauptantrag-gueltig.json"
-    ))
-    .unwrap();
-    let pipeline = allegro_bridge::pipeline::Pipeline::load(&Default::default()).unwrap();
+    let body = std::fs::read(format!("{root}/fixtures/contract/hauptantrag-gueltig.json")).unwrap();
+    let pipeline = allegro_core::pipeline::Pipeline::load(&Default::default()).unwrap();
     let processed = pipeline.process(&body, None);
     let xml = processed.record.expect("the valid example is accepted");
     assert!(
@@ -180,7 +177,7 @@ async fn postgres_keeps_typical_rows_inline() {
 /// record whose file was not yet written stays pending, a written one does not.
 async fn outbox_migration(db: Db, before: i64) {
     let env = TestEnv::new(db, "outbox-mig").await;
-    let store = Store::connect_lazy(&allegro_bridge::config::StoreConfig {
+    let store = Store::connect_lazy(&allegro_daemon::config::StoreConfig {
         url: env.db_url.clone(),
         ..Default::default()
     })

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use allegro_bridge::pipeline::{Outcome, Pipeline, PipelineConfig};
+use allegro_core::pipeline::{Outcome, Pipeline, PipelineConfig};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -35,7 +35,7 @@ fn setup() -> &'static Setup {
             ..PipelineConfig::default()
         })
         .expect("mappings load");
-        let text = std::fs::read_to_string(root.join("../shared/contract/examples/hauptantrag-gueltig.json"))
+        let text = std::fs::read_to_string(root.join("fixtures/contract/hauptantrag-gueltig.json"))
             .expect("contract example");
         let base: Value = serde_json::from_str(&text).unwrap();
         let mut ps = Vec::new();

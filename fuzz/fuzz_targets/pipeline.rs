@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use allegro_bridge::pipeline::{Outcome, Pipeline, PipelineConfig};
+use allegro_core::pipeline::{Outcome, Pipeline, PipelineConfig};
 use libfuzzer_sys::fuzz_target;
 
 fn pipeline() -> &'static Pipeline {

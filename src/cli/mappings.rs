@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use crate::config::Settings;
-use crate::fixtures;
-use crate::mapping;
-use crate::pipeline::Pipeline;
+use crate::cli::fixtures;
+use allegro_core::mapping;
+use allegro_core::pipeline::Pipeline;
+use allegro_daemon::config::Settings;
 
 #[derive(Debug, Subcommand)]
 pub enum MappingsCommand {

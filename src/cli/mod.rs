@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod fixtures;
 pub mod mappings;
 pub mod ops;
 pub mod process;

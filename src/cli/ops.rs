@@ -15,10 +15,10 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, Conf
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use uuid::Uuid;
 
-use crate::config::Settings;
-use crate::daemon::deadletter::{self, header_str};
-use crate::pipeline::{Outcome, Pipeline};
-use crate::store::Store;
+use allegro_core::pipeline::{Outcome, Pipeline};
+use allegro_daemon::config::Settings;
+use allegro_daemon::deadletter::{self, header_str};
+use allegro_store::Store;
 
 /// `config` subcommands.
 #[derive(Debug, Subcommand)]
@@ -98,7 +98,7 @@ pub fn run_daemon(config: Option<&Path>) -> anyhow::Result<i32> {
     if !problems.is_empty() {
         bail!("invalid configuration:\n  {}", problems.join("\n  "));
     }
-    crate::daemon::run(settings)
+    allegro_daemon::run(settings)
 }
 
 /// `allegro-bridge config check`.

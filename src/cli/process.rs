@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::Settings;
-use crate::finding::{Finding, Severity};
-use crate::outbox;
-use crate::pipeline::{Outcome, Pipeline, Processed};
+use allegro_core::finding::{Finding, Severity};
+use allegro_core::pipeline::{Outcome, Pipeline, Processed};
+use allegro_daemon::config::Settings;
+use allegro_store::outbox;
 
 #[derive(Debug, Args)]
 pub struct ProcessArgs {

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::PipelineConfig;
+use allegro_core::pipeline::PipelineConfig;
+pub use allegro_store::StoreConfig;
 
 /// All settings of the bridge.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -87,31 +88,6 @@ impl Default for BrokerConfig {
             declare: true,
             prefetch: 1000,
             connection_name: "allegro-bridge".into(),
-        }
-    }
-}
-
-/// The database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {
-    /// `sqlite://path/file.db` (embedded default) or `postgres://user:pw@host/db`.
-    pub url: String,
-    /// File holding the database URL (overrides `url` when set).
-    pub url_file: Option<PathBuf>,
-    /// Pool size.
-    pub max_connections: u32,
-    /// Seconds to wait for a connection from the pool or the server.
-    pub connect_timeout_secs: u64,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            url: "sqlite://data/allegro-bridge.db".into(),
-            url_file: None,
-            max_connections: 4,
-            connect_timeout_secs: 5,
         }
     }
 }

@@ -14,8 +14,7 @@
 //! Run (release build, services from `scripts/start-services.sh`):
 //!
 //! ```text
-//! cargo build --release --bin allegro-bridge --bin bench-daemon
-//! target/release/bench-daemon [--messages 10000] [--prefetch 1000] [--rounds 1]
+//! cargo bench --bench daemon -- [--messages 10000] [--prefetch 1000] [--rounds 1]
 //!     [--only raw,postgres,sqlite,files] [--base DIR]
 //! ```
 //!
@@ -25,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use allegro_bridge::config::{BrokerConfig, StoreConfig};
-use allegro_bridge::store::Store;
+use allegro_daemon::config::{BrokerConfig, StoreConfig};
+use allegro_store::Store;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -59,13 +58,16 @@ fn args() -> Args {
             .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
         pg_admin: std::env::var("ALLEGRO_TEST_PG")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
-        data: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/data"),
+        data: Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/contract"),
         only: None,
         base: PathBuf::from("."),
         rounds: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
+        if k == "--bench" {
+            continue; // added by `cargo bench`
+        }
         if k == "--help" || k == "-h" {
             println!("{USAGE}");
             std::process::exit(0);
@@ -84,10 +86,9 @@ fn args() -> Args {
     a
 }
 
-const USAGE: &str = "usage: bench-daemon [--messages 10000] [--prefetch 1000] [--rounds 1]
-                    [--only raw,postgres,sqlite,files] [--base DIR]
-Services as for the tests (scripts/start-services.sh); build first with
-cargo build --release --bin allegro-bridge --bin bench-daemon";
+const USAGE: &str = "usage: cargo bench --bench daemon -- [--messages 10000] [--prefetch 1000]
+                    [--rounds 1] [--only raw,postgres,sqlite,files] [--base DIR]
+Services as for the tests (scripts/start-services.sh).";
 
 fn usage_error(msg: &str) -> ! {
     eprintln!("bench-daemon: {msg}\n{USAGE}");
@@ -147,7 +148,7 @@ async fn publish(conn: &Connection, queue: &str, msgs: &[(Vec<u8>, String)]) {
 }
 
 async fn queue_len(conn: &Connection, queue: &str) -> u32 {
-    allegro_bridge::daemon::topology::queue_counts(conn, queue)
+    allegro_daemon::topology::queue_counts(conn, queue)
         .await
         .map_or(0, |(messages, _)| messages)
 }
@@ -179,9 +180,7 @@ async fn raw_drain(a: &Args, msgs: &[(Vec<u8>, String)]) -> f64 {
         .unwrap();
     let name = format!("bench-raw-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let b = broker(&a.amqp, &name, a.prefetch);
-    allegro_bridge::daemon::topology::declare(&conn, &b)
-        .await
-        .unwrap();
+    allegro_daemon::topology::declare(&conn, &b).await.unwrap();
     publish(&conn, &b.intake_queue, msgs).await;
     let ch = conn.create_channel().await.unwrap();
     ch.basic_qos(a.prefetch, BasicQosOptions::default())
@@ -235,7 +234,7 @@ fn raw_files_batched(base: &Path, n: usize, size: usize) -> f64 {
     let names: Vec<String> = (0..n).map(|i| format!("{i}.xml")).collect();
     let t0 = Instant::now();
     for chunk in names.chunks(500) {
-        allegro_bridge::outbox::write_batch(
+        allegro_store::outbox::write_batch(
             dir.path(),
             chunk.iter().map(|n| (n.as_str(), body.as_slice())),
         )
@@ -258,7 +257,7 @@ fn raw_files(base: &Path, n: usize, size: usize, parallel: usize) -> f64 {
             let body = &body;
             s.spawn(move || {
                 for i in (t..n).step_by(parallel) {
-                    allegro_bridge::outbox::write_atomic(dir, &format!("{i}.xml"), body).unwrap();
+                    allegro_store::outbox::write_atomic(dir, &format!("{i}.xml"), body).unwrap();
                 }
             });
         }
@@ -314,9 +313,7 @@ async fn bridge_drain(a: &Args, msgs: &[(Vec<u8>, String)], pg: bool) -> BridgeR
         .await
         .unwrap();
     let b = broker(&a.amqp, &name, a.prefetch);
-    allegro_bridge::daemon::topology::declare(&conn, &b)
-        .await
-        .unwrap();
+    allegro_daemon::topology::declare(&conn, &b).await.unwrap();
     publish(&conn, &b.intake_queue, msgs).await;
     let store = Store::connect(&StoreConfig {
         url: db_url.clone(),

@@ -2,8 +2,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use allegro_bridge::pipeline::{Pipeline, PipelineConfig};
-use allegro_bridge::{checks, dates, record, rules};
+use allegro_core::pipeline::{Pipeline, PipelineConfig};
+use allegro_core::{checks, dates, record, rules};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,8 +28,15 @@ fn t(name: &str, n: u32, mut f: impl FnMut()) {
 }
 
 fn main() {
-    let p = Pipeline::load(&PipelineConfig::default()).unwrap();
-    let body = std::fs::read("../shared/contract/examples/hauptantrag-gueltig.json").unwrap();
+    // Run from anywhere in the repository: paths are relative to its root.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let p = Pipeline::load(&PipelineConfig {
+        mappings_dir: root.join("mappings"),
+        schemas_dir: root.join("schemas"),
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    let body = std::fs::read(root.join("fixtures/contract/hauptantrag-gueltig.json")).unwrap();
     let m = p.mappings().get("BG-HA", "1.0").unwrap().clone();
     let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let today = dates::parse_date("2026-11-20");

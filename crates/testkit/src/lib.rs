@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use allegro_bridge::config::{BrokerConfig, StoreConfig};
-use allegro_bridge::store::Store;
+use allegro_daemon::config::{BrokerConfig, StoreConfig};
+use allegro_store::Store;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
 };
@@ -27,6 +27,46 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
 use sqlx::Connection as _;
 use uuid::Uuid;
+
+/// The repository's root folder (mappings, schemas, fixtures).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// The `allegro-bridge` binary that cargo built beside the running test or
+/// benchmark (`target/<profile>/allegro-bridge`; the test itself runs from
+/// `target/<profile>/deps/`). `ALLEGRO_BRIDGE_BIN` overrides it.
+pub fn bridge_exe() -> PathBuf {
+    if let Some(path) = std::env::var_os("ALLEGRO_BRIDGE_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    let mut dir = exe.parent();
+    while let Some(d) = dir {
+        let candidate = d.join("allegro-bridge");
+        if candidate.is_file() {
+            return candidate;
+        }
+        dir = d.parent();
+    }
+    panic!("allegro-bridge binary not found above {}", exe.display());
+}
+
+/// A `RUST_LOG` filter that sets `level` for the bridge's own crates and
+/// leaves the dependencies at their defaults (off).
+pub fn log_filter(level: &str) -> String {
+    [
+        "allegro_bridge",
+        "allegro_core",
+        "allegro_store",
+        "allegro_daemon",
+    ]
+    .map(|c| format!("{c}={level}"))
+    .join(",")
+}
 
 pub fn amqp_url() -> String {
     std::env::var("ALLEGRO_TEST_AMQP")
@@ -155,7 +195,7 @@ impl TestEnv {
 
     /// The environment that points the binary at this test's world.
     pub fn envs(&self) -> Vec<(String, String)> {
-        let root = env!("CARGO_MANIFEST_DIR");
+        let root = repo_root().display().to_string();
         let mut v: Vec<(String, String)> = vec![
             ("ALLEGRO_BRIDGE__BROKER__URL".into(), self.amqp.clone()),
             (
@@ -188,7 +228,7 @@ impl TestEnv {
                 "ALLEGRO_BRIDGE__DAEMON__SHUTDOWN_DEADLINE_SECS".into(),
                 "10".into(),
             ),
-            ("RUST_LOG".into(), "allegro_bridge=info".into()),
+            ("RUST_LOG".into(), log_filter("info")),
         ];
         v.extend(self.extra_env.iter().cloned());
         v
@@ -196,7 +236,7 @@ impl TestEnv {
 
     /// Runs `allegro-bridge ARGS` to completion in the test folder.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_allegro-bridge"))
+        Command::new(bridge_exe())
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("ALLEGRO_BRIDGE_CONFIG")
@@ -212,7 +252,7 @@ impl TestEnv {
             .unwrap_or(0);
         let log = self.dir.path().join(format!("daemon-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_allegro-bridge"))
+        let child = Command::new(bridge_exe())
             .arg("run")
             .current_dir(self.dir.path())
             .env_remove("ALLEGRO_BRIDGE_CONFIG")
@@ -233,7 +273,7 @@ impl TestEnv {
     /// Declares the topology as the daemon would.
     pub async fn declare(&self) {
         let conn = self.connect().await;
-        allegro_bridge::daemon::topology::declare(&conn, &self.broker_config())
+        allegro_daemon::topology::declare(&conn, &self.broker_config())
             .await
             .unwrap();
         let _ = conn.close(200, "OK".into()).await;
@@ -301,7 +341,7 @@ impl TestEnv {
 
     async fn counts(&self, queue: &str) -> (u32, u32) {
         let conn = self.connect().await;
-        let counts = allegro_bridge::daemon::topology::queue_counts(&conn, queue)
+        let counts = allegro_daemon::topology::queue_counts(&conn, queue)
             .await
             .unwrap_or((0, 0));
         let _ = conn.close(200, "OK".into()).await;
@@ -484,7 +524,7 @@ pub enum Expect {
 }
 
 pub fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/data")
+    repo_root().join("fixtures/contract")
 }
 
 pub fn example(name: &str) -> Value {
@@ -595,9 +635,9 @@ impl TestEnv {
         let mut dl_ids = std::collections::HashSet::new();
         for (props, body) in self.take_dlq().await {
             t.dlq_messages += 1;
-            let id = allegro_bridge::daemon::deadletter::header_str(
+            let id = allegro_daemon::deadletter::header_str(
                 &props,
-                allegro_bridge::daemon::deadletter::H_ANTRAG_ID,
+                allegro_daemon::deadletter::H_ANTRAG_ID,
             )
             .or_else(|| props.message_id().as_ref().map(|m| m.to_string()))
             .and_then(|s| s.parse().ok())
@@ -608,10 +648,8 @@ impl TestEnv {
                     .and_then(|s| s.parse().ok())
             });
             // Copies with the same dead-letter id are one dead letter.
-            let dl_id = allegro_bridge::daemon::deadletter::header_str(
-                &props,
-                allegro_bridge::daemon::deadletter::H_ID,
-            );
+            let dl_id =
+                allegro_daemon::deadletter::header_str(&props, allegro_daemon::deadletter::H_ID);
             if let Some(id) = id {
                 if dl_id.is_none() || dl_ids.insert(dl_id.unwrap()) {
                     *t.dead.entry(id).or_default() += 1;

@@ -34,8 +34,8 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::config::{DaemonConfig, SinkConfig};
-use crate::daemon::retry::{backoff, Shutdown};
-use crate::store::{PendingRecord, Store};
+use crate::retry::{backoff, Shutdown};
+use allegro_store::{PendingRecord, Store};
 
 /// Upper bound of record bytes waiting in the in-memory hand-over; beyond it
 /// records wait in the database only, so memory stays flat under a backlog.
@@ -103,7 +103,7 @@ pub struct Dispatcher {
     pub sink: SinkConfig,
     pub broker_url: String,
     pub state: Arc<OutboxState>,
-    pub metrics: Arc<crate::daemon::metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Dispatcher {
@@ -246,7 +246,7 @@ async fn write_files(
         let dir = dir.clone();
         tasks.push(tokio::task::spawn_blocking(
             move || -> std::io::Result<()> {
-                crate::outbox::write_batch(
+                allegro_store::outbox::write_batch(
                     &dir,
                     chunk
                         .iter()

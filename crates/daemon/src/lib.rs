@@ -1,4 +1,4 @@
-//! The daemon (`allegro-bridge run`): RabbitMQ intake → pipeline → store →
+//! allegro-daemon: the daemon (`allegro-bridge run`): RabbitMQ intake → pipeline → store →
 //! outbox, with retries, dead letters and graceful shutdown.
 //!
 //! Code map:
@@ -14,6 +14,7 @@
 //! the dispatcher task, signal handling (SIGTERM, SIGINT) with a deadline, and
 //! systemd notifications (READY, STOPPING, WATCHDOG).
 
+pub mod config;
 pub mod consumer;
 pub mod deadletter;
 pub mod dispatcher;
@@ -29,8 +30,8 @@ use anyhow::Context as _;
 use tracing::{error, info, warn};
 
 use crate::config::Settings;
-use crate::pipeline::Pipeline;
-use crate::store::Store;
+use allegro_core::pipeline::Pipeline;
+use allegro_store::Store;
 use consumer::{Ctx, SessionError, Stats};
 use dispatcher::{Dispatcher, OutboxState};
 use retry::{backoff, shutdown_pair, Shutdown};

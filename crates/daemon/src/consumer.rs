@@ -32,12 +32,14 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::daemon::deadletter::{self, DeadLetter};
-use crate::daemon::dispatcher::OutboxState;
-use crate::daemon::retry::{backoff, Shutdown};
-use crate::daemon::topology::{self, TopologyError};
-use crate::pipeline::{Outcome, Pipeline, Processed};
-use crate::store::{record_file_name, NewApplication, NewDeadLetter, PendingRecord, Store, Stored};
+use crate::deadletter::{self, DeadLetter};
+use crate::dispatcher::OutboxState;
+use crate::retry::{backoff, Shutdown};
+use crate::topology::{self, TopologyError};
+use allegro_core::pipeline::{Outcome, Pipeline, Processed};
+use allegro_store::{
+    record_file_name, NewApplication, NewDeadLetter, PendingRecord, Store, Stored,
+};
 
 /// What the session needs from the daemon.
 pub struct Ctx {
@@ -46,7 +48,7 @@ pub struct Ctx {
     pub store: Store,
     pub outbox: Arc<OutboxState>,
     pub stats: Arc<Stats>,
-    pub metrics: Arc<crate::daemon::metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Ctx {
@@ -245,7 +247,7 @@ struct Session<'a> {
 #[derive(Debug, thiserror::Error)]
 enum AttemptError {
     #[error("database: {0}")]
-    Store(#[from] sqlx::Error),
+    Store(#[from] allegro_store::StoreError),
     #[error("dead-letter publish not confirmed")]
     NotConfirmed,
     #[error("broker: {0}")]
@@ -507,14 +509,14 @@ impl Session<'_> {
             "batch stored"
         );
         let m = &self.ctx.metrics;
-        let label = |outcome| crate::daemon::metrics::OutcomeLabel { outcome };
+        let label = |outcome| crate::metrics::OutcomeLabel { outcome };
         m.applications.get_or_create(&label("accepted")).inc_by(acc);
         m.applications.get_or_create(&label("rejected")).inc_by(rej);
         m.duplicates.inc_by(dup);
         for ((_, dl), new) in letters.iter().zip(&fresh) {
             if *new {
                 m.dead_letters
-                    .get_or_create(&crate::daemon::metrics::ReasonLabel {
+                    .get_or_create(&crate::metrics::ReasonLabel {
                         reason: dl.reason.clone(),
                     })
                     .inc();
@@ -623,7 +625,7 @@ fn process_one(p: &Pipeline, delivery: Delivery) -> Item {
                 outcome: Outcome::Invalid,
                 findings: vec![],
                 record: None,
-                invalid: Some(crate::pipeline::Invalid {
+                invalid: Some(allegro_core::pipeline::Invalid {
                     reason: deadletter::REASON_INTERNAL,
                     detail: "the pipeline panicked on this message".into(),
                 }),

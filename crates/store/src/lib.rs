@@ -12,6 +12,11 @@
 //! never updated to a different body (same antragId + different body is a
 //! conflict the caller dead-letters).
 
+pub mod outbox;
+
+/// A database error, as the store's operations report it.
+pub use sqlx::Error as StoreError;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -25,41 +30,66 @@ use sqlx::sqlite::{
 use sqlx::{Postgres, QueryBuilder, Row, SqlSafeStr, Sqlite, Transaction};
 use uuid::Uuid;
 
-use crate::config::StoreConfig;
+use serde::{Deserialize, Serialize};
+
+/// The database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/file.db` (embedded default) or `postgres://user:pw@host/db`.
+    pub url: String,
+    /// File holding the database URL (overrides `url` when set).
+    pub url_file: Option<std::path::PathBuf>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Seconds to wait for a connection from the pool or the server.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://data/allegro-bridge.db".into(),
+            url_file: None,
+            max_connections: 4,
+            connect_timeout_secs: 5,
+        }
+    }
+}
 
 /// Migrations embedded in the binary, one folder per dialect.
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "init",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/sqlite/0001_init.sql"),
     ),
     (
         2,
         "outbox_pending",
-        include_str!("../../migrations/sqlite/0002_outbox_pending.sql"),
+        include_str!("../migrations/sqlite/0002_outbox_pending.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
+        include_str!("../migrations/postgres/0001_init.sql"),
     ),
     (
         2,
         "lz4",
-        include_str!("../../migrations/postgres/0002_lz4.sql"),
+        include_str!("../migrations/postgres/0002_lz4.sql"),
     ),
     (
         3,
         "inline",
-        include_str!("../../migrations/postgres/0003_inline.sql"),
+        include_str!("../migrations/postgres/0003_inline.sql"),
     ),
     (
         4,
         "outbox_pending",
-        include_str!("../../migrations/postgres/0004_outbox_pending.sql"),
+        include_str!("../migrations/postgres/0004_outbox_pending.sql"),
     ),
 ];
 
