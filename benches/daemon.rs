@@ -21,27 +21,18 @@
 //! Environment: `ALLEGRO_TEST_AMQP`, `ALLEGRO_TEST_PG` as for the tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use allegro_daemon::config::{BrokerConfig, StoreConfig};
-use allegro_store::Store;
-use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeleteOptions,
+use allegro_testkit::{
+    expected_counts, free_port, http_get, log_filter, mix, Db, Expect, Msg, Publisher, TestEnv,
 };
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
-use serde_json::Value;
-use uuid::Uuid;
 
 struct Args {
     messages: usize,
     prefetch: u16,
-    amqp: String,
-    pg_admin: String,
-    data: PathBuf,
     only: Option<String>,
     /// Parent folder of the outbox and SQLite file (default: the current
     /// folder; e.g. /dev/shm to take the disk out of the measurement).
@@ -54,11 +45,6 @@ fn args() -> Args {
     let mut a = Args {
         messages: 10_000,
         prefetch: 1000,
-        amqp: std::env::var("ALLEGRO_TEST_AMQP")
-            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-        pg_admin: std::env::var("ALLEGRO_TEST_PG")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
-        data: Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/contract"),
         only: None,
         base: PathBuf::from("."),
         rounds: 1,
@@ -95,93 +81,15 @@ fn usage_error(msg: &str) -> ! {
     std::process::exit(2);
 }
 
-fn messages(data: &Path, n: usize) -> Vec<(Vec<u8>, String)> {
-    let load = |f: &str| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(data.join(f)).unwrap()).unwrap()
-    };
-    let ha = load("hauptantrag-gueltig.json");
-    let wba = load("weiterbewilligung-gueltig.json");
-    let bad = load("hauptantrag-mit-fehlern.json");
-    (0..n)
-        .map(|i| {
-            let id = Uuid::new_v4();
-            let mut v = match i % 10 {
-                0..=3 => ha.clone(),
-                4 | 5 => wba.clone(),
-                6..=8 => bad.clone(),
-                _ => {
-                    let mut v = ha.clone();
-                    v["formular"]["version"] = Value::String("9.9".into());
-                    v
-                }
-            };
-            v["antragId"] = Value::String(id.to_string());
-            (serde_json::to_vec(&v).unwrap(), id.to_string())
-        })
-        .collect()
-}
-
-async fn publish(conn: &Connection, queue: &str, msgs: &[(Vec<u8>, String)]) {
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    for chunk in msgs.chunks(1000) {
-        for (body, id) in chunk {
-            let _confirm = ch
-                .basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions::default(),
-                    body,
-                    BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_content_type("application/json".into())
-                        .with_message_id(id.as_str().into()),
-                )
-                .await
-                .unwrap();
-        }
-        ch.wait_for_confirms().await.unwrap();
-    }
-    let _ = ch.close(200, "OK".into()).await;
-}
-
-async fn queue_len(conn: &Connection, queue: &str) -> u32 {
-    allegro_daemon::topology::queue_counts(conn, queue)
-        .await
-        .map_or(0, |(messages, _)| messages)
-}
-
-async fn delete(conn: &Connection, queues: &[&str]) {
-    let ch = conn.create_channel().await.unwrap();
-    for q in queues {
-        let _ = ch
-            .queue_delete((*q).into(), QueueDeleteOptions::default())
-            .await;
-    }
-    let _ = ch.close(200, "OK".into()).await;
-}
-
-fn broker(amqp: &str, name: &str, prefetch: u16) -> BrokerConfig {
-    BrokerConfig {
-        url: amqp.into(),
-        intake_queue: format!("{name}.eingang"),
-        dlq: format!("{name}.dlq"),
-        prefetch,
-        ..BrokerConfig::default()
-    }
-}
-
 /// Plain consume + ack loop: the broker's ceiling.
-async fn raw_drain(a: &Args, msgs: &[(Vec<u8>, String)]) -> f64 {
-    let conn = Connection::connect(&a.amqp, ConnectionProperties::default())
+async fn raw_drain(a: &Args, msgs: &[Msg]) -> f64 {
+    let env = TestEnv::in_dir(Db::Sqlite, "bench-raw", &a.base).await;
+    env.declare().await;
+    Publisher::new(&env)
         .await
-        .unwrap();
-    let name = format!("bench-raw-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let b = broker(&a.amqp, &name, a.prefetch);
-    allegro_daemon::topology::declare(&conn, &b).await.unwrap();
-    publish(&conn, &b.intake_queue, msgs).await;
+        .publish_all(&env.intake, msgs)
+        .await;
+    let conn = env.connect().await;
     let ch = conn.create_channel().await.unwrap();
     ch.basic_qos(a.prefetch, BasicQosOptions::default())
         .await
@@ -189,7 +97,7 @@ async fn raw_drain(a: &Args, msgs: &[(Vec<u8>, String)]) -> f64 {
     let t0 = Instant::now();
     let mut consumer = ch
         .basic_consume(
-            b.intake_queue.as_str().into(),
+            env.intake.as_str().into(),
             "".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -207,8 +115,8 @@ async fn raw_drain(a: &Args, msgs: &[(Vec<u8>, String)]) -> f64 {
     }
     let secs = t0.elapsed().as_secs_f64();
     let _ = ch.close(200, "OK".into()).await;
-    delete(&conn, &[&b.intake_queue, &b.dlq]).await;
     let _ = conn.close(200, "OK".into()).await;
+    keep(env.cleanup_keeping_files().await);
     msgs.len() as f64 / secs
 }
 
@@ -290,104 +198,50 @@ struct BridgeRun {
     cpu_split: Vec<(String, f64)>,
 }
 
-async fn bridge_drain(a: &Args, msgs: &[(Vec<u8>, String)], pg: bool) -> BridgeRun {
-    let name = format!("bench-bridge-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let dir = tempfile::tempdir_in(&a.base).unwrap();
-    let (db_url, pg_db) = if pg {
-        let db = name.replace('-', "_");
-        let admin = sqlx::PgPool::connect(&a.pg_admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        let base = a.pg_admin.rsplit_once('/').unwrap().0;
-        (format!("{base}/{db}"), Some(db))
-    } else {
-        (
-            format!("sqlite://{}", dir.path().join("bridge.db").display()),
-            None,
-        )
-    };
-    let conn = Connection::connect(&a.amqp, ConnectionProperties::default())
+async fn bridge_drain(a: &Args, msgs: &[Msg], db: Db) -> BridgeRun {
+    let mut env = TestEnv::in_dir(db, "bench-bridge", &a.base).await;
+    env.declare().await;
+    Publisher::new(&env)
         .await
-        .unwrap();
-    let b = broker(&a.amqp, &name, a.prefetch);
-    allegro_daemon::topology::declare(&conn, &b).await.unwrap();
-    publish(&conn, &b.intake_queue, msgs).await;
-    let store = Store::connect(&StoreConfig {
-        url: db_url.clone(),
-        ..StoreConfig::default()
-    })
-    .await
-    .unwrap();
-
-    let exe = std::env::current_exe()
-        .unwrap()
-        .with_file_name("allegro-bridge");
-    let root = env!("CARGO_MANIFEST_DIR");
-    let outbox = dir.path().join("outbox");
-    // BENCH_DAEMON_LOG=FILE: the daemon's debug log goes there.
-    let log_file = std::env::var("BENCH_DAEMON_LOG").ok();
+        .publish_all(&env.intake, msgs)
+        .await;
+    let store = env.store().await;
     // Progress comes from the daemon's own counters (`/metrics`), not from
     // the database: polling COUNT(*) every few milliseconds would load
     // PostgreSQL and SQLite with work that is not the daemon's. The database
     // is checked once at the end.
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child: Child = Command::new(exe)
-        .arg("run")
-        .current_dir(dir.path())
-        .env("ALLEGRO_BRIDGE__BROKER__URL", &a.amqp)
-        .env("ALLEGRO_BRIDGE__BROKER__INTAKE_QUEUE", &b.intake_queue)
-        .env("ALLEGRO_BRIDGE__BROKER__DLQ", &b.dlq)
-        .env("ALLEGRO_BRIDGE__BROKER__PREFETCH", a.prefetch.to_string())
-        .env("ALLEGRO_BRIDGE__STORE__URL", &db_url)
-        .env("ALLEGRO_BRIDGE__OUTBOX__DIR", &outbox)
-        .env(
-            "ALLEGRO_BRIDGE__METRICS__LISTEN",
+    let metrics_port = free_port();
+    // BENCH_DAEMON_LOG=1: the daemon logs at trace level into its folder.
+    let trace = std::env::var_os("BENCH_DAEMON_LOG").is_some();
+    env.extra_env = vec![
+        (
+            "ALLEGRO_BRIDGE__BROKER__PREFETCH".into(),
+            a.prefetch.to_string(),
+        ),
+        (
+            "ALLEGRO_BRIDGE__METRICS__LISTEN".into(),
             format!("127.0.0.1:{metrics_port}"),
-        )
-        .env(
-            "ALLEGRO_BRIDGE__PIPELINE__MAPPINGS_DIR",
-            format!("{root}/mappings"),
-        )
-        .env(
-            "ALLEGRO_BRIDGE__PIPELINE__SCHEMAS_DIR",
-            format!("{root}/schemas"),
-        )
-        .env(
-            "RUST_LOG",
-            if log_file.is_some() {
-                "allegro_bridge=trace"
-            } else {
-                "allegro_bridge=warn"
-            },
-        )
-        .stdout(Stdio::null())
-        .stderr(match &log_file {
-            Some(f) => Stdio::from(std::fs::File::create(f).unwrap()),
-            None => Stdio::null(),
-        })
-        .spawn()
-        .unwrap();
-    let pid = child.id();
+        ),
+        (
+            "RUST_LOG".into(),
+            log_filter(if trace { "trace" } else { "warn" }),
+        ),
+    ];
+    let mut daemon = env.spawn_daemon();
+    if trace {
+        println!("daemon log: {}", daemon.log.display());
+    }
+    let pid = daemon.child.id();
     let total = msgs.len() as u32;
-    // Exactly the non-invalid share of `messages()`.
-    let invalid = (0..msgs.len()).filter(|i| i % 10 == 9).count() as i64;
-    let expected_apps = msgs.len() as i64 - invalid;
-    // Exactly the accepted share of `messages()`.
-    let expected_records = (0..msgs.len()).filter(|i| i % 10 < 6).count();
+    let (expected_apps, invalid) = expected_counts(msgs);
+    let expected_records = msgs.iter().filter(|m| m.expect == Expect::Accepted).count();
 
     // Clock starts when messages start leaving the queue.
     let t0 = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
             panic!("the daemon exited early: {status}");
         }
-        if queue_len(&conn, &b.intake_queue).await < total {
+        if env.queue_len(&env.intake).await < total {
             break Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -397,7 +251,7 @@ async fn bridge_drain(a: &Args, msgs: &[(Vec<u8>, String)], pg: bool) -> BridgeR
     let mut quarters = Vec::new();
     let mut acked_at = None;
     let e2e = loop {
-        let m = scrape(metrics_port);
+        let m = scrape(metrics_port).await;
         let acked = m.get("allegro_bridge_deliveries_acked_total");
         while quarters.len() < 4 && acked as usize >= msgs.len() * (quarters.len() + 1) / 4 {
             quarters.push(rss_kib(pid, "VmRSS:"));
@@ -406,7 +260,7 @@ async fn bridge_drain(a: &Args, msgs: &[(Vec<u8>, String)], pg: bool) -> BridgeR
             acked_at = Some(t0.elapsed());
             cpu_split = CpuSnapshot::take().since(&cpu_at_start, msgs.len());
         }
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
             panic!("the daemon exited early: {status}");
         }
         if acked_at.is_some()
@@ -419,37 +273,24 @@ async fn bridge_drain(a: &Args, msgs: &[(Vec<u8>, String)], pg: bool) -> BridgeR
     // The database must agree with the counters.
     let c = store.counts().await.unwrap();
     assert_eq!(c.applications, expected_apps, "applications stored");
-    assert_eq!(c.dead_letters, invalid, "dead letters logged");
+    assert_eq!(c.dead_letters as usize, invalid, "dead letters logged");
     assert_eq!(c.records as usize, expected_records, "records stored");
     assert_eq!(c.records_pending, 0, "record files written");
-    assert_eq!(queue_len(&conn, &b.intake_queue).await, 0, "intake drained");
+    assert_eq!(env.queue_len(&env.intake).await, 0, "intake drained");
     let acked = acked_at.unwrap();
     let peak = rss_kib(pid, "VmHWM:");
     let cpu = cpu_secs(pid);
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    daemon.sigterm();
+    daemon.wait_exit(Duration::from_secs(30));
     // The mean size of the record files (Hauptantrag and Weiterbewilligung
     // records differ), for the raw file benchmark.
-    let sizes: Vec<u64> = std::fs::read_dir(&outbox)
+    let sizes: Vec<u64> = std::fs::read_dir(&env.outbox)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
         .collect();
     let record_bytes = (sizes.iter().sum::<u64>() / (sizes.len() as u64).max(1)) as usize;
     store.close().await;
-    delete(&conn, &[&b.intake_queue, &b.dlq]).await;
-    let _ = conn.close(200, "OK".into()).await;
-    if let Some(db) = pg_db {
-        let admin = sqlx::PgPool::connect(&a.pg_admin).await.unwrap();
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await;
-        admin.close().await;
-    }
-    keep(dir);
+    keep(env.cleanup_keeping_files().await);
     BridgeRun {
         acked_rate: msgs.len() as f64 / acked.as_secs_f64(),
         e2e_rate: msgs.len() as f64 / e2e.as_secs_f64(),
@@ -543,15 +384,8 @@ impl Scrape {
     }
 }
 
-fn scrape(port: u16) -> Scrape {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return Scrape(String::new());
-    };
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    Scrape(out)
+async fn scrape(port: u16) -> Scrape {
+    Scrape(http_get(port, "/metrics").await)
 }
 
 /// Median, minimum and maximum.
@@ -576,8 +410,8 @@ fn cpu_secs(pid: u32) -> f64 {
 #[tokio::main]
 async fn main() {
     let a = args();
-    let msgs = messages(&a.data, a.messages);
-    let avg = msgs.iter().map(|m| m.0.len()).sum::<usize>() / msgs.len().max(1);
+    let msgs = mix(a.messages);
+    let avg = msgs.iter().map(|m| m.body.len()).sum::<usize>() / msgs.len().max(1);
     println!(
         "bench-daemon: {} messages (avg body {avg} bytes), prefetch {}",
         msgs.len(),
@@ -606,11 +440,11 @@ async fn main() {
         } else {
             None
         };
-        for (label, pg) in [("postgres", true), ("sqlite", false)] {
+        for (label, db) in [("postgres", Db::Postgres), ("sqlite", Db::Sqlite)] {
             if !want(label) {
                 continue;
             }
-            let r = bridge_drain(&a, &msgs, pg).await;
+            let r = bridge_drain(&a, &msgs, db).await;
             println!(
                 "bridge {label:<8} acked:               {:>8.0} msg/s",
                 r.acked_rate

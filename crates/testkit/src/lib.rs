@@ -148,9 +148,20 @@ impl TestEnv {
         TestEnv::with_broker_lock(db, name, true).await
     }
 
+    /// A test environment whose folder (outbox, SQLite file, daemon logs)
+    /// is created under `base` instead of the system's temp folder (the
+    /// daemon benchmark measures on the disk it is pointed at).
+    pub async fn in_dir(db: Db, name: &str, base: &Path) -> TestEnv {
+        let dir = tempfile::tempdir_in(base).unwrap();
+        TestEnv::with(db, name, false, dir).await
+    }
+
     async fn with_broker_lock(db: Db, name: &str, exclusive: bool) -> TestEnv {
+        TestEnv::with(db, name, exclusive, tempfile::tempdir().unwrap()).await
+    }
+
+    async fn with(db: Db, name: &str, exclusive: bool, dir: tempfile::TempDir) -> TestEnv {
         let broker = BrokerLock::take(exclusive).await;
-        let dir = tempfile::tempdir().unwrap();
         let base = unique(&format!("t-{name}"));
         let (db_url, pg_db) = match db {
             Db::Sqlite => (
@@ -382,8 +393,19 @@ impl TestEnv {
         }
     }
 
-    /// Deletes the queues and the database.
+    /// Deletes the queues, the database and the folder.
     pub async fn cleanup(self) {
+        self.cleanup_keeping_files().await;
+    }
+
+    /// Deletes the queues and the database; the folder is handed back and
+    /// lives as long as the caller keeps it.
+    pub async fn cleanup_keeping_files(self) -> tempfile::TempDir {
+        self.drop_services().await;
+        self.dir
+    }
+
+    async fn drop_services(&self) {
         let conn = self.connect().await;
         let ch = conn.create_channel().await.unwrap();
         for q in [&self.intake, &self.dlq] {
