@@ -360,9 +360,11 @@ async fn metrics_are_served() {
             .contains("allegro_bridge_deliveries_acked_total 4")
     })
     .await;
-    let health = http_get(port, "/health").await;
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.ends_with("ok\n"), "{health}");
+    for path in ["/readyz", "/healthz", "/health"] {
+        let health = http_get(port, path).await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{path}: {health}");
+        assert!(health.ends_with("ok\n"), "{path}: {health}");
+    }
     assert!(http_get(port, "/nothing").await.starts_with("HTTP/1.1 404"));
     // Transparent huge pages are off for the daemon (src/main.rs); the
     // kernel reports the flag since Linux 5.0.

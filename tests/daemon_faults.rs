@@ -129,16 +129,18 @@ async fn postgres_unreachable_30s() {
     assert!(daemon.child.try_wait().unwrap().is_none(), "daemon exited");
     // Nothing was dead-lettered for the outage.
     assert_eq!(env.queue_len(&env.dlq).await as usize, dead1);
-    let health = http_get(port, "/health").await;
+    let health = http_get(port, "/readyz").await;
     assert!(health.starts_with("HTTP/1.1 503"), "{health}");
     assert!(health.contains("store"), "{health}");
+    // Alive all the same: a supervisor must not restart it for the outage.
+    assert!(http_get(port, "/healthz").await.starts_with("HTTP/1.1 200"));
     proxy.restore();
 
     let all: Vec<Msg> = first.iter().chain(&second).cloned().collect();
     let (apps, dead) = expected_counts(&all);
     env.settle_counts(apps, dead, Duration::from_secs(60)).await;
     env.wait_for("healthy again", Duration::from_secs(30), || async {
-        http_get(port, "/health").await.starts_with("HTTP/1.1 200")
+        http_get(port, "/readyz").await.starts_with("HTTP/1.1 200")
     })
     .await;
     daemon.sigterm();
@@ -188,7 +190,7 @@ async fn outbox_not_writable() {
         env.queue_len(&env.intake).await > 0,
         "intake paused while the outbox is down"
     );
-    let health = http_get(port, "/health").await;
+    let health = http_get(port, "/readyz").await;
     assert!(health.starts_with("HTTP/1.1 503"), "{health}");
     assert!(health.contains("outbox"), "{health}");
     store.close().await;

@@ -84,7 +84,7 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
 
     let metrics = Arc::new(metrics::Metrics::default());
     if !settings.metrics.listen.is_empty() {
-        metrics::serve(&settings.metrics.listen, Arc::clone(&metrics))?;
+        metrics::serve(&settings.metrics.listen, Arc::clone(&metrics)).await?;
     }
     metrics.store_healthy.set(1);
     metrics.outbox_healthy.set(1);

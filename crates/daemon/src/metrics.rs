@@ -1,14 +1,12 @@
-//! Prometheus metrics and the health check of the daemon, served on an
-//! optional listener (`metrics.listen`, e.g. `127.0.0.1:9464`; off by
-//! default): `GET /metrics` gives the text exposition, `GET /health` answers
-//! 200 while the broker session, the database and the outbox all work and 503
-//! (naming which one does not) otherwise.
+//! Prometheus metrics and the readiness of the daemon, served by
+//! `allegro_web::ops` on an optional listener (`metrics.listen`, e.g.
+//! `127.0.0.1:9464`; off by default): `/metrics` gives the text exposition,
+//! `/readyz` answers 200 while the broker session, the database and the
+//! outbox all work and 503 (naming which one does not) otherwise.
 //!
 //! Labels carry only outcome and reason codes, never anything from an
 //! application: no personal data in metrics.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
@@ -17,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tracing::{info, warn};
+use tracing::warn;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -158,62 +156,28 @@ impl Metrics {
         }
         down
     }
+}
 
-    /// The HTTP status, content type and body for a request path.
-    pub fn respond(&self, path: &str) -> (&'static str, &'static str, String) {
-        const TEXT: &str = "text/plain; charset=utf-8";
-        match path {
-            "/metrics" => (
-                "200 OK",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                self.render(),
-            ),
-            "/health" => {
-                let down = self.unhealthy();
-                if down.is_empty() {
-                    ("200 OK", TEXT, "ok\n".into())
-                } else {
-                    (
-                        "503 Service Unavailable",
-                        TEXT,
-                        format!("down: {}\n", down.join(", ")),
-                    )
-                }
-            }
-            _ => ("404 Not Found", TEXT, "try /metrics or /health\n".into()),
-        }
+impl allegro_web::ops::Probe for Metrics {
+    fn metrics_text(&self) -> String {
+        self.render()
+    }
+
+    fn unavailable(&self) -> Vec<&'static str> {
+        self.unhealthy()
     }
 }
 
-/// Serves `GET /metrics` and `GET /health` on `listen` from a plain thread.
-pub fn serve(listen: &str, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let listener =
-        TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("metrics.listen {listen}: {e}"))?;
-    info!(listen = %listen, "metrics listener");
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-                let mut buf = [0u8; 2048];
-                let n = s.read(&mut buf).unwrap_or(0);
-                // "GET /path HTTP/1.1": the second word, without a query.
-                let path = std::str::from_utf8(&buf[..n])
-                    .ok()
-                    .and_then(|r| r.split_whitespace().nth(1))
-                    .map(|p| p.split('?').next().unwrap_or(p))
-                    .unwrap_or("/");
-                let (status, ctype, body) = metrics.respond(path);
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                if let Err(e) = s.write_all(resp.as_bytes()) {
-                    warn!(error = %e, "metrics response failed");
-                }
-            }
-        })?;
+/// Serves the operations endpoints (`allegro_web::ops`) on `listen` for as
+/// long as the runtime runs.
+pub async fn serve(listen: &str, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let listener = allegro_web::bind(listen, "metrics.listen").await?;
+    let router = allegro_web::ops::router(metrics);
+    tokio::spawn(async move {
+        if let Err(e) = allegro_web::serve(listener, router, std::future::pending()).await {
+            warn!(error = %e, "operations endpoints stopped");
+        }
+    });
     Ok(())
 }
 
@@ -230,31 +194,25 @@ mod tests {
     }
 
     #[test]
-    fn health_names_what_is_down() {
+    fn unhealthy_names_what_is_down() {
         let m = healthy();
-        assert_eq!(
-            m.respond("/health"),
-            ("200 OK", "text/plain; charset=utf-8", "ok\n".into())
-        );
+        assert!(m.unhealthy().is_empty());
         m.store_healthy.set(0);
         m.outbox_healthy.set(0);
-        let (status, _, body) = m.respond("/health");
-        assert_eq!(status, "503 Service Unavailable");
-        assert_eq!(body, "down: store, outbox\n");
+        assert_eq!(m.unhealthy(), ["store", "outbox"]);
         m.broker_connected.set(0);
-        assert_eq!(m.respond("/health").2, "down: broker, store, outbox\n");
+        assert_eq!(m.unhealthy(), ["broker", "store", "outbox"]);
     }
 
     #[test]
-    fn metrics_and_unknown_paths() {
+    fn render_is_the_text_exposition() {
         let m = healthy();
         m.deliveries_acked.inc_by(3);
-        let (status, _, body) = m.respond("/metrics");
-        assert_eq!(status, "200 OK");
+        let body = m.render();
         assert!(
             body.contains("allegro_bridge_deliveries_acked_total 3"),
             "{body}"
         );
-        assert_eq!(m.respond("/").0, "404 Not Found");
+        assert!(body.ends_with("# EOF\n"), "{body}");
     }
 }

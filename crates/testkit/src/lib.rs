@@ -804,7 +804,9 @@ pub async fn http_get(port: u16, path: &str) -> String {
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
             return String::new();
         };
-        let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let _ = s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
