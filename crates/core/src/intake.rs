@@ -48,6 +48,15 @@ pub fn parse_uuid(s: &str) -> Option<Uuid> {
 
 /// Reads one delivery.
 pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<Envelope, Rejected> {
+    // The AMQP client (patched, see crates/vendor/README.md) hands over a
+    // property that is not UTF-8 with U+FFFD in place of each bad sequence.
+    if message_id.is_some_and(|m| m.contains(char::REPLACEMENT_CHARACTER)) {
+        return Err(bad(
+            "unparseable_properties",
+            "message_id is not UTF-8 (a UUID was expected)",
+            None,
+        ));
+    }
     let from_header = message_id.and_then(parse_uuid);
     if body.len() > max_bytes {
         return Err(bad(
@@ -172,6 +181,10 @@ mod tests {
         assert_eq!(reason(body.as_bytes(), None), "no_mapping");
         let other = "00000000-0000-4000-8000-000000000000";
         assert_eq!(reason(body.as_bytes(), Some(other)), "message_id_mismatch");
+        assert_eq!(
+            reason(body.as_bytes(), Some("\u{fffd}\u{fffd}bad")),
+            "unparseable_properties"
+        );
     }
 
     #[test]

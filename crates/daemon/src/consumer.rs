@@ -134,6 +134,7 @@ pub async fn session(
     let linger = Duration::from_millis(ctx.settings.daemon.batch_linger_ms);
     let session = Session {
         ctx,
+        frame_max: conn.configuration().frame_max(),
         consume_ch: &consume_ch,
         publish_ch: &publish_ch,
     };
@@ -239,6 +240,8 @@ fn next_delivery(d: Option<lapin::Result<Delivery>>) -> Result<Delivery, Session
 
 struct Session<'a> {
     ctx: &'a Ctx,
+    /// The negotiated frame size: a dead letter's header must fit one frame.
+    frame_max: u32,
     consume_ch: &'a Channel,
     publish_ch: &'a Channel,
 }
@@ -470,7 +473,7 @@ impl Session<'_> {
                             ..Default::default()
                         },
                         &it.delivery.data,
-                        deadletter::properties(&it.delivery.properties, dl),
+                        deadletter::properties(&it.delivery.properties, dl, self.frame_max),
                     )
                     .await?,
             );

@@ -30,6 +30,8 @@ pub const H_FIRST_SEEN: &str = "x-bridge-first-seen";
 pub const H_ID: &str = "x-bridge-dead-letter-id";
 pub const H_ANTRAG_ID: &str = "x-bridge-antrag-id";
 pub const H_VERSION: &str = "x-bridge-version";
+/// Names of the original's headers left out so the dead letter fits a frame.
+pub const H_DROPPED: &str = "x-bridge-dropped-headers";
 
 /// Reason code for a different body under a known antragId.
 pub const REASON_CONFLICT: &str = "conflict";
@@ -68,9 +70,15 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// The original properties with the reason headers added (existing headers
-/// are kept; ours replace any of the same name, e.g. from an earlier round).
-pub fn properties(original: &BasicProperties, dl: &DeadLetter) -> BasicProperties {
+/// The dead letter's properties: the original ones with the reason headers
+/// added (existing headers are kept; ours replace any of the same name, e.g.
+/// from an earlier round), made to fit a content header frame of
+/// `frame_max` bytes (see [`fit_frame`]).
+pub fn properties(original: &BasicProperties, dl: &DeadLetter, frame_max: u32) -> BasicProperties {
+    fit_frame(with_reason(original, dl), frame_max)
+}
+
+fn with_reason(original: &BasicProperties, dl: &DeadLetter) -> BasicProperties {
     let mut headers: FieldTable = original.headers().clone().unwrap_or_default();
     let s = |v: &str| AMQPValue::LongString(v.into());
     headers.insert(H_OUTCOME.into(), s("invalid"));
@@ -90,6 +98,77 @@ pub fn properties(original: &BasicProperties, dl: &DeadLetter) -> BasicPropertie
         props = props.with_delivery_mode(2);
     }
     props
+}
+
+/// Bytes of a content header frame besides the properties: frame type,
+/// channel and size (7), class id and weight (4), body size (8), frame end (1).
+const HEADER_FRAME_OVERHEAD: usize = 20;
+
+/// Room left for what the broker adds when it dead-letters or redelivers a
+/// message (`x-death`, `x-first-death-*`, `x-delivery-count`): RabbitMQ does
+/// not check the size of the header frames it sends, but the client does.
+pub const BROKER_HEADER_MARGIN: usize = 4096;
+
+/// The size of the content header frame that carries `props`.
+pub fn header_frame_len(props: &BasicProperties) -> usize {
+    let encoded =
+        cookie_factory::gen_simple(lapin::protocol::basic::gen_properties(props), Vec::new())
+            .expect("serializing into a Vec cannot fail");
+    HEADER_FRAME_OVERHEAD + encoded.len()
+}
+
+/// `props`, with the original's headers dropped, largest first, until its
+/// header frame fits `frame_max` less [`BROKER_HEADER_MARGIN`]; the names of
+/// the dropped headers go into `x-bridge-dropped-headers`. A header frame
+/// must fit one frame (a body may span many), and a frame the broker refuses
+/// closes the whole connection. The bridge's own headers and the body stay.
+pub fn fit_frame(props: BasicProperties, frame_max: u32) -> BasicProperties {
+    let budget = match frame_max {
+        0 => usize::MAX, // no limit negotiated
+        n => (n as usize).saturating_sub(BROKER_HEADER_MARGIN),
+    };
+    if header_frame_len(&props) <= budget {
+        return props;
+    }
+    let mut headers = props.headers().clone().unwrap_or_default();
+    let mut theirs: Vec<(String, usize)> = headers
+        .inner()
+        .iter()
+        .filter(|(k, _)| !k.as_str().starts_with("x-bridge-"))
+        .map(|(k, v)| (k.as_str().to_owned(), value_len(v)))
+        .collect();
+    theirs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut dropped: Vec<String> = Vec::new();
+    let mut fitted = props;
+    for (name, _) in theirs {
+        headers = without(&headers, &name);
+        dropped.push(name);
+        let mut h = headers.clone();
+        h.insert(
+            H_DROPPED.into(),
+            AMQPValue::LongString(dropped.join(",").into()),
+        );
+        fitted = fitted.with_headers(h);
+        if header_frame_len(&fitted) <= budget {
+            break;
+        }
+    }
+    fitted
+}
+
+fn value_len(v: &AMQPValue) -> usize {
+    cookie_factory::gen_simple(lapin::types::generation::gen_value(v), Vec::new())
+        .map_or(usize::MAX, |b| b.len())
+}
+
+fn without(headers: &FieldTable, name: &str) -> FieldTable {
+    let mut kept = FieldTable::default();
+    for (k, v) in headers.inner() {
+        if k.as_str() != name {
+            kept.insert(k.clone(), v.clone());
+        }
+    }
+    kept
 }
 
 /// Reads a string header (long or short string).
@@ -127,6 +206,69 @@ pub fn strip_bridge_headers(props: &BasicProperties) -> BasicProperties {
 mod tests {
     use super::*;
 
+    fn big_headers() -> BasicProperties {
+        let mut h = FieldTable::default();
+        h.insert(
+            "x-big".into(),
+            AMQPValue::LongString(vec![b'x'; 130_900].into()),
+        );
+        h.insert(
+            "x-medium".into(),
+            AMQPValue::LongString(vec![b'm'; 2_000].into()),
+        );
+        h.insert("x-small".into(), AMQPValue::LongString("kept".into()));
+        BasicProperties::default().with_headers(h)
+    }
+
+    fn dead_letter() -> DeadLetter {
+        DeadLetter {
+            id: Uuid::nil(),
+            reason: "not_object".into(),
+            detail: "the body is a JSON array".into(),
+            first_seen: DateTime::UNIX_EPOCH,
+            antrag_id: None,
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_fits_the_frame_without_its_largest_headers() {
+        let props = properties(&big_headers(), &dead_letter(), 131_072);
+        assert!(header_frame_len(&props) <= 131_072 - BROKER_HEADER_MARGIN);
+        let h = props.headers().as_ref().unwrap().inner();
+        assert!(!h.contains_key("x-big"));
+        assert!(h.contains_key("x-medium") && h.contains_key("x-small"));
+        assert_eq!(header_str(&props, H_DROPPED).as_deref(), Some("x-big"));
+        assert_eq!(header_str(&props, H_REASON).as_deref(), Some("not_object"));
+        // A smaller frame costs the next largest too, never the bridge's own.
+        let props = properties(&big_headers(), &dead_letter(), 4096 + 1200);
+        assert_eq!(
+            header_str(&props, H_DROPPED).as_deref(),
+            Some("x-big,x-medium")
+        );
+        assert!(header_str(&props, H_ID).is_some());
+    }
+
+    #[test]
+    fn a_dead_letter_that_fits_keeps_every_header() {
+        let mut h = FieldTable::default();
+        h.insert("x-small".into(), AMQPValue::LongString("kept".into()));
+        let original = BasicProperties::default().with_headers(h);
+        let props = properties(&original, &dead_letter(), 131_072);
+        assert_eq!(header_str(&props, "x-small").as_deref(), Some("kept"));
+        assert_eq!(header_str(&props, H_DROPPED), None);
+        assert_eq!(header_frame_len(&BasicProperties::default()), 22);
+    }
+
+    /// The patched amq-protocol-types (crates/vendor/README.md) is in use: a
+    /// short string that is not UTF-8 parses instead of failing the frame
+    /// (and with it the connection).
+    #[test]
+    fn amqp_short_strings_that_are_not_utf8_parse() {
+        let (_, s) = lapin::types::parsing::parse_short_string(&b"\x06\xff\xfe\xfdbad"[..])
+            .expect("the amq-protocol-types patch is not applied");
+        assert_eq!(s.as_str(), "\u{fffd}\u{fffd}\u{fffd}bad");
+    }
+
     #[test]
     fn headers_round_trip_and_strip() {
         let dl = DeadLetter {
@@ -137,7 +279,7 @@ mod tests {
             first_seen: Utc::now(),
         };
         let orig = BasicProperties::default().with_message_id("m1".into());
-        let p = properties(&orig, &dl);
+        let p = properties(&orig, &dl, 131_072);
         assert_eq!(header_str(&p, H_REASON).as_deref(), Some("no_mapping"));
         assert_eq!(header_str(&p, H_DETAIL).unwrap().chars().count(), 501);
         assert_eq!(p.delivery_mode(), &Some(2));

@@ -1,0 +1,116 @@
+//! Poison messages against the real RabbitMQ: a message whose properties a
+//! client cannot parse, and one whose dead letter would not fit a frame,
+//! each published before 40 valid applications. Each poison message ends in
+//! the dead-letter queue with its reason; every valid neighbour is accepted
+//! and none of them is dead-lettered; the daemon stays up.
+
+use allegro_testkit as support;
+
+use std::time::Duration;
+
+use allegro_daemon::deadletter::{header_str, H_DROPPED, H_REASON};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::BasicProperties;
+use support::proxy;
+use support::*;
+
+/// Stands for the message_id's bytes on the publisher's side; the rewriting
+/// proxy puts `\xff\xfe\xfd` (not UTF-8) in its place on the wire.
+const MARKER: &[u8] = b"~P0";
+const NOT_UTF8: &[u8] = b"\xff\xfe\xfd";
+
+/// The broker's URL through a proxy that turns the marker into bytes that
+/// are not UTF-8.
+async fn poisoning_url(env: &TestEnv) -> String {
+    let port = proxy::rewriting("127.0.0.1:5672", MARKER, NOT_UTF8).await;
+    env.amqp
+        .replace("127.0.0.1:5672", &format!("127.0.0.1:{port}"))
+}
+
+async fn publish(url: &str, queue: &str, body: &[u8], props: BasicProperties) {
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            Default::default(),
+            body,
+            props.with_delivery_mode(2),
+        )
+        .await
+        .unwrap();
+    assert!(confirm.await.unwrap().is_ack(), "the broker took it");
+    let _ = conn.close(200, "OK".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_messages_cost_only_themselves() {
+    let env = TestEnv::new(Db::Sqlite, "poison").await;
+    env.declare().await;
+    let mut daemon = env.spawn_daemon();
+    let publisher = Publisher::new(&env).await;
+
+    // 1. A valid application whose message_id is `\xff\xfe\xfdbad`.
+    let url = poisoning_url(&env).await;
+    let mid = [MARKER, b"bad"].concat();
+    let props =
+        BasicProperties::default().with_message_id(std::str::from_utf8(&mid).unwrap().into());
+    publish(&url, &env.intake, &accepted().body, props).await;
+    let first: Vec<Msg> = (0..40).map(|_| accepted()).collect();
+    publisher.publish_all(&env.intake, &first).await;
+
+    // 2. An invalid body with a header that fits the frame on the way in,
+    //    but not once the dead letter's own headers are added.
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "x-big".into(),
+        AMQPValue::LongString(vec![b'x'; 130_900].into()),
+    );
+    let props = BasicProperties::default().with_headers(headers);
+    publish(&env.amqp, &env.intake, b"[1]", props).await;
+    let second: Vec<Msg> = (0..40).map(|_| accepted()).collect();
+    publisher.publish_all(&env.intake, &second).await;
+
+    let store = env.store().await;
+    env.wait_for(
+        "80 accepted, 2 dead letters",
+        Duration::from_secs(60),
+        || async {
+            let c = store.counts().await.unwrap();
+            c.applications == 80 && env.queue_len(&env.dlq).await == 2
+        },
+    )
+    .await;
+    assert!(daemon.child.try_wait().unwrap().is_none(), "daemon is up");
+
+    let dead = env.take_dlq().await;
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|(p, _)| header_str(p, H_REASON).unwrap_or_default())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["not_object", "unparseable_properties"]);
+    let big = dead
+        .iter()
+        .find(|(_, body)| body == b"[1]")
+        .expect("the oversized one");
+    assert_eq!(header_str(&big.0, H_DROPPED).as_deref(), Some("x-big"));
+
+    // The DLQ held exactly the two poison messages (taken above).
+    let t = env.tally().await;
+    let valid: Vec<Msg> = first.into_iter().chain(second).collect();
+    for m in &valid {
+        let id = m.antrag_id.unwrap();
+        assert_eq!(t.records.get(&id), Some(&1), "{id} accepted once");
+    }
+    let log = daemon.log_text();
+    assert!(!log.contains("reconnecting"), "no session was lost:\n{log}");
+    daemon.sigterm();
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    store.close().await;
+    env.cleanup().await;
+}
