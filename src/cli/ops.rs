@@ -74,20 +74,51 @@ pub fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
-/// Installs the tracing subscriber (stderr; text or JSON).
+/// Dependencies whose most verbose levels log what passes through them:
+/// lapin and amq-protocol log every frame (message bodies) at trace, sqlx
+/// logs statements, hyper/h2 log requests. They are held at `info` whatever
+/// `RUST_LOG` or `log.level` say, so no setting puts personal data in the
+/// log (the bridge's own crates log antragIds, reason codes and counts).
+const LOG_FLOOR: &[&str] = &[
+    "lapin",
+    "amq_protocol",
+    "amq_protocol_types",
+    "amq_protocol_tcp",
+    "sqlx",
+    "sqlx_core",
+    "sqlx_postgres",
+    "sqlx_sqlite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "tower",
+    "tower_http",
+    "axum",
+    "reqwest",
+];
+
+/// Installs the tracing subscriber (stderr; text or JSON): the level from
+/// `RUST_LOG` or `log.level`, under the floor of [`LOG_FLOOR`].
 pub fn init_logging(settings: &Settings) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(settings.log.level.clone()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let floor = LOG_FLOOR.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, target| t.with_target(*target, LevelFilter::INFO),
+    );
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let _ = if settings.log.format == "json" {
-        builder.json().try_init()
+    let fmt = if settings.log.format == "json" {
+        fmt.json().boxed()
     } else {
-        builder.try_init()
+        fmt.boxed()
     };
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter).with_filter(floor))
+        .try_init();
 }
 
 /// `allegro-bridge run`.
