@@ -14,110 +14,113 @@
 /// Longest IBAN allowed by ISO 13616.
 const IBAN_MAX_LEN: usize = 34;
 
-/// IBAN length per country code, from the SWIFT IBAN registry (all 89
-/// countries of the registry, release 2024/2025). Territories that the
+/// IBAN length and BBAN structure per country code, from the SWIFT IBAN
+/// Registry (ISO 13616) as published in schwifty 2026.10.1
+/// (`iban_registry/generated.json`): all 89 countries of the registry. The
+/// structure is the registry's notation: `8!n` = exactly 8 digits, `4!a` =
+/// 4 upper-case letters, `12!c` = 12 letters or digits. Territories that the
 /// registry lists under a parent country (e.g. Åland under FI, the French
 /// overseas territories under FR, Jersey/Guernsey/Isle of Man under GB) use
 /// the parent's country code in the IBAN and therefore need no own entry.
-const IBAN_LENGTHS: [(&[u8; 2], u8); 89] = [
-    (b"AD", 24),
-    (b"AE", 23),
-    (b"AL", 28),
-    (b"AT", 20),
-    (b"AZ", 28),
-    (b"BA", 20),
-    (b"BE", 16),
-    (b"BG", 22),
-    (b"BH", 22),
-    (b"BI", 27),
-    (b"BR", 29),
-    (b"BY", 28),
-    (b"CH", 21),
-    (b"CR", 22),
-    (b"CY", 28),
-    (b"CZ", 24),
-    (b"DE", 22),
-    (b"DJ", 27),
-    (b"DK", 18),
-    (b"DO", 28),
-    (b"EE", 20),
-    (b"EG", 29),
-    (b"ES", 24),
-    (b"FI", 18),
-    (b"FK", 18),
-    (b"FO", 18),
-    (b"FR", 27),
-    (b"GB", 22),
-    (b"GE", 22),
-    (b"GI", 23),
-    (b"GL", 18),
-    (b"GR", 27),
-    (b"GT", 28),
-    (b"HN", 28),
-    (b"HR", 21),
-    (b"HU", 28),
-    (b"IE", 22),
-    (b"IL", 23),
-    (b"IQ", 23),
-    (b"IS", 26),
-    (b"IT", 27),
-    (b"JO", 30),
-    (b"KW", 30),
-    (b"KZ", 20),
-    (b"LB", 28),
-    (b"LC", 32),
-    (b"LI", 21),
-    (b"LT", 20),
-    (b"LU", 20),
-    (b"LV", 21),
-    (b"LY", 25),
-    (b"MC", 27),
-    (b"MD", 24),
-    (b"ME", 22),
-    (b"MK", 19),
-    (b"MN", 20),
-    (b"MR", 27),
-    (b"MT", 31),
-    (b"MU", 30),
-    (b"NI", 28),
-    (b"NL", 18),
-    (b"NO", 15),
-    (b"OM", 23),
-    (b"PK", 24),
-    (b"PL", 28),
-    (b"PS", 29),
-    (b"PT", 25),
-    (b"QA", 29),
-    (b"RO", 24),
-    (b"RS", 22),
-    (b"RU", 33),
-    (b"SA", 24),
-    (b"SC", 31),
-    (b"SD", 18),
-    (b"SE", 24),
-    (b"SI", 19),
-    (b"SK", 24),
-    (b"SM", 27),
-    (b"SO", 23),
-    (b"ST", 25),
-    (b"SV", 28),
-    (b"TL", 23),
-    (b"TN", 24),
-    (b"TR", 26),
-    (b"UA", 29),
-    (b"VA", 22),
-    (b"VG", 24),
-    (b"XK", 20),
-    (b"YE", 30),
+const IBAN_REGISTRY: [(&[u8; 2], u8, &str); 89] = [
+    (b"AD", 24, "4!n4!n12!c"),
+    (b"AE", 23, "3!n16!n"),
+    (b"AL", 28, "8!n16!c"),
+    (b"AT", 20, "5!n11!n"),
+    (b"AZ", 28, "4!a20!c"),
+    (b"BA", 20, "3!n3!n8!n2!n"),
+    (b"BE", 16, "3!n7!n2!n"),
+    (b"BG", 22, "4!a4!n2!n8!c"),
+    (b"BH", 22, "4!a14!c"),
+    (b"BI", 27, "5!n5!n11!n2!n"),
+    (b"BR", 29, "8!c5!n10!n1!c1!c"),
+    (b"BY", 28, "4!c4!n16!c"),
+    (b"CH", 21, "5!n12!c"),
+    (b"CR", 22, "4!n14!n"),
+    (b"CY", 28, "3!n5!n16!c"),
+    (b"CZ", 24, "4!n16!n"),
+    (b"DE", 22, "8!n10!n"),
+    (b"DJ", 27, "5!n5!n11!n2!n"),
+    (b"DK", 18, "4!n9!n1!n"),
+    (b"DO", 28, "4!c20!n"),
+    (b"EE", 20, "2!n14!n"),
+    (b"EG", 29, "4!n4!n17!n"),
+    (b"ES", 24, "4!n4!n1!n1!n10!n"),
+    (b"FI", 18, "3!n11!n"),
+    (b"FK", 18, "2!a12!n"),
+    (b"FO", 18, "4!n9!n1!n"),
+    (b"FR", 27, "5!n5!n11!c2!n"),
+    (b"GB", 22, "4!a6!n8!n"),
+    (b"GE", 22, "2!a16!n"),
+    (b"GI", 23, "4!a15!c"),
+    (b"GL", 18, "4!n9!n1!n"),
+    (b"GR", 27, "3!n4!n16!c"),
+    (b"GT", 28, "4!c20!c"),
+    (b"HN", 28, "4!a20!n"),
+    (b"HR", 21, "7!n10!n"),
+    (b"HU", 28, "3!n4!n1!n15!n1!n"),
+    (b"IE", 22, "4!a6!n8!n"),
+    (b"IL", 23, "3!n3!n13!n"),
+    (b"IQ", 23, "4!a3!n12!n"),
+    (b"IS", 26, "4!n2!n6!n10!n"),
+    (b"IT", 27, "1!a5!n5!n12!c"),
+    (b"JO", 30, "4!a4!n18!c"),
+    (b"KW", 30, "4!a22!c"),
+    (b"KZ", 20, "3!n13!c"),
+    (b"LB", 28, "4!n20!c"),
+    (b"LC", 32, "4!a24!c"),
+    (b"LI", 21, "5!n12!c"),
+    (b"LT", 20, "5!n11!n"),
+    (b"LU", 20, "3!n13!c"),
+    (b"LV", 21, "4!a13!c"),
+    (b"LY", 25, "3!n3!n15!n"),
+    (b"MC", 27, "5!n5!n11!c2!n"),
+    (b"MD", 24, "2!c18!c"),
+    (b"ME", 22, "3!n13!n2!n"),
+    (b"MK", 19, "3!n10!c2!n"),
+    (b"MN", 20, "4!n12!n"),
+    (b"MR", 27, "5!n5!n11!n2!n"),
+    (b"MT", 31, "4!a5!n18!c"),
+    (b"MU", 30, "4!a2!n2!n12!n3!n3!a"),
+    (b"NI", 28, "4!a20!n"),
+    (b"NL", 18, "4!a10!n"),
+    (b"NO", 15, "4!n6!n1!n"),
+    (b"OM", 23, "3!n16!c"),
+    (b"PK", 24, "4!a16!c"),
+    (b"PL", 28, "8!n16!n"),
+    (b"PS", 29, "4!a21!c"),
+    (b"PT", 25, "4!n4!n11!n2!n"),
+    (b"QA", 29, "4!a21!c"),
+    (b"RO", 24, "4!a16!c"),
+    (b"RS", 22, "3!n13!n2!n"),
+    (b"RU", 33, "9!n5!n15!c"),
+    (b"SA", 24, "2!n18!c"),
+    (b"SC", 31, "4!a2!n2!n16!n3!a"),
+    (b"SD", 18, "2!n12!n"),
+    (b"SE", 24, "3!n16!n1!n"),
+    (b"SI", 19, "5!n8!n2!n"),
+    (b"SK", 24, "4!n6!n10!n"),
+    (b"SM", 27, "1!a5!n5!n12!c"),
+    (b"SO", 23, "4!n3!n12!n"),
+    (b"ST", 25, "4!n4!n11!n2!n"),
+    (b"SV", 28, "4!a20!n"),
+    (b"TL", 23, "3!n14!n2!n"),
+    (b"TN", 24, "2!n3!n13!n2!n"),
+    (b"TR", 26, "5!n1!n16!c"),
+    (b"UA", 29, "6!n19!c"),
+    (b"VA", 22, "3!n15!n"),
+    (b"VG", 24, "4!a16!n"),
+    (b"XK", 20, "4!n10!n2!n"),
+    (b"YE", 30, "4!a4!n18!c"),
 ];
 
-/// `IBAN_LENGTHS` as a 26 × 26 lookup table indexed by the two letters
+/// The registry's IBAN lengths as a 26 × 26 lookup table indexed by the two letters
 /// (0 = no IBAN country), built at compile time for O(1) lookup.
 const IBAN_LENGTH_TABLE: [u8; 26 * 26] = {
     let mut table = [0u8; 26 * 26];
     let mut i = 0;
-    while i < IBAN_LENGTHS.len() {
-        let (cc, len) = IBAN_LENGTHS[i];
+    while i < IBAN_REGISTRY.len() {
+        let (cc, len, _) = IBAN_REGISTRY[i];
         table[(cc[0] - b'A') as usize * 26 + (cc[1] - b'A') as usize] = len;
         i += 1;
     }
@@ -135,6 +138,82 @@ fn iban_length(c0: u8, c1: u8) -> Option<usize> {
     }
 }
 
+/// The registry's BBAN structure for a known upper-case country code.
+fn bban_structure(cc: &[u8]) -> Option<&'static str> {
+    IBAN_REGISTRY
+        .binary_search_by(|(c, _, _)| c.as_slice().cmp(cc))
+        .ok()
+        .map(|i| IBAN_REGISTRY[i].2)
+}
+
+/// The character classes of the registry's notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CharClass {
+    /// `n`: digits.
+    Digit,
+    /// `a`: upper-case letters.
+    Letter,
+    /// `c`: letters or digits.
+    Alphanumeric,
+}
+
+impl CharClass {
+    fn admits(self, b: u8) -> bool {
+        match self {
+            CharClass::Digit => b.is_ascii_digit(),
+            CharClass::Letter => b.is_ascii_uppercase(),
+            CharClass::Alphanumeric => b.is_ascii_alphanumeric(),
+        }
+    }
+
+    /// "nur Ziffern" etc., for the message.
+    fn german(self) -> &'static str {
+        match self {
+            CharClass::Digit => "nur Ziffern",
+            CharClass::Letter => "nur Buchstaben",
+            CharClass::Alphanumeric => "nur Buchstaben und Ziffern",
+        }
+    }
+}
+
+/// The class of each BBAN position, from a structure such as `4!a6!n8!n`.
+fn bban_classes(structure: &str) -> impl Iterator<Item = CharClass> + '_ {
+    structure.split_inclusive(['n', 'a', 'c']).flat_map(|part| {
+        let (count, class) = part.split_at(part.len() - 1);
+        let count: usize = count.trim_end_matches('!').parse().unwrap_or(0);
+        let class = match class {
+            "n" => CharClass::Digit,
+            "a" => CharClass::Letter,
+            _ => CharClass::Alphanumeric,
+        };
+        std::iter::repeat_n(class, count)
+    })
+}
+
+/// Checks the BBAN (everything after the check digits) against its
+/// country's structure; the error names the first position (1-based, in
+/// the IBAN without spaces) that breaks it.
+fn check_bban(normalized: &[u8]) -> Result<(), String> {
+    let Some(structure) = bban_structure(&normalized[..2]) else {
+        return Ok(());
+    };
+    for (i, (class, &b)) in bban_classes(structure).zip(&normalized[4..]).enumerate() {
+        if !class.admits(b) {
+            let found = if b.is_ascii_digit() {
+                "eine Ziffer"
+            } else {
+                "ein Buchstabe"
+            };
+            return Err(format!(
+                "an Stelle {} steht {found}, erlaubt sind hier {}",
+                i + 5,
+                class.german()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// ISO 7064 MOD 97-10 remainder of an upper-case alphanumeric byte string,
 /// letters counting as two digits (A = 10 .. Z = 35).
 fn mod97(acc: u32, bytes: &[u8]) -> u32 {
@@ -147,7 +226,10 @@ fn mod97(acc: u32, bytes: &[u8]) -> u32 {
     })
 }
 
-/// Normalizes (remove all spaces, upper-case) and validates an IBAN: ISO 13616 mod-97 and the length registered for its country (include the full SWIFT IBAN registry country-length table). Returns the normalized IBAN.
+/// Normalizes (remove all spaces, upper-case) and validates an IBAN against
+/// ISO 13616: the length and the BBAN structure registered for its country,
+/// check digits that are ever issued (02..=98) and mod 97. Returns the
+/// normalized IBAN.
 pub fn iban(input: &str) -> Result<String, String> {
     // Collect the normalized characters on the stack; only the count is kept
     // beyond the longest possible IBAN.
@@ -183,10 +265,14 @@ pub fn iban(input: &str) -> Result<String, String> {
     if !normalized[2].is_ascii_digit() || !normalized[3].is_ascii_digit() {
         return Err("an der dritten und vierten Stelle müssen Ziffern stehen".to_owned());
     }
+    check_bban(normalized)?;
     // ISO 13616 check digits lie in 02..=98; "00", "01" and "99" can still
     // satisfy mod 97 (01 ≡ 98, 99 ≡ 02) but are never issued.
-    if matches!(&normalized[2..4], b"00" | b"01" | b"99") {
-        return Err("die Prüfsumme stimmt nicht".to_owned());
+    if let cd @ (b"00" | b"01" | b"99") = &normalized[2..4] {
+        let cd = std::str::from_utf8(cd).unwrap_or("");
+        return Err(format!(
+            "die Prüfziffern {cd} an Stelle 3 und 4 werden nie vergeben"
+        ));
     }
     // Move the first four characters to the end, then mod 97 must be 1.
     if mod97(mod97(0, &normalized[4..]), &normalized[..4]) != 1 {
@@ -500,6 +586,30 @@ mod tests {
         assert_eq!(err("DE88370400440532013000"), "die Prüfsumme stimmt nicht");
     }
 
+    /// The examples: mod 97 and length hold, the structure does not.
+    #[test]
+    fn iban_structure_of_the_country() {
+        let err = |s: &str| iban(s).unwrap_err();
+        assert_eq!(
+            err("DE583704004405320130AB"),
+            "an Stelle 21 steht ein Buchstabe, erlaubt sind hier nur Ziffern"
+        );
+        assert_eq!(
+            err("GB25123412345698765432"),
+            "an Stelle 5 steht eine Ziffer, erlaubt sind hier nur Buchstaben"
+        );
+        assert_eq!(
+            err("NL7112345678901234"),
+            "an Stelle 5 steht eine Ziffer, erlaubt sind hier nur Buchstaben"
+        );
+        // Letters where the structure allows them (GB: 4!a6!n8!n).
+        assert!(iban("GB82WEST12345698765432").is_ok());
+        assert_eq!(
+            err("GB82WEST1234569876543X"),
+            "an Stelle 22 steht ein Buchstabe, erlaubt sind hier nur Ziffern"
+        );
+    }
+
     #[test]
     fn iban_error_details_never_contain_the_input() {
         for s in [
@@ -532,7 +642,10 @@ mod tests {
             let bad = format!("DE{alt}{}", &good[4..]);
             let bad_bytes = bad.as_bytes();
             assert_eq!(mod97(mod97(0, &bad_bytes[4..]), &bad_bytes[..4]), 1);
-            assert_eq!(iban(&bad).unwrap_err(), "die Prüfsumme stimmt nicht");
+            assert_eq!(
+                iban(&bad).unwrap_err(),
+                format!("die Prüfziffern {alt} an Stelle 3 und 4 werden nie vergeben")
+            );
             seen[usize::from(alt == "99")] = true;
             if seen == [true, true] {
                 return;
@@ -542,16 +655,22 @@ mod tests {
     }
 
     #[test]
-    fn iban_length_table_is_consistent() {
-        for (i, (cc, len)) in IBAN_LENGTHS.iter().enumerate() {
+    fn iban_registry_is_consistent() {
+        for (i, (cc, len, structure)) in IBAN_REGISTRY.iter().enumerate() {
             assert!((15..=34).contains(len));
             assert_eq!(iban_length(cc[0], cc[1]), Some(usize::from(*len)));
+            assert_eq!(
+                bban_classes(structure).count() + 4,
+                usize::from(*len),
+                "{structure}"
+            );
+            assert_eq!(bban_structure(cc.as_slice()), Some(*structure));
             if i > 0 {
-                assert!(IBAN_LENGTHS[i - 1].0 < *cc, "table must be sorted, unique");
+                assert!(IBAN_REGISTRY[i - 1].0 < *cc, "table must be sorted, unique");
             }
         }
         let known = IBAN_LENGTH_TABLE.iter().filter(|&&l| l != 0).count();
-        assert_eq!(known, IBAN_LENGTHS.len());
+        assert_eq!(known, IBAN_REGISTRY.len());
         assert_eq!(iban_length(b'D', b'E'), Some(22));
         assert_eq!(iban_length(b'U', b'S'), None);
         assert_eq!(iban_length(b'd', b'e'), None);
@@ -812,10 +931,25 @@ mod tests {
         .prop_map(|v| v.into_iter().collect())
     }
 
+    /// A BBAN that follows `structure`, character by character.
+    fn bban_of(structure: &'static str) -> impl Strategy<Value = String> {
+        let chars: Vec<BoxedStrategy<char>> = bban_classes(structure)
+            .map(|class| match class {
+                CharClass::Digit => (b'0'..=b'9').prop_map(char::from).boxed(),
+                CharClass::Letter => (b'A'..=b'Z').prop_map(char::from).boxed(),
+                CharClass::Alphanumeric => prop_oneof![b'0'..=b'9', b'A'..=b'Z']
+                    .prop_map(char::from)
+                    .boxed(),
+            })
+            .collect();
+        chars.prop_map(|v| v.into_iter().collect())
+    }
+
+    /// A registry country and a BBAN that follows its structure.
     fn any_country_and_bban() -> impl Strategy<Value = (String, String)> {
-        proptest::sample::select(&IBAN_LENGTHS[..]).prop_flat_map(|(cc, len)| {
+        proptest::sample::select(&IBAN_REGISTRY[..]).prop_flat_map(|(cc, _, structure)| {
             let country = String::from_utf8(cc.to_vec()).unwrap();
-            any_bban(usize::from(len) - 4).prop_map(move |bban| (country.clone(), bban))
+            bban_of(structure).prop_map(move |bban| (country.clone(), bban))
         })
     }
 
@@ -875,6 +1009,31 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" ");
             prop_assert_eq!(iban(&spaced), Ok(s));
+        }
+
+        /// Every single-character change that breaks the country's
+        /// structure is rejected, with the position named (a digit where
+        /// only letters may stand, or the other way round), whatever the
+        /// check digits say.
+        #[test]
+        fn iban_breaking_the_structure_is_rejected(
+            (country, bban) in any_country_and_bban(),
+            at in any::<proptest::sample::Index>(),
+            letter in b'A'..=b'Z',
+            digit in b'0'..=b'9',
+        ) {
+            let structure = bban_structure(country.as_bytes()).unwrap();
+            let classes: Vec<CharClass> = bban_classes(structure).collect();
+            let fixed: Vec<usize> = (0..classes.len())
+                .filter(|&i| classes[i] != CharClass::Alphanumeric)
+                .collect();
+            prop_assume!(!fixed.is_empty());
+            let i = fixed[at.index(fixed.len())];
+            let mut b = bban.into_bytes();
+            b[i] = if classes[i] == CharClass::Digit { letter } else { digit };
+            let broken = make_iban(&country, std::str::from_utf8(&b).unwrap());
+            let err = iban(&broken).unwrap_err();
+            prop_assert!(err.starts_with(&format!("an Stelle {} ", i + 5)), "{}: {}", broken, err);
         }
 
         #[test]
