@@ -2,11 +2,9 @@
 //! (`crate::checks`), with the fields they apply to (checked against the
 //! schema), severity, message template and the kind's own options.
 
-use serde_json::Value;
-
 use super::ids::Ids;
 use super::Schema;
-use crate::checks::{Check, CheckKind, KindOptions};
+use crate::checks::{Check, CheckKind};
 use crate::finding::Severity;
 use crate::mapping::error::{Errs, Item};
 use crate::mapping::labels::Template;
@@ -44,7 +42,8 @@ fn check(item: &Item<'_>, raw: &RawCheck, schema: &Schema, errs: &mut Errs) -> O
         .map_err(|e| errs.item(item, e))
         .ok()?;
     let fields = fields(item, &raw.fields, schema, errs);
-    let kind = kind(raw).map_err(|e| errs.item(item, e)).ok()?;
+    let kind = raw.kind.clone().and_then(CheckKind::compile);
+    let kind = kind.map_err(|e| errs.item(item, e)).ok()?;
     for p in kind.reads() {
         if !schema.knows(&p) {
             let msg = format!(
@@ -94,21 +93,93 @@ fn fields(item: &Item<'_>, raw: &[String], schema: &Schema, errs: &mut Errs) -> 
     out
 }
 
-fn kind(raw: &RawCheck) -> Result<CheckKind, String> {
-    let value = raw
-        .value
-        .as_ref()
-        .map(|v| serde_json::to_value(v).unwrap_or(Value::Null));
-    CheckKind::compile(
-        &raw.kind,
-        KindOptions {
-            pattern: raw.pattern.as_deref(),
-            hint: raw.hint.as_deref(),
-            min: raw.min.as_deref(),
-            max: raw.max.as_deref(),
-            compare: raw.compare.as_deref(),
-            within: raw.within.as_deref(),
-            value,
-        },
-    )
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{check, compiled};
+    use crate::checks::CheckKind;
+
+    /// A `[[check]]` of `kind` with extra lines; problems are at line 1.
+    fn c(kind: &str, extra: &str) -> String {
+        format!(
+            "[[check]]\nid = \"C\"\nkind = \"{kind}\"\nfields = [\"/art\"]\nseverity = \"error\"\nmessage = \"{{Feld}}.\"\n{extra}"
+        )
+    }
+
+    #[test]
+    fn kinds_compile_with_their_options() {
+        let m = compiled(&c(
+            "pattern",
+            "pattern = \"[0-9]{5}\"\nhint = \"fünf Ziffern\"",
+        ));
+        assert!(matches!(m.checks[0].kind, CheckKind::Pattern { .. }));
+        let m = compiled(&c("ref", "in = [\"/personen/*/id\"]"));
+        assert!(matches!(&m.checks[0].kind, CheckKind::Ref { within } if within.len() == 1));
+        let m = compiled(&c("date", "min = \"today-120y\""));
+        assert!(m.checks[0].kind.needs_today());
+        let m = compiled(&c("equals", "value = true"));
+        assert!(
+            matches!(&m.checks[0].kind, CheckKind::Equals { value } if value == &serde_json::json!(true))
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_and_wrong_options_are_named() {
+        check(&c("isbn", ""), &["t.toml:1: check C: unknown check kind 'isbn' (known: required, pattern, iban, steuer_id, rvnr, rvnr_geburtsdatum, kvnr, amount, date, datetime, equals, ref, unique)"]);
+        check(
+            &c("iban", "pattern = \"x\""),
+            &["t.toml:1: check C: check kind 'iban' has no option 'pattern' (its options: none)"],
+        );
+        check(&c("date", "hint = \"x\""), &["t.toml:1: check C: check kind 'date' has no option 'hint' (its options: 'min', 'max')"]);
+        check(
+            &c("pattern", "pattern = \"x\""),
+            &["t.toml:1: check C: check kind 'pattern' needs option 'hint'"],
+        );
+        check(&c("rvnr_geburtsdatum", "compare = 5"), &["t.toml:1: check C: check kind 'rvnr_geburtsdatum': invalid type: integer `5`, expected a string"]);
+        let no_kind = c("iban", "").replace("kind = \"iban\"\n", "");
+        check(&no_kind, &["t.toml:1: check C: needs a kind (known: required, pattern, iban, steuer_id, rvnr, rvnr_geburtsdatum, kvnr, amount, date, datetime, equals, ref, unique)"]);
+    }
+
+    #[test]
+    fn a_missing_common_key_refuses_the_file() {
+        let no_message = c("iban", "").replace("message = \"{Feld}.\"\n", "");
+        check(
+            &no_message,
+            &[
+                "t.toml:1: missing field `message`",
+                "m.toml:7: include \"t.toml\" not found in ",
+            ],
+        );
+    }
+
+    #[test]
+    fn options_are_compiled() {
+        check(
+            &c("pattern", "pattern = \"[0-9\"\nhint = \"x\""),
+            &["t.toml:1: check C: pattern \"[0-9\" is not a valid regular expression: …"],
+        );
+        check(&c("rvnr_geburtsdatum", "compare = \"geburtsdatum\""), &["t.toml:1: check C: pointer \"geburtsdatum\" must start with '/' (or be empty for the root)"]);
+        check(&c("date", "max = \"gestern\""), &["t.toml:1: check C: …"]);
+        check(&c("ref", "in = [\"personen\"]"), &["t.toml:1: check C: pointer \"personen\" must start with '/' (or be empty for the root)"]);
+        check(
+            &c("ref", "in = [\"/leute/*/id\"]"),
+            &["t.toml:1: check C: unknown source pointer \"/leute/*/id\" (not in schema s.json)"],
+        );
+    }
+
+    #[test]
+    fn severity_fields_and_message_are_checked() {
+        check(
+            &c("iban", "").replace("\"error\"", "\"fatal\""),
+            &["t.toml:1: check C: severity \"fatal\" must be error, warning or info"],
+        );
+        check(
+            &c("iban", "").replace("[\"/art\"]", "[\"/farbe\", \"art\"]"),
+            &[
+                "t.toml:1: check C: unknown source pointer \"/farbe\" (not in schema s.json)",
+                "t.toml:1: check C: pointer \"art\" must start with '/' (or be empty for the root)",
+                "t.toml:1: check C: names no field",
+            ],
+        );
+        check(&c("iban", "").replace("{Feld}.", "{Wert}."), &["t.toml:1: check C: message \"{Wert}.\": unknown placeholder {Wert} (known: {Feld}, {feld}, {detail}, {nachweis})"]);
+    }
 }
