@@ -30,11 +30,14 @@ impl Source for Parsed {
     }
 }
 
+/// Reads a schema file's text by name.
+type ReadSchema<'a> = Box<dyn FnMut(&str) -> Option<String> + 'a>;
+
 /// JSON Schemas by file name, each read and parsed once.
 pub(crate) struct Schemas<'a> {
     /// Where they are read from (named in "not found").
     pub dir: PathBuf,
-    read: Box<dyn FnMut(&str) -> Option<String> + 'a>,
+    read: ReadSchema<'a>,
     cache: HashMap<String, Option<Arc<Value>>>,
 }
 
@@ -215,4 +218,101 @@ pub(crate) fn load_str(
     let mut errs = Errs::default();
     let set = assemble(files, Path::new(""), &mut lookup, &mut errs);
     finish(set, errs).map_err(|e| e.0.iter().map(ToString::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = r#"{"type": "object", "properties": {"a": {"type": "string"}}}"#;
+
+    /// A mapping for form F `version`, including `include`.
+    fn mapping(version: &str, include: &str) -> String {
+        let texts: String = super::super::SCHEMA_MESSAGE_KINDS
+            .iter()
+            .map(|k| format!("{k} = {{ rule = \"S-{k}\", message = \"{{Feld}}.\" }}\n"))
+            .collect();
+        format!("[mapping]\nname = \"f-{version}\"\nform = \"F\"\nversion = \"{version}\"\nschema = \"s.json\"\nrecord = \"1.0\"\ninclude = [{include}]\n[schema_messages]\n{texts}")
+    }
+
+    fn check(files: &[(&str, &str)], expected: &[&str]) {
+        let got = match load_str(files, &[("s.json", SCHEMA)]) {
+            Ok(_) => vec![],
+            Err(e) => e,
+        };
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn mappings_include_fragments_and_unused_ones_are_listed() {
+        let set = load_str(
+            &[
+                ("a.toml", &mapping("1.0", "\"frag.toml\"")),
+                ("frag.toml", ""),
+                ("lose.toml", ""),
+            ],
+            &[("s.json", SCHEMA)],
+        )
+        .unwrap();
+        assert_eq!(set.get("F", "1.0").unwrap().name, "f-1.0");
+        assert_eq!(set.unused_fragments, [PathBuf::from("lose.toml")]);
+    }
+
+    #[test]
+    fn toml_errors_name_their_line() {
+        check(
+            &[
+                ("a.toml", &mapping("1.0", "")),
+                ("b.toml", "[labels]\nfields = 5\n"),
+            ],
+            &["b.toml:2: invalid type: integer `5`, expected a map"],
+        );
+    }
+
+    #[test]
+    fn includes_are_existing_fragments() {
+        check(
+            &[("a.toml", &mapping("1.0", "\"b.toml\", \"fehlt.toml\"")), ("b.toml", &mapping("2.0", ""))],
+            &[
+                "a.toml:7: include \"b.toml\" is itself a mapping; only fragments (files without [mapping]) can be included",
+                "a.toml:7: include \"fehlt.toml\" not found in ",
+            ],
+        );
+    }
+
+    #[test]
+    fn one_mapping_per_form_and_version() {
+        check(
+            &[
+                ("a.toml", &mapping("1.0", "")),
+                ("b.toml", &mapping("1.0", "")),
+            ],
+            &["b.toml:1: a mapping for form F version 1.0 exists already (a.toml)"],
+        );
+        check(
+            &[("frag.toml", "")],
+            &[": no mapping found (a mapping is a .toml file with a [mapping] section)"],
+        );
+    }
+
+    #[test]
+    fn unreadable_folders_and_files_are_named() {
+        let missing = Path::new("/nonexistent/allegro-mappings");
+        let e = load(missing, missing).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/nonexistent/allegro-mappings: cannot read the mappings folder: "),
+            "{e}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("allegro-core-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("kaputt.toml"), b"name = \"\xff\"\n").unwrap();
+        let e = load(&dir, &dir).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let file = dir.join("kaputt.toml").display().to_string();
+        assert_eq!(
+            e,
+            format!("{file}: cannot read: stream did not contain valid UTF-8")
+        );
+    }
 }

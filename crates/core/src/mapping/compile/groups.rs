@@ -242,3 +242,90 @@ fn valid_xml_name(s: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{check, compiled};
+
+    /// A group of persons with the given field lines.
+    fn g(fields: &str) -> String {
+        format!(
+            "[[group]]\nelement = \"Person\"\nsource = \"/personen/*\"\nfields = [\n{fields}]\n"
+        )
+    }
+
+    #[test]
+    fn groups_map_fields_and_append_extends() {
+        let m = compiled(&format!(
+            "{}[[group]]\nelement = \"Person\"\nappend = true\nfields = [{{ from = \"id\", to = \"Id\" }}]\n",
+            g("{ from = \"name\", to = \"Name/Familienname\", transform = \"upper\" },\n{ from = \"/art\", to = \"Art\", transform = \"code\", codelist = \"art\" },\n")
+        ));
+        assert_eq!(m.groups.len(), 1);
+        assert_eq!(m.groups[0].fields.len(), 3);
+        let mapped: Vec<String> = m.mapped_fields.iter().map(|p| p.render()).collect();
+        assert_eq!(mapped, ["/personen/*/name", "/art", "/personen/*/id"]);
+    }
+
+    #[test]
+    fn sources_are_fields_of_the_schema() {
+        check(
+            "[[group]]\nelement = \"P\"\nfields = []\n",
+            &["t.toml:1: group P: needs a source"],
+        );
+        check(
+            "[[group]]\nelement = \"P\"\nsource = [\"/leute/*\", \"leute\"]\nfields = []\n",
+            &[
+                "t.toml:1: group P: source \"/leute/*\" is not a field of schema s.json",
+                "t.toml:1: group P: pointer \"leute\" must start with '/' (or be empty for the root)",
+            ],
+        );
+        check(
+            "[[group]]\nelement = \"1P\"\ncontainer = \"Ps\"\nsource = \"/art\"\nfields = []\n",
+            &["t.toml:1: group \"1P\": element and container must be XML names"],
+        );
+    }
+
+    #[test]
+    fn append_needs_an_earlier_group_and_nothing_else() {
+        check(
+            "[[group]]\nelement = \"P\"\nappend = true\nfields = []\n",
+            &["t.toml:1: group P: append = true, but no earlier group has this element"],
+        );
+        check(
+            &format!("{}[[group]]\nelement = \"Person\"\nappend = true\ncontainer = \"X\"\nfields = []\n", g("")),
+            &["t.toml:6: group Person: an append group takes its source and container from the group it extends"],
+        );
+    }
+
+    #[test]
+    fn fields_are_checked_one_by_one() {
+        check(
+            &g(concat!(
+                "{ from = \".x\", to = \"X\" },\n",
+                "{ from = \"farbe\", to = \"Farbe\" },\n",
+                "{ from = \"name\", to = \"1Name\" },\n",
+                "{ from = \"name\", to = \"Name\", transform = \"rot\" },\n",
+                "{ from = \"name\", to = \"Name\", codelist = \"farben\" },\n",
+            )),
+            &[
+                "t.toml:5: field \".x\": pointer \".x\" must start with '/' (or be empty for the root)",
+                "t.toml:6: field \"farbe\": /personen/*/farbe is not a field of schema s.json",
+                "t.toml:7: field \"name\": target \"1Name\" is not a valid element path (Name/Name)",
+                "t.toml:8: field \"name\": unknown transform 'rot' (known: text, upper, iban, date, datetime, amount, number, integer, bool, code)",
+                "t.toml:9: field \"name\": unknown codelist \"farben\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn fields_under_one_element_stand_together() {
+        check(
+            &g(concat!(
+                "{ from = \"name\", to = \"A/Name\" },\n",
+                "{ from = \"id\", to = \"Id\" },\n",
+                "{ from = \"rvnr\", to = \"A/Rvnr\" },\n",
+            )),
+            &["t.toml:7: field \"rvnr\": fields under A must stand together in the group"],
+        );
+    }
+}

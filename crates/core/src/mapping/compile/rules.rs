@@ -326,3 +326,144 @@ fn comprehension_variables(source: &str) -> Vec<String> {
     });
     re.captures_iter(source).map(|c| c[1].to_string()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{check, compiled};
+
+    /// A rule with its lines replaced by `(from, to)` pairs; problems are at line 1.
+    fn r(changes: &[(&str, &str)]) -> String {
+        let mut s = "[[rule]]\nid = \"R\"\nseverity = \"error\"\nlet = { a = \"/art\" }\nassert = \"a != 'X'\"\npointer = \"/art\"\nmessage = \"{Feld}.\"\n".to_string();
+        for (from, to) in changes {
+            assert!(s.contains(from), "{from}");
+            s = s.replace(from, to);
+        }
+        s
+    }
+
+    fn one(changes: &[(&str, &str)], problem: &str) {
+        check(&r(changes), &[&format!("t.toml:1: rule R: {problem}")]);
+    }
+
+    #[test]
+    fn rules_compile_with_bindings_guards_and_builtins() {
+        let m = compiled(&r(&[
+            ("let = { a = \"/art\" }", "for_each = \"/personen/*\"\nlet = { g = \"./geburtsdatum\", n = { count = \"/personen/*\" }, k = { keys = \"/personen/*\", fields = [\"id\", \"name\"] } }\nrequires = [\"g\"]\nwhen = { \"/art\" = \"arten\", \"./id\" = [\"p1\"] }"),
+            ("a != 'X'", "g < today && index < n && k.exists(x, x != '') && it != null && grenze > 1"),
+            ("pointer = \"/art\"\n", ""),
+        ]));
+        let rule = &m.rules[0];
+        assert_eq!(rule.bindings.len(), 3);
+        assert_eq!(rule.requires.len(), 1);
+        assert_eq!(rule.when[1].1, ["MIETE", "EIGENTUM"]);
+        assert!(rule.uses_today && rule.uses_it && rule.uses_index);
+        assert!(rule.pointer.from_each);
+    }
+
+    #[test]
+    fn severity_and_for_each() {
+        one(
+            &[("\"error\"", "\"fatal\"")],
+            "severity \"fatal\" must be error, warning or info",
+        );
+        one(
+            &[("let", "for_each = \"/leute/*\"\nlet")],
+            "unknown source pointer \"/leute/*\" in for_each (not in schema s.json)",
+        );
+        one(
+            &[("let", "for_each = \"leute\"\nlet")],
+            "pointer \"leute\" must start with '/' (or be empty for the root)",
+        );
+    }
+
+    #[test]
+    fn variables_are_declared_pointers() {
+        one(
+            &[(
+                "a = \"/art\"",
+                "a = \"/art\", k = { keys = \"/personen/*\", fields = [\"a/b\"] }",
+            )],
+            "variable \"k\": fields must be property names",
+        );
+        one(
+            &[("a = \"/art\"", "a = \"/art\", grenze = \"/art\"")],
+            "variable \"grenze\" shadows a built-in variable or constant",
+        );
+        one(
+            &[("\"/art\" }", "\"./art\" }")],
+            "variable \"a\": a relative pointer needs for_each (schema s.json)",
+        );
+        one(
+            &[("\"/art\" }", "\"/farbe\" }")],
+            "variable \"a\": unknown source pointer /farbe (schema s.json)",
+        );
+        check(
+            &r(&[("\"/art\" }", "\"farbe\" }")]),
+            &[
+                "t.toml:1: rule R: variable \"a\": pointer \"farbe\" must start with '/' (or be empty for the root)",
+                "t.toml:1: rule R: CEL uses unknown variable \"a\" (declare it in let, or as a constant)",
+            ],
+        );
+        one(
+            &[("let", "requires = [\"b\"]\nlet")],
+            "requires \"b\", which is not a variable of its let",
+        );
+    }
+
+    #[test]
+    fn guards_are_plain_pointers_with_lists() {
+        one(
+            &[("let", "when = { \"/art\" = \"grenze\" }\nlet")],
+            "when \"/art\": \"grenze\" is not a list constant",
+        );
+        one(
+            &[("let", "when = { \"/farbe\" = [\"X\"] }\nlet")],
+            "when \"/farbe\": unknown source pointer /farbe (schema s.json)",
+        );
+        one(
+            &[("let", "when = { \"/personen/*/id\" = [\"X\"] }\nlet")],
+            "when \"/personen/*/id\" must not contain '*'",
+        );
+        one(
+            &[("let", "when = { \"art\" = [\"X\"] }\nlet")],
+            "when: pointer \"art\" must start with '/' (or be empty for the root)",
+        );
+    }
+
+    #[test]
+    fn cel_compiles_and_uses_only_declared_names() {
+        check(
+            &r(&[("a != 'X'", "a ==")]),
+            &["t.toml:1: rule R: CEL expression does not compile: …"],
+        );
+        one(
+            &[("a != 'X'", "b == 1")],
+            "CEL uses unknown variable \"b\" (declare it in let, or as a constant)",
+        );
+        one(
+            &[("a != 'X'", "it == 1")],
+            "CEL uses \"it\" but the rule has no for_each",
+        );
+    }
+
+    #[test]
+    fn pointer_message_and_nachweis() {
+        one(
+            &[("pointer = \"/art\"\n", "")],
+            "needs a pointer (the field a caseworker should change first)",
+        );
+        one(
+            &[("\"/art\"\nmessage", "\"{each}/art\"\nmessage")],
+            "pointer uses {each} but the rule has no for_each",
+        );
+        one(
+            &[("\"/art\"\nmessage", "\"/personen/*\"\nmessage")],
+            "pointer \"/personen/*\" must not contain '*'",
+        );
+        one(&[("{Feld}.", "{Wert}.")], "message \"{Wert}.\": unknown placeholder {Wert} (known: {Feld}, {feld}, {detail}, {nachweis})");
+        one(
+            &[("message", "nachweis = \"MIETVERTRAG\"\nmessage")],
+            "nachweis is only for severity info (a document owed)",
+        );
+    }
+}

@@ -88,7 +88,7 @@ pub fn check_files(main: &str, schemas: &[(&str, &str)], expected: &[&str]) {
     check_in(main, "", schemas, expected);
 }
 
-fn check_in(main: &str, snippet: &str, schemas: &[(&str, &str)], expected: &[&str]) {
+pub fn check_in(main: &str, snippet: &str, schemas: &[(&str, &str)], expected: &[&str]) {
     let got = match load(main, snippet, schemas) {
         Ok(_) => vec![],
         Err(e) => e,

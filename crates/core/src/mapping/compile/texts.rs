@@ -65,12 +65,9 @@ fn labels(part: &Parsed, out: &mut RawLabels, errs: &mut Errs) {
         }
         out.owners.insert(k.clone(), v.get_ref().clone());
     }
+    // A field label is a property name or, starting with '/', a pattern
+    // (which then always parses).
     for (k, v) in &f.labels.fields {
-        if k.starts_with('/') {
-            if let Err(e) = Pattern::parse(k) {
-                errs.at(part, v.span(), format!("[labels.fields] {e}"));
-            }
-        }
         out.fields.insert(k.clone(), v.get_ref().clone());
     }
 }
@@ -133,5 +130,63 @@ fn schema_messages(
             }
             Err(e) => errs.at(part, v.span(), e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{check, compiled, main_with};
+    use crate::pointer::Step;
+
+    #[test]
+    fn labels_name_fields() {
+        let m = compiled(
+            "[labels.owners]\n\"/personen/*\" = \"der {n}. Person\"\n[labels.fields]\nname = \"der Name\"\n",
+        );
+        let p = [Step::Key("personen"), Step::Index(1), Step::Key("name")];
+        assert_eq!(m.labels.name(&p), "der Name der 2. Person");
+    }
+
+    #[test]
+    fn owner_patterns_are_pointers() {
+        check(
+            "[labels.owners]\n\"personen/*\" = \"der Person\"\n",
+            &["t.toml:2: [labels.owners] pointer \"personen/*\" must start with '/' (or be empty for the root)"],
+        );
+    }
+
+    #[test]
+    fn constants_are_cel_values_and_do_not_shadow() {
+        check(
+            "[constants]\ntoday = 1\ntag = 2026-11-20\n",
+            &[
+                "t.toml:3: constant \"tag\": dates are not allowed as constants",
+                "t.toml:2: constant \"today\" shadows a built-in variable",
+            ],
+        );
+    }
+
+    #[test]
+    fn schema_messages_have_known_kinds_and_valid_templates() {
+        check(
+            "[schema_messages]\nsonst = { rule = \"X\", message = \"m\" }\nother = { rule = \"Y\", message = \"{Wert}\" }\n",
+            &[
+                "t.toml:3: message \"{Wert}\": unknown placeholder {Wert} (known: {Feld}, {feld}, {detail}, {nachweis})",
+                "t.toml:2: unknown schema message kind \"sonst\" (known: required, additional, type, enum, pattern, length, other, transform, limit)",
+            ],
+        );
+    }
+
+    #[test]
+    fn every_schema_message_kind_is_needed() {
+        let main = main_with("[\"texte.toml\", \"t.toml\"]", "[\"t.toml\"]");
+        let snippet =
+            "[schema_messages]\nrequired = { rule = \"S\", message = \"{Feld} fehlt.\" }\n";
+        let expected: Vec<String> = crate::mapping::SCHEMA_MESSAGE_KINDS[1..]
+            .iter()
+            .map(|k| format!("m.toml:1: missing [schema_messages.{k}] (rule id and German message for this kind of schema violation)"))
+            .collect();
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        super::super::testing::check_in(&main, snippet, &[], &expected);
     }
 }
