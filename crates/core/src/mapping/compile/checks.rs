@@ -158,7 +158,7 @@ mod tests {
             &["t.toml:1: check C: pattern \"[0-9\" is not a valid regular expression: …"],
         );
         check(&c("rvnr_geburtsdatum", "compare = \"geburtsdatum\""), &["t.toml:1: check C: pointer \"geburtsdatum\" must start with '/' (or be empty for the root)"]);
-        check(&c("date", "max = \"gestern\""), &["t.toml:1: check C: …"]);
+        check(&c("date", "max = \"gestern\""), &["t.toml:1: check C: relative date \"gestern\" must start with 'today' or 'first_of_month'"]);
         check(&c("ref", "in = [\"personen\"]"), &["t.toml:1: check C: pointer \"personen\" must start with '/' (or be empty for the root)"]);
         check(
             &c("ref", "in = [\"/leute/*/id\"]"),
