@@ -148,41 +148,8 @@ fn field(
     ctx: &mut Ctx<'_>,
     errs: &mut Errs,
 ) -> Option<Field> {
-    let from_text = if rf.from.starts_with('/') || rf.from.starts_with('.') {
-        rf.from.clone()
-    } else {
-        format!("./{}", rf.from)
-    };
-    let from = Ref::parse(&from_text)
-        .map_err(|e| errs.item(item, e))
-        .ok()?;
-    for s in sources {
-        let Some(abs) = from.absolute(Some(s)) else {
-            continue;
-        };
-        if ctx.schema.knows(&abs) {
-            ctx.mapped.push(abs);
-        } else {
-            let msg = format!(
-                "{} is not a field of schema {}",
-                abs.render(),
-                ctx.schema.name
-            );
-            errs.item(item, msg);
-        }
-    }
-    let to: Vec<String> = rf.to.split('/').map(str::to_string).collect();
-    if to.iter().any(|s| !valid_xml_name(s)) {
-        let msg = format!("target {:?} is not a valid element path (Name/Name)", rf.to);
-        errs.item(item, msg);
-        return None;
-    }
-    if let Some(parent) = together.split_off(&to[..to.len() - 1]) {
-        errs.item(
-            item,
-            format!("fields under {parent} must stand together in the group"),
-        );
-    }
+    let from = from(item, rf, sources, ctx, errs)?;
+    let to = target(item, rf, together, errs)?;
     let transform = match rf.transform.as_deref().map(Transform::parse).transpose() {
         Ok(t) => t.unwrap_or(Transform::Text),
         Err(e) => {
@@ -191,6 +158,7 @@ fn field(
         }
     };
     let codelist = match &rf.codelist {
+        None => None,
         Some(name) => match ctx.codelists.get(name) {
             Some(c) => Some(c.clone()),
             None => {
@@ -198,7 +166,6 @@ fn field(
                 return None;
             }
         },
-        None => None,
     };
     Some(Field {
         from,
@@ -207,6 +174,55 @@ fn field(
         codelist,
         default: rf.default.clone(),
     })
+}
+
+/// The source of a field (a bare name is relative to the group's element),
+/// checked against the schema for every source of the group.
+fn from(
+    item: &Item<'_>,
+    rf: &RawField,
+    sources: &[Pattern],
+    ctx: &mut Ctx<'_>,
+    errs: &mut Errs,
+) -> Option<Ref> {
+    let text = if rf.from.starts_with('/') || rf.from.starts_with('.') {
+        rf.from.clone()
+    } else {
+        format!("./{}", rf.from)
+    };
+    let from = Ref::parse(&text).map_err(|e| errs.item(item, e)).ok()?;
+    for abs in sources.iter().filter_map(|s| from.absolute(Some(s))) {
+        if ctx.schema.knows(&abs) {
+            ctx.mapped.push(abs);
+        } else {
+            let schema = &ctx.schema.name;
+            errs.item(
+                item,
+                format!("{} is not a field of schema {schema}", abs.render()),
+            );
+        }
+    }
+    Some(from)
+}
+
+/// The record element path of a field, `Name/Name`.
+fn target(
+    item: &Item<'_>,
+    rf: &RawField,
+    together: &mut Together,
+    errs: &mut Errs,
+) -> Option<Vec<String>> {
+    let to: Vec<String> = rf.to.split('/').map(str::to_string).collect();
+    if to.iter().any(|s| !valid_xml_name(s)) {
+        let msg = format!("target {:?} is not a valid element path (Name/Name)", rf.to);
+        errs.item(item, msg);
+        return None;
+    }
+    if let Some(parent) = together.split_off(&to[..to.len() - 1]) {
+        let msg = format!("fields under {parent} must stand together in the group");
+        errs.item(item, msg);
+    }
+    Some(to)
 }
 
 /// Fields sharing a parent element must be contiguous: tracks the parents
