@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use chrono::NaiveDate;
 use regex::Regex;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::checkdigit;
@@ -65,69 +66,121 @@ pub enum CheckKind {
     Unique,
 }
 
-/// Options a check may carry besides its kind (from the mapping file).
-#[derive(Debug, Default)]
-pub struct KindOptions<'a> {
-    pub pattern: Option<&'a str>,
-    pub hint: Option<&'a str>,
-    pub min: Option<&'a str>,
-    pub max: Option<&'a str>,
-    pub compare: Option<&'a str>,
-    pub within: Option<&'a [String]>,
-    pub value: Option<Value>,
+/// A check kind with its options as written in `[[check]]` (`kind = "..."`
+/// picks the variant). Each kind takes only its own options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawKind {
+    Required {},
+    Pattern {
+        pattern: String,
+        hint: String,
+    },
+    Iban {},
+    SteuerId {},
+    Rvnr {},
+    RvnrGeburtsdatum {
+        compare: String,
+    },
+    Kvnr {},
+    Amount {},
+    Date {
+        #[serde(default)]
+        min: Option<String>,
+        #[serde(default)]
+        max: Option<String>,
+    },
+    #[serde(rename = "datetime")]
+    DateTime {},
+    Equals {
+        value: toml::Value,
+    },
+    Ref {
+        #[serde(rename = "in")]
+        within: Vec<String>,
+    },
+    Unique {},
+}
+
+impl RawKind {
+    /// The kind of a `[[check]]` table without its common keys; errors say
+    /// which kind and option are wrong.
+    pub fn from_table(table: toml::Table) -> Result<RawKind, String> {
+        let name = table
+            .get("kind")
+            .and_then(toml::Value::as_str)
+            .unwrap_or("");
+        if !name.is_empty() && !KINDS.contains(&name) {
+            let known = KINDS.join(", ");
+            return Err(format!("unknown check kind '{name}' (known: {known})"));
+        }
+        let name = name.to_string();
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| option_error(&name, e.message().trim()))
+    }
+}
+
+/// serde's message about a kind's options, in the words of mapping files.
+fn option_error(kind: &str, serde: &str) -> String {
+    let quoted = |rest: &str| rest.split('`').next().unwrap_or("").to_string();
+    if let Some(rest) = serde.strip_prefix("missing field `") {
+        let option = quoted(rest);
+        if option == "kind" {
+            return format!("needs a kind (known: {})", KINDS.join(", "));
+        }
+        return format!("check kind '{kind}' needs option '{option}'");
+    }
+    if let Some(rest) = serde.strip_prefix("unknown field `") {
+        let options = match rest.split_once(", ") {
+            Some((_, "there are no fields")) => "none".to_string(),
+            Some((_, expected)) => expected
+                .trim_start_matches("expected one of ")
+                .trim_start_matches("expected ")
+                .replace(" or ", ", ")
+                .replace('`', "'"),
+            None => String::new(),
+        };
+        let option = quoted(rest);
+        return format!("check kind '{kind}' has no option '{option}' (its options: {options})");
+    }
+    format!("check kind '{kind}': {serde}")
 }
 
 impl CheckKind {
-    /// Builds a kind from its name and options; errors say what is wrong.
-    pub fn compile(kind: &str, o: KindOptions<'_>) -> Result<CheckKind, String> {
-        let need = |name: &str, v: Option<&str>| -> Result<String, String> {
-            v.map(str::to_string)
-                .ok_or_else(|| format!("check kind '{kind}' needs option '{name}'"))
-        };
-        Ok(match kind {
-            "required" => CheckKind::Required,
-            "pattern" => {
-                let p = need("pattern", o.pattern)?;
-                let re = Regex::new(&format!("^(?:{p})$"))
-                    .map_err(|e| format!("pattern {p:?} is not a valid regular expression: {e}"))?;
-                CheckKind::Pattern {
-                    re,
-                    hint: need("hint", o.hint)?,
-                }
+    /// Compiles a kind's options (regexes, pointers, relative dates).
+    pub fn compile(raw: RawKind) -> Result<CheckKind, String> {
+        Ok(match raw {
+            RawKind::Required {} => CheckKind::Required,
+            RawKind::Pattern { pattern, hint } => {
+                let re = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+                    format!("pattern {pattern:?} is not a valid regular expression: {e}")
+                })?;
+                CheckKind::Pattern { re, hint }
             }
-            "iban" => CheckKind::Iban,
-            "steuer_id" => CheckKind::SteuerId,
-            "rvnr" => CheckKind::Rvnr,
-            "rvnr_geburtsdatum" => CheckKind::RvnrGeburtsdatum {
-                compare: Ref::parse(&need("compare", o.compare)?)?,
+            RawKind::Iban {} => CheckKind::Iban,
+            RawKind::SteuerId {} => CheckKind::SteuerId,
+            RawKind::Rvnr {} => CheckKind::Rvnr,
+            RawKind::RvnrGeburtsdatum { compare } => CheckKind::RvnrGeburtsdatum {
+                compare: Ref::parse(&compare)?,
             },
-            "kvnr" => CheckKind::Kvnr,
-            "amount" => CheckKind::Amount,
-            "date" => CheckKind::Date {
-                min: o.min.map(RelDate::parse).transpose()?,
-                max: o.max.map(RelDate::parse).transpose()?,
+            RawKind::Kvnr {} => CheckKind::Kvnr,
+            RawKind::Amount {} => CheckKind::Amount,
+            RawKind::Date { min, max } => CheckKind::Date {
+                min: min.as_deref().map(RelDate::parse).transpose()?,
+                max: max.as_deref().map(RelDate::parse).transpose()?,
             },
-            "datetime" => CheckKind::DateTime,
-            "equals" => CheckKind::Equals {
-                value: o
-                    .value
-                    .ok_or_else(|| format!("check kind '{kind}' needs option 'value'"))?,
+            RawKind::DateTime {} => CheckKind::DateTime,
+            RawKind::Equals { value } => CheckKind::Equals {
+                value: serde_json::to_value(value).unwrap_or(Value::Null),
             },
-            "ref" => CheckKind::Ref {
-                within: o
-                    .within
-                    .ok_or_else(|| format!("check kind '{kind}' needs option 'in'"))?
+            RawKind::Ref { within } => CheckKind::Ref {
+                within: within
                     .iter()
                     .map(|s| Pattern::parse(s))
                     .collect::<Result<_, _>>()?,
             },
-            "unique" => CheckKind::Unique,
-            other => {
-                return Err(format!(
-                    "unknown check kind '{other}' (known: {})",
-                    KINDS.join(", ")
-                ))
-            }
+            RawKind::Unique {} => CheckKind::Unique,
         })
     }
 
@@ -432,27 +485,36 @@ mod tests {
     }
 
     #[test]
-    fn unknown_kind_is_refused_with_the_list() {
-        let e = CheckKind::compile("isbn", KindOptions::default()).unwrap_err();
-        assert!(e.contains("unknown check kind 'isbn'"), "{e}");
-        assert!(e.contains("steuer_id"));
-    }
-
-    #[test]
     fn pattern_is_anchored() {
         let c = check(
-            CheckKind::compile(
-                "pattern",
-                KindOptions {
-                    pattern: Some("[0-9]{5}"),
-                    hint: Some("fünf Ziffern"),
-                    ..Default::default()
-                },
-            )
+            CheckKind::compile(RawKind::Pattern {
+                pattern: "[0-9]{5}".into(),
+                hint: "fünf Ziffern".into(),
+            })
             .unwrap(),
             &["/plz"],
         );
         assert_eq!(run(&c, &json!({"plz": "123456"}), None), vec!["/plz"]);
         assert!(run(&c, &json!({"plz": "12345"}), None).is_empty());
+    }
+
+    #[test]
+    fn kinds_lists_every_raw_kind() {
+        // serde's own list of the variants, from its error for an unknown one.
+        let mut t = toml::Table::new();
+        t.insert("kind".into(), "?".into());
+        let e = toml::Value::Table(t).try_into::<RawKind>().unwrap_err();
+        let listed: Vec<String> = e
+            .message()
+            .split("expected one of ")
+            .nth(1)
+            .unwrap()
+            .split(", ")
+            .map(|s| s.trim().trim_matches('`').to_string())
+            .collect();
+        assert_eq!(
+            listed, KINDS,
+            "KINDS must list every RawKind variant, in order"
+        );
     }
 }

@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
+
+pub use crate::checks::RawKind;
 
 /// One TOML file under `mappings/`: a mapping (with `[mapping]`) or a
 /// fragment that mappings include.
@@ -106,31 +109,56 @@ pub struct RawField {
     pub default: Option<String>,
 }
 
-/// `[[check]]`: a per-field check of a kind implemented in Rust.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[[check]]`: a per-field check of a kind implemented in Rust. The
+/// options of the kind are the `crate::checks::RawKind` variant named by
+/// `kind`: an option of another kind is a problem of this check, reported
+/// with the check's line while the rest of the file is still compiled.
+#[derive(Debug)]
 pub struct RawCheck {
     pub id: String,
-    pub kind: String,
     pub fields: Vec<String>,
     pub severity: String,
     pub message: String,
-    #[serde(default)]
-    pub pattern: Option<String>,
-    #[serde(default)]
-    pub hint: Option<String>,
-    #[serde(default)]
-    pub min: Option<String>,
-    #[serde(default)]
-    pub max: Option<String>,
-    #[serde(default)]
-    pub compare: Option<String>,
-    #[serde(default, rename = "in")]
-    pub within: Option<Vec<String>>,
-    #[serde(default)]
-    pub value: Option<toml::Value>,
-    #[serde(default)]
     pub nachweis: Option<String>,
+    /// The kind with its options, or what is wrong with them.
+    pub kind: Result<RawKind, String>,
+}
+
+/// The keys every check has, whatever its kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckCommon {
+    id: String,
+    fields: Vec<String>,
+    severity: String,
+    message: String,
+    #[serde(default)]
+    nachweis: Option<String>,
+}
+
+const COMMON_KEYS: &[&str] = &["id", "fields", "severity", "message", "nachweis"];
+
+impl<'de> Deserialize<'de> for RawCheck {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawCheck, D::Error> {
+        let mut kind = toml::Table::deserialize(d)?;
+        let mut common = toml::Table::new();
+        for key in COMMON_KEYS {
+            if let Some(v) = kind.remove(*key) {
+                common.insert(key.to_string(), v);
+            }
+        }
+        let c: RawCheckCommon = toml::Value::Table(common)
+            .try_into()
+            .map_err(|e: toml::de::Error| D::Error::custom(e.message().trim()))?;
+        Ok(RawCheck {
+            id: c.id,
+            fields: c.fields,
+            severity: c.severity,
+            message: c.message,
+            nachweis: c.nachweis,
+            kind: RawKind::from_table(kind),
+        })
+    }
 }
 
 /// `[[rule]]`: a cross-field rule written in CEL.

@@ -1,0 +1,88 @@
+//! Compiling one mapping: its `[mapping]` header and the files it includes
+//! (in order, then the mapping file itself) become a [`Mapping`]. Each part
+//! has its own module: `header` (schema, today, rule environment), `texts`
+//! (labels, code lists, constants, schema messages), `groups`, `checks`,
+//! `rules`; `ids` keeps rule ids unique across all of them. Every part
+//! reports all its problems; the mapping is refused if there is any.
+
+mod checks;
+mod groups;
+mod header;
+mod ids;
+mod rules;
+#[cfg(test)]
+mod testing;
+mod texts;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::error::Errs;
+use super::load::{Parsed, Schemas};
+use super::Mapping;
+use crate::pointer::Pattern;
+
+/// The JSON Schema a mapping is written against.
+pub(crate) struct Schema {
+    /// Its file name (named in "not a field of schema ...").
+    pub name: String,
+    pub json: Arc<Value>,
+}
+
+impl Schema {
+    /// Does the schema define a location matching this pattern?
+    pub fn knows(&self, p: &Pattern) -> bool {
+        super::schema_knows(&self.json, p)
+    }
+}
+
+/// Compiles `main` with its `parts` (includes first, `main` last).
+pub(crate) fn compile(
+    main: &Parsed,
+    parts: &[&Parsed],
+    schemas: &mut Schemas<'_>,
+    errs: &mut Errs,
+) -> Option<Mapping> {
+    let before = errs.count();
+    let header = main
+        .file
+        .mapping
+        .as_ref()
+        .expect("mapping header")
+        .get_ref();
+    let (schema, validator) = header::schema(main, schemas, errs)?;
+    let mut ids = ids::Ids::default();
+    let texts = texts::compile(main, parts, &mut ids, errs);
+    let rule_env = header::rule_env(&texts.constants);
+    let today = header::today(main, errs)?;
+    let (groups, mapped_fields) = groups::compile(parts, &schema, &texts.codelists, errs);
+    let checks = checks::compile(parts, &schema, &mut ids, errs);
+    let env = rules::Env {
+        schema: &schema,
+        constants: &texts.constants,
+        rule_env: &rule_env,
+    };
+    let rules = rules::compile(parts, &env, &mut ids, errs);
+    if errs.count() > before {
+        return None;
+    }
+    Some(Mapping {
+        name: header.name.clone(),
+        form: header.form.clone(),
+        version: header.version.clone(),
+        file: main.path.clone(),
+        record_version: header.record.clone(),
+        schema_file: schema.name,
+        schema: validator,
+        schema_json: schema.json,
+        today,
+        groups,
+        checks,
+        rules,
+        labels: texts.labels,
+        schema_messages: texts.schema_messages,
+        rule_env,
+        mapped_fields,
+    })
+}
