@@ -27,7 +27,7 @@ use sqlx::postgres::{PgBindIterExt, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Postgres, QueryBuilder, Row, SqlSafeStr, Sqlite, Transaction};
+use sqlx::{FromRow, Postgres, QueryBuilder, Row, SqlSafeStr, Sqlite, Transaction};
 use uuid::Uuid;
 
 use serde::{Deserialize, Serialize};
@@ -189,7 +189,7 @@ pub fn record_file_name(antrag_id: Uuid) -> String {
 }
 
 /// A record waiting in the outbox table for its file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct PendingRecord {
     pub antrag_id: Uuid,
     pub file_name: String,
@@ -197,7 +197,7 @@ pub struct PendingRecord {
 }
 
 /// A stored application, for the re-check.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct StoredApplication {
     pub antrag_id: Uuid,
     pub body: Vec<u8>,
@@ -206,22 +206,25 @@ pub struct StoredApplication {
 }
 
 /// One application with what became of it (for tests, IT and the workbench).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct ApplicationRow {
     pub antrag_id: Uuid,
     pub outcome: String,
     pub body_sha256: String,
+    #[sqlx(rename = "findings")]
     pub findings_json: String,
     pub dienststellennummer: Option<String>,
     /// `open`/`released` when there is a case.
+    #[sqlx(rename = "status")]
     pub case_status: Option<String>,
     /// The XML when there is a record.
+    #[sqlx(rename = "xml")]
     pub record: Option<Vec<u8>>,
     pub record_written: bool,
 }
 
 /// One live dead-letter log row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct DeadLetterRow {
     pub id: Uuid,
     pub antrag_id: Option<Uuid>,
@@ -230,7 +233,7 @@ pub struct DeadLetterRow {
 }
 
 /// Row counts, for `config check`, tests and the benchmark.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromRow)]
 pub struct Counts {
     pub applications: i64,
     pub cases: i64,
@@ -324,23 +327,14 @@ impl Store {
     /// Up to `limit` records whose file is not yet written, oldest first.
     pub async fn pending_records(&self, limit: usize) -> Result<Vec<PendingRecord>, sqlx::Error> {
         dispatch!(self, Store, p => {
-            let rows = sqlx::query(
+            sqlx::query_as(
                 "SELECT r.antrag_id, r.file_name, r.xml FROM outbox_pending o \
                  JOIN records r ON r.antrag_id = o.antrag_id \
                  ORDER BY o.created_at LIMIT $1",
             )
             .bind(limit as i64)
             .fetch_all(p)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(PendingRecord {
-                        antrag_id: r.try_get("antrag_id")?,
-                        file_name: r.try_get("file_name")?,
-                        xml: r.try_get("xml")?,
-                    })
-                })
-                .collect()
+            .await
         })
     }
 
@@ -421,77 +415,42 @@ impl Store {
             }
             qb.push(" ORDER BY a.antrag_id LIMIT ");
             qb.push_bind(limit as i64);
-            let rows = qb.build().fetch_all(p).await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(StoredApplication {
-                        antrag_id: r.try_get("antrag_id")?,
-                        body: r.try_get("body")?,
-                        message_id: r.try_get("message_id")?,
-                        outcome: r.try_get("outcome")?,
-                    })
-                })
-                .collect()
+            qb.build_query_as().fetch_all(p).await
         })
     }
 
     /// Every application with its case and record, ordered by antragId.
     pub async fn applications(&self) -> Result<Vec<ApplicationRow>, sqlx::Error> {
         dispatch!(self, Store, p => {
-            let rows = sqlx::query(
+            sqlx::query_as(
                 "SELECT a.antrag_id, a.outcome, a.body_sha256, a.findings, a.dienststellennummer, \
-                 c.status, r.xml, o.antrag_id AS pending FROM applications a \
+                 c.status, r.xml, (r.antrag_id IS NOT NULL AND o.antrag_id IS NULL) AS record_written \
+                 FROM applications a \
                  LEFT JOIN cases c ON c.antrag_id = a.antrag_id \
                  LEFT JOIN records r ON r.antrag_id = a.antrag_id \
                  LEFT JOIN outbox_pending o ON o.antrag_id = a.antrag_id ORDER BY a.antrag_id",
             )
             .fetch_all(p)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    let record: Option<Vec<u8>> = r.try_get("xml")?;
-                    let pending: Option<Uuid> = r.try_get("pending")?;
-                    Ok(ApplicationRow {
-                        antrag_id: r.try_get("antrag_id")?,
-                        outcome: r.try_get("outcome")?,
-                        body_sha256: r.try_get("body_sha256")?,
-                        findings_json: r.try_get("findings")?,
-                        dienststellennummer: r.try_get("dienststellennummer")?,
-                        case_status: r.try_get("status")?,
-                        record_written: record.is_some() && pending.is_none(),
-                        record,
-                    })
-                })
-                .collect()
+            .await
         })
     }
 
     /// Every live (not replayed) dead-letter log row.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
         dispatch!(self, Store, p => {
-            let rows = sqlx::query(
+            sqlx::query_as(
                 "SELECT id, antrag_id, reason, detail FROM dead_letters \
                  WHERE replayed_at IS NULL ORDER BY first_seen",
             )
             .fetch_all(p)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(DeadLetterRow {
-                        id: r.try_get("id")?,
-                        antrag_id: r.try_get("antrag_id")?,
-                        reason: r.try_get("reason")?,
-                        detail: r.try_get("detail")?,
-                    })
-                })
-                .collect()
+            .await
         })
     }
 
     /// Row counts of every table.
     pub async fn counts(&self) -> Result<Counts, sqlx::Error> {
         dispatch!(self, Store, p => {
-            let r = sqlx::query(
+            sqlx::query_as(
                 "SELECT \
                    (SELECT COUNT(*) FROM applications) AS applications, \
                    (SELECT COUNT(*) FROM cases) AS cases, \
@@ -500,14 +459,7 @@ impl Store {
                    (SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL) AS dead_letters",
             )
             .fetch_one(p)
-            .await?;
-            Ok(Counts {
-                applications: r.try_get("applications")?,
-                cases: r.try_get("cases")?,
-                records: r.try_get("records")?,
-                records_pending: r.try_get("records_pending")?,
-                dead_letters: r.try_get("dead_letters")?,
-            })
+            .await
         })
     }
 
@@ -571,14 +523,11 @@ impl Tx {
                             .push_bind(a.created_at);
                     });
                     qb.push(" ON CONFLICT (antrag_id) DO NOTHING RETURNING antrag_id");
-                    let rows = qb.build().fetch_all(&mut **tx).await?;
-                    rows.iter()
-                        .map(|r| r.try_get::<Uuid, _>("antrag_id"))
-                        .collect::<Result<_, _>>()?
+                    qb.build_query_scalar().fetch_all(&mut **tx).await?
                 }
                 Tx::Postgres(tx) => {
                     let rows: Vec<&NewApplication> = unique.iter().map(|&i| &apps[i]).collect();
-                    sqlx::query(
+                    sqlx::query_scalar(
                     "INSERT INTO applications (antrag_id, body, body_sha256, outcome, mapping, \
                      findings, dienststellennummer, message_id, created_at) \
                      SELECT * FROM UNNEST($1::uuid[], $2::bytea[], $3::text[], $4::text[], \
@@ -597,9 +546,6 @@ impl Tx {
                 .bind(rows.iter().map(|a| a.created_at).bind_iter())
                 .fetch_all(&mut **tx)
                 .await?
-                .iter()
-                .map(|r| r.try_get::<Uuid, _>("antrag_id"))
-                .collect::<Result<_, _>>()?
                 }
             };
         tracing::trace!(
@@ -624,10 +570,8 @@ impl Tx {
                     sep.push_bind(apps[i].antrag_id);
                 }
                 qb.push(")");
-                let rows = qb.build().fetch_all(&mut **tx).await?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get("antrag_id")?, r.try_get("body_sha256")?)))
-                    .collect::<Result<_, sqlx::Error>>()?
+                let rows: Vec<(Uuid, String)> = qb.build_query_as().fetch_all(&mut **tx).await?;
+                rows.into_iter().collect()
             });
             for &i in &known {
                 result[i] = match hashes.get(&apps[i].antrag_id) {
