@@ -16,7 +16,8 @@
 //! | `x-bridge-antrag-id` | the antragId, when one could be read |
 //! | `x-bridge-version` | the bridge version |
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use allegro_store::NewDeadLetter;
+use chrono::SecondsFormat;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::BasicProperties;
 use sha2::{Digest, Sha256};
@@ -35,16 +36,6 @@ pub const H_VERSION: &str = "x-bridge-version";
 pub const REASON_CONFLICT: &str = "conflict";
 /// Reason code for a panic inside the pipeline.
 pub const REASON_INTERNAL: &str = "internal_error";
-
-/// Why one message is dead-lettered.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub id: Uuid,
-    pub antrag_id: Option<Uuid>,
-    pub reason: String,
-    pub detail: String,
-    pub first_seen: DateTime<Utc>,
-}
 
 /// Hex SHA-256 of a body.
 pub fn sha256_hex(body: &[u8]) -> String {
@@ -68,19 +59,20 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// The original properties with the reason headers added (existing headers
-/// are kept; ours replace any of the same name, e.g. from an earlier round).
-pub fn properties(original: &BasicProperties, dl: &DeadLetter) -> BasicProperties {
+/// The original properties with the reason headers of dead letter `id`
+/// added (existing headers are kept; ours replace any of the same name, e.g.
+/// from an earlier round).
+pub fn properties(original: &BasicProperties, dl: &NewDeadLetter, id: Uuid) -> BasicProperties {
     let mut headers: FieldTable = original.headers().clone().unwrap_or_default();
     let s = |v: &str| AMQPValue::LongString(v.into());
     headers.insert(H_OUTCOME.into(), s("invalid"));
-    headers.insert(H_REASON.into(), s(&dl.reason));
+    headers.insert(H_REASON.into(), s(dl.reason));
     headers.insert(H_DETAIL.into(), s(&truncate(&dl.detail, 500)));
     headers.insert(
         H_FIRST_SEEN.into(),
         s(&dl.first_seen.to_rfc3339_opts(SecondsFormat::Millis, true)),
     );
-    headers.insert(H_ID.into(), s(&dl.id.to_string()));
+    headers.insert(H_ID.into(), s(&id.to_string()));
     if let Some(a) = dl.antrag_id {
         headers.insert(H_ANTRAG_ID.into(), s(&a.to_string()));
     }
@@ -126,18 +118,20 @@ pub fn strip_bridge_headers(props: &BasicProperties) -> BasicProperties {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     #[test]
     fn headers_round_trip_and_strip() {
-        let dl = DeadLetter {
-            id: Uuid::nil(),
+        let dl = NewDeadLetter {
+            dedup_key: "k".into(),
             antrag_id: None,
-            reason: "no_mapping".into(),
+            reason: "no_mapping",
             detail: "x".repeat(600),
+            body_sha256: "k".into(),
             first_seen: Utc::now(),
         };
         let orig = BasicProperties::default().with_message_id("m1".into());
-        let p = properties(&orig, &dl);
+        let p = properties(&orig, &dl, Uuid::nil());
         assert_eq!(header_str(&p, H_REASON).as_deref(), Some("no_mapping"));
         assert_eq!(header_str(&p, H_DETAIL).unwrap().chars().count(), 501);
         assert_eq!(p.delivery_mode(), &Some(2));
