@@ -441,35 +441,45 @@ async fn run_pipeline(
     Ok(out)
 }
 
-/// A body that makes a debug build panic inside the pipeline step.
-pub const TEST_PANIC_BODY: &[u8] = b"__allegro_bridge_test_panic__";
-
 fn process_one(p: &Pipeline, delivery: Delivery) -> Item {
     let mid = delivery
         .properties
         .message_id()
         .as_ref()
         .map(|m| m.as_str());
-    let processed = match catch_unwind(AssertUnwindSafe(|| {
-        // Test seam, compiled into debug builds only: lets the integration
-        // tests prove that a panic costs one dead letter, not the daemon.
-        if cfg!(debug_assertions) && delivery.data == TEST_PANIC_BODY {
-            panic!("test panic requested");
-        }
-        p.process(&delivery.data, mid)
-    })) {
-        Ok(p) => p,
-        Err(_) => {
-            error!(
-                delivery_tag = delivery.delivery_tag,
-                "pipeline panicked; dead-lettering"
-            );
-            Processed::Invalid(Invalid::new(
-                deadletter::REASON_INTERNAL,
-                "the pipeline panicked on this message",
-                None,
-            ))
-        }
-    };
+    let processed = guarded(delivery.delivery_tag, || p.process(&delivery.data, mid));
     Item::new(processed, delivery.data, delivery.properties)
+}
+
+/// Runs `pipeline`, turning a panic into an `internal_error` dead letter: a
+/// bug costs one message, not the daemon.
+fn guarded(delivery_tag: u64, pipeline: impl FnOnce() -> Processed) -> Processed {
+    catch_unwind(AssertUnwindSafe(pipeline)).unwrap_or_else(|_| {
+        error!(delivery_tag, "pipeline panicked; dead-lettering");
+        Processed::Invalid(Invalid::new(
+            deadletter::REASON_INTERNAL,
+            "the pipeline panicked on this message",
+            None,
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_the_pipeline_is_an_internal_error() {
+        let got = guarded(7, || panic!("bug"));
+        let invalid = got.invalid().expect("a panic makes the delivery invalid");
+        assert_eq!(invalid.reason, deadletter::REASON_INTERNAL);
+        assert_eq!(invalid.antrag_id, None);
+    }
+
+    #[test]
+    fn without_a_panic_the_result_passes_through() {
+        let ok = Invalid::new("not_json", "d", None);
+        let got = guarded(7, || Processed::Invalid(ok.clone()));
+        assert_eq!(got.invalid(), Some(&ok));
+    }
 }
