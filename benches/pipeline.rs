@@ -71,9 +71,9 @@ fn bench(c: &mut Criterion) {
     let faulty = example("hauptantrag-mit-fehlern.json");
     let five =
         std::fs::read(root().join("fixtures/bg-ha-1.0/gueltig-familie.json")).expect("fixture");
-    assert_eq!(p.process(&five, None).outcome, Outcome::Accepted);
-    assert_eq!(p.process(&family, None).outcome, Outcome::Accepted);
-    assert_eq!(p.process(&faulty, None).outcome, Outcome::Rejected);
+    assert_eq!(p.process(&five, None).outcome(), Outcome::Accepted);
+    assert_eq!(p.process(&family, None).outcome(), Outcome::Accepted);
+    assert_eq!(p.process(&faulty, None).outcome(), Outcome::Rejected);
     let dir = tempfile::tempdir().unwrap();
 
     let parse = rate(|| {
@@ -92,7 +92,7 @@ fn bench(c: &mut Criterion) {
     let with_file = rate(|| {
         let r = p.process(black_box(&family), None);
         i += 1;
-        outbox::write_atomic(dir.path(), &format!("{i}.xml"), r.record.as_ref().unwrap()).unwrap();
+        outbox::write_atomic(dir.path(), &format!("{i}.xml"), r.record().unwrap()).unwrap();
     });
     println!();
     println!("applications per CPU-second (one core, thread CPU time):");

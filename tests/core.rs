@@ -37,7 +37,7 @@ fn check(p: &Pipeline, doc: &Value, outcome: Outcome, expect: &[(&str, &str)]) -
     let body = serde_json::to_vec(doc).unwrap();
     let got = p.process(&body, None);
     let mut findings: Vec<(String, String)> = got
-        .findings
+        .findings()
         .iter()
         .map(|f| (f.rule.clone(), f.pointer.clone()))
         .collect();
@@ -47,8 +47,8 @@ fn check(p: &Pipeline, doc: &Value, outcome: Outcome, expect: &[(&str, &str)]) -
         .map(|(r, p)| (r.to_string(), p.to_string()))
         .collect();
     want.sort();
-    assert_eq!(got.outcome, outcome, "findings: {:#?}", got.findings);
-    assert_eq!(findings, want, "all findings: {:#?}", got.findings);
+    assert_eq!(got.outcome(), outcome, "findings: {:#?}", got.findings());
+    assert_eq!(findings, want, "all findings: {:#?}", got.findings());
     got
 }
 
@@ -71,7 +71,7 @@ fn contract_examples_give_the_contract_outcomes() {
             "/weiterePersonen/1/staatsangehoerigkeit",
         )],
     );
-    let xml = String::from_utf8(ok.record.unwrap()).unwrap();
+    let xml = String::from_utf8(ok.record().unwrap().to_vec()).unwrap();
     assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"));
     assert!(xml.contains("<Grundmiete>487.16</Grundmiete>"));
     assert!(xml.contains("<NettoMonatlich>259.00</NettoMonatlich>"));
@@ -98,9 +98,9 @@ fn contract_examples_give_the_contract_outcomes() {
             ("NACHWEIS-MIETVERTRAG", "/nachweise"),
         ],
     );
-    assert!(bad.record.is_none());
+    assert!(bad.record().is_none());
     let plz = bad
-        .findings
+        .findings()
         .iter()
         .find(|f| f.rule == "PLZ-FORMAT")
         .unwrap();
@@ -109,7 +109,7 @@ fn contract_examples_give_the_contract_outcomes() {
         "Die Postleitzahl der Anschrift der antragstellenden Person ist ungültig: sie muss aus genau fünf Ziffern bestehen."
     );
     let owed = bad
-        .findings
+        .findings()
         .iter()
         .find(|f| f.rule == "NACHWEIS-MIETVERTRAG")
         .unwrap();
@@ -180,8 +180,8 @@ fn the_same_input_gives_the_same_bytes() {
     let body = std::fs::read(examples().join("hauptantrag-gueltig.json")).unwrap();
     let a = p.process(&body, None);
     let b = p.process(&body, None);
-    assert_eq!(a.record, b.record);
-    assert_eq!(a.findings, b.findings);
+    assert_eq!(a.record(), b.record());
+    assert_eq!(a.findings(), b.findings());
 }
 
 #[test]
@@ -215,8 +215,11 @@ fn versions_1_0_and_1_1_work_side_by_side() {
             ),
         ],
     );
-    assert_eq!(got.mapping.as_deref(), Some("bg-ha-1.1"));
-    let xml = String::from_utf8(got.record.unwrap()).unwrap();
+    assert_eq!(
+        got.application().map(|a| a.mapping.as_str()),
+        Some("bg-ha-1.1")
+    );
+    let xml = String::from_utf8(got.record().unwrap().to_vec()).unwrap();
     assert!(xml.contains("xmlns=\"urn:allegro-bridge:import:1.1\""));
     assert!(
         xml.contains("<Mietschulden>1200.50</Mietschulden>\n  </Unterkunft>"),
@@ -229,7 +232,10 @@ fn versions_1_0_and_1_1_work_side_by_side() {
         Outcome::Accepted,
         &[],
     );
-    assert_eq!(plain.mapping.as_deref(), Some("bg-wba-1.0"));
+    assert_eq!(
+        plain.application().map(|a| a.mapping.as_str()),
+        Some("bg-wba-1.0")
+    );
 }
 
 #[test]
@@ -241,7 +247,7 @@ fn records_normalize_values_and_strip_forbidden_characters() {
     doc["bankverbindung"]["iban"] = json!("de31 4033 9358 0701 5438 76");
     doc["unterkunft"]["grundmiete"] = json!(612.5);
     let got = check(&p, &doc, Outcome::Accepted, &[]);
-    let xml = String::from_utf8(got.record.unwrap()).unwrap();
+    let xml = String::from_utf8(got.record().unwrap().to_vec()).unwrap();
     assert!(xml.contains("<Vornamen>Олена Марія</Vornamen>"), "{xml}");
     assert!(xml.contains("<Familienname>Müller &amp; &lt;Söhne&gt;</Familienname>"));
     assert!(xml.contains("<IBAN>DE31403393580701543876</IBAN>"));
@@ -283,19 +289,14 @@ fn invalid_deliveries_are_classified_without_panicking() {
     .unwrap();
     for (body, mid, reason) in cases {
         let got = small.process(&body, mid);
-        assert_eq!(got.outcome, Outcome::Invalid);
-        assert_eq!(
-            got.invalid.as_ref().unwrap().reason,
-            reason,
-            "{:?}",
-            got.invalid
-        );
-        assert!(got.record.is_none());
+        assert_eq!(got.outcome(), Outcome::Invalid);
+        assert_eq!(got.invalid().unwrap().reason, reason, "{:?}", got.invalid());
+        assert!(got.record().is_none());
     }
     // The same antragId with a matching message_id is fine.
     let body = std::fs::read(examples().join("weiterbewilligung-gueltig.json")).unwrap();
     let ok = p.process(&body, Some("71a8441c-c554-40dd-a609-54fedb6d9f3e"));
-    assert_eq!(ok.outcome, Outcome::Accepted);
+    assert_eq!(ok.outcome(), Outcome::Accepted);
 }
 
 #[test]
@@ -658,7 +659,7 @@ fn oversized_lists_become_a_case_instead_of_unbounded_work() {
         ],
     );
     let f = got
-        .findings
+        .findings()
         .iter()
         .find(|f| f.rule == "UMFANG-ZU-GROSS")
         .unwrap();
@@ -677,9 +678,17 @@ fn the_jobcenter_is_reported_for_the_store() {
         Outcome::Accepted,
         &[],
     );
-    assert_eq!(got.jobcenter.as_deref(), Some("76001"));
+    assert_eq!(
+        got.application().and_then(|a| a.jobcenter.as_deref()),
+        Some("76001")
+    );
     let mut doc = example("weiterbewilligung-gueltig.json");
     doc["jobcenter"]["dienststellennummer"] = json!("76 001; DROP");
     let body = serde_json::to_vec(&doc).unwrap();
-    assert_eq!(p.process(&body, None).jobcenter, None);
+    assert_eq!(
+        p.process(&body, None)
+            .application()
+            .and_then(|a| a.jobcenter.clone()),
+        None
+    );
 }

@@ -281,51 +281,6 @@ async fn dlq_commands_and_recheck() {
     env.cleanup().await;
 }
 
-/// A panic inside the pipeline dead-letters that one message as
-/// `internal_error`; the daemon goes on (debug builds have a test seam).
-#[tokio::test(flavor = "multi_thread")]
-async fn pipeline_panic_is_one_dead_letter() {
-    let env = TestEnv::new(Db::Sqlite, "panic").await;
-    env.declare().await;
-    let panic = Msg {
-        body: allegro_daemon::consumer::TEST_PANIC_BODY.to_vec(),
-        message_id: None,
-        antrag_id: None,
-        expect: Expect::Invalid("internal_error"),
-    };
-    let ok = accepted();
-    Publisher::new(&env)
-        .await
-        .publish_all(&env.intake, &[panic, ok.clone()])
-        .await;
-    let mut daemon = env.spawn_daemon();
-    settle(&env, 1, 1, Duration::from_secs(60)).await;
-    let late = accepted();
-    Publisher::new(&env)
-        .await
-        .publish_all(&env.intake, std::slice::from_ref(&late))
-        .await;
-    settle(&env, 2, 1, Duration::from_secs(30)).await;
-    assert!(daemon.child.try_wait().unwrap().is_none(), "daemon alive");
-    daemon.sigterm();
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
-    let dlq = env.take_dlq().await;
-    assert_eq!(dlq.len(), 1);
-    assert_eq!(
-        header_str(&dlq[0].0, deadletter::H_REASON).as_deref(),
-        Some("internal_error")
-    );
-    assert!(env
-        .outbox
-        .join(format!("{}.xml", ok.antrag_id.unwrap()))
-        .exists());
-    assert!(env
-        .outbox
-        .join(format!("{}.xml", late.antrag_id.unwrap()))
-        .exists());
-    env.cleanup().await;
-}
-
 /// `metrics.listen` serves Prometheus text with outcome and reason labels,
 /// and the health check.
 #[tokio::test(flavor = "multi_thread")]

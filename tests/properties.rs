@@ -32,16 +32,16 @@ fn valid_wba() -> String {
 
 fn consistent(body: &[u8], mid: Option<&str>) {
     let p = pipeline().process(body, mid);
-    match p.outcome {
+    match p.outcome() {
         Outcome::Accepted => {
-            assert!(p.record.is_some() && p.antrag_id.is_some() && p.invalid.is_none());
-            assert!(!p.findings.iter().any(|f| f.is_error()));
+            assert!(p.record().is_some() && p.antrag_id().is_some() && p.invalid().is_none());
+            assert!(!p.findings().iter().any(|f| f.is_error()));
         }
         Outcome::Rejected => {
-            assert!(p.record.is_none() && p.antrag_id.is_some());
-            assert!(p.findings.iter().any(|f| f.is_error()));
+            assert!(p.record().is_none() && p.antrag_id().is_some());
+            assert!(p.findings().iter().any(|f| f.is_error()));
         }
-        Outcome::Invalid => assert!(p.record.is_none() && p.invalid.is_some()),
+        Outcome::Invalid => assert!(p.record().is_none() && p.invalid().is_some()),
     }
 }
 
@@ -83,8 +83,8 @@ proptest! {
         };
         let text = valid_wba().replace("\"grundmiete\": 359.74", &format!("\"grundmiete\": {written}"));
         let p = pipeline().process(text.as_bytes(), None);
-        prop_assert_eq!(p.outcome, Outcome::Accepted, "{:?}", p.findings);
-        let xml = String::from_utf8(p.record.unwrap()).unwrap();
+        prop_assert_eq!(p.outcome(), Outcome::Accepted, "{:?}", p.findings());
+        let xml = String::from_utf8(p.record().unwrap().to_vec()).unwrap();
         let expected = format!("{euros}.{rest:02}");
         prop_assert_eq!(element(&xml, "Grundmiete"), expected.as_str());
     }
@@ -95,8 +95,8 @@ proptest! {
         doc["antragsteller"]["familienname"] = Value::String(name.clone());
         let body = serde_json::to_vec(&doc).unwrap();
         let p = pipeline().process(&body, None);
-        if let Some(xml) = p.record {
-            let xml = String::from_utf8(xml).unwrap();
+        if let Some(xml) = p.record() {
+            let xml = String::from_utf8(xml.to_vec()).unwrap();
             let forbidden = |c: char| (c < ' ' && c != '\n') || c == '\u{FFFE}' || c == '\u{FFFF}';
             prop_assert!(!xml.chars().any(forbidden), "forbidden character in record");
             let written = element(&xml, "Familienname");
@@ -131,10 +131,10 @@ fn huge_amounts_never_panic() {
             consistent(&body, None);
             let p = pipeline().process(&body, None);
             assert_eq!(
-                p.outcome,
+                p.outcome(),
                 Outcome::Rejected,
                 "{f} = {value}: {:?}",
-                p.findings
+                p.findings()
             );
         }
     }
@@ -143,10 +143,10 @@ fn huge_amounts_never_panic() {
     let mut doc: Value = serde_json::from_str(&valid_wba()).unwrap();
     doc["unterkunft"]["grundmiete"] = serde_json::from_str("92233720368547758.07").unwrap();
     let p = pipeline().process(&serde_json::to_vec(&doc).unwrap(), None);
-    assert_eq!(p.outcome, Outcome::Accepted);
+    assert_eq!(p.outcome(), Outcome::Accepted);
     assert!(
-        p.findings.iter().any(|f| f.rule == "WOHNKOSTEN-HOCH"),
+        p.findings().iter().any(|f| f.rule == "WOHNKOSTEN-HOCH"),
         "{:?}",
-        p.findings
+        p.findings()
     );
 }

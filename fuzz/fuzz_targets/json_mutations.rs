@@ -58,9 +58,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let body = serde_json::to_vec(&doc).unwrap();
     let p = s.pipeline.process(&body, None);
-    assert_ne!(p.outcome, Outcome::Invalid, "only form/antragId make a body invalid");
-    if p.outcome == Outcome::Accepted {
-        let xml = String::from_utf8(p.record.unwrap()).expect("records are UTF-8");
+    assert_ne!(p.outcome(), Outcome::Invalid, "only form/antragId make a body invalid");
+    if p.outcome() == Outcome::Accepted {
+        let xml = String::from_utf8(p.record().unwrap().to_vec()).expect("records are UTF-8");
         assert!(!xml.chars().any(|c| (c < '\u{20}' && c != '\n' && c != '\t' && c != '\r') || c == '\u{FFFE}' || c == '\u{FFFF}'));
     }
 });

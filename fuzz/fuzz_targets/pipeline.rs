@@ -30,9 +30,9 @@ fuzz_target!(|data: &[u8]| {
         _ => (None, data),
     };
     let p = pipeline().process(body, mid);
-    match p.outcome {
-        Outcome::Accepted => assert!(p.record.is_some() && p.antrag_id.is_some()),
-        Outcome::Rejected => assert!(p.findings.iter().any(|f| f.is_error())),
-        Outcome::Invalid => assert!(p.invalid.is_some() && p.record.is_none()),
+    match p.outcome() {
+        Outcome::Accepted => assert!(p.record().is_some() && p.antrag_id().is_some()),
+        Outcome::Rejected => assert!(p.findings().iter().any(|f| f.is_error())),
+        Outcome::Invalid => assert!(p.invalid().is_some() && p.record().is_none()),
     }
 });

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use allegro_core::finding::Finding;
-use allegro_core::pipeline::{Outcome, Pipeline};
+use allegro_core::pipeline::{Outcome, Pipeline, Processed};
 
 /// One expected finding (fields left out are not compared).
 #[derive(Debug, Deserialize)]
@@ -164,11 +164,11 @@ pub fn run(pipeline: &Pipeline, dir: &Path, bless: bool) -> anyhow::Result<Repor
         let mut problems = Vec::new();
         let body = std::fs::read(&input)?;
         let processed = pipeline.process(&body, None);
-        if let Some(m) = &processed.mapping {
-            let seen = rules_seen.entry(m.clone()).or_default();
-            seen.extend(processed.findings.iter().map(|f| f.rule.clone()));
+        if let Some(app) = processed.application() {
+            let seen = rules_seen.entry(app.mapping.clone()).or_default();
+            seen.extend(app.findings.iter().map(|f| f.rule.clone()));
             if let Ok(doc) = serde_json::from_slice::<Value>(&body) {
-                docs.entry(m.clone()).or_default().push(doc);
+                docs.entry(app.mapping.clone()).or_default().push(doc);
             }
         }
         let expect_path = sibling(&input, ".expect.json");
@@ -186,27 +186,26 @@ pub fn run(pipeline: &Pipeline, dir: &Path, bless: bool) -> anyhow::Result<Repor
             }
         };
         if let Some(exp) = expect {
-            let got: Outcome2 = processed.outcome.into();
+            let invalid = processed.invalid();
+            let got: Outcome2 = processed.outcome().into();
             if got != exp.outcome {
-                let why = processed
-                    .invalid
-                    .as_ref()
+                let why = invalid
                     .map(|i| format!(" ({}: {})", i.reason, i.detail))
                     .unwrap_or_default();
                 problems.push(format!("outcome {got:?}{why}, expected {:?}", exp.outcome));
             }
-            if let (Some(r), Some(inv)) = (&exp.reason, &processed.invalid) {
+            if let (Some(r), Some(inv)) = (&exp.reason, invalid) {
                 if r != inv.reason {
                     problems.push(format!("invalid reason {}, expected {r}", inv.reason));
                 }
             }
             for e in &exp.findings {
-                if !processed.findings.iter().any(|f| matches(e, f)) {
+                if !processed.findings().iter().any(|f| matches(e, f)) {
                     problems.push(format!("missing finding {} at {}", e.rule, e.pointer));
                 }
             }
             if exp.exact {
-                for f in &processed.findings {
+                for f in processed.findings() {
                     if !exp.findings.iter().any(|e| matches(e, f)) {
                         problems.push(format!(
                             "unexpected finding {} ({}) at {}: {}",
@@ -221,14 +220,13 @@ pub fn run(pipeline: &Pipeline, dir: &Path, bless: bool) -> anyhow::Result<Repor
         }
         // A rule that cannot be evaluated on an application that is otherwise
         // fine is a mapping bug (a typo in CEL, a wrong type), not bad input.
-        if processed.outcome == Outcome::Accepted {
-            if let Some(m) = processed.mapping.as_ref().and_then(|name| {
-                pipeline
-                    .mappings()
-                    .all()
-                    .into_iter()
-                    .find(|m| &m.name == name)
-            }) {
+        if let Processed::Accepted { application, .. } = &processed {
+            if let Some(m) = pipeline
+                .mappings()
+                .all()
+                .into_iter()
+                .find(|m| m.name == application.mapping)
+            {
                 if let Ok(doc) = serde_json::from_slice::<Value>(&body) {
                     for id in allegro_core::pipeline::evaluate_with_diagnostics(m, &doc).1 {
                         problems.push(format!(
@@ -239,10 +237,10 @@ pub fn run(pipeline: &Pipeline, dir: &Path, bless: bool) -> anyhow::Result<Repor
             }
         }
         let golden = sibling(&input, ".record.xml");
-        match &processed.record {
+        match processed.record() {
             Some(xml) if bless => std::fs::write(&golden, xml)?,
             Some(xml) => match std::fs::read(&golden) {
-                Ok(g) if &g == xml => {}
+                Ok(g) if g == xml => {}
                 Ok(_) => problems.push(format!(
                     "record differs from {} (run with --bless to accept the new record)",
                     golden.display()

@@ -389,7 +389,7 @@ pub fn recheck(config: Option<&Path>, args: RecheckArgs) -> anyhow::Result<i32> 
             after = Some(last.antrag_id);
             for a in &page {
                 total += 1;
-                match pipeline.process(&a.body, a.message_id.as_deref()).outcome {
+                match pipeline.process(&a.body, a.message_id.as_deref()).outcome() {
                     Outcome::Accepted => pass += 1,
                     Outcome::Rejected => still += 1,
                     Outcome::Invalid => invalid += 1,

@@ -61,7 +61,7 @@ pub fn collect_files(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, String)
 }
 
 fn count(p: &Processed, sev: Severity, nachweis: bool) -> usize {
-    p.findings
+    p.findings()
         .iter()
         .filter(|f| f.severity == sev && f.nachweis.is_some() == nachweis)
         .count()
@@ -93,7 +93,12 @@ pub fn run(config: Option<&Path>, args: ProcessArgs) -> anyhow::Result<i32> {
         };
         let processed = pipeline.process(&body, None);
         let mut record_path = None;
-        if let (Some(xml), Some(id)) = (&processed.record, processed.antrag_id) {
+        if let Processed::Accepted {
+            application,
+            record: xml,
+        } = &processed
+        {
+            let id = application.antrag_id;
             match outbox::write_atomic(&out_dir, &format!("{id}.xml"), xml) {
                 Ok(p) => record_path = Some(p),
                 Err(e) => {
@@ -107,7 +112,7 @@ pub fn run(config: Option<&Path>, args: ProcessArgs) -> anyhow::Result<i32> {
                 }
             }
         }
-        match processed.outcome {
+        match processed.outcome() {
             Outcome::Accepted => accepted += 1,
             Outcome::Rejected => rejected += 1,
             Outcome::Invalid => invalid += 1,
@@ -115,18 +120,18 @@ pub fn run(config: Option<&Path>, args: ProcessArgs) -> anyhow::Result<i32> {
         if args.json {
             let line = JsonLine {
                 file: path.display().to_string(),
-                antrag_id: processed.antrag_id.map(|u| u.to_string()),
-                outcome: processed.outcome,
-                findings: &processed.findings,
+                antrag_id: processed.antrag_id().map(|u| u.to_string()),
+                outcome: processed.outcome(),
+                findings: processed.findings(),
                 record: record_path.as_ref().map(|p| p.display().to_string()),
             };
             writeln!(stdout, "{}", serde_json::to_string(&line)?)?;
         } else {
             let id = processed
-                .antrag_id
+                .antrag_id()
                 .map_or_else(|| "-".to_string(), |u| u.to_string());
-            let what = match processed.outcome {
-                Outcome::Accepted => format!(
+            let what = match &processed {
+                Processed::Accepted { .. } => format!(
                     "{} warning(s), {} document(s) owed -> {}",
                     count(&processed, Severity::Warning, false),
                     count(&processed, Severity::Info, true),
@@ -134,8 +139,8 @@ pub fn run(config: Option<&Path>, args: ProcessArgs) -> anyhow::Result<i32> {
                         .as_ref()
                         .map_or(String::new(), |p| p.display().to_string())
                 ),
-                Outcome::Rejected => {
-                    let errors: Vec<String> = processed
+                Processed::Rejected(application) => {
+                    let errors: Vec<String> = application
                         .findings
                         .iter()
                         .filter(|f| f.is_error())
@@ -143,16 +148,12 @@ pub fn run(config: Option<&Path>, args: ProcessArgs) -> anyhow::Result<i32> {
                         .collect();
                     format!("{} error(s): {}", errors.len(), errors.join(", "))
                 }
-                Outcome::Invalid => processed
-                    .invalid
-                    .as_ref()
-                    .map(|i| format!("{}: {}", i.reason, i.detail))
-                    .unwrap_or_default(),
+                Processed::Invalid(i) => format!("{}: {}", i.reason, i.detail),
             };
             writeln!(
                 stdout,
                 "{:<8} {}  {}  {}",
-                processed.outcome.as_str(),
+                processed.outcome().as_str(),
                 path.display(),
                 id,
                 what

@@ -923,14 +923,6 @@ mod tests {
 
     // ---- properties ----
 
-    fn any_bban(len: usize) -> impl Strategy<Value = String> {
-        proptest::collection::vec(
-            prop_oneof![b'0'..=b'9', b'A'..=b'Z'].prop_map(char::from),
-            len,
-        )
-        .prop_map(|v| v.into_iter().collect())
-    }
-
     /// A BBAN that follows `structure`, character by character.
     fn bban_of(structure: &'static str) -> impl Strategy<Value = String> {
         let chars: Vec<BoxedStrategy<char>> = bban_classes(structure)

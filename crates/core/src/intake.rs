@@ -10,8 +10,6 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::pipeline::Invalid;
-
 /// A readable application, not yet mapped.
 #[derive(Debug)]
 pub struct Envelope {
@@ -21,21 +19,35 @@ pub struct Envelope {
     pub doc: Value,
 }
 
-/// What intake found wrong, with the antragId where it could be read.
-#[derive(Debug)]
-pub struct Rejected {
+/// Why a delivery is `invalid` (contract §2): not readable as an
+/// application at all, so it becomes a dead letter. (An application that is
+/// readable but has errors is *rejected*: a case, `Processed::Rejected` of
+/// the pipeline.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The antragId, where it could be read (from the body or the AMQP
+    /// `message_id`).
     pub antrag_id: Option<Uuid>,
-    pub invalid: Invalid,
+    /// Stable machine reason code, e.g. `not_utf8`, `too_large`, `no_mapping`.
+    pub reason: &'static str,
+    /// Human-readable detail in English for IT; never contains field values
+    /// other than the antragId, form id and version.
+    pub detail: String,
 }
 
-fn bad(reason: &'static str, detail: impl Into<String>, antrag_id: Option<Uuid>) -> Rejected {
-    Rejected {
-        antrag_id,
-        invalid: Invalid {
+impl Invalid {
+    /// An invalid delivery with this reason and detail.
+    pub fn new(reason: &'static str, detail: impl Into<String>, antrag_id: Option<Uuid>) -> Self {
+        Invalid {
+            antrag_id,
             reason,
             detail: detail.into(),
-        },
+        }
     }
+}
+
+fn bad(reason: &'static str, detail: impl Into<String>, antrag_id: Option<Uuid>) -> Invalid {
+    Invalid::new(reason, detail, antrag_id)
 }
 
 /// Parses a UUID in its canonical hyphenated form (any case).
@@ -47,7 +59,7 @@ pub fn parse_uuid(s: &str) -> Option<Uuid> {
 }
 
 /// Reads one delivery.
-pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<Envelope, Rejected> {
+pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<Envelope, Invalid> {
     // The AMQP client (patched, see crates/vendor/README.md) hands over a
     // property that is not UTF-8 with U+FFFD in place of each bad sequence.
     if message_id.is_some_and(|m| m.contains(char::REPLACEMENT_CHARACTER)) {
@@ -163,7 +175,7 @@ mod tests {
     const ID: &str = "ebb7344d-f3d2-473a-b740-3227210f4d0c";
 
     fn reason(body: &[u8], mid: Option<&str>) -> &'static str {
-        read(body, mid, 1024).unwrap_err().invalid.reason
+        read(body, mid, 1024).unwrap_err().reason
     }
 
     #[test]
@@ -202,6 +214,6 @@ mod tests {
     fn details_carry_no_field_values() {
         let body = br#"{"antragId":"Max Mustermann"}"#;
         let r = read(body, None, 1024).unwrap_err();
-        assert!(!r.invalid.detail.contains("Mustermann"));
+        assert!(!r.detail.contains("Mustermann"));
     }
 }

@@ -38,31 +38,84 @@ impl Outcome {
     }
 }
 
-/// Why a delivery is `invalid`: a machine code and a detail free of personal data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Invalid {
-    /// Stable machine reason code, e.g. `not_utf8`, `too_large`, `no_mapping`.
-    pub reason: &'static str,
-    /// Human-readable detail in English for IT; never contains field values
-    /// other than the antragId, form id and version.
-    pub detail: String,
-}
+pub use crate::intake::Invalid;
 
-/// The result of processing one delivery.
+/// A readable application, evaluated under its mapping.
 #[derive(Debug, Clone)]
-pub struct Processed {
-    pub antrag_id: Option<Uuid>,
-    pub outcome: Outcome,
-    pub findings: Vec<Finding>,
-    /// The XML import record, only for `Accepted`.
-    pub record: Option<Vec<u8>>,
-    /// Why, only for `Invalid`.
-    pub invalid: Option<Invalid>,
-    /// The mapping used, e.g. `bg-ha-1.0`, when one was selected.
-    pub mapping: Option<String>,
+pub struct Application {
+    pub antrag_id: Uuid,
+    /// The mapping used, e.g. `bg-ha-1.0`.
+    pub mapping: String,
     /// `jobcenter.dienststellennummer` when it is a short plain code (the
     /// caseworker workbench shows each jobcenter only its own cases).
     pub jobcenter: Option<String>,
+    /// Every finding; for an accepted application warnings and hints only.
+    pub findings: Vec<Finding>,
+}
+
+/// The result of processing one delivery: one of the three outcomes of
+/// contract §2, each with exactly the data it has.
+#[derive(Debug, Clone)]
+pub enum Processed {
+    /// No error finding: the XML import record was built.
+    Accepted {
+        application: Application,
+        record: Vec<u8>,
+    },
+    /// At least one error finding: a case (Klärfall) for a caseworker.
+    Rejected(Application),
+    /// Not readable as an application: a dead letter.
+    Invalid(Invalid),
+}
+
+impl Processed {
+    /// Which of the three outcomes.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Processed::Accepted { .. } => Outcome::Accepted,
+            Processed::Rejected(_) => Outcome::Rejected,
+            Processed::Invalid(_) => Outcome::Invalid,
+        }
+    }
+
+    /// The evaluated application, unless the delivery was invalid.
+    pub fn application(&self) -> Option<&Application> {
+        match self {
+            Processed::Accepted { application, .. } | Processed::Rejected(application) => {
+                Some(application)
+            }
+            Processed::Invalid(_) => None,
+        }
+    }
+
+    /// The antragId, where it could be read.
+    pub fn antrag_id(&self) -> Option<Uuid> {
+        match self {
+            Processed::Invalid(i) => i.antrag_id,
+            _ => self.application().map(|a| a.antrag_id),
+        }
+    }
+
+    /// Every finding (none for an invalid delivery).
+    pub fn findings(&self) -> &[Finding] {
+        self.application().map_or(&[], |a| &a.findings)
+    }
+
+    /// Why the delivery is invalid, if it is.
+    pub fn invalid(&self) -> Option<&Invalid> {
+        match self {
+            Processed::Invalid(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The import record of an accepted application.
+    pub fn record(&self) -> Option<&[u8]> {
+        match self {
+            Processed::Accepted { record, .. } => Some(record),
+            _ => None,
+        }
+    }
 }
 
 /// Where the pipeline finds its mapping files and schemas, and its limits.
@@ -130,21 +183,18 @@ impl Pipeline {
     ) -> Processed {
         let env = match intake::read(body, message_id, self.config.max_body_bytes) {
             Ok(env) => env,
-            Err(r) => return invalid(r.antrag_id, r.invalid, None),
+            Err(invalid) => return Processed::Invalid(invalid),
         };
         let Some(m) = self.mappings.get(&env.form, &env.version) else {
-            return invalid(
+            return Processed::Invalid(Invalid::new(
+                "no_mapping",
+                format!(
+                    "no mapping for form {:?} version {:?}",
+                    truncate(&env.form, 20),
+                    truncate(&env.version, 20)
+                ),
                 Some(env.antrag_id),
-                Invalid {
-                    reason: "no_mapping",
-                    detail: format!(
-                        "no mapping for form {:?} version {:?}",
-                        truncate(&env.form, 20),
-                        truncate(&env.version, 20)
-                    ),
-                },
-                None,
-            );
+            ));
         };
         let findings = evaluate(m, &env.doc);
         finish(m, env.antrag_id, &env.doc, findings, corrections)
@@ -153,18 +203,6 @@ impl Pipeline {
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
-}
-
-fn invalid(antrag_id: Option<Uuid>, why: Invalid, mapping: Option<String>) -> Processed {
-    Processed {
-        antrag_id,
-        outcome: Outcome::Invalid,
-        findings: vec![],
-        record: None,
-        invalid: Some(why),
-        mapping,
-        jobcenter: None,
-    }
 }
 
 /// At most this many elements per rule `for_each` and list variable are
@@ -226,34 +264,44 @@ fn finish(
 ) -> Processed {
     let mut record = None;
     if !findings.iter().any(Finding::is_error) {
-        let meta = RecordMeta {
-            record_version: &m.record_version,
-            mapping_name: &m.name,
-            mapping_version: &m.version,
-            findings: &findings,
-            corrections,
-        };
-        let transform_error = |path: &pointer::Path<'_>, detail: &str| -> Finding {
-            schema_finding(m, &m.schema_messages["transform"], path, detail)
-        };
-        match record::build(&m.groups, doc, &meta, &transform_error) {
+        match build_record(m, doc, &findings, corrections) {
             Ok(xml) => record = Some(xml),
             Err(errors) => findings.extend(errors),
         }
     }
-    Processed {
-        antrag_id: Some(antrag_id),
-        outcome: if record.is_some() {
-            Outcome::Accepted
-        } else {
-            Outcome::Rejected
-        },
-        findings,
-        record,
-        invalid: None,
-        mapping: Some(m.name.clone()),
+    let application = Application {
+        antrag_id,
+        mapping: m.name.clone(),
         jobcenter: dienststelle(doc),
+        findings,
+    };
+    match record {
+        Some(record) => Processed::Accepted {
+            application,
+            record,
+        },
+        None => Processed::Rejected(application),
     }
+}
+
+/// The import record, or the transform errors that prevent it.
+fn build_record(
+    m: &Mapping,
+    doc: &serde_json::Value,
+    findings: &[Finding],
+    corrections: &[Correction],
+) -> Result<Vec<u8>, Vec<Finding>> {
+    let meta = RecordMeta {
+        record_version: &m.record_version,
+        mapping_name: &m.name,
+        mapping_version: &m.version,
+        findings,
+        corrections,
+    };
+    let transform_error = |path: &pointer::Path<'_>, detail: &str| -> Finding {
+        schema_finding(m, &m.schema_messages["transform"], path, detail)
+    };
+    record::build(&m.groups, doc, &meta, &transform_error)
 }
 
 /// `/jobcenter/dienststellennummer` if it is a short alphanumeric code.

@@ -29,17 +29,16 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tracing::{debug, error, info, warn};
-use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::deadletter::{self, DeadLetter};
+use crate::deadletter;
 use crate::dispatcher::OutboxState;
+use crate::metrics::{Metrics, OutcomeLabel, ReasonLabel};
+use crate::plan::{Item, Plan, Publish, Tally};
 use crate::retry::{backoff, Shutdown};
 use crate::topology::{self, TopologyError};
-use allegro_core::pipeline::{Outcome, Pipeline, Processed};
-use allegro_store::{
-    record_file_name, NewApplication, NewDeadLetter, PendingRecord, Store, Stored,
-};
+use allegro_core::pipeline::{Invalid, Pipeline, Processed};
+use allegro_store::Store;
 
 /// What the session needs from the daemon.
 pub struct Ctx {
@@ -47,8 +46,7 @@ pub struct Ctx {
     pub pipeline: Arc<Pipeline>,
     pub store: Store,
     pub outbox: Arc<OutboxState>,
-    pub stats: Arc<Stats>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Ctx {
@@ -60,15 +58,6 @@ impl Ctx {
             _ => self.settings.daemon.commit_parallel.max(1),
         }
     }
-}
-
-/// Counters since start (for logs and the benchmark).
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub accepted: std::sync::atomic::AtomicU64,
-    pub rejected: std::sync::atomic::AtomicU64,
-    pub dead_lettered: std::sync::atomic::AtomicU64,
-    pub duplicates: std::sync::atomic::AtomicU64,
 }
 
 /// How a session ended.
@@ -265,13 +254,6 @@ struct Prepared {
     pipeline: Duration,
 }
 
-/// One delivery after the pipeline.
-struct Item {
-    delivery: Delivery,
-    processed: Processed,
-    body_sha256: String,
-}
-
 impl Session<'_> {
     /// Runs the pipeline over a batch.
     async fn prepare(&self, batch: Vec<Delivery>) -> Result<Prepared, SessionError> {
@@ -358,222 +340,80 @@ impl Session<'_> {
     }
 
     /// One transaction for the whole batch; dead letters are published and
-    /// confirmed before the commit.
+    /// confirmed before the commit. The rows come from the batch's [`Plan`].
     async fn attempt(&self, items: &[Item]) -> Result<(), AttemptError> {
-        let now = Utc::now();
-        let mut apps = Vec::new();
-        let mut app_item = Vec::new();
-        let mut letters: Vec<(usize, DeadLetter)> = Vec::new();
-        for (i, it) in items.iter().enumerate() {
-            let p = &it.processed;
-            match (p.outcome, p.antrag_id) {
-                (Outcome::Accepted, Some(id)) if p.record.is_some() => {
-                    apps.push(new_application(it, id, "accepted", now));
-                    app_item.push(i);
-                }
-                (Outcome::Rejected, Some(id)) => {
-                    apps.push(new_application(it, id, "rejected", now));
-                    app_item.push(i);
-                }
-                _ => {
-                    let (reason, detail) = match &p.invalid {
-                        Some(inv) if p.outcome == Outcome::Invalid => {
-                            (inv.reason.to_string(), inv.detail.clone())
-                        }
-                        _ => (
-                            deadletter::REASON_INTERNAL.to_string(),
-                            format!(
-                                "pipeline returned {} without the data that outcome needs",
-                                p.outcome.as_str()
-                            ),
-                        ),
-                    };
-                    letters.push((
-                        i,
-                        DeadLetter {
-                            id: Uuid::nil(), // set by the store
-                            antrag_id: p.antrag_id,
-                            reason,
-                            detail,
-                            first_seen: now,
-                        },
-                    ));
-                }
-            }
-        }
         let t0 = Instant::now();
+        let now = Utc::now();
+        let mut plan = Plan::new(items, now);
         let mut tx = self.ctx.store.begin().await?;
-        let t_begin = t0.elapsed();
-        let stored = tx.insert_applications(&apps).await?;
-        let t_apps = t0.elapsed();
-        let mut dup = 0u64;
-        let (mut acc, mut rej) = (0u64, 0u64);
-        for (k, s) in stored.iter().enumerate() {
-            let it = &items[app_item[k]];
-            match s {
-                Stored::Inserted => {
-                    if it.processed.outcome == Outcome::Accepted {
-                        acc += 1
-                    } else {
-                        rej += 1
-                    }
-                }
-                Stored::Duplicate => {
-                    dup += 1;
-                    debug!(antrag_id = ?it.processed.antrag_id, "duplicate delivery acked");
-                }
-                Stored::Conflict => letters.push((
-                    app_item[k],
-                    DeadLetter {
-                        id: Uuid::nil(), // set by the store
-                        antrag_id: it.processed.antrag_id,
-                        reason: deadletter::REASON_CONFLICT.into(),
-                        detail: "a different body is already stored under this antragId".into(),
-                        first_seen: now,
-                    },
-                )),
-            }
-        }
-        let mut rows: Vec<NewDeadLetter> = letters
-            .iter()
-            .map(|(i, dl)| {
-                let it = &items[*i];
-                NewDeadLetter {
-                    id: dl.id,
-                    dedup_key: deadletter::dedup_key(&it.body_sha256, message_id(&it.delivery)),
-                    antrag_id: dl.antrag_id,
-                    reason: dl.reason.clone(),
-                    detail: dl.detail.clone(),
-                    body_sha256: it.body_sha256.clone(),
-                    first_seen: dl.first_seen,
-                }
-            })
-            .collect();
-        let fresh = tx.insert_dead_letters(&mut rows).await?;
-        for ((_, dl), row) in letters.iter_mut().zip(&rows) {
-            dl.id = row.id;
-        }
+        let stored = tx.insert_applications(&plan.apps).await?;
+        let tally = plan.settle(items, &stored, now);
+        let logged = tx.insert_dead_letters(&plan.letters).await?;
+        let publish = plan.to_publish(&logged);
+        self.publish(items, &publish).await?;
+        tx.commit().await?;
+        count(&self.ctx.metrics, &tally, &publish);
+        debug!(
+            items = items.len(),
+            accepted = tally.accepted,
+            rejected = tally.rejected,
+            duplicates = tally.duplicates,
+            dead_lettered = publish.len(),
+            already_dead_lettered = plan.letters.len() - publish.len(),
+            commit_us = t0.elapsed().as_micros() as u64,
+            "batch committed"
+        );
+        // The new records are durable: hand them to the dispatcher in memory.
+        self.ctx.outbox.hand_over(plan.new_records(&stored));
+        Ok(())
+    }
+
+    /// Publishes the new dead letters to the DLQ and waits for the broker's
+    /// confirms.
+    async fn publish(&self, items: &[Item], publish: &[Publish<'_>]) -> Result<(), AttemptError> {
         let dlq = self.ctx.settings.broker.dlq.as_str();
-        let mut confirms = Vec::new();
-        for ((i, dl), new) in letters.iter().zip(&fresh) {
-            if !new {
-                debug!(antrag_id = ?dl.antrag_id, "dead letter already published; acking");
-                continue;
-            }
-            let it = &items[*i];
-            warn!(antrag_id = ?dl.antrag_id, reason = %dl.reason, dead_letter_id = %dl.id,
-                "dead-lettered");
+        let mut confirms = Vec::with_capacity(publish.len());
+        for p in publish {
+            let it = &items[p.item];
+            warn!(antrag_id = ?p.letter.antrag_id, reason = %p.letter.reason,
+                dead_letter_id = %p.id, "dead-lettered");
+            let props = deadletter::properties(&it.properties, p.letter, p.id, self.frame_max);
+            let options = BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            };
             confirms.push(
                 self.publish_ch
-                    .basic_publish(
-                        "".into(),
-                        dlq.into(),
-                        BasicPublishOptions {
-                            mandatory: true,
-                            ..Default::default()
-                        },
-                        &it.delivery.data,
-                        deadletter::properties(&it.delivery.properties, dl, self.frame_max),
-                    )
+                    .basic_publish("".into(), dlq.into(), options, &it.body, props)
                     .await?,
             );
         }
-        let t_dead = t0.elapsed();
-        let published = confirms.len() as u64;
         for c in confirms {
             let conf = c.await?;
             if !conf.is_ack() || conf.take_message().is_some() {
                 return Err(AttemptError::NotConfirmed);
             }
         }
-        let t_confirm = t0.elapsed();
-        tx.commit().await?;
-        // The new records are durable: hand them to the dispatcher in memory.
-        self.ctx
-            .outbox
-            .hand_over(
-                apps.into_iter()
-                    .zip(&stored)
-                    .filter_map(|(a, s)| match (s, a.record) {
-                        (Stored::Inserted, Some(xml)) => Some(PendingRecord {
-                            antrag_id: a.antrag_id,
-                            file_name: record_file_name(a.antrag_id),
-                            xml,
-                        }),
-                        _ => None,
-                    }),
-            );
-        debug!(
-            begin_us = t_begin.as_micros() as u64,
-            apps_us = t_apps.as_micros() as u64,
-            dead_us = t_dead.as_micros() as u64,
-            confirm_us = t_confirm.as_micros() as u64,
-            commit_us = t0.elapsed().as_micros() as u64,
-            "batch stored"
-        );
-        let m = &self.ctx.metrics;
-        let label = |outcome| crate::metrics::OutcomeLabel { outcome };
-        m.applications.get_or_create(&label("accepted")).inc_by(acc);
-        m.applications.get_or_create(&label("rejected")).inc_by(rej);
-        m.duplicates.inc_by(dup);
-        for ((_, dl), new) in letters.iter().zip(&fresh) {
-            if *new {
-                m.dead_letters
-                    .get_or_create(&crate::metrics::ReasonLabel {
-                        reason: dl.reason.clone(),
-                    })
-                    .inc();
-            }
-        }
-        let s = &self.ctx.stats;
-        s.accepted.fetch_add(acc, Ordering::Relaxed);
-        s.rejected.fetch_add(rej, Ordering::Relaxed);
-        s.duplicates.fetch_add(dup, Ordering::Relaxed);
-        s.dead_lettered.fetch_add(published, Ordering::Relaxed);
-        debug!(
-            items = items.len(),
-            accepted = acc,
-            rejected = rej,
-            duplicates = dup,
-            dead_lettered = published,
-            "batch committed"
-        );
         Ok(())
     }
 }
 
-fn message_id(d: &Delivery) -> Option<&str> {
-    d.properties.message_id().as_ref().map(|m| m.as_str())
-}
-
-fn new_application(
-    it: &Item,
-    id: Uuid,
-    outcome: &'static str,
-    now: chrono::DateTime<Utc>,
-) -> NewApplication {
-    let p = &it.processed;
-    NewApplication {
-        antrag_id: id,
-        body: it.delivery.data.clone(),
-        body_sha256: it.body_sha256.clone(),
-        outcome,
-        mapping: p.mapping.as_deref().map(clean),
-        findings_json: serde_json::to_string(&p.findings).unwrap_or_else(|_| "[]".into()),
-        dienststellennummer: p.jobcenter.clone(),
-        message_id: message_id(&it.delivery).map(clean),
-        record: if outcome == "accepted" {
-            p.record.clone()
-        } else {
-            None
-        },
-        created_at: now,
+/// Counts a committed batch in the metrics.
+fn count(m: &Metrics, tally: &Tally, published: &[Publish<'_>]) {
+    let outcome = |outcome| OutcomeLabel { outcome };
+    m.applications
+        .get_or_create(&outcome("accepted"))
+        .inc_by(tally.accepted);
+    m.applications
+        .get_or_create(&outcome("rejected"))
+        .inc_by(tally.rejected);
+    m.duplicates.inc_by(tally.duplicates);
+    for p in published {
+        let reason = ReasonLabel {
+            reason: p.letter.reason.to_string(),
+        };
+        m.dead_letters.get_or_create(&reason).inc();
     }
-}
-
-/// Drops NUL characters, which PostgreSQL text columns refuse.
-fn clean(s: &str) -> String {
-    s.replace('\0', "")
 }
 
 /// Runs the pipeline over a batch on `parallel` blocking threads, catching a
@@ -604,43 +444,45 @@ async fn run_pipeline(
     Ok(out)
 }
 
-/// A body that makes a debug build panic inside the pipeline step.
-pub const TEST_PANIC_BODY: &[u8] = b"__allegro_bridge_test_panic__";
-
 fn process_one(p: &Pipeline, delivery: Delivery) -> Item {
-    let mid = message_id(&delivery);
-    let processed = match catch_unwind(AssertUnwindSafe(|| {
-        // Test seam, compiled into debug builds only: lets the integration
-        // tests prove that a panic costs one dead letter, not the daemon.
-        if cfg!(debug_assertions) && delivery.data == TEST_PANIC_BODY {
-            panic!("test panic requested");
-        }
-        p.process(&delivery.data, mid)
-    })) {
-        Ok(p) => p,
-        Err(_) => {
-            error!(
-                delivery_tag = delivery.delivery_tag,
-                "pipeline panicked; dead-lettering"
-            );
-            Processed {
-                antrag_id: None,
-                outcome: Outcome::Invalid,
-                findings: vec![],
-                record: None,
-                invalid: Some(allegro_core::pipeline::Invalid {
-                    reason: deadletter::REASON_INTERNAL,
-                    detail: "the pipeline panicked on this message".into(),
-                }),
-                mapping: None,
-                jobcenter: None,
-            }
-        }
-    };
-    let body_sha256 = deadletter::sha256_hex(&delivery.data);
-    Item {
-        delivery,
-        processed,
-        body_sha256,
+    let mid = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.as_str());
+    let processed = guarded(delivery.delivery_tag, || p.process(&delivery.data, mid));
+    Item::new(processed, delivery.data, delivery.properties)
+}
+
+/// Runs `pipeline`, turning a panic into an `internal_error` dead letter: a
+/// bug costs one message, not the daemon.
+fn guarded(delivery_tag: u64, pipeline: impl FnOnce() -> Processed) -> Processed {
+    catch_unwind(AssertUnwindSafe(pipeline)).unwrap_or_else(|_| {
+        error!(delivery_tag, "pipeline panicked; dead-lettering");
+        Processed::Invalid(Invalid::new(
+            deadletter::REASON_INTERNAL,
+            "the pipeline panicked on this message",
+            None,
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_the_pipeline_is_an_internal_error() {
+        let got = guarded(7, || panic!("bug"));
+        let invalid = got.invalid().expect("a panic makes the delivery invalid");
+        assert_eq!(invalid.reason, deadletter::REASON_INTERNAL);
+        assert_eq!(invalid.antrag_id, None);
+    }
+
+    #[test]
+    fn without_a_panic_the_result_passes_through() {
+        let ok = Invalid::new("not_json", "d", None);
+        let got = guarded(7, || Processed::Invalid(ok.clone()));
+        assert_eq!(got.invalid(), Some(&ok));
     }
 }

@@ -16,7 +16,8 @@
 //! | `x-bridge-antrag-id` | the antragId, when one could be read |
 //! | `x-bridge-version` | the bridge version |
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use allegro_store::NewDeadLetter;
+use chrono::SecondsFormat;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::BasicProperties;
 use sha2::{Digest, Sha256};
@@ -37,16 +38,6 @@ pub const H_DROPPED: &str = "x-bridge-dropped-headers";
 pub const REASON_CONFLICT: &str = "conflict";
 /// Reason code for a panic inside the pipeline.
 pub const REASON_INTERNAL: &str = "internal_error";
-
-/// Why one message is dead-lettered.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub id: Uuid,
-    pub antrag_id: Option<Uuid>,
-    pub reason: String,
-    pub detail: String,
-    pub first_seen: DateTime<Utc>,
-}
 
 /// Hex SHA-256 of a body.
 pub fn sha256_hex(body: &[u8]) -> String {
@@ -71,24 +62,29 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// The dead letter's properties: the original ones with the reason headers
-/// added (existing headers are kept; ours replace any of the same name, e.g.
-/// from an earlier round), made to fit a content header frame of
-/// `frame_max` bytes (see [`fit_frame`]).
-pub fn properties(original: &BasicProperties, dl: &DeadLetter, frame_max: u32) -> BasicProperties {
-    fit_frame(with_reason(original, dl), frame_max)
+/// of dead letter `id` added (existing headers are kept; ours replace any of
+/// the same name, e.g. from an earlier round), made to fit a content header
+/// frame of `frame_max` bytes (see [`fit_frame`]).
+pub fn properties(
+    original: &BasicProperties,
+    dl: &NewDeadLetter,
+    id: Uuid,
+    frame_max: u32,
+) -> BasicProperties {
+    fit_frame(with_reason(original, dl, id), frame_max)
 }
 
-fn with_reason(original: &BasicProperties, dl: &DeadLetter) -> BasicProperties {
+fn with_reason(original: &BasicProperties, dl: &NewDeadLetter, id: Uuid) -> BasicProperties {
     let mut headers: FieldTable = original.headers().clone().unwrap_or_default();
     let s = |v: &str| AMQPValue::LongString(v.into());
     headers.insert(H_OUTCOME.into(), s("invalid"));
-    headers.insert(H_REASON.into(), s(&dl.reason));
+    headers.insert(H_REASON.into(), s(dl.reason));
     headers.insert(H_DETAIL.into(), s(&truncate(&dl.detail, 500)));
     headers.insert(
         H_FIRST_SEEN.into(),
         s(&dl.first_seen.to_rfc3339_opts(SecondsFormat::Millis, true)),
     );
-    headers.insert(H_ID.into(), s(&dl.id.to_string()));
+    headers.insert(H_ID.into(), s(&id.to_string()));
     if let Some(a) = dl.antrag_id {
         headers.insert(H_ANTRAG_ID.into(), s(&a.to_string()));
     }
@@ -205,6 +201,7 @@ pub fn strip_bridge_headers(props: &BasicProperties) -> BasicProperties {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     fn big_headers() -> BasicProperties {
         let mut h = FieldTable::default();
@@ -220,19 +217,20 @@ mod tests {
         BasicProperties::default().with_headers(h)
     }
 
-    fn dead_letter() -> DeadLetter {
-        DeadLetter {
-            id: Uuid::nil(),
-            reason: "not_object".into(),
-            detail: "the body is a JSON array".into(),
-            first_seen: DateTime::UNIX_EPOCH,
+    fn dead_letter() -> NewDeadLetter {
+        NewDeadLetter {
+            dedup_key: "k".into(),
             antrag_id: None,
+            reason: "not_object",
+            detail: "the body is a JSON array".into(),
+            body_sha256: "k".into(),
+            first_seen: chrono::DateTime::UNIX_EPOCH,
         }
     }
 
     #[test]
     fn a_dead_letter_fits_the_frame_without_its_largest_headers() {
-        let props = properties(&big_headers(), &dead_letter(), 131_072);
+        let props = properties(&big_headers(), &dead_letter(), Uuid::nil(), 131_072);
         assert!(header_frame_len(&props) <= 131_072 - BROKER_HEADER_MARGIN);
         let h = props.headers().as_ref().unwrap().inner();
         assert!(!h.contains_key("x-big"));
@@ -240,7 +238,7 @@ mod tests {
         assert_eq!(header_str(&props, H_DROPPED).as_deref(), Some("x-big"));
         assert_eq!(header_str(&props, H_REASON).as_deref(), Some("not_object"));
         // A smaller frame costs the next largest too, never the bridge's own.
-        let props = properties(&big_headers(), &dead_letter(), 4096 + 1200);
+        let props = properties(&big_headers(), &dead_letter(), Uuid::nil(), 4096 + 1200);
         assert_eq!(
             header_str(&props, H_DROPPED).as_deref(),
             Some("x-big,x-medium")
@@ -253,7 +251,7 @@ mod tests {
         let mut h = FieldTable::default();
         h.insert("x-small".into(), AMQPValue::LongString("kept".into()));
         let original = BasicProperties::default().with_headers(h);
-        let props = properties(&original, &dead_letter(), 131_072);
+        let props = properties(&original, &dead_letter(), Uuid::nil(), 131_072);
         assert_eq!(header_str(&props, "x-small").as_deref(), Some("kept"));
         assert_eq!(header_str(&props, H_DROPPED), None);
         assert_eq!(header_frame_len(&BasicProperties::default()), 22);
@@ -271,15 +269,16 @@ mod tests {
 
     #[test]
     fn headers_round_trip_and_strip() {
-        let dl = DeadLetter {
-            id: Uuid::nil(),
+        let dl = NewDeadLetter {
+            dedup_key: "k".into(),
             antrag_id: None,
-            reason: "no_mapping".into(),
+            reason: "no_mapping",
             detail: "x".repeat(600),
+            body_sha256: "k".into(),
             first_seen: Utc::now(),
         };
         let orig = BasicProperties::default().with_message_id("m1".into());
-        let p = properties(&orig, &dl, 131_072);
+        let p = properties(&orig, &dl, Uuid::nil(), 131_072);
         assert_eq!(header_str(&p, H_REASON).as_deref(), Some("no_mapping"));
         assert_eq!(header_str(&p, H_DETAIL).unwrap().chars().count(), 501);
         assert_eq!(p.delivery_mode(), &Some(2));

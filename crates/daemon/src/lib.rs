@@ -5,6 +5,8 @@
 //! - [`topology`]: declares the intake quorum queue and the DLQ.
 //! - [`consumer`]: one broker session; batches deliveries, one transaction
 //!   and one multiple-ack per batch (group commit).
+//! - [`plan`]: the pure part of committing a batch: which rows, which dead
+//!   letters, what is counted and handed to the dispatcher.
 //! - [`deadletter`]: DLQ headers and dedup keys.
 //! - [`dispatcher`]: writes record files from the outbox table.
 //! - [`retry`]: backoff and the shutdown flag.
@@ -19,6 +21,7 @@ pub mod consumer;
 pub mod deadletter;
 pub mod dispatcher;
 pub mod metrics;
+pub mod plan;
 pub mod retry;
 pub mod topology;
 
@@ -32,7 +35,7 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use allegro_core::pipeline::Pipeline;
 use allegro_store::Store;
-use consumer::{Ctx, SessionError, Stats};
+use consumer::{Ctx, SessionError};
 use dispatcher::{Dispatcher, OutboxState};
 use retry::{backoff, shutdown_pair, Shutdown};
 
@@ -110,7 +113,6 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
         pipeline,
         store: store.clone(),
         outbox: Arc::clone(&outbox),
-        stats: Arc::new(Stats::default()),
         metrics: Arc::clone(&metrics),
     };
     let code = reconnect_loop(&ctx, shutdown.clone()).await;
@@ -123,12 +125,15 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     )
     .await;
     store.close().await;
-    let s = &ctx.stats;
+    let count = |outcome| {
+        let label = metrics::OutcomeLabel { outcome };
+        metrics.applications.get_or_create(&label).get()
+    };
     info!(
-        accepted = s.accepted.load(Ordering::Relaxed),
-        rejected = s.rejected.load(Ordering::Relaxed),
-        dead_lettered = s.dead_lettered.load(Ordering::Relaxed),
-        duplicates = s.duplicates.load(Ordering::Relaxed),
+        accepted = count("accepted"),
+        rejected = count("rejected"),
+        duplicates = metrics.duplicates.get(),
+        deliveries_acked = metrics.deliveries_acked.get(),
         records_written = outbox.written.load(Ordering::Relaxed),
         "stopped"
     );

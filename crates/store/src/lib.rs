@@ -27,8 +27,10 @@ use sqlx::postgres::{PgBindIterExt, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Postgres, QueryBuilder, Row, SqlSafeStr, Sqlite, Transaction};
+use sqlx::{FromRow, Postgres, QueryBuilder, SqlSafeStr, Sqlite, Transaction};
 use uuid::Uuid;
+
+use allegro_core::pipeline::Outcome;
 
 use serde::{Deserialize, Serialize};
 
@@ -139,15 +141,42 @@ pub struct NewApplication {
     pub antrag_id: Uuid,
     pub body: Vec<u8>,
     pub body_sha256: String,
-    /// `accepted` or `rejected`.
-    pub outcome: &'static str,
-    pub mapping: Option<String>,
+    /// Accepted with its record, or rejected (a case).
+    pub verdict: Verdict,
+    /// The mapping it was evaluated under, e.g. `bg-ha-1.0`.
+    pub mapping: String,
     pub findings_json: String,
     pub dienststellennummer: Option<String>,
     pub message_id: Option<String>,
-    /// The XML record, only for `accepted`.
-    pub record: Option<Vec<u8>>,
     pub created_at: DateTime<Utc>,
+}
+
+/// What becomes of a readable application: a record for the outbox, or a
+/// case for a caseworker. (An invalid delivery is never an application row.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The XML import record.
+    Accepted(Vec<u8>),
+    /// A case (Klärfall).
+    Rejected,
+}
+
+impl Verdict {
+    /// The outcome, whose name is the `applications.outcome` column value.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Verdict::Accepted(_) => Outcome::Accepted,
+            Verdict::Rejected => Outcome::Rejected,
+        }
+    }
+
+    /// The record of an accepted application.
+    pub fn record(&self) -> Option<&[u8]> {
+        match self {
+            Verdict::Accepted(xml) => Some(xml),
+            Verdict::Rejected => None,
+        }
+    }
 }
 
 /// What storing an application did.
@@ -161,14 +190,15 @@ pub enum Stored {
     Conflict,
 }
 
-/// One dead letter to log.
+/// One dead letter: logged here, published to the DLQ by the daemon. Its id
+/// is assigned when it is logged ([`Tx::insert_dead_letters`]).
 #[derive(Debug, Clone)]
 pub struct NewDeadLetter {
-    pub id: Uuid,
     /// Identifies the message across redeliveries: body hash + message_id.
     pub dedup_key: String,
     pub antrag_id: Option<Uuid>,
-    pub reason: String,
+    /// Machine reason code (`not_json`, `conflict`, `internal_error`, ...).
+    pub reason: &'static str,
     pub detail: String,
     pub body_sha256: String,
     pub first_seen: DateTime<Utc>,
@@ -189,7 +219,7 @@ pub fn record_file_name(antrag_id: Uuid) -> String {
 }
 
 /// A record waiting in the outbox table for its file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct PendingRecord {
     pub antrag_id: Uuid,
     pub file_name: String,
@@ -197,7 +227,7 @@ pub struct PendingRecord {
 }
 
 /// A stored application, for the re-check.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct StoredApplication {
     pub antrag_id: Uuid,
     pub body: Vec<u8>,
@@ -206,22 +236,25 @@ pub struct StoredApplication {
 }
 
 /// One application with what became of it (for tests, IT and the workbench).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct ApplicationRow {
     pub antrag_id: Uuid,
     pub outcome: String,
     pub body_sha256: String,
+    #[sqlx(rename = "findings")]
     pub findings_json: String,
     pub dienststellennummer: Option<String>,
     /// `open`/`released` when there is a case.
+    #[sqlx(rename = "status")]
     pub case_status: Option<String>,
     /// The XML when there is a record.
+    #[sqlx(rename = "xml")]
     pub record: Option<Vec<u8>>,
     pub record_written: bool,
 }
 
 /// One live dead-letter log row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct DeadLetterRow {
     pub id: Uuid,
     pub antrag_id: Option<Uuid>,
@@ -230,7 +263,7 @@ pub struct DeadLetterRow {
 }
 
 /// Row counts, for `config check`, tests and the benchmark.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromRow)]
 pub struct Counts {
     pub applications: i64,
     pub cases: i64,
@@ -324,23 +357,14 @@ impl Store {
     /// Up to `limit` records whose file is not yet written, oldest first.
     pub async fn pending_records(&self, limit: usize) -> Result<Vec<PendingRecord>, sqlx::Error> {
         dispatch!(self, Store, p => {
-            let rows = sqlx::query(
+            sqlx::query_as(
                 "SELECT r.antrag_id, r.file_name, r.xml FROM outbox_pending o \
                  JOIN records r ON r.antrag_id = o.antrag_id \
                  ORDER BY o.created_at LIMIT $1",
             )
             .bind(limit as i64)
             .fetch_all(p)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(PendingRecord {
-                        antrag_id: r.try_get("antrag_id")?,
-                        file_name: r.try_get("file_name")?,
-                        xml: r.try_get("xml")?,
-                    })
-                })
-                .collect()
+            .await
         })
     }
 
@@ -421,77 +445,42 @@ impl Store {
             }
             qb.push(" ORDER BY a.antrag_id LIMIT ");
             qb.push_bind(limit as i64);
-            let rows = qb.build().fetch_all(p).await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(StoredApplication {
-                        antrag_id: r.try_get("antrag_id")?,
-                        body: r.try_get("body")?,
-                        message_id: r.try_get("message_id")?,
-                        outcome: r.try_get("outcome")?,
-                    })
-                })
-                .collect()
+            qb.build_query_as().fetch_all(p).await
         })
     }
 
     /// Every application with its case and record, ordered by antragId.
     pub async fn applications(&self) -> Result<Vec<ApplicationRow>, sqlx::Error> {
         dispatch!(self, Store, p => {
-            let rows = sqlx::query(
+            sqlx::query_as(
                 "SELECT a.antrag_id, a.outcome, a.body_sha256, a.findings, a.dienststellennummer, \
-                 c.status, r.xml, o.antrag_id AS pending FROM applications a \
+                 c.status, r.xml, (r.antrag_id IS NOT NULL AND o.antrag_id IS NULL) AS record_written \
+                 FROM applications a \
                  LEFT JOIN cases c ON c.antrag_id = a.antrag_id \
                  LEFT JOIN records r ON r.antrag_id = a.antrag_id \
                  LEFT JOIN outbox_pending o ON o.antrag_id = a.antrag_id ORDER BY a.antrag_id",
             )
             .fetch_all(p)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    let record: Option<Vec<u8>> = r.try_get("xml")?;
-                    let pending: Option<Uuid> = r.try_get("pending")?;
-                    Ok(ApplicationRow {
-                        antrag_id: r.try_get("antrag_id")?,
-                        outcome: r.try_get("outcome")?,
-                        body_sha256: r.try_get("body_sha256")?,
-                        findings_json: r.try_get("findings")?,
-                        dienststellennummer: r.try_get("dienststellennummer")?,
-                        case_status: r.try_get("status")?,
-                        record_written: record.is_some() && pending.is_none(),
-                        record,
-                    })
-                })
-                .collect()
+            .await
         })
     }
 
     /// Every live (not replayed) dead-letter log row.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
         dispatch!(self, Store, p => {
-            let rows = sqlx::query(
+            sqlx::query_as(
                 "SELECT id, antrag_id, reason, detail FROM dead_letters \
                  WHERE replayed_at IS NULL ORDER BY first_seen",
             )
             .fetch_all(p)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(DeadLetterRow {
-                        id: r.try_get("id")?,
-                        antrag_id: r.try_get("antrag_id")?,
-                        reason: r.try_get("reason")?,
-                        detail: r.try_get("detail")?,
-                    })
-                })
-                .collect()
+            .await
         })
     }
 
     /// Row counts of every table.
     pub async fn counts(&self) -> Result<Counts, sqlx::Error> {
         dispatch!(self, Store, p => {
-            let r = sqlx::query(
+            sqlx::query_as(
                 "SELECT \
                    (SELECT COUNT(*) FROM applications) AS applications, \
                    (SELECT COUNT(*) FROM cases) AS cases, \
@@ -500,14 +489,7 @@ impl Store {
                    (SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL) AS dead_letters",
             )
             .fetch_one(p)
-            .await?;
-            Ok(Counts {
-                applications: r.try_get("applications")?,
-                cases: r.try_get("cases")?,
-                records: r.try_get("records")?,
-                records_pending: r.try_get("records_pending")?,
-                dead_letters: r.try_get("dead_letters")?,
-            })
+            .await
         })
     }
 
@@ -563,22 +545,19 @@ impl Tx {
                         b.push_bind(a.antrag_id)
                             .push_bind(a.body.as_slice())
                             .push_bind(a.body_sha256.as_str())
-                            .push_bind(a.outcome)
-                            .push_bind(a.mapping.as_deref())
+                            .push_bind(a.verdict.outcome().as_str())
+                            .push_bind(a.mapping.as_str())
                             .push_bind(a.findings_json.as_str())
                             .push_bind(a.dienststellennummer.as_deref())
                             .push_bind(a.message_id.as_deref())
                             .push_bind(a.created_at);
                     });
                     qb.push(" ON CONFLICT (antrag_id) DO NOTHING RETURNING antrag_id");
-                    let rows = qb.build().fetch_all(&mut **tx).await?;
-                    rows.iter()
-                        .map(|r| r.try_get::<Uuid, _>("antrag_id"))
-                        .collect::<Result<_, _>>()?
+                    qb.build_query_scalar().fetch_all(&mut **tx).await?
                 }
                 Tx::Postgres(tx) => {
                     let rows: Vec<&NewApplication> = unique.iter().map(|&i| &apps[i]).collect();
-                    sqlx::query(
+                    sqlx::query_scalar(
                     "INSERT INTO applications (antrag_id, body, body_sha256, outcome, mapping, \
                      findings, dienststellennummer, message_id, created_at) \
                      SELECT * FROM UNNEST($1::uuid[], $2::bytea[], $3::text[], $4::text[], \
@@ -589,17 +568,14 @@ impl Tx {
                 .bind(rows.iter().map(|a| a.antrag_id).bind_iter())
                 .bind(rows.iter().map(|a| a.body.as_slice()).bind_iter())
                 .bind(rows.iter().map(|a| a.body_sha256.as_str()).bind_iter())
-                .bind(rows.iter().map(|a| a.outcome).bind_iter())
-                .bind(rows.iter().map(|a| a.mapping.as_deref()).bind_iter())
+                .bind(rows.iter().map(|a| a.verdict.outcome().as_str()).bind_iter())
+                .bind(rows.iter().map(|a| a.mapping.as_str()).bind_iter())
                 .bind(rows.iter().map(|a| a.findings_json.as_str()).bind_iter())
                 .bind(rows.iter().map(|a| a.dienststellennummer.as_deref()).bind_iter())
                 .bind(rows.iter().map(|a| a.message_id.as_deref()).bind_iter())
                 .bind(rows.iter().map(|a| a.created_at).bind_iter())
                 .fetch_all(&mut **tx)
                 .await?
-                .iter()
-                .map(|r| r.try_get::<Uuid, _>("antrag_id"))
-                .collect::<Result<_, _>>()?
                 }
             };
         tracing::trace!(
@@ -624,10 +600,8 @@ impl Tx {
                     sep.push_bind(apps[i].antrag_id);
                 }
                 qb.push(")");
-                let rows = qb.build().fetch_all(&mut **tx).await?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get("antrag_id")?, r.try_get("body_sha256")?)))
-                    .collect::<Result<_, sqlx::Error>>()?
+                let rows: Vec<(Uuid, String)> = qb.build_query_as().fetch_all(&mut **tx).await?;
+                rows.into_iter().collect()
             });
             for &i in &known {
                 result[i] = match hashes.get(&apps[i].antrag_id) {
@@ -647,10 +621,16 @@ impl Tx {
                 result[i] = Stored::Inserted;
             }
         }
-        let records: Vec<&NewApplication> =
-            new.iter().copied().filter(|a| a.record.is_some()).collect();
-        let cases: Vec<&NewApplication> =
-            new.iter().copied().filter(|a| a.record.is_none()).collect();
+        let records: Vec<&NewApplication> = new
+            .iter()
+            .copied()
+            .filter(|a| a.verdict.record().is_some())
+            .collect();
+        let cases: Vec<&NewApplication> = new
+            .iter()
+            .copied()
+            .filter(|a| a.verdict.record().is_none())
+            .collect();
         tracing::trace!(us = t0.elapsed().as_micros() as u64, "duplicates checked");
         match self {
             Tx::Sqlite(tx) => {
@@ -661,7 +641,7 @@ impl Tx {
                     qb.push_values(records.iter(), |mut b, a| {
                         b.push_bind(a.antrag_id)
                             .push_bind(record_file_name(a.antrag_id))
-                            .push_bind(a.record.as_deref().unwrap_or_default())
+                            .push_bind(a.verdict.record().unwrap_or_default())
                             .push_bind(a.created_at);
                     });
                     qb.build().execute(&mut **tx).await?;
@@ -694,7 +674,7 @@ impl Tx {
                     )
                     .bind(records.iter().map(|a| a.antrag_id).bind_iter())
                     .bind(records.iter().map(|a| record_file_name(a.antrag_id)).bind_iter())
-                    .bind(records.iter().map(|a| a.record.as_deref().unwrap_or_default()).bind_iter())
+                    .bind(records.iter().map(|a| a.verdict.record().unwrap_or_default()).bind_iter())
                     .bind(records.iter().map(|a| a.created_at).bind_iter())
                     .execute(&mut **tx)
                     .await?;
@@ -731,100 +711,120 @@ impl Tx {
     /// Logs dead letters. Each gets a deterministic id derived from its dedup
     /// key and how many dead letters that key had before (so a retry after a
     /// crash between publishing and committing reuses the same id, and a DLQ
-    /// reader can drop the second copy). Returns, in input order, `true` for a
-    /// new one (to be published) and `false` where a live row with the same
-    /// dedup key exists (already published: do not publish again).
+    /// reader can drop the second copy). Returns, in input order, the id of
+    /// each new one (to be published) and `None` where a live row with the
+    /// same dedup key exists (already published: do not publish again).
     pub async fn insert_dead_letters(
         &mut self,
-        letters: &mut [NewDeadLetter],
-    ) -> Result<Vec<bool>, sqlx::Error> {
+        letters: &[NewDeadLetter],
+    ) -> Result<Vec<Option<Uuid>>, sqlx::Error> {
         if letters.is_empty() {
             return Ok(vec![]);
         }
-        let tx = match self {
-            Tx::Postgres(tx) => tx,
-            Tx::Sqlite(_) => {
+        match self {
+            Tx::Sqlite(tx) => {
                 let mut out = Vec::with_capacity(letters.len());
-                for d in letters.iter_mut() {
-                    let r = dispatch!(self, Tx, tx => {
-                        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM dead_letters WHERE dedup_key = $1")
-                            .bind(d.dedup_key.as_str())
-                            .fetch_one(&mut **tx)
-                            .await?
-                            .try_get("n")?;
-                        d.id = dead_letter_id(&d.dedup_key, n);
-                        sqlx::query(
-                            "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, \
-                             body_sha256, first_seen) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                             ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING",
-                        )
-                        .bind(d.id)
-                        .bind(d.dedup_key.as_str())
-                        .bind(d.antrag_id)
-                        .bind(d.reason.as_str())
-                        .bind(d.detail.as_str())
-                        .bind(d.body_sha256.as_str())
-                        .bind(d.first_seen)
-                        .execute(&mut **tx)
-                        .await?
-                        .rows_affected()
-                    });
-                    out.push(r > 0);
+                for d in letters {
+                    out.push(insert_dead_letter_sqlite(tx, d).await?);
                 }
-                return Ok(out);
+                Ok(out)
             }
-        };
-        // PostgreSQL: two statements for the whole batch.
-        let keys: Vec<String> = letters.iter().map(|d| d.dedup_key.clone()).collect();
-        let counts: std::collections::HashMap<String, i64> = sqlx::query(
-            "SELECT dedup_key, COUNT(*) AS n FROM dead_letters \
-             WHERE dedup_key = ANY($1) GROUP BY dedup_key",
-        )
-        .bind(&keys)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get("dedup_key")?, r.try_get("n")?)))
-        .collect::<Result<_, sqlx::Error>>()?;
-        // The same key twice in one batch: only the first is inserted.
-        let mut first = std::collections::HashSet::new();
-        let mut rows = Vec::new();
-        for (i, d) in letters.iter_mut().enumerate() {
-            d.id = dead_letter_id(&d.dedup_key, counts.get(&d.dedup_key).copied().unwrap_or(0));
-            if first.insert(d.dedup_key.clone()) {
-                rows.push(i);
-            }
+            Tx::Postgres(tx) => insert_dead_letters_postgres(tx, letters).await,
         }
-        // Sorted by key, so concurrent transactions lock keys in one order.
-        rows.sort_by(|&a, &b| letters[a].dedup_key.cmp(&letters[b].dedup_key));
-        let rows: Vec<&NewDeadLetter> = rows.iter().map(|&i| &letters[i]).collect();
-        let inserted: std::collections::HashSet<String> = sqlx::query(
-            "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, body_sha256, \
-             first_seen) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], \
-             $5::text[], $6::text[], $7::timestamptz[]) \
-             ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING RETURNING dedup_key",
-        )
-        .bind(rows.iter().map(|d| d.id).bind_iter())
-        .bind(rows.iter().map(|d| d.dedup_key.as_str()).bind_iter())
-        .bind(rows.iter().map(|d| d.antrag_id).bind_iter())
-        .bind(rows.iter().map(|d| d.reason.as_str()).bind_iter())
-        .bind(rows.iter().map(|d| d.detail.as_str()).bind_iter())
-        .bind(rows.iter().map(|d| d.body_sha256.as_str()).bind_iter())
-        .bind(rows.iter().map(|d| d.first_seen).bind_iter())
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("dedup_key"))
-        .collect::<Result<_, _>>()?;
-        let mut seen = std::collections::HashSet::new();
-        Ok(letters
-            .iter()
-            .map(|d| inserted.contains(&d.dedup_key) && seen.insert(d.dedup_key.clone()))
-            .collect())
     }
 
     /// Commits.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         dispatch!(self, Tx, tx => tx.commit().await)
     }
+}
+
+/// SQLite: one dead letter; its id when it is new.
+async fn insert_dead_letter_sqlite(
+    tx: &mut Transaction<'static, Sqlite>,
+    d: &NewDeadLetter,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE dedup_key = $1")
+        .bind(d.dedup_key.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    let id = dead_letter_id(&d.dedup_key, n);
+    let inserted = sqlx::query(
+        "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, \
+         body_sha256, first_seen) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING",
+    )
+    .bind(id)
+    .bind(d.dedup_key.as_str())
+    .bind(d.antrag_id)
+    .bind(d.reason)
+    .bind(d.detail.as_str())
+    .bind(d.body_sha256.as_str())
+    .bind(d.first_seen)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok((inserted > 0).then_some(id))
+}
+
+/// PostgreSQL: two statements for the whole batch. The same key twice in
+/// one batch: only the first is inserted (and published).
+async fn insert_dead_letters_postgres(
+    tx: &mut Transaction<'static, Postgres>,
+    letters: &[NewDeadLetter],
+) -> Result<Vec<Option<Uuid>>, sqlx::Error> {
+    use std::collections::{HashMap, HashSet};
+    let keys: Vec<&str> = letters.iter().map(|d| d.dedup_key.as_str()).collect();
+    let counts: HashMap<String, i64> = sqlx::query_as(
+        "SELECT dedup_key, COUNT(*) FROM dead_letters \
+         WHERE dedup_key = ANY($1) GROUP BY dedup_key",
+    )
+    .bind(&keys)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    let ids: Vec<Uuid> = letters
+        .iter()
+        .map(|d| dead_letter_id(&d.dedup_key, counts.get(&d.dedup_key).copied().unwrap_or(0)))
+        .collect();
+    let mut first = HashSet::new();
+    let mut rows: Vec<usize> = (0..letters.len())
+        .filter(|&i| first.insert(letters[i].dedup_key.as_str()))
+        .collect();
+    // Sorted by key, so concurrent transactions lock keys in one order.
+    rows.sort_by(|&a, &b| letters[a].dedup_key.cmp(&letters[b].dedup_key));
+    let inserted: HashSet<String> = sqlx::query_scalar(
+        "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, body_sha256, \
+         first_seen) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], \
+         $5::text[], $6::text[], $7::timestamptz[]) \
+         ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING RETURNING dedup_key",
+    )
+    .bind(rows.iter().map(|&i| ids[i]).bind_iter())
+    .bind(
+        rows.iter()
+            .map(|&i| letters[i].dedup_key.as_str())
+            .bind_iter(),
+    )
+    .bind(rows.iter().map(|&i| letters[i].antrag_id).bind_iter())
+    .bind(rows.iter().map(|&i| letters[i].reason).bind_iter())
+    .bind(rows.iter().map(|&i| letters[i].detail.as_str()).bind_iter())
+    .bind(
+        rows.iter()
+            .map(|&i| letters[i].body_sha256.as_str())
+            .bind_iter(),
+    )
+    .bind(rows.iter().map(|&i| letters[i].first_seen).bind_iter())
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut seen = HashSet::new();
+    Ok(letters
+        .iter()
+        .zip(ids)
+        .map(|(d, id)| {
+            (inserted.contains(&d.dedup_key) && seen.insert(d.dedup_key.as_str())).then_some(id)
+        })
+        .collect())
 }
