@@ -8,7 +8,7 @@ use allegro_testkit as support;
 
 use std::time::Duration;
 
-use allegro_daemon::deadletter::{header_str, H_DROPPED, H_REASON};
+use allegro_daemon::deadletter::{header_frame_len, header_str, H_DROPPED, H_REASON};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use support::proxy;
@@ -109,6 +109,71 @@ async fn poison_messages_cost_only_themselves() {
     }
     let log = daemon.log_text();
     assert!(!log.contains("reconnecting"), "no session was lost:\n{log}");
+    daemon.sigterm();
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    store.close().await;
+    env.cleanup().await;
+}
+
+/// Properties whose content header frame is `frame_len` bytes long.
+fn props_with_frame_len(frame_len: usize) -> BasicProperties {
+    let with = |n: usize| {
+        let mut headers = FieldTable::default();
+        headers.insert("x-big".into(), AMQPValue::LongString(vec![b'x'; n].into()));
+        BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers)
+    };
+    let base = header_frame_len(&with(0));
+    let props = with(frame_len - base);
+    assert_eq!(header_frame_len(&props), frame_len);
+    props
+}
+
+/// A message the broker takes but the client cannot read: its header frame
+/// is a few bytes over the negotiated 131,072 (RabbitMQ accepts a payload up
+/// to 131,072 bytes, the client refuses a frame over 131,072 and drops the
+/// connection). Every session that receives it breaks. Careful mode takes
+/// one delivery at a time after the first break, so only the poison's
+/// delivery count climbs until the broker dead-letters it; its 40 valid
+/// neighbours, in flight at the first break, are all accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frame_the_client_cannot_read_costs_only_itself() {
+    let mut env = TestEnv::new(Db::Sqlite, "unreadable").await;
+    // A small window, so careful mode ends within the test.
+    env.extra_env = vec![("ALLEGRO_BRIDGE__BROKER__PREFETCH".into(), "20".into())];
+    env.declare().await;
+    // 131,078 bytes: a payload of 131,070.
+    publish(&env.amqp, &env.intake, b"{}", props_with_frame_len(131_078)).await;
+    let valid: Vec<Msg> = (0..40).map(|_| accepted()).collect();
+    Publisher::new(&env)
+        .await
+        .publish_all(&env.intake, &valid)
+        .await;
+    let mut daemon = env.spawn_daemon();
+
+    let store = env.store().await;
+    env.wait_for(
+        "40 accepted, the poison dead-lettered",
+        Duration::from_secs(90),
+        || async {
+            store.counts().await.unwrap().applications == 40 && env.queue_len(&env.dlq).await == 1
+        },
+    )
+    .await;
+    assert!(daemon.child.try_wait().unwrap().is_none(), "daemon is up");
+    // The one dead letter is the poison (the client cannot read it, so it
+    // is counted, not fetched): every valid application was stored once.
+    let stored = store.applications().await.unwrap();
+    for m in &valid {
+        let id = m.antrag_id.unwrap();
+        let rows: Vec<_> = stored.iter().filter(|a| a.antrag_id == id).collect();
+        assert_eq!(rows.len(), 1, "{id} stored once");
+        assert!(rows[0].record.is_some(), "{id} accepted");
+    }
+    let log = daemon.log_text();
+    assert!(log.contains("taking them one at a time"), "{log}");
+    assert!(log.contains("careful mode over"), "{log}");
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
     store.close().await;

@@ -7,6 +7,16 @@
 //! the dead letters, the dead letters are published to the DLQ and confirmed,
 //! the transaction commits, and one multiple-ack acknowledges the batch.
 //!
+//! Careful mode: when a session ends after consuming started, the messages
+//! the broker had pushed to it go back to the queue with their delivery
+//! count raised, and one of them may be what ended the session (a frame the
+//! client cannot read). The next session then takes one delivery at a time
+//! (prefetch 1, batch 1) until a whole prefetch window has been worked
+//! through, so a message that breaks the session again costs only itself:
+//! its delivery count alone climbs until the broker's delivery limit moves it
+//! to the DLQ (`x-death` reason `delivery_limit`). Then the session ends
+//! gracefully and the next one runs at full speed. See [`Careful`].
+//!
 //! Architecture invariant: a delivery is acked only after its outcome is
 //! durable (committed rows, confirmed dead letter). A database failure holds
 //! the batch unacked and retries it with backoff; no further deliveries are
@@ -71,17 +81,91 @@ pub enum SessionError {
     Transient(anyhow::Error),
 }
 
+/// How a session that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Shutdown was requested and the in-flight work is done.
+    Shutdown,
+    /// Careful mode has worked through its window: reconnect at full speed.
+    FullSpeed,
+}
+
+/// Careful mode (see the module documentation): how many deliveries are
+/// still to be taken one at a time; 0 is full speed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Careful {
+    remaining: u32,
+}
+
+impl Careful {
+    /// A session ended after consuming started: every delivery of the window
+    /// the broker may have pushed (`prefetch`) may have been returned, and one
+    /// of them may be poison. A window already being worked through is not
+    /// made longer by another break (the poison is within it).
+    pub fn after_broken_session(&mut self, prefetch: u16) {
+        if self.remaining == 0 {
+            self.remaining = u32::from(prefetch);
+        }
+    }
+
+    /// Whether deliveries are taken one at a time.
+    pub fn is_on(&self) -> bool {
+        self.remaining > 0
+    }
+
+    /// `n` deliveries were acked.
+    fn acked(&mut self, n: usize) {
+        self.remaining = self
+            .remaining
+            .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    /// The prefetch and batch size for the next session.
+    fn limits(&self, prefetch: u16, batch_size: usize) -> (u16, usize) {
+        if self.is_on() {
+            (1, 1)
+        } else {
+            (prefetch, batch_size.max(1))
+        }
+    }
+}
+
 fn transient<E: Into<anyhow::Error>>(e: E) -> SessionError {
     SessionError::Transient(e.into())
 }
 
 /// Connects and consumes until shutdown (then returns `Ok` after a graceful
-/// drain) or until the broker fails.
+/// drain), until careful mode is over, or until the broker fails. `careful`
+/// is entered when the session fails after consuming started.
 pub async fn session(
     ctx: &Ctx,
     shutdown: &mut Shutdown,
     on_ready: &mut (dyn FnMut() + Send),
-) -> Result<(), SessionError> {
+    careful: &mut Careful,
+) -> Result<SessionEnd, SessionError> {
+    let consuming = std::sync::atomic::AtomicBool::new(false);
+    let result = consume(ctx, shutdown, on_ready, careful, &consuming).await;
+    if result.is_err() && consuming.load(Ordering::SeqCst) {
+        let was_on = careful.is_on();
+        careful.after_broken_session(ctx.settings.broker.prefetch);
+        if !was_on {
+            warn!(
+                window = ctx.settings.broker.prefetch,
+                "session ended with deliveries in flight; taking them one at a time"
+            );
+        }
+    }
+    ctx.metrics.careful_mode.set(i64::from(careful.is_on()));
+    result
+}
+
+async fn consume(
+    ctx: &Ctx,
+    shutdown: &mut Shutdown,
+    on_ready: &mut (dyn FnMut() + Send),
+    careful: &mut Careful,
+    consuming: &std::sync::atomic::AtomicBool,
+) -> Result<SessionEnd, SessionError> {
     let b = &ctx.settings.broker;
     let conn = Connection::connect(
         &b.url,
@@ -101,8 +185,10 @@ pub async fn session(
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(transient)?;
+    let (prefetch, batch_size) = careful.limits(b.prefetch, ctx.settings.daemon.batch_size);
+    ctx.metrics.careful_mode.set(i64::from(careful.is_on()));
     consume_ch
-        .basic_qos(b.prefetch, BasicQosOptions::default())
+        .basic_qos(prefetch, BasicQosOptions::default())
         .await
         .map_err(transient)?;
     let mut consumer = consume_ch
@@ -115,11 +201,11 @@ pub async fn session(
         .await
         .map_err(transient)?;
     let tag = consumer.tag();
-    info!(queue = %b.intake_queue, prefetch = b.prefetch, "consuming");
+    consuming.store(true, Ordering::SeqCst);
+    info!(queue = %b.intake_queue, prefetch, careful = careful.is_on(), "consuming");
     ctx.metrics.broker_connected.set(1);
     on_ready();
 
-    let batch_size = ctx.settings.daemon.batch_size.max(1);
     let linger = Duration::from_millis(ctx.settings.daemon.batch_linger_ms);
     let session = Session {
         ctx,
@@ -136,6 +222,9 @@ pub async fn session(
     let (batches, mut ready) = tokio::sync::mpsc::channel::<Prepared>(1);
     let committer_shutdown = shutdown.clone();
     let parallel = ctx.commit_parallel();
+    // Careful mode counts down with every ack; the producer stops taking
+    // deliveries once the window is through.
+    let careful_left = std::sync::atomic::AtomicU32::new(careful.remaining);
     let committer = async {
         let mut in_flight = futures_util::stream::FuturesOrdered::new();
         let mut open = true;
@@ -147,15 +236,22 @@ pub async fn session(
                 },
                 // In submission order: batch N is acked before batch N+1.
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                    session.ack(done?).await?;
+                    let n = session.ack(done?).await?;
+                    let _ = careful_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                        Some(left.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)))
+                    });
                 }
                 else => break,
             }
         }
         Ok::<(), SessionError>(())
     };
+    let careful_at_start = careful.is_on();
     let producer = async {
         loop {
+            if careful_at_start && careful_left.load(Ordering::SeqCst) == 0 {
+                break;
+            }
             // Pause while the outbox cannot be written.
             while !ctx.outbox.healthy.load(Ordering::SeqCst) {
                 if shutdown.sleep(Duration::from_millis(200)).await {
@@ -186,7 +282,11 @@ pub async fn session(
 
         // Graceful: stop the broker from sending more, finish what was
         // already delivered to us, ack, close.
-        info!("shutdown: cancelling consumer, finishing in-flight deliveries");
+        if shutdown.is_set() {
+            info!("shutdown: cancelling consumer, finishing in-flight deliveries");
+        } else {
+            info!("careful mode over: the window is through; back to full speed");
+        }
         consume_ch
             .basic_cancel(tag.clone(), BasicCancelOptions::default())
             .await
@@ -210,11 +310,18 @@ pub async fn session(
         drop(batches);
         Ok::<(), SessionError>(())
     };
-    tokio::try_join!(producer, committer)?;
+    let outcome = tokio::try_join!(producer, committer);
+    let acked = careful.remaining - careful_left.load(Ordering::SeqCst);
+    careful.acked(acked as usize);
+    outcome?;
     let _ = consume_ch.close(200, "shutdown".into()).await;
     let _ = publish_ch.close(200, "shutdown".into()).await;
     let _ = conn.close(200, "shutdown".into()).await;
-    Ok(())
+    if shutdown.is_set() {
+        Ok(SessionEnd::Shutdown)
+    } else {
+        Ok(SessionEnd::FullSpeed)
+    }
 }
 
 fn next_delivery(d: Option<lapin::Result<Delivery>>) -> Result<Delivery, SessionError> {
@@ -313,7 +420,8 @@ impl Session<'_> {
     }
 
     /// Acks a stored batch with one multiple-ack.
-    async fn ack(&self, p: Prepared) -> Result<(), SessionError> {
+    /// Returns how many deliveries it acked.
+    async fn ack(&self, p: Prepared) -> Result<usize, SessionError> {
         let Prepared {
             items,
             last_tag,
@@ -336,7 +444,7 @@ impl Session<'_> {
             total_us = t0.elapsed().as_micros() as u64,
             "batch acked"
         );
-        Ok(())
+        Ok(items.len())
     }
 
     /// One transaction for the whole batch; dead letters are published and
@@ -465,6 +573,36 @@ fn guarded(delivery_tag: u64, pipeline: impl FnOnce() -> Processed) -> Processed
             None,
         ))
     })
+}
+
+#[cfg(test)]
+mod careful_tests {
+    use super::*;
+
+    #[test]
+    fn full_speed_until_a_session_breaks() {
+        let mut c = Careful::default();
+        assert!(!c.is_on());
+        assert_eq!(c.limits(1000, 250), (1000, 250));
+        c.after_broken_session(1000);
+        assert!(c.is_on());
+        assert_eq!(c.limits(1000, 250), (1, 1));
+    }
+
+    #[test]
+    fn the_window_counts_down_and_a_second_break_does_not_extend_it() {
+        let mut c = Careful::default();
+        c.after_broken_session(20);
+        c.acked(5);
+        c.after_broken_session(20); // the poison breaks it again
+        c.acked(14);
+        assert!(c.is_on());
+        c.acked(1);
+        assert!(!c.is_on());
+        assert_eq!(c.limits(20, 250), (20, 250));
+        c.acked(3); // never below zero
+        assert!(!c.is_on());
+    }
 }
 
 #[cfg(test)]

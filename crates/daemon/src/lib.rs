@@ -35,7 +35,7 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use allegro_core::pipeline::Pipeline;
 use allegro_store::Store;
-use consumer::{Ctx, SessionError};
+use consumer::{Careful, Ctx, SessionEnd, SessionError};
 use dispatcher::{Dispatcher, OutboxState};
 use retry::{backoff, shutdown_pair, Shutdown};
 
@@ -144,6 +144,7 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
 async fn reconnect_loop(ctx: &Ctx, mut shutdown: Shutdown) -> anyhow::Result<i32> {
     let mut delays = backoff(&ctx.settings.daemon);
     let mut ready_sent = false;
+    let mut careful = Careful::default();
     loop {
         let started = Instant::now();
         let mut on_ready = || {
@@ -152,8 +153,9 @@ async fn reconnect_loop(ctx: &Ctx, mut shutdown: Shutdown) -> anyhow::Result<i32
                 ready_sent = true;
             }
         };
-        match consumer::session(ctx, &mut shutdown, &mut on_ready).await {
-            Ok(()) => return Ok(0),
+        match consumer::session(ctx, &mut shutdown, &mut on_ready, &mut careful).await {
+            Ok(SessionEnd::Shutdown) => return Ok(0),
+            Ok(SessionEnd::FullSpeed) => delays = backoff(&ctx.settings.daemon),
             Err(SessionError::Fatal(e)) => return Err(e),
             Err(SessionError::Transient(e)) => {
                 ctx.metrics.broker_reconnects.inc();

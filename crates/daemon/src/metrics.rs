@@ -54,6 +54,9 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     /// 1 while the database takes batches, 0 while storing fails (retried).
     pub store_healthy: Gauge,
+    /// 1 while deliveries are taken one at a time after a broken session
+    /// (careful mode, see `consumer`), else 0.
+    pub careful_mode: Gauge,
 }
 
 impl Default for Metrics {
@@ -72,6 +75,7 @@ impl Default for Metrics {
             outbox_healthy: Gauge::default(),
             broker_connected: Gauge::default(),
             store_healthy: Gauge::default(),
+            careful_mode: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -129,6 +133,11 @@ impl Default for Metrics {
             "store_healthy",
             "1 while the database stores batches, 0 while it fails (retried)",
             m.store_healthy.clone(),
+        );
+        registry.register(
+            "careful_mode",
+            "1 while deliveries are taken one at a time after a broken broker session",
+            m.careful_mode.clone(),
         );
         Metrics { registry, ..m }
     }
