@@ -356,6 +356,80 @@ fn process_json_prints_one_object_per_file_and_writes_records() {
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
+/// More files than one chunk, run on every core: the output keeps the
+/// files' order, every accepted one has its record, a record that cannot
+/// be written is reported against its file.
+#[test]
+fn process_keeps_the_order_of_the_files_across_chunks_and_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = example("hauptantrag-gueltig.json");
+    let faulty = example("hauptantrag-mit-fehlern.json");
+    let mut expected = Vec::new();
+    for i in 0..1100 {
+        let mut v = if i % 3 == 2 {
+            faulty.clone()
+        } else {
+            base.clone()
+        };
+        let id = format!("00000000-0000-4000-8000-{i:012}");
+        v["antragId"] = Value::String(id.clone());
+        let name = format!("a{i:05}.json");
+        std::fs::write(dir.path().join(&name), serde_json::to_vec(&v).unwrap()).unwrap();
+        expected.push((name, id, if i % 3 == 2 { "rejected" } else { "accepted" }));
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["process", "--json", "--out"])
+        .arg(out.path())
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), expected.len());
+    for (line, (name, id, outcome)) in lines.iter().zip(&expected) {
+        assert!(
+            line["file"].as_str().unwrap().ends_with(name.as_str()),
+            "{line}"
+        );
+        assert_eq!(line["antragId"], id.as_str());
+        assert_eq!(line["outcome"], *outcome);
+        if *outcome == "accepted" {
+            assert!(Path::new(line["record"].as_str().unwrap()).exists());
+        }
+    }
+    let records = std::fs::read_dir(out.path()).unwrap().count();
+    assert_eq!(
+        records,
+        expected.iter().filter(|e| e.2 == "accepted").count()
+    );
+    // The outbox is a file, not a folder: every accepted file is reported
+    // as not processed, the others still are.
+    let blocked = out.path().join("blocked");
+    std::fs::write(&blocked, b"").unwrap();
+    let o = bin()
+        .args(["process", "--out"])
+        .arg(&blocked)
+        .arg(examples())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("total: 3 file(s): 0 accepted, 1 rejected, 0 invalid, 2 not processed"),
+        "{text}"
+    );
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("hauptantrag-gueltig.json: cannot write the record"),
+        "{err}"
+    );
+}
+
 #[test]
 fn process_reports_invalid_files_and_still_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
