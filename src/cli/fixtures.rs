@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use allegro_core::finding::Finding;
 use allegro_core::pipeline::{Outcome, Pipeline, Processed};
+use allegro_core::walk::sorted_files;
 
 /// One expected finding (fields left out are not compared).
 #[derive(Debug, Deserialize)]
@@ -104,27 +105,6 @@ impl Report {
     }
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        if p.is_dir() {
-            // `fixtures/contract/` keeps the contract's examples as handed
-            // over; they run as fixtures as `*/beispiel-*.json`.
-            if e.file_name() != "contract" {
-                collect(&p, out)?;
-            }
-        } else {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.ends_with(".json") && !name.ends_with(".expect.json") {
-                out.push(p);
-            }
-        }
-    }
-    Ok(())
-}
-
 fn sibling(input: &Path, suffix: &str) -> PathBuf {
     let stem = input
         .file_name()
@@ -148,8 +128,13 @@ fn matches(e: &ExpectedFinding, f: &Finding) -> bool {
 /// Runs every fixture under `dir`. With `bless`, golden records are
 /// (re)written instead of compared.
 pub fn run(pipeline: &Pipeline, dir: &Path, bless: bool) -> anyhow::Result<Report> {
-    let mut inputs = Vec::new();
-    collect(dir, &mut inputs)
+    // `fixtures/contract/` keeps the contract's examples as handed over;
+    // they run as fixtures as `*/beispiel-*.json`.
+    let input = |p: &Path| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        name.ends_with(".json") && !name.ends_with(".expect.json")
+    };
+    let inputs = sorted_files(dir, &|p| !p.ends_with("contract"), &input)
         .map_err(|e| anyhow::anyhow!("cannot read fixtures folder {}: {e}", dir.display()))?;
     let mut report = Report::default();
     // mapping name -> ids seen / pointers present

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use allegro_core::finding::{Finding, Severity};
 use allegro_core::pipeline::{Outcome, Pipeline, Processed};
+use allegro_core::walk::sorted_files;
 use allegro_daemon::config::Settings;
 use allegro_store::outbox;
 
@@ -36,25 +37,19 @@ struct JsonLine<'a> {
     record: Option<String>,
 }
 
-/// Expands the arguments into the list of files, in a stable order.
+/// Expands the arguments into the list of files: a folder gives its `.json`
+/// files (not its sub-folders), sorted by name.
 pub fn collect_files(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, String)>> {
+    let json = |f: &Path| f.extension().is_some_and(|x| x == "json");
     let mut out = Vec::new();
     for p in paths {
-        if p.is_dir() {
-            match std::fs::read_dir(p) {
-                Ok(rd) => {
-                    let mut files: Vec<PathBuf> = rd
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "json"))
-                        .collect();
-                    files.sort();
-                    out.extend(files.into_iter().map(Ok));
-                }
-                Err(e) => out.push(Err((p.clone(), format!("cannot read directory: {e}")))),
-            }
-        } else {
+        if !p.is_dir() {
             out.push(Ok(p.clone()));
+            continue;
+        }
+        match sorted_files(p, &|_| false, &json) {
+            Ok(files) => out.extend(files.into_iter().map(Ok)),
+            Err(e) => out.push(Err((p.clone(), format!("cannot read directory: {e}")))),
         }
     }
     out

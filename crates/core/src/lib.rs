@@ -18,3 +18,4 @@ pub mod pipeline;
 pub mod pointer;
 pub mod record;
 pub mod rules;
+pub mod walk;

@@ -67,14 +67,17 @@ impl<'a> Schemas<'a> {
 /// `schemas_dir`.
 pub fn load(mappings_dir: &Path, schemas_dir: &Path) -> Result<MappingSet, LoadErrors> {
     let mut errs = Errs::default();
-    let mut paths = Vec::new();
-    if let Err(e) = collect_toml(mappings_dir, &mut paths) {
-        errs.file(
-            mappings_dir,
-            format!("cannot read the mappings folder: {e}"),
-        );
-        return Err(LoadErrors(errs.list));
-    }
+    let toml = |p: &Path| p.extension().is_some_and(|x| x == "toml");
+    let paths = match crate::walk::sorted_files(mappings_dir, &|_| true, &toml) {
+        Ok(paths) => paths,
+        Err(e) => {
+            errs.file(
+                mappings_dir,
+                format!("cannot read the mappings folder: {e}"),
+            );
+            return Err(LoadErrors(errs.list));
+        }
+    };
     let mut files = Vec::new();
     for path in paths {
         match std::fs::read_to_string(&path) {
@@ -87,20 +90,6 @@ pub fn load(mappings_dir: &Path, schemas_dir: &Path) -> Result<MappingSet, LoadE
     });
     let set = assemble(files, mappings_dir, &mut schemas, &mut errs);
     finish(set, errs)
-}
-
-fn collect_toml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        if p.is_dir() {
-            collect_toml(&p, out)?;
-        } else if p.extension().is_some_and(|x| x == "toml") {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
 
 /// Parses the files and compiles every mapping among them (pure).
