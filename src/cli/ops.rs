@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound as _, Utc};
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -303,7 +303,9 @@ async fn rows_for(store: &Store, id: &str) -> anyhow::Result<Vec<DeadLetterRow>>
 async fn dlq_show(store: &Store, id: &str) -> anyhow::Result<i32> {
     let rows = rows_for(store, id).await?;
     if rows.is_empty() {
-        eprintln!("no open dead letter with id or antragId {id} in the log (`dlq list` shows them)");
+        eprintln!(
+            "no open dead letter with id or antragId {id} in the log (`dlq list` shows them)"
+        );
         return Ok(1);
     }
     for (i, r) in rows.iter().enumerate() {
@@ -335,21 +337,34 @@ struct Wanted<'a> {
 }
 
 impl Wanted<'_> {
-    /// A message without a dead-letter id (dead-lettered by the broker, so
-    /// without a log row): with `--all`, or when its antragId (header or
-    /// message_id) is the ID given.
+    /// A message without an open log row: dead-lettered by the broker (no
+    /// dead-letter id), or left behind by a replay that broke off after
+    /// freeing its row. Replayed with `--all`, or when its dead-letter id or
+    /// antragId (header or message_id) is the ID given.
     fn wants_unlogged(&self, props: &BasicProperties) -> bool {
         self.all
             || self.id.is_some_and(|id| {
-                header_str(props, deadletter::H_ANTRAG_ID).as_deref() == Some(id)
+                header_str(props, deadletter::H_ID).as_deref() == Some(id)
+                    || header_str(props, deadletter::H_ANTRAG_ID).as_deref() == Some(id)
                     || props.message_id().as_ref().map(|m| m.as_str()) == Some(id)
             })
     }
 }
 
+/// The error for a broker connection that broke while the DLQ was read:
+/// lapin closes the connection on a message it cannot parse (for example a
+/// header frame larger than `frame_max`).
+fn unreadable(dlq: &str, e: &dyn std::fmt::Display, progress: &str) -> anyhow::Error {
+    anyhow!(
+        "the dead-letter queue `{dlq}` holds a message this client cannot read ({e}); the \
+         broker connection was closed because of it. Inspect and move that message with the \
+         RabbitMQ management UI or `rabbitmqadmin get`; {progress}"
+    )
+}
+
 /// `dlq replay ID|--all`: reads the DLQ with a consumer and replays the
 /// messages whose dead-letter id is one of the log rows asked for (plus, with
-/// `--all`, those dead-lettered by the broker, which have none). Bounded in
+/// `--all` or by their ID, those without an open row). Bounded in
 /// time: the next message is awaited at most [`NEXT_TIMEOUT`], the whole run
 /// at most `--timeout`; a message the client cannot read ends the run with
 /// an error instead of a hang.
@@ -374,15 +389,21 @@ async fn dlq_replay(settings: &Settings, store: &Store, args: &ReplayArgs) -> an
     let tally = result?;
     let intake = &settings.broker.intake_queue;
     eprintln!("{} dead letter(s) replayed to `{intake}`", tally.replayed);
+    if tally.unlogged > 0 {
+        eprintln!(
+            "{} of them without an open row in the dead-letter log (dead-lettered by the \
+             broker, or left by an earlier replay)",
+            tally.unlogged
+        );
+    }
     if tally.copies > 0 {
-        eprintln!("{} extra copy(ies) of them removed from the DLQ", tally.copies);
+        eprintln!(
+            "{} extra copy(ies) of them removed from the DLQ",
+            tally.copies
+        );
     }
     if tally.left > 0 {
-        eprintln!(
-            "{} message(s) left in the DLQ: not asked for, or their dead-letter id has no \
-             open row in the log (already replayed)",
-            tally.left
-        );
+        eprintln!("{} message(s) left in the DLQ (not asked for)", tally.left);
     }
     if !wanted.rows.is_empty() {
         eprintln!(
@@ -398,7 +419,11 @@ async fn dlq_replay(settings: &Settings, store: &Store, args: &ReplayArgs) -> an
                 .join(", ")
         );
     }
-    Ok(if tally.replayed == 0 && !args.all { 1 } else { 0 })
+    Ok(if tally.replayed == 0 && !args.all {
+        1
+    } else {
+        0
+    })
 }
 
 /// What one replay run did.
@@ -406,6 +431,8 @@ async fn dlq_replay(settings: &Settings, store: &Store, args: &ReplayArgs) -> an
 struct Tally {
     seen: u32,
     replayed: u32,
+    /// Replayed without an open log row.
+    unlogged: u32,
     copies: u32,
     left: u32,
 }
@@ -480,44 +507,59 @@ async fn replay_from_queue(
                 b.dlq,
                 progress(&tally)
             ),
-            Ok(Some(Err(e))) => bail!(
-                "the dead-letter queue `{}` holds a message this client cannot read ({e}); the \
-                 broker connection was closed because of it. Inspect and move it with the \
-                 RabbitMQ management UI or `rabbitmqadmin get`; {}",
-                b.dlq,
-                progress(&tally)
-            ),
+            Ok(Some(Err(e))) => return Err(unreadable(&b.dlq, &e, &progress(&tally))),
             Ok(Some(Ok(d))) => d,
         };
         tally.seen += 1;
         let id = header_str(&delivery.properties, deadletter::H_ID)
             .and_then(|i| Uuid::parse_str(&i).ok());
-        match id {
-            Some(id) if wanted.rows.remove(&id) => {
-                replay_one(store, &ch, &pub_ch, &b.intake_queue, &delivery, Some(id)).await?;
-                done.insert(id);
-                tally.replayed += 1;
-            }
+        let replay = match id {
+            Some(id) if wanted.rows.remove(&id) => true,
             // A crash between publishing a dead letter and committing its
             // log row can leave two copies with the same id: one is replayed.
             Some(id) if done.contains(&id) => {
                 ch.basic_ack(delivery.delivery_tag, BasicAckOptions::default())
                     .await?;
                 tally.copies += 1;
+                false
             }
-            None if wanted.wants_unlogged(&delivery.properties) => {
-                replay_one(store, &ch, &pub_ch, &b.intake_queue, &delivery, None).await?;
-                tally.replayed += 1;
+            _ if wanted.wants_unlogged(&delivery.properties) => {
+                tally.unlogged += 1;
+                true
             }
-            _ => tally.left += 1,
+            _ => {
+                tally.left += 1;
+                false
+            }
+        };
+        if replay {
+            let r = replay_one(store, &ch, &pub_ch, &b.intake_queue, &delivery, id).await;
+            if let Err(e) = r {
+                // The next message may be what broke the connection: the
+                // consumer then holds the cause.
+                if !conn.status().connected() {
+                    let cause = match tokio::time::timeout(COUNT_TIMEOUT, consumer.next()).await {
+                        Ok(Some(Err(cause))) => cause.to_string(),
+                        _ => format!("{e:#}"),
+                    };
+                    return Err(unreadable(&b.dlq, &cause, &progress(&tally)));
+                }
+                return Err(e.context(format!("replaying a dead letter; {}", progress(&tally))));
+            }
+            if let Some(id) = id {
+                done.insert(id);
+            }
+            tally.replayed += 1;
         }
     }
     let _ = tokio::time::timeout(COUNT_TIMEOUT, ch.close(200, "OK".into())).await;
     Ok(tally)
 }
 
-/// Frees the dedup key, publishes to the intake with confirm, acks the DLQ
-/// copy. A crash in between leaves the dead letter in the DLQ (at worst it is
+/// Frees the dedup key (before publishing, or the daemon would take the
+/// replayed message for the one already dead-lettered), publishes to the
+/// intake with confirm, acks the DLQ copy. A failed publish restores the log
+/// row; a crash in between leaves the dead letter in the DLQ (at worst it is
 /// replayed twice, which the daemon recognises as a duplicate).
 async fn replay_one(
     store: &Store,
@@ -527,34 +569,41 @@ async fn replay_one(
     d: &Delivery,
     id: Option<Uuid>,
 ) -> anyhow::Result<()> {
-    let now = Utc::now();
+    // Millisecond precision, so `unmark_replayed` finds the stored value.
+    let now = Utc::now().trunc_subsecs(3);
+    let key = deadletter::dedup_key(
+        &deadletter::sha256_hex(&d.data),
+        d.properties.message_id().as_ref().map(|m| m.as_str()),
+    );
     match id {
         Some(id) => {
             store.mark_replayed(id, now).await?;
         }
-        None => {
-            let key = deadletter::dedup_key(
-                &deadletter::sha256_hex(&d.data),
-                d.properties.message_id().as_ref().map(|m| m.as_str()),
-            );
-            store.mark_replayed_by_key(&key, now).await?;
-        }
+        None => store.mark_replayed_by_key(&key, now).await?,
     }
-    let conf = pub_ch
-        .basic_publish(
-            "".into(),
-            intake.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
-            &d.data,
-            deadletter::strip_bridge_headers(&d.properties),
-        )
-        .await?
-        .await?;
-    if !conf.is_ack() || conf.take_message().is_some() {
-        bail!("the broker did not accept the replayed message (does `{intake}` exist?)");
+    let published = async {
+        let conf = pub_ch
+            .basic_publish(
+                "".into(),
+                intake.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &d.data,
+                deadletter::strip_bridge_headers(&d.properties),
+            )
+            .await?
+            .await?;
+        if !conf.is_ack() || conf.take_message().is_some() {
+            bail!("the broker did not accept the replayed message (does `{intake}` exist?)");
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = published {
+        let _ = store.unmark_replayed(&key, now).await;
+        return Err(e);
     }
     dlq_ch
         .basic_ack(d.delivery_tag, BasicAckOptions::default())

@@ -447,6 +447,28 @@ impl Store {
         })
     }
 
+    /// Undoes [`Store::mark_replayed`] / [`Store::mark_replayed_by_key`] of
+    /// time `at` when the replay's publish failed, so the dead letter stays
+    /// listed. Does nothing when a new live row holds the key meanwhile.
+    pub async fn unmark_replayed(
+        &self,
+        dedup_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        dispatch!(self, Store, p => {
+            sqlx::query(
+                "UPDATE dead_letters SET replayed_at = NULL \
+                 WHERE dedup_key = $1 AND replayed_at = $2 AND NOT EXISTS \
+                 (SELECT 1 FROM dead_letters l WHERE l.dedup_key = $1 AND l.replayed_at IS NULL)",
+            )
+            .bind(dedup_key)
+            .bind(at)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
     /// Stored applications with an open case, `after` an antragId (paging).
     pub async fn open_cases(
         &self,
