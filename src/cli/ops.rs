@@ -256,7 +256,9 @@ async fn dlq_list(settings: &Settings, store: &Store) -> anyhow::Result<i32> {
             COUNT_TIMEOUT.as_secs()
         ),
         Ok(Err(e)) => eprintln!("note: the queue `{dlq}` was not counted: {e:#}"),
-        Ok(Ok(None)) => eprintln!("warning: the queue `{dlq}` does not exist"),
+        Ok(Ok(None)) => {
+            eprintln!("warning: the queue `{dlq}` does not exist (or refused the passive declare)")
+        }
         Ok(Ok(Some(n))) if u64::from(n) > open => eprintln!(
             "warning: the queue `{dlq}` holds {n} message(s) but the log only {open}: the \
              others have no log row (dead-lettered by the broker at the delivery limit, or \
