@@ -33,6 +33,7 @@ fn letter(key: &str) -> NewDeadLetter {
         reason: "not_json",
         detail: "d".into(),
         body_sha256: key.into(),
+        body_bytes: 42,
         first_seen: Utc::now(),
     }
 }
@@ -104,8 +105,21 @@ async fn check(db: Db) {
     assert_eq!(rb.case_status.as_deref(), Some("open"));
     assert_eq!(rb.dienststellennummer.as_deref(), Some("13101"));
 
-    // Replaying frees the dedup key.
+    // The log answers `dlq list` / `dlq show` on its own.
     let dl = store.dead_letters().await.unwrap();
+    assert_eq!(dl.len(), 2);
+    assert_eq!(dl[0].body_bytes, Some(42));
+    assert_eq!(dl[0].reason, "not_json");
+    let found = store.dead_letters_for(dl[0].id).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].dedup_key, dl[0].dedup_key);
+    assert!(store
+        .dead_letters_for(Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Replaying frees the dedup key.
     assert!(store.mark_replayed(dl[0].id, Utc::now()).await.unwrap());
     let mut tx = store.begin().await.unwrap();
     let again = tx

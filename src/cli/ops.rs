@@ -1,24 +1,39 @@
 //! IT's commands: `run` (the daemon), `config check`, `dlq list|show|replay`
 //! and `recheck --dry-run`.
 //!
-//! The `dlq` commands work on the dead-letter queue itself (the queue is the
-//! source of truth; the database's dead-letter log only records what was sent
-//! there): they take the messages with `basic.get` without acknowledging
-//! them, and closing the channel returns every message not replayed.
+//! `dlq list` and `dlq show` read only the store's dead-letter log (the
+//! daemon logs every dead letter in the transaction whose DLQ publish the
+//! broker confirmed), so they cannot hang on a message the AMQP client cannot
+//! read and do not raise the messages' `x-delivery-count`; `list` only asks
+//! the broker how many messages the DLQ holds (a passive declare) to warn
+//! about messages without a log row. `dlq replay` is the only command that
+//! reads the queue: with a consumer, a prefetch and timeouts, acknowledging
+//! only what it replayed; closing the channel returns the rest.
+//! No command prints a body (personal data).
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use chrono::Utc;
+use anyhow::{anyhow, bail, Context as _};
+use chrono::{DateTime, SecondsFormat, SubsecRound as _, Utc};
 use clap::{Args, Subcommand};
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::time::{timeout_at, Instant};
 use uuid::Uuid;
 
 use allegro_core::pipeline::{Outcome, Pipeline};
-use allegro_daemon::config::Settings;
+use allegro_daemon::config::{BrokerConfig, Settings};
 use allegro_daemon::deadletter::{self, header_str};
-use allegro_store::Store;
+use allegro_daemon::topology::queue_counts;
+use allegro_store::{DeadLetterRow, Store};
 
 /// `config` subcommands.
 #[derive(Debug, Subcommand)]
@@ -34,15 +49,12 @@ pub enum ConfigCommand {
 /// `dlq` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// One line per dead letter: id, antragId, reason, first seen, detail.
+    /// One line per open dead letter of the store's log: id, antragId,
+    /// reason, first seen, body size, detail (the queue is only counted).
     List,
-    /// Headers and properties of one dead letter (ID: dead-letter id or antragId).
-    Show {
-        id: String,
-        /// Also print the body (it holds personal data: handle with care).
-        #[arg(long)]
-        body: bool,
-    },
+    /// One dead letter from the store's log (ID: dead-letter id or antragId),
+    /// with the body's SHA-256 and the dedup key; never the body.
+    Show { id: String },
     /// Put dead letters back on the intake queue once their cause is fixed.
     Replay(ReplayArgs),
 }
@@ -53,9 +65,13 @@ pub struct ReplayArgs {
     /// Dead-letter id or antragId.
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub id: Option<String>,
-    /// Replay every dead letter.
+    /// Replay every dead letter of the log, and every message of the DLQ
+    /// without a dead-letter id (dead-lettered by the broker).
     #[arg(long)]
     pub all: bool,
+    /// Give up after this many seconds (what was replayed stays replayed).
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub timeout: u64,
 }
 
 /// Arguments of `recheck`.
@@ -173,202 +189,427 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// One message taken from the DLQ.
-struct Taken {
-    tag: u64,
-    props: BasicProperties,
-    body: Vec<u8>,
-}
+/// How long `dlq list` waits for the broker's queue count before it gives up
+/// on that note (the list itself comes from the store).
+const COUNT_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl Taken {
-    fn id(&self) -> Option<String> {
-        header_str(&self.props, deadletter::H_ID)
-    }
-    fn antrag_id(&self) -> Option<String> {
-        header_str(&self.props, deadletter::H_ANTRAG_ID)
-            .or_else(|| self.props.message_id().as_ref().map(|m| m.to_string()))
-    }
-    fn matches(&self, id: &str) -> bool {
-        self.id().as_deref() == Some(id) || self.antrag_id().as_deref() == Some(id)
-    }
-    fn reason(&self) -> String {
-        header_str(&self.props, deadletter::H_REASON).unwrap_or_else(|| {
-            // Dead-lettered by the broker (x-delivery-limit): no headers of ours.
-            "delivery_limit".into()
-        })
-    }
-}
+/// How long `dlq replay` waits for the next message of the DLQ.
+const NEXT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Takes every message of the DLQ without acknowledging it.
-async fn take_all(ch: &Channel, queue: &str) -> anyhow::Result<Vec<Taken>> {
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-        .await
-        .with_context(|| format!("reading dead-letter queue `{queue}`"))?
-    {
-        let d = m.delivery;
-        out.push(Taken {
-            tag: d.delivery_tag,
-            props: d.properties,
-            body: d.data,
-        });
-    }
-    Ok(out)
-}
+/// Most messages `dlq replay` holds unacknowledged at once (its prefetch):
+/// the ones it does not replay stay with it until it closes the channel.
+const MAX_PREFETCH: u32 = 5000;
 
 /// `allegro-bridge dlq ...`.
 pub fn dlq(config: Option<&Path>, cmd: DlqCommand) -> anyhow::Result<i32> {
     let settings = load_settings(config)?;
-    runtime()?.block_on(dlq_async(settings, cmd))
+    runtime()?.block_on(async {
+        let store = Store::connect(&settings.store).await?;
+        let code = match cmd {
+            DlqCommand::List => dlq_list(&settings, &store).await,
+            DlqCommand::Show { id } => dlq_show(&store, &id).await,
+            DlqCommand::Replay(args) => dlq_replay(&settings, &store, &args).await,
+        };
+        store.close().await;
+        code
+    })
 }
 
-async fn dlq_async(settings: Settings, cmd: DlqCommand) -> anyhow::Result<i32> {
-    let b = &settings.broker;
-    let conn = Connection::connect(
-        &b.url,
+fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// One line, whatever the detail holds.
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r', '\t'], " ")
+}
+
+/// `dlq list`: the open rows of the dead-letter log, then the DLQ's message
+/// count compared with them (a passive declare: no message is read).
+async fn dlq_list(settings: &Settings, store: &Store) -> anyhow::Result<i32> {
+    let rows = store.dead_letters().await?;
+    println!(
+        "{:<36}  {:<36}  {:<22}  {:<24}  {:>9}  detail",
+        "id", "antragId", "reason", "first seen", "bytes"
+    );
+    for r in &rows {
+        println!(
+            "{:<36}  {:<36}  {:<22}  {:<24}  {:>9}  {}",
+            r.id,
+            or_dash(r.antrag_id),
+            r.reason,
+            time(&r.first_seen),
+            or_dash(r.body_bytes),
+            one_line(&r.detail),
+        );
+    }
+    eprintln!("{} dead letter(s) in the log", rows.len());
+    let dlq = &settings.broker.dlq;
+    let open = rows.len() as u64;
+    match tokio::time::timeout(COUNT_TIMEOUT, dlq_count(settings)).await {
+        Err(_) => eprintln!(
+            "note: the broker did not answer within {}s; the queue `{dlq}` was not counted",
+            COUNT_TIMEOUT.as_secs()
+        ),
+        Ok(Err(e)) => eprintln!("note: the queue `{dlq}` was not counted: {e:#}"),
+        Ok(Ok(None)) => {
+            eprintln!("warning: the queue `{dlq}` does not exist (or refused the passive declare)")
+        }
+        Ok(Ok(Some(n))) if u64::from(n) > open => eprintln!(
+            "warning: the queue `{dlq}` holds {n} message(s) but the log only {open}: the \
+             others have no log row (dead-lettered by the broker at the delivery limit, or \
+             put there by hand). `dlq replay --all` replays those without a dead-letter id; \
+             inspect them in the RabbitMQ management UI"
+        ),
+        Ok(Ok(Some(n))) if u64::from(n) < open => eprintln!(
+            "note: the queue `{dlq}` has {n} message(s) ready, fewer than the log's {open}: \
+             the others are being read right now (e.g. by `dlq replay`) or were removed from \
+             the queue by hand"
+        ),
+        Ok(Ok(Some(_))) => {}
+    }
+    Ok(0)
+}
+
+/// Ready messages in the DLQ, by a passive declare; `None` when it does not exist.
+async fn dlq_count(settings: &Settings) -> anyhow::Result<Option<u32>> {
+    let conn = connect(settings).await?;
+    let counts = queue_counts(&conn, &settings.broker.dlq).await;
+    let _ = conn.close(200, "OK".into()).await;
+    Ok(counts.map(|(ready, _)| ready))
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Connection> {
+    Connection::connect(
+        &settings.broker.url,
         ConnectionProperties::default().with_connection_name("allegro-bridge-dlq".into()),
     )
     .await
-    .context("connecting to the broker")?;
-    let ch = conn.create_channel().await?;
-    let all = take_all(&ch, &b.dlq).await?;
-    // A crash between publishing a dead letter and committing its log row can
-    // leave two copies with the same dead-letter id: show and replay one.
-    let mut seen = std::collections::HashSet::new();
-    let (taken, copies): (Vec<Taken>, Vec<Taken>) = all
-        .into_iter()
-        .partition(|t| t.id().is_none_or(|id| seen.insert(id)));
-    let code = match cmd {
-        DlqCommand::List => {
-            println!(
-                "{:<36}  {:<36}  {:<16}  {:<24}  detail",
-                "id", "antragId", "reason", "first seen"
-            );
-            for t in &taken {
-                println!(
-                    "{:<36}  {:<36}  {:<16}  {:<24}  {}",
-                    t.id().unwrap_or_else(|| "-".into()),
-                    t.antrag_id().unwrap_or_else(|| "-".into()),
-                    t.reason(),
-                    header_str(&t.props, deadletter::H_FIRST_SEEN).unwrap_or_else(|| "-".into()),
-                    header_str(&t.props, deadletter::H_DETAIL).unwrap_or_default(),
-                );
-            }
-            eprintln!("{} dead letter(s)", taken.len());
-            0
-        }
-        DlqCommand::Show { id, body } => match taken.iter().find(|t| t.matches(&id)) {
-            None => {
-                eprintln!("no dead letter with id or antragId {id}");
-                1
-            }
-            Some(t) => {
-                println!("id:          {}", t.id().unwrap_or_else(|| "-".into()));
-                println!(
-                    "antragId:    {}",
-                    t.antrag_id().unwrap_or_else(|| "-".into())
-                );
-                println!("reason:      {}", t.reason());
-                for h in [
-                    deadletter::H_DETAIL,
-                    deadletter::H_FIRST_SEEN,
-                    deadletter::H_OUTCOME,
-                    deadletter::H_VERSION,
-                ] {
-                    println!(
-                        "{h}: {}",
-                        header_str(&t.props, h).unwrap_or_else(|| "-".into())
-                    );
-                }
-                println!(
-                    "content_type: {}",
-                    t.props
-                        .content_type()
-                        .as_ref()
-                        .map(|c| c.as_str())
-                        .unwrap_or("-")
-                );
-                println!("body_sha256: {}", deadletter::sha256_hex(&t.body));
-                println!("body_bytes:  {}", t.body.len());
-                if body {
-                    println!("{}", String::from_utf8_lossy(&t.body));
-                }
-                0
-            }
-        },
-        DlqCommand::Replay(args) => {
-            let store = Store::connect(&settings.store).await?;
-            let pub_ch = conn.create_channel().await?;
-            pub_ch
-                .confirm_select(ConfirmSelectOptions::default())
-                .await?;
-            let mut n = 0;
-            for t in taken
-                .iter()
-                .filter(|t| args.all || args.id.as_deref().is_some_and(|id| t.matches(id)))
-            {
-                replay_one(&store, &ch, &pub_ch, &b.intake_queue, t).await?;
-                for c in copies.iter().filter(|c| c.id() == t.id()) {
-                    ch.basic_ack(c.tag, BasicAckOptions::default()).await?;
-                }
-                n += 1;
-            }
-            store.close().await;
-            eprintln!("{n} dead letter(s) replayed to `{}`", b.intake_queue);
-            if n == 0 && !args.all {
-                1
-            } else {
-                0
-            }
-        }
-    };
-    // Closing returns every message not acked (i.e. not replayed) to the DLQ.
-    let _ = ch.close(200, "OK".into()).await;
-    let _ = conn.close(200, "OK".into()).await;
-    Ok(code)
+    .context("connecting to the broker")
 }
 
-/// Frees the dedup key, publishes to the intake with confirm, acks the DLQ
-/// copy. A crash in between leaves the dead letter in the DLQ (at worst it is
+/// The open log rows an ID names (dead-letter id or antragId).
+async fn rows_for(store: &Store, id: &str) -> anyhow::Result<Vec<DeadLetterRow>> {
+    Ok(match Uuid::parse_str(id.trim()) {
+        Ok(u) => store.dead_letters_for(u).await?,
+        Err(_) => vec![],
+    })
+}
+
+/// `dlq show ID`: the log rows of one dead letter (several when an
+/// antragId has more than one, e.g. a conflict).
+async fn dlq_show(store: &Store, id: &str) -> anyhow::Result<i32> {
+    let rows = rows_for(store, id).await?;
+    if rows.is_empty() {
+        eprintln!(
+            "no open dead letter with id or antragId {id} in the log (`dlq list` shows them)"
+        );
+        return Ok(1);
+    }
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("id:          {}", r.id);
+        println!("antragId:    {}", or_dash(r.antrag_id));
+        println!("reason:      {}", r.reason);
+        println!("detail:      {}", one_line(&r.detail));
+        println!("first seen:  {}", time(&r.first_seen));
+        println!("body bytes:  {}", or_dash(r.body_bytes));
+        println!("body sha256: {}", r.body_sha256);
+        println!("dedup key:   {}", r.dedup_key);
+    }
+    if rows.len() > 1 {
+        eprintln!("{} open dead letters for {id}", rows.len());
+    }
+    Ok(0)
+}
+
+/// What `dlq replay` is asked to put back.
+struct Wanted<'a> {
+    /// Log rows still to be found in the queue, by dead-letter id.
+    rows: HashSet<Uuid>,
+    /// `--all`, or the ID given.
+    all: bool,
+    id: Option<&'a str>,
+}
+
+impl Wanted<'_> {
+    /// A message without an open log row: dead-lettered by the broker (no
+    /// dead-letter id), or left behind by a replay that broke off after
+    /// freeing its row. Replayed with `--all`, or when its dead-letter id or
+    /// antragId (header or message_id) is the ID given.
+    fn wants_unlogged(&self, props: &BasicProperties) -> bool {
+        self.all
+            || self.id.is_some_and(|id| {
+                header_str(props, deadletter::H_ID).as_deref() == Some(id)
+                    || header_str(props, deadletter::H_ANTRAG_ID).as_deref() == Some(id)
+                    || props.message_id().as_ref().map(|m| m.as_str()) == Some(id)
+            })
+    }
+}
+
+/// The error for a broker connection that broke while the DLQ was read:
+/// lapin closes the connection on a message it cannot parse (for example a
+/// header frame larger than `frame_max`).
+fn unreadable(dlq: &str, e: &dyn std::fmt::Display, progress: &str) -> anyhow::Error {
+    anyhow!(
+        "the dead-letter queue `{dlq}` holds a message this client cannot read ({e}); the \
+         broker connection was closed because of it. Inspect and move that message with the \
+         RabbitMQ management UI or `rabbitmqadmin get`; {progress}"
+    )
+}
+
+/// `dlq replay ID|--all`: reads the DLQ with a consumer and replays the
+/// messages whose dead-letter id is one of the log rows asked for (plus, with
+/// `--all` or by their ID, those without an open row). Bounded in
+/// time: the next message is awaited at most [`NEXT_TIMEOUT`], the whole run
+/// at most `--timeout`; a message the client cannot read ends the run with
+/// an error instead of a hang.
+async fn dlq_replay(settings: &Settings, store: &Store, args: &ReplayArgs) -> anyhow::Result<i32> {
+    let rows = if args.all {
+        store.dead_letters().await?
+    } else {
+        rows_for(store, args.id.as_deref().unwrap_or_default()).await?
+    };
+    let mut wanted = Wanted {
+        rows: rows.iter().map(|r| r.id).collect(),
+        all: args.all,
+        id: args.id.as_deref(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let conn = timeout_at(deadline, connect(settings))
+        .await
+        .map_err(|_| anyhow!("the broker did not answer within {}s", args.timeout))??;
+    let result = replay_from_queue(&conn, store, &settings.broker, &mut wanted, deadline).await;
+    // Closing returns every message not acked (i.e. not replayed) to the DLQ.
+    let _ = tokio::time::timeout(COUNT_TIMEOUT, conn.close(200, "OK".into())).await;
+    let tally = result?;
+    let intake = &settings.broker.intake_queue;
+    eprintln!("{} dead letter(s) replayed to `{intake}`", tally.replayed);
+    if tally.unlogged > 0 {
+        eprintln!(
+            "{} of them without an open row in the dead-letter log (dead-lettered by the \
+             broker, or left by an earlier replay)",
+            tally.unlogged
+        );
+    }
+    if tally.copies > 0 {
+        eprintln!(
+            "{} extra copy(ies) of them removed from the DLQ",
+            tally.copies
+        );
+    }
+    if tally.left > 0 {
+        eprintln!("{} message(s) left in the DLQ (not asked for)", tally.left);
+    }
+    if !wanted.rows.is_empty() {
+        eprintln!(
+            "warning: {} dead letter(s) of the log were not found among the {} message(s) in \
+             the queue (already gone, or held by another reader): {}",
+            wanted.rows.len(),
+            tally.seen,
+            wanted
+                .rows
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(if tally.replayed == 0 && !args.all {
+        1
+    } else {
+        0
+    })
+}
+
+/// What one replay run did.
+#[derive(Default)]
+struct Tally {
+    seen: u32,
+    replayed: u32,
+    /// Replayed without an open log row.
+    unlogged: u32,
+    copies: u32,
+    left: u32,
+}
+
+async fn replay_from_queue(
+    conn: &Connection,
+    store: &Store,
+    b: &BrokerConfig,
+    wanted: &mut Wanted<'_>,
+    deadline: Instant,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let ready = match queue_counts(conn, &b.dlq).await {
+        Some((ready, _)) => ready,
+        None => bail!("the dead-letter queue `{}` does not exist", b.dlq),
+    };
+    if ready == 0 {
+        return Ok(tally);
+    }
+    let ch = conn.create_channel().await?;
+    let pub_ch = conn.create_channel().await?;
+    pub_ch
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    // The messages not replayed stay unacked until the channel closes: with
+    // a prefetch of at least what the queue held, none of them blocks the
+    // ones behind it.
+    let prefetch = ready.clamp(1, MAX_PREFETCH) as u16;
+    ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            b.dlq.as_str().into(),
+            "allegro-bridge-dlq-replay".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("consuming from the dead-letter queue `{}`", b.dlq))?;
+    let mut done: HashSet<Uuid> = HashSet::new();
+    let progress = |t: &Tally| {
+        format!(
+            "{} of the {ready} message(s) looked at, {} replayed before this; the others stay \
+             in the queue",
+            t.seen, t.replayed
+        )
+    };
+    // Every message that was in the queue at the start is looked at once.
+    while tally.seen < ready {
+        if tally.left >= u32::from(prefetch) {
+            eprintln!(
+                "note: stopped after {} messages held back (the most held at once); replay the \
+                 rest by ID or after moving messages away",
+                tally.left
+            );
+            break;
+        }
+        let wait = NEXT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
+        let delivery = match tokio::time::timeout(wait, consumer.next()).await {
+            Err(_) if Instant::now() >= deadline => {
+                bail!("gave up at the --timeout deadline: {}", progress(&tally))
+            }
+            Err(_) => bail!(
+                "no message from the dead-letter queue `{}` for {}s although it held more: \
+                 another client may hold them unacknowledged, or the broker cannot deliver \
+                 them; {}",
+                b.dlq,
+                wait.as_secs(),
+                progress(&tally)
+            ),
+            Ok(None) => bail!(
+                "the broker cancelled the consumer on `{}`; {}",
+                b.dlq,
+                progress(&tally)
+            ),
+            Ok(Some(Err(e))) => return Err(unreadable(&b.dlq, &e, &progress(&tally))),
+            Ok(Some(Ok(d))) => d,
+        };
+        tally.seen += 1;
+        let id = header_str(&delivery.properties, deadletter::H_ID)
+            .and_then(|i| Uuid::parse_str(&i).ok());
+        let replay = match id {
+            Some(id) if wanted.rows.remove(&id) => true,
+            // A crash between publishing a dead letter and committing its
+            // log row can leave two copies with the same id: one is replayed.
+            Some(id) if done.contains(&id) => {
+                ch.basic_ack(delivery.delivery_tag, BasicAckOptions::default())
+                    .await?;
+                tally.copies += 1;
+                false
+            }
+            _ if wanted.wants_unlogged(&delivery.properties) => {
+                tally.unlogged += 1;
+                true
+            }
+            _ => {
+                tally.left += 1;
+                false
+            }
+        };
+        if replay {
+            let r = replay_one(store, &ch, &pub_ch, &b.intake_queue, &delivery, id).await;
+            if let Err(e) = r {
+                // The next message may be what broke the connection: the
+                // consumer then holds the cause.
+                if !conn.status().connected() {
+                    let cause = match tokio::time::timeout(COUNT_TIMEOUT, consumer.next()).await {
+                        Ok(Some(Err(cause))) => cause.to_string(),
+                        _ => format!("{e:#}"),
+                    };
+                    return Err(unreadable(&b.dlq, &cause, &progress(&tally)));
+                }
+                return Err(e.context(format!("replaying a dead letter; {}", progress(&tally))));
+            }
+            if let Some(id) = id {
+                done.insert(id);
+            }
+            tally.replayed += 1;
+        }
+    }
+    let _ = tokio::time::timeout(COUNT_TIMEOUT, ch.close(200, "OK".into())).await;
+    Ok(tally)
+}
+
+/// Frees the dedup key (before publishing, or the daemon would take the
+/// replayed message for the one already dead-lettered), publishes to the
+/// intake with confirm, acks the DLQ copy. A failed publish restores the log
+/// row; a crash in between leaves the dead letter in the DLQ (at worst it is
 /// replayed twice, which the daemon recognises as a duplicate).
 async fn replay_one(
     store: &Store,
     dlq_ch: &Channel,
     pub_ch: &Channel,
     intake: &str,
-    t: &Taken,
+    d: &Delivery,
+    id: Option<Uuid>,
 ) -> anyhow::Result<()> {
-    let now = Utc::now();
-    match t.id().and_then(|i| Uuid::parse_str(&i).ok()) {
+    // Millisecond precision, so `unmark_replayed` finds the stored value.
+    let now = Utc::now().trunc_subsecs(3);
+    let key = deadletter::dedup_key(
+        &deadletter::sha256_hex(&d.data),
+        d.properties.message_id().as_ref().map(|m| m.as_str()),
+    );
+    match id {
         Some(id) => {
             store.mark_replayed(id, now).await?;
         }
-        None => {
-            let key = deadletter::dedup_key(
-                &deadletter::sha256_hex(&t.body),
-                t.props.message_id().as_ref().map(|m| m.as_str()),
-            );
-            store.mark_replayed_by_key(&key, now).await?;
+        None => store.mark_replayed_by_key(&key, now).await?,
+    }
+    let published = async {
+        let conf = pub_ch
+            .basic_publish(
+                "".into(),
+                intake.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &d.data,
+                deadletter::strip_bridge_headers(&d.properties),
+            )
+            .await?
+            .await?;
+        if !conf.is_ack() || conf.take_message().is_some() {
+            bail!("the broker did not accept the replayed message (does `{intake}` exist?)");
         }
+        Ok(())
     }
-    let conf = pub_ch
-        .basic_publish(
-            "".into(),
-            intake.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
-            &t.body,
-            deadletter::strip_bridge_headers(&t.props),
-        )
-        .await?
+    .await;
+    if let Err(e) = published {
+        let _ = store.unmark_replayed(&key, now).await;
+        return Err(e);
+    }
+    dlq_ch
+        .basic_ack(d.delivery_tag, BasicAckOptions::default())
         .await?;
-    if !conf.is_ack() || conf.take_message().is_some() {
-        bail!("the broker did not accept the replayed message (does `{intake}` exist?)");
-    }
-    dlq_ch.basic_ack(t.tag, BasicAckOptions::default()).await?;
     Ok(())
 }
 

@@ -224,6 +224,7 @@ mod tests {
             reason: "not_object",
             detail: "the body is a JSON array".into(),
             body_sha256: "k".into(),
+            body_bytes: 3,
             first_seen: chrono::DateTime::UNIX_EPOCH,
         }
     }
@@ -275,6 +276,7 @@ mod tests {
             reason: "no_mapping",
             detail: "x".repeat(600),
             body_sha256: "k".into(),
+            body_bytes: 3,
             first_seen: Utc::now(),
         };
         let orig = BasicProperties::default().with_message_id("m1".into());

@@ -50,6 +50,7 @@ impl Item {
             reason: invalid.reason,
             detail: invalid.detail.clone(),
             body_sha256: self.body_sha256.clone(),
+            body_bytes: self.body.len() as i64,
             first_seen: now,
         }
     }
@@ -276,6 +277,7 @@ mod tests {
         assert_eq!(plan.letters.len(), 1);
         assert_eq!(plan.letters[0].reason, "not_json");
         assert_eq!(plan.letters[0].dedup_key, items[1].body_sha256);
+        assert_eq!(plan.letters[0].body_bytes, 1, "the body `{{` is one byte");
         assert_eq!(plan.letter_items, [1]);
     }
 

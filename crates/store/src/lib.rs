@@ -71,6 +71,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox_pending",
         include_str!("../migrations/sqlite/0002_outbox_pending.sql"),
     ),
+    (
+        3,
+        "dead_letter_meta",
+        include_str!("../migrations/sqlite/0003_dead_letter_meta.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -92,6 +97,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "outbox_pending",
         include_str!("../migrations/postgres/0004_outbox_pending.sql"),
+    ),
+    (
+        5,
+        "dead_letter_meta",
+        include_str!("../migrations/postgres/0005_dead_letter_meta.sql"),
     ),
 ];
 
@@ -201,6 +211,8 @@ pub struct NewDeadLetter {
     pub reason: &'static str,
     pub detail: String,
     pub body_sha256: String,
+    /// The body's size in bytes (the body itself is only in the DLQ).
+    pub body_bytes: i64,
     pub first_seen: DateTime<Utc>,
 }
 
@@ -253,13 +265,20 @@ pub struct ApplicationRow {
     pub record_written: bool,
 }
 
-/// One live dead-letter log row.
+/// One live dead-letter log row: everything `dlq list` and `dlq show`
+/// print (no body, so no personal data).
 #[derive(Debug, Clone, FromRow)]
 pub struct DeadLetterRow {
     pub id: Uuid,
     pub antrag_id: Option<Uuid>,
     pub reason: String,
     pub detail: String,
+    /// Body hash + message_id hash (see `allegro_daemon::deadletter::dedup_key`).
+    pub dedup_key: String,
+    pub body_sha256: String,
+    /// `None` for rows logged before the column existed.
+    pub body_bytes: Option<i64>,
+    pub first_seen: DateTime<Utc>,
 }
 
 /// Row counts, for `config check`, tests and the benchmark.
@@ -428,6 +447,28 @@ impl Store {
         })
     }
 
+    /// Undoes [`Store::mark_replayed`] / [`Store::mark_replayed_by_key`] of
+    /// time `at` when the replay's publish failed, so the dead letter stays
+    /// listed. Does nothing when a new live row holds the key meanwhile.
+    pub async fn unmark_replayed(
+        &self,
+        dedup_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        dispatch!(self, Store, p => {
+            sqlx::query(
+                "UPDATE dead_letters SET replayed_at = NULL \
+                 WHERE dedup_key = $1 AND replayed_at = $2 AND NOT EXISTS \
+                 (SELECT 1 FROM dead_letters l WHERE l.dedup_key = $1 AND l.replayed_at IS NULL)",
+            )
+            .bind(dedup_key)
+            .bind(at)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
     /// Stored applications with an open case, `after` an antragId (paging).
     pub async fn open_cases(
         &self,
@@ -465,13 +506,30 @@ impl Store {
         })
     }
 
-    /// Every live (not replayed) dead-letter log row.
+    /// Every live (not replayed) dead-letter log row, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
         dispatch!(self, Store, p => {
             sqlx::query_as(
-                "SELECT id, antrag_id, reason, detail FROM dead_letters \
-                 WHERE replayed_at IS NULL ORDER BY first_seen",
+                "SELECT id, antrag_id, reason, detail, dedup_key, body_sha256, body_bytes, \
+                 first_seen FROM dead_letters \
+                 WHERE replayed_at IS NULL ORDER BY first_seen, id",
             )
+            .fetch_all(p)
+            .await
+        })
+    }
+
+    /// The live dead-letter log rows whose dead-letter id or antragId is
+    /// `id` (one antragId may have several, e.g. a conflict), oldest first.
+    pub async fn dead_letters_for(&self, id: Uuid) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
+        dispatch!(self, Store, p => {
+            sqlx::query_as(
+                "SELECT id, antrag_id, reason, detail, dedup_key, body_sha256, body_bytes, \
+                 first_seen FROM dead_letters \
+                 WHERE (id = $1 OR antrag_id = $1) AND replayed_at IS NULL \
+                 ORDER BY first_seen, id",
+            )
+            .bind(id)
             .fetch_all(p)
             .await
         })
@@ -751,7 +809,7 @@ async fn insert_dead_letter_sqlite(
     let id = dead_letter_id(&d.dedup_key, n);
     let inserted = sqlx::query(
         "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, \
-         body_sha256, first_seen) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         body_sha256, body_bytes, first_seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING",
     )
     .bind(id)
@@ -760,6 +818,7 @@ async fn insert_dead_letter_sqlite(
     .bind(d.reason)
     .bind(d.detail.as_str())
     .bind(d.body_sha256.as_str())
+    .bind(d.body_bytes)
     .bind(d.first_seen)
     .execute(&mut **tx)
     .await?
@@ -796,8 +855,8 @@ async fn insert_dead_letters_postgres(
     rows.sort_by(|&a, &b| letters[a].dedup_key.cmp(&letters[b].dedup_key));
     let inserted: HashSet<String> = sqlx::query_scalar(
         "INSERT INTO dead_letters (id, dedup_key, antrag_id, reason, detail, body_sha256, \
-         first_seen) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], \
-         $5::text[], $6::text[], $7::timestamptz[]) \
+         body_bytes, first_seen) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], \
+         $4::text[], $5::text[], $6::text[], $7::int8[], $8::timestamptz[]) \
          ON CONFLICT (dedup_key) WHERE replayed_at IS NULL DO NOTHING RETURNING dedup_key",
     )
     .bind(rows.iter().map(|&i| ids[i]).bind_iter())
@@ -814,6 +873,7 @@ async fn insert_dead_letters_postgres(
             .map(|&i| letters[i].body_sha256.as_str())
             .bind_iter(),
     )
+    .bind(rows.iter().map(|&i| letters[i].body_bytes).bind_iter())
     .bind(rows.iter().map(|&i| letters[i].first_seen).bind_iter())
     .fetch_all(&mut **tx)
     .await?

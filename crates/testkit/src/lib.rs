@@ -256,6 +256,46 @@ impl TestEnv {
             .unwrap()
     }
 
+    /// Runs `allegro-bridge ARGS` like [`TestEnv::cli`], but kills it and
+    /// fails the test when it has not finished within `limit` (it hangs).
+    pub fn cli_within(&self, args: &[&str], limit: Duration) -> std::process::Output {
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let out_path = self.dir.path().join(format!("cli-{n}.out"));
+        let err_path = self.dir.path().join(format!("cli-{n}.err"));
+        let mut child = Command::new(bridge_exe())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ALLEGRO_BRIDGE_CONFIG")
+            .envs(self.envs())
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "`allegro-bridge {}` did not finish within {limit:?}; stderr:\n{}",
+                    args.join(" "),
+                    std::fs::read_to_string(&err_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        std::process::Output {
+            status,
+            stdout: std::fs::read(&out_path).unwrap(),
+            stderr: std::fs::read(&err_path).unwrap(),
+        }
+    }
+
     /// Starts `allegro-bridge run` as a child process (log in the test folder).
     pub fn spawn_daemon(&self) -> Daemon {
         let n = std::fs::read_dir(self.dir.path())
