@@ -159,14 +159,6 @@ fn inputs() -> Vec<Hostile> {
     ]
 }
 
-async fn publish(p: &Publisher, queue: &str, body: &[u8], props: BasicProperties) {
-    let confirm =
-        p.ch.basic_publish("".into(), queue.into(), Default::default(), body, props)
-            .await
-            .unwrap();
-    assert!(confirm.await.unwrap().is_ack());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_inputs_end_where_the_contract_says() {
     let env = TestEnv::new(Db::Sqlite, "hostile").await;
@@ -198,7 +190,9 @@ async fn hostile_inputs_end_where_the_contract_says() {
 
     let mut neighbours = Vec::new();
     for h in &hostiles {
-        publish(&publisher, &env.intake, &h.body, h.props.clone()).await;
+        publisher
+            .publish_with(&env.intake, &h.body, h.props.clone())
+            .await;
         let n = accepted();
         publisher
             .publish_all(&env.intake, std::slice::from_ref(&n))

@@ -28,23 +28,10 @@ async fn poisoning_url(env: &TestEnv) -> String {
 }
 
 async fn publish(url: &str, queue: &str, body: &[u8], props: BasicProperties) {
-    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+    Publisher::at(url)
         .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(Default::default()).await.unwrap();
-    let confirm = ch
-        .basic_publish(
-            "".into(),
-            queue.into(),
-            Default::default(),
-            body,
-            props.with_delivery_mode(2),
-        )
-        .await
-        .unwrap();
-    assert!(confirm.await.unwrap().is_ack(), "the broker took it");
-    let _ = conn.close(200, "OK".into()).await;
+        .publish_with(queue, body, props.with_delivery_mode(2))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

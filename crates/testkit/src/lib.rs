@@ -533,12 +533,36 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn new(env: &TestEnv) -> Publisher {
-        let conn = env.connect().await;
+        Publisher::at(&env.amqp).await
+    }
+
+    /// A publisher on the broker at `url` (e.g. through a proxy).
+    pub async fn at(url: &str) -> Publisher {
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap();
         let ch = conn.create_channel().await.unwrap();
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
         Publisher { _conn: conn, ch }
+    }
+
+    /// Publishes one message with exactly these properties and waits for
+    /// the broker's confirm.
+    pub async fn publish_with(&self, queue: &str, body: &[u8], props: BasicProperties) {
+        let confirm = self
+            .ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
+            .await
+            .unwrap();
+        assert!(confirm.await.unwrap().is_ack(), "the broker took it");
     }
 
     /// Publishes persistent messages and waits for every confirm.
