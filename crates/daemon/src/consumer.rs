@@ -45,6 +45,7 @@ use crate::deadletter;
 use crate::dispatcher::OutboxState;
 use crate::metrics::{Metrics, OutcomeLabel, ReasonLabel};
 use crate::plan::{Item, Plan, Publish, Tally};
+use crate::reload::Mappings;
 use crate::retry::{backoff, Shutdown};
 use crate::topology::{self, TopologyError};
 use allegro_core::pipeline::{Invalid, Pipeline, Processed};
@@ -53,7 +54,8 @@ use allegro_store::Store;
 /// What the session needs from the daemon.
 pub struct Ctx {
     pub settings: Settings,
-    pub pipeline: Arc<Pipeline>,
+    /// The mapping set in force; each batch takes a snapshot of it.
+    pub pipeline: Arc<Mappings>,
     pub store: Store,
     pub outbox: Arc<OutboxState>,
     pub metrics: Arc<Metrics>,
@@ -366,13 +368,12 @@ impl Session<'_> {
     async fn prepare(&self, batch: Vec<Delivery>) -> Result<Prepared, SessionError> {
         let last_tag = batch.iter().map(|d| d.delivery_tag).max().unwrap_or(0);
         let t0 = Instant::now();
-        let items = run_pipeline(
-            &self.ctx.pipeline,
-            batch,
-            self.ctx.settings.daemon.concurrency,
-        )
-        .await
-        .map_err(SessionError::Fatal)?;
+        // The batch runs with the set in force now, whatever a reload swaps
+        // in meanwhile.
+        let pipeline = self.ctx.pipeline.snapshot();
+        let items = run_pipeline(&pipeline, batch, self.ctx.settings.daemon.concurrency)
+            .await
+            .map_err(SessionError::Fatal)?;
         Ok(Prepared {
             items,
             last_tag,

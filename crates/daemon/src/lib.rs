@@ -11,10 +11,12 @@
 //! - [`dispatcher`]: writes record files from the outbox table.
 //! - [`retry`]: backoff and the shutdown flag.
 //! - [`metrics`]: Prometheus counters, the health check and their listener.
+//! - [`reload`]: the mapping set in force, swapped atomically on SIGHUP.
 //!
 //! This module wires them: the outer reconnect loop around [`consumer::session`],
-//! the dispatcher task, signal handling (SIGTERM, SIGINT) with a deadline, and
-//! systemd notifications (READY, STOPPING, WATCHDOG).
+//! the dispatcher task, signal handling (SIGTERM, SIGINT with a deadline;
+//! SIGHUP reloads the mappings), and systemd notifications (READY, RELOADING,
+//! STOPPING, WATCHDOG).
 
 pub mod config;
 pub mod consumer;
@@ -22,10 +24,11 @@ pub mod deadletter;
 pub mod dispatcher;
 pub mod metrics;
 pub mod plan;
+pub mod reload;
 pub mod retry;
 pub mod topology;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +36,6 @@ use anyhow::Context as _;
 use tracing::{error, info, warn};
 
 use crate::config::Settings;
-use allegro_core::pipeline::Pipeline;
 use allegro_store::Store;
 use consumer::{Careful, Ctx, SessionEnd, SessionError};
 use dispatcher::{Dispatcher, OutboxState};
@@ -58,12 +60,29 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
         error!(location = %loc, "panic");
     }));
 
-    let pipeline = Arc::new(Pipeline::load(&settings.pipeline).context("loading mappings")?);
+    let loaded = reload::load(&settings.pipeline).context("loading mappings")?;
+    info!(
+        hash = %loaded.short_hash(),
+        mappings = loaded.mappings(),
+        "mapping set loaded"
+    );
+    let metrics = Arc::new(metrics::Metrics::default());
+    reload::record_in_force(&metrics, &loaded);
+    let mappings = Arc::new(reload::Mappings::new(loaded.pipeline));
     let store = Store::connect_lazy(&settings.store)?;
 
     let (trigger, shutdown) = shutdown_pair();
     let trigger = Arc::new(trigger);
     spawn_signal_handler(Arc::clone(&trigger), settings.daemon.shutdown_deadline_secs);
+    // Before the first wait: SIGHUP without a handler would end the process.
+    let ready = Arc::new(AtomicBool::new(false));
+    reload::spawn_hangup_handler(
+        settings.pipeline.clone(),
+        Arc::clone(&mappings),
+        Arc::clone(&metrics),
+        Arc::clone(&ready),
+        shutdown.clone(),
+    )?;
 
     // Migrations: the database may not be up yet; wait for it.
     {
@@ -85,7 +104,6 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     }
     info!(store = store.kind(), "database ready");
 
-    let metrics = Arc::new(metrics::Metrics::default());
     if !settings.metrics.listen.is_empty() {
         metrics::serve(&settings.metrics.listen, Arc::clone(&metrics)).await?;
     }
@@ -110,12 +128,12 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
 
     let ctx = Ctx {
         settings: settings.clone(),
-        pipeline,
+        pipeline: mappings,
         store: store.clone(),
         outbox: Arc::clone(&outbox),
         metrics: Arc::clone(&metrics),
     };
-    let code = reconnect_loop(&ctx, shutdown.clone()).await;
+    let code = reconnect_loop(&ctx, shutdown.clone(), &ready).await;
 
     // Let the dispatcher write what is committed, then stop.
     stop_dispatch.trigger();
@@ -141,16 +159,21 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
 }
 
 /// Sessions until shutdown; reconnects with backoff after broker failures.
-async fn reconnect_loop(ctx: &Ctx, mut shutdown: Shutdown) -> anyhow::Result<i32> {
+/// `ready` is set once systemd has been told `READY=1` (a reload tells it
+/// `RELOADING=1` and `READY=1` only after that).
+async fn reconnect_loop(
+    ctx: &Ctx,
+    mut shutdown: Shutdown,
+    ready: &AtomicBool,
+) -> anyhow::Result<i32> {
     let mut delays = backoff(&ctx.settings.daemon);
-    let mut ready_sent = false;
     let mut careful = Careful::default();
     loop {
         let started = Instant::now();
         let mut on_ready = || {
-            if !ready_sent {
+            if !ready.load(Ordering::SeqCst) {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-                ready_sent = true;
+                ready.store(true, Ordering::SeqCst);
             }
         };
         match consumer::session(ctx, &mut shutdown, &mut on_ready, &mut careful).await {

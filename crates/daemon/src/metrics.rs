@@ -4,10 +4,11 @@
 //! `/readyz` answers 200 while the broker session, the database and the
 //! outbox all work and 503 (naming which one does not) otherwise.
 //!
-//! Labels carry only outcome and reason codes, never anything from an
-//! application: no personal data in metrics.
+//! Labels carry only outcome and reason codes and the mapping set's content
+//! hash, never anything from an application: no personal data in metrics.
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +26,18 @@ pub struct OutcomeLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
+}
+
+/// The result of a mapping reload: `ok` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// The content hash of a mapping set (hex SHA-256, see `reload::set_hash`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HashLabel {
+    pub hash: String,
 }
 
 /// Every metric of the daemon, in one explicit registry.
@@ -57,6 +70,15 @@ pub struct Metrics {
     /// 1 while deliveries are taken one at a time after a broken session
     /// (careful mode, see `consumer`), else 0.
     pub careful_mode: Gauge,
+    /// Mapping reloads (SIGHUP), by result (`ok`, `failed`).
+    pub mapping_reloads: Family<ResultLabel, Counter>,
+    /// Unix time (seconds) when the mapping set in force was loaded.
+    pub mapping_set_loaded: Gauge<f64, AtomicU64>,
+    /// 1 for the content hash of the mapping set in force (info style: one
+    /// series at a time).
+    pub mapping_set_info: Family<HashLabel, Gauge>,
+    /// The hash in `mapping_set_info`, to replace its series on a swap.
+    mapping_hash: Mutex<String>,
 }
 
 impl Default for Metrics {
@@ -76,8 +98,16 @@ impl Default for Metrics {
             broker_connected: Gauge::default(),
             store_healthy: Gauge::default(),
             careful_mode: Gauge::default(),
+            mapping_reloads: Family::default(),
+            mapping_set_loaded: Gauge::default(),
+            mapping_set_info: Family::default(),
+            mapping_hash: Mutex::new(String::new()),
             registry: Registry::default(),
         };
+        // Both results from the start, so a rate over them is defined.
+        for result in ["ok", "failed"] {
+            let _ = m.mapping_reloads.get_or_create(&ResultLabel { result });
+        }
         registry.register(
             "applications",
             "Applications stored, by outcome",
@@ -139,6 +169,21 @@ impl Default for Metrics {
             "1 while deliveries are taken one at a time after a broken broker session",
             m.careful_mode.clone(),
         );
+        registry.register(
+            "mapping_reloads",
+            "Mapping set reloads (SIGHUP), by result",
+            m.mapping_reloads.clone(),
+        );
+        registry.register(
+            "mapping_set_loaded_timestamp_seconds",
+            "Unix time when the mapping set in force was loaded",
+            m.mapping_set_loaded.clone(),
+        );
+        registry.register(
+            "mapping_set_info",
+            "1 for the content hash (SHA-256 of the mapping files) of the set in force",
+            m.mapping_set_info.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -149,6 +194,40 @@ impl Metrics {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         out
+    }
+
+    /// Shows the mapping set now in force: its content hash and when it was
+    /// loaded (Unix seconds).
+    pub fn set_mapping_set(&self, hash: &str, loaded_at: f64) {
+        let mut in_force = self.mapping_hash.lock().unwrap_or_else(|p| p.into_inner());
+        if !in_force.is_empty() && *in_force != hash {
+            self.mapping_set_info.remove(&HashLabel {
+                hash: in_force.clone(),
+            });
+        }
+        self.mapping_set_info
+            .get_or_create(&HashLabel {
+                hash: hash.to_string(),
+            })
+            .set(1);
+        self.mapping_set_loaded.set(loaded_at);
+        *in_force = hash.to_string();
+    }
+
+    /// The content hash of the mapping set in force (empty before the first).
+    pub fn mapping_set_hash(&self) -> String {
+        self.mapping_hash
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Counts a reload by its result.
+    pub fn mapping_reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.mapping_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// The dependencies that do not work right now (empty: healthy).
@@ -223,5 +302,37 @@ mod tests {
             "{body}"
         );
         assert!(body.ends_with("# EOF\n"), "{body}");
+    }
+
+    #[test]
+    fn the_mapping_set_in_force_is_one_series() {
+        let m = healthy();
+        let body = m.render();
+        assert!(
+            body.contains("allegro_bridge_mapping_reloads_total{result=\"ok\"} 0"),
+            "{body}"
+        );
+        assert!(
+            body.contains("allegro_bridge_mapping_reloads_total{result=\"failed\"} 0"),
+            "{body}"
+        );
+        m.set_mapping_set("aaaa", 1_700_000_000.5);
+        m.mapping_reloaded(true);
+        m.set_mapping_set("bbbb", 1_700_000_100.0);
+        let body = m.render();
+        assert!(
+            body.contains("allegro_bridge_mapping_set_info{hash=\"bbbb\"} 1"),
+            "{body}"
+        );
+        assert!(!body.contains("aaaa"), "{body}");
+        assert!(
+            body.contains("allegro_bridge_mapping_set_loaded_timestamp_seconds 1700000100"),
+            "{body}"
+        );
+        assert!(
+            body.contains("allegro_bridge_mapping_reloads_total{result=\"ok\"} 1"),
+            "{body}"
+        );
+        assert_eq!(m.mapping_set_hash(), "bbbb");
     }
 }
