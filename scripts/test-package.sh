@@ -34,6 +34,11 @@ fail() {
     exit 1
 }
 
+if ! command -v python3 >/dev/null 2>&1; then
+    step "installing python3 (the sd_notify listener)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-minimal >/dev/null
+fi
 if ! cargo deb --version >/dev/null 2>&1; then
     step "installing cargo-deb $CARGO_DEB_VERSION"
     cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
@@ -56,6 +61,7 @@ cleanup() {
     if [ -n "${daemon_pid:-}" ] && kill -0 "$daemon_pid" 2>/dev/null; then
         kill -KILL "$daemon_pid" 2>/dev/null || true
     fi
+    if [ -n "${listener_pid:-}" ]; then kill "$listener_pid" 2>/dev/null || true; fi
     purge || true
     for q in "$queue.eingang" "$queue.dlq"; do
         rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
@@ -131,15 +137,15 @@ mapfile -t personal < <(sed -n 's/.*"\(familienname\|vornamen\|iban\|steuerId\)"
 # subshell that execs it. setpriv execs directly, so SIGTERM reaches the
 # daemon itself (runuser would stay in between and SIGKILL it 2 s after
 # forwarding the signal). The queue names are this test's own.
-unit_cmd=(setpriv --reuid="$UNIT_USER" --regid="$UNIT_USER" --init-groups
-    --no-new-privs --inh-caps=-all --bounding-set=-all
-    env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8
+as_user=(setpriv --reuid="$UNIT_USER" --regid="$UNIT_USER" --init-groups
+    --no-new-privs --inh-caps=-all --bounding-set=-all)
+unit_env=(PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8
     CREDENTIALS_DIRECTORY="$creds" "${envfile[@]}"
     ALLEGRO_BRIDGE__BROKER__INTAKE_QUEUE="$queue.eingang"
-    ALLEGRO_BRIDGE__BROKER__DLQ="$queue.dlq"
-    /usr/bin/allegro-bridge --config "$CONFIG")
+    ALLEGRO_BRIDGE__BROKER__DLQ="$queue.dlq")
+exec_start=(/usr/bin/allegro-bridge --config "$CONFIG")
 as_unit() {
-    (cd "$STATE" && umask 0077 && exec "${unit_cmd[@]}" "$@")
+    (cd "$STATE" && umask 0077 && exec "${as_user[@]}" env -i "${unit_env[@]}" "${exec_start[@]}" "$@")
 }
 
 step "config check --connect, as $UNIT_USER"
@@ -160,8 +166,27 @@ cat "$work/submit.out"
 grep -q "$antrag_id" "$work/submit.out" || fail "submit did not report antragId $antrag_id"
 
 step "run (until the record is written), then SIGTERM"
-# Not through the function: $! must be the daemon itself.
-(cd "$STATE" && umask 0077 && exec "${unit_cmd[@]}" run) 2> "$work/daemon.log" &
+# What Type=notify and WatchdogSec= give the daemon: a notification socket
+# (here a small listener that logs each datagram), WATCHDOG_USEC and
+# WATCHDOG_PID (2 s here, so a ping comes within the test).
+notify_sock="$work/notify.sock"
+python3 - "$notify_sock" "$work/notify.log" <<'PY' &
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o777)
+with open(sys.argv[2], "a", buffering=1) as log:
+    while True:
+        log.write(s.recv(4096).decode().replace("\n", " ") + "\n")
+PY
+listener_pid=$!
+for _ in $(seq 1 50); do [ -S "$notify_sock" ] && break; sleep 0.1; done
+[ -S "$notify_sock" ] || fail "notification listener did not start"
+# Not through the function: $! must be the daemon itself (and WATCHDOG_PID
+# its pid: the subshell's, which exec keeps).
+(cd "$STATE" && umask 0077 && exec "${as_user[@]}" env -i "${unit_env[@]}" \
+    NOTIFY_SOCKET="$notify_sock" WATCHDOG_USEC=2000000 WATCHDOG_PID="$BASHPID" \
+    "${exec_start[@]}" run) 2> "$work/daemon.log" &
 daemon_pid=$!
 record="$STATE/outbox/$antrag_id.xml"
 for _ in $(seq 1 120); do
@@ -173,6 +198,10 @@ if [ ! -f "$record" ]; then
     cat "$work/daemon.log" >&2
     fail "no record $record within 60 s"
 fi
+for _ in $(seq 1 40); do
+    grep -q "WATCHDOG=1" "$work/notify.log" 2>/dev/null && break
+    sleep 0.1
+done
 kill -TERM "$daemon_pid"
 set +e
 wait "$daemon_pid"
@@ -184,6 +213,13 @@ if [ "$code" -ne 0 ]; then
     fail "run exited $code after SIGTERM (expected 0)"
 fi
 echo "run exited 0; record $record"
+sleep 0.2
+kill "$listener_pid" 2>/dev/null || true
+listener_pid=
+echo "notifications: $(tr '\n' ' ' < "$work/notify.log")"
+for n in READY=1 WATCHDOG=1 STOPPING=1; do
+    grep -q "^$n" "$work/notify.log" || fail "the daemon did not send $n"
+done
 [ "$(stat -c '%U %a' "$record")" = "$UNIT_USER 600" ] || fail "record owner/mode: $(stat -c '%U %a' "$record")"
 grep -q "$antrag_id" "$record" || fail "record does not name $antrag_id"
 [ -f "$STATE/allegro-bridge.db" ] || fail "no SQLite database in $STATE"
