@@ -308,7 +308,7 @@ pub fn expand_credentials_dir(path: &Path, creds: Option<&OsStr>) -> anyhow::Res
     match creds.filter(|c| !c.is_empty()) {
         Some(dir) => Ok(Path::new(dir).join(parts.as_path())),
         None => anyhow::bail!(
-            "{} names ${CREDENTIALS_DIRECTORY}, which is not set (it is set by systemd for a \
+            "{} names $CREDENTIALS_DIRECTORY, which is not set (it is set by systemd for a \
              unit with LoadCredential=; outside the unit, set it to the folder holding the file)",
             path.display()
         ),
