@@ -51,10 +51,14 @@ queue="pkgtest-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 user_existed=no
 if getent passwd "$UNIT_USER" >/dev/null; then user_existed=yes; fi
 
+# dpkg's state of the package: installed, config-files, half-..., or
+# not-installed / empty when dpkg does not know it (any more).
+pkg_status() { dpkg-query -W -f='${db:Status-Status}' "$PKG" 2>/dev/null || true; }
 purge() {
-    if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q "installed\|config-files\|half"; then
-        dpkg --purge "$PKG" >/dev/null
-    fi
+    case "$(pkg_status)" in
+    "" | not-installed) ;;
+    *) dpkg --purge "$PKG" >/dev/null ;;
+    esac
 }
 cleanup() {
     rc=$?
@@ -231,9 +235,10 @@ done
 
 step "dpkg --purge"
 dpkg --purge "$PKG"
-if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q "installed\|config-files"; then
-    fail "package still known to dpkg"
-fi
+case "$(pkg_status)" in
+"" | not-installed) ;;
+*) fail "package still known to dpkg: $(pkg_status)" ;;
+esac
 for f in /usr/bin/allegro-bridge /usr/lib/systemd/system/allegro-bridge.service \
     /usr/share/allegro-bridge /etc/allegro-bridge /etc/default/allegro-bridge "$STATE"; do
     [ ! -e "$f" ] || fail "$f still exists after purge"
