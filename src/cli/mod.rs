@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod mappings;
 pub mod ops;
 pub mod process;
+pub mod submit;
 
 /// allegro-bridge: online Bürgergeld applications in, ALLEGRO import records out.
 #[derive(Debug, Parser)]
@@ -40,6 +41,8 @@ pub enum Command {
     Dlq(ops::DlqCommand),
     /// Re-run stored open cases against the current mappings.
     Recheck(ops::RecheckArgs),
+    /// Publish application files to the intake queue (with confirms).
+    Submit(submit::SubmitArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -51,5 +54,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Config(cmd) => ops::config(cli.config.as_deref(), cmd),
         Command::Dlq(cmd) => ops::dlq(cli.config.as_deref(), cmd),
         Command::Recheck(args) => ops::recheck(cli.config.as_deref(), args),
+        Command::Submit(args) => submit::run(cli.config.as_deref(), args),
     }
 }

@@ -6,8 +6,12 @@
 //! from files named by the `*_file` keys (e.g. systemd credentials or a
 //! Kubernetes secret mount); [`Settings::resolve_secrets`] reads them and
 //! [`Settings::masked_toml`] prints the effective settings with every
-//! password replaced by `***`.
+//! password replaced by `***`. A `*_file` path may start with
+//! `${CREDENTIALS_DIRECTORY}` (or `$CREDENTIALS_DIRECTORY`), the folder in
+//! which systemd hands a unit its `LoadCredential=` files, so the config file
+//! can name them without knowing the unit's name.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -277,10 +281,38 @@ impl Settings {
 }
 
 /// Reads a secret file; surrounding whitespace (a trailing newline) is dropped.
+/// A leading `${CREDENTIALS_DIRECTORY}` is expanded first.
 fn read_secret(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
+    let path = expand_credentials_dir(path, std::env::var_os(CREDENTIALS_DIRECTORY).as_deref())?;
+    let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read secret file {}", path.display()))?;
     Ok(text.trim().to_string())
+}
+
+/// The environment variable systemd sets for a unit with `LoadCredential=`.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// Replaces a leading `${CREDENTIALS_DIRECTORY}` or `$CREDENTIALS_DIRECTORY`
+/// component of `path` by `creds` (the variable's value); other paths are
+/// returned unchanged. Naming the variable while it is unset (or empty) is an
+/// error, not a silent relative path.
+pub fn expand_credentials_dir(path: &Path, creds: Option<&OsStr>) -> anyhow::Result<PathBuf> {
+    let mut parts = path.components();
+    let first = parts.next().map(|c| c.as_os_str());
+    let named = first.is_some_and(|f| {
+        f == OsStr::new("${CREDENTIALS_DIRECTORY}") || f == OsStr::new("$CREDENTIALS_DIRECTORY")
+    });
+    if !named {
+        return Ok(path.to_path_buf());
+    }
+    match creds.filter(|c| !c.is_empty()) {
+        Some(dir) => Ok(Path::new(dir).join(parts.as_path())),
+        None => anyhow::bail!(
+            "{} names $CREDENTIALS_DIRECTORY, which is not set (it is set by systemd for a \
+             unit with LoadCredential=; outside the unit, set it to the folder holding the file)",
+            path.display()
+        ),
+    }
 }
 
 /// Replaces the password of `scheme://user:password@host...` by `***`.
@@ -337,6 +369,11 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let file: Settings = toml::from_str(&text).unwrap();
         assert_eq!(file.masked_toml(), Settings::default().masked_toml());
+        assert_documents_every_key(&text, DEFAULT_CONFIG_PATH);
+    }
+
+    /// Every section and key appears in `text`, set or commented out.
+    fn assert_documents_every_key(text: &str, name: &str) {
         let mut all = Settings::default();
         all.broker.url_file = Some("x".into());
         all.store.url_file = Some("x".into());
@@ -346,10 +383,68 @@ mod tests {
             for key in keys.as_table().unwrap().keys() {
                 assert!(
                     text.contains(&format!("\n{key} = ")) || text.contains(&format!("# {key} = ")),
-                    "{section}.{key} is not documented in {DEFAULT_CONFIG_PATH}"
+                    "{section}.{key} is not documented in {name}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn credentials_directory_is_expanded_in_secret_paths() {
+        let creds = Some(OsStr::new("/run/credentials/allegro-bridge.service"));
+        for p in [
+            "${CREDENTIALS_DIRECTORY}/amqp-url",
+            "$CREDENTIALS_DIRECTORY/amqp-url",
+        ] {
+            assert_eq!(
+                expand_credentials_dir(Path::new(p), creds).unwrap(),
+                Path::new("/run/credentials/allegro-bridge.service/amqp-url")
+            );
+        }
+        // Anything else is left alone, the variable set or not.
+        for p in [
+            "/etc/x/amqp-url",
+            "rel/${CREDENTIALS_DIRECTORY}/x",
+            "${OTHER}/x",
+        ] {
+            assert_eq!(
+                expand_credentials_dir(Path::new(p), creds).unwrap(),
+                Path::new(p)
+            );
+            assert_eq!(
+                expand_credentials_dir(Path::new(p), None).unwrap(),
+                Path::new(p)
+            );
+        }
+        for unset in [None, Some(OsStr::new(""))] {
+            let e = expand_credentials_dir(Path::new("${CREDENTIALS_DIRECTORY}/db-url"), unset)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("CREDENTIALS_DIRECTORY") && e.contains("not set"),
+                "{e}"
+            );
+        }
+    }
+
+    /// `packaging/allegro-bridge.toml` (the Debian package's
+    /// /etc/allegro-bridge/allegro-bridge.toml) is the shipped file with the
+    /// package's paths and credential files: every other key at its default.
+    #[test]
+    fn packaged_config_differs_from_the_defaults_in_paths_and_secrets_only() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let text = std::fs::read_to_string(root.join("packaging/allegro-bridge.toml")).unwrap();
+        let packaged: Settings = toml::from_str(&text).unwrap();
+        let mut expected = Settings::default();
+        expected.pipeline.mappings_dir = "/usr/share/allegro-bridge/mappings".into();
+        expected.pipeline.schemas_dir = "/usr/share/allegro-bridge/schemas".into();
+        expected.outbox.dir = "/var/lib/allegro-bridge/outbox".into();
+        expected.broker.url_file = Some("${CREDENTIALS_DIRECTORY}/amqp-url".into());
+        expected.store.url = "sqlite:///var/lib/allegro-bridge/allegro-bridge.db".into();
+        expected.store.url_file = Some("${CREDENTIALS_DIRECTORY}/db-url".into());
+        assert_eq!(packaged.masked_toml(), expected.masked_toml());
+        assert!(packaged.validate().is_empty(), "{:?}", packaged.validate());
+        assert_documents_every_key(&text, "packaging/allegro-bridge.toml");
     }
 
     #[test]
