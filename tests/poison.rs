@@ -127,8 +127,17 @@ fn props_with_frame_len(frame_len: usize) -> BasicProperties {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frame_the_client_cannot_read_costs_only_itself() {
     let mut env = TestEnv::new(Db::Sqlite, "unreadable").await;
-    // A small window, so careful mode ends within the test.
-    env.extra_env = vec![("ALLEGRO_BRIDGE__BROKER__PREFETCH".into(), "20".into())];
+    // A small window, so careful mode ends within the test; the DLQ probed
+    // every second.
+    let port = free_port();
+    env.extra_env = vec![
+        ("ALLEGRO_BRIDGE__BROKER__PREFETCH".into(), "20".into()),
+        ("ALLEGRO_BRIDGE__DAEMON__DLQ_PROBE_SECS".into(), "1".into()),
+        (
+            "ALLEGRO_BRIDGE__METRICS__LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        ),
+    ];
     env.declare().await;
     // 131,078 bytes: a payload of 131,070.
     publish(&env.amqp, &env.intake, b"{}", props_with_frame_len(131_078)).await;
@@ -158,6 +167,14 @@ async fn a_frame_the_client_cannot_read_costs_only_itself() {
         assert_eq!(rows.len(), 1, "{id} stored once");
         assert!(rows[0].record.is_some(), "{id} accepted");
     }
+    // The broker dead-lettered it, so the bridge's log has no row for it:
+    // the metrics count it.
+    env.wait_for("the DLQ probe", Duration::from_secs(10), || async {
+        let m = http_get(port, "/metrics").await;
+        m.contains("allegro_bridge_dlq_messages 1")
+            && m.contains("allegro_bridge_dlq_without_log_row 1")
+    })
+    .await;
     let log = daemon.log_text();
     assert!(log.contains("taking them one at a time"), "{log}");
     assert!(log.contains("careful mode over"), "{log}");

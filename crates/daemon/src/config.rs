@@ -117,6 +117,9 @@ pub struct DaemonConfig {
     /// Batches stored at the same time, each in its own transaction (acked
     /// in delivery order). PostgreSQL only; SQLite has one writer, so 1.
     pub commit_parallel: usize,
+    /// Seconds between probes of the DLQ's length (metrics
+    /// `dlq_messages`, `dlq_without_log_row`).
+    pub dlq_probe_secs: u64,
 }
 
 impl Default for DaemonConfig {
@@ -130,6 +133,7 @@ impl Default for DaemonConfig {
             retry_max_delay_ms: 10_000,
             dispatch_batch: 500,
             commit_parallel: 2,
+            dlq_probe_secs: 30,
         }
     }
 }

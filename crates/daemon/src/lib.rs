@@ -125,6 +125,7 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
         .run(dispatch_stop),
     );
     spawn_watchdog();
+    spawn_dlq_probe(&settings, store.clone(), Arc::clone(&metrics));
 
     let ctx = Ctx {
         settings: settings.clone(),
@@ -228,6 +229,36 @@ fn spawn_signal_handler(trigger: Arc<retry::ShutdownTrigger>, deadline_secs: u64
             _ = int.recv() => warn!("second signal; exiting now"),
         }
         std::process::exit(0);
+    });
+}
+
+/// Every `daemon.dlq_probe_secs` (30): how many messages the DLQ holds (a passive declare, no message
+/// is read) and how many of them have no open row in the dead-letter log,
+/// i.e. were moved there by the broker's delivery limit. Failures are
+/// skipped until the next round; the daemon's work does not depend on it.
+fn spawn_dlq_probe(settings: &Settings, store: Store, metrics: Arc<metrics::Metrics>) {
+    metrics.dlq_messages.set(-1);
+    let broker = settings.broker.clone();
+    let every = Duration::from_secs(settings.daemon.dlq_probe_secs.max(1));
+    tokio::spawn(async move {
+        let mut conn: Option<lapin::Connection> = None;
+        loop {
+            if conn.as_ref().is_none_or(|c| !c.status().connected()) {
+                conn = lapin::Connection::connect(&broker.url, Default::default())
+                    .await
+                    .ok();
+            }
+            if let Some(c) = &conn {
+                let queued = topology::queue_counts(c, &broker.dlq).await;
+                let logged = store.open_dead_letters().await.ok();
+                if let (Some((messages, _)), Some(logged)) = (queued, logged) {
+                    let messages = i64::from(messages);
+                    metrics.dlq_messages.set(messages);
+                    metrics.dlq_without_log_row.set((messages - logged).max(0));
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
     });
 }
 

@@ -70,6 +70,11 @@ pub struct Metrics {
     /// 1 while deliveries are taken one at a time after a broken session
     /// (careful mode, see `consumer`), else 0.
     pub careful_mode: Gauge,
+    /// Messages in the DLQ (probed every 30 s; -1 until the first probe).
+    pub dlq_messages: Gauge,
+    /// Messages in the DLQ beyond the dead-letter log's open rows: moved
+    /// there by the broker (`delivery_limit`) or published by another tool.
+    pub dlq_without_log_row: Gauge,
     /// Mapping reloads (SIGHUP), by result (`ok`, `failed`).
     pub mapping_reloads: Family<ResultLabel, Counter>,
     /// Unix time (seconds) when the mapping set in force was loaded.
@@ -98,6 +103,8 @@ impl Default for Metrics {
             broker_connected: Gauge::default(),
             store_healthy: Gauge::default(),
             careful_mode: Gauge::default(),
+            dlq_messages: Gauge::default(),
+            dlq_without_log_row: Gauge::default(),
             mapping_reloads: Family::default(),
             mapping_set_loaded: Gauge::default(),
             mapping_set_info: Family::default(),
@@ -168,6 +175,16 @@ impl Default for Metrics {
             "careful_mode",
             "1 while deliveries are taken one at a time after a broken broker session",
             m.careful_mode.clone(),
+        );
+        registry.register(
+            "dlq_messages",
+            "Messages in the dead-letter queue (probed every 30 s)",
+            m.dlq_messages.clone(),
+        );
+        registry.register(
+            "dlq_without_log_row",
+            "Messages in the dead-letter queue beyond the open dead-letter log rows (dead-lettered by the broker, e.g. delivery_limit)",
+            m.dlq_without_log_row.clone(),
         );
         registry.register(
             "mapping_reloads",

@@ -535,6 +535,16 @@ impl Store {
         })
     }
 
+    /// Dead letters in the log that were not replayed (what the DLQ should
+    /// hold, as far as the bridge published it).
+    pub async fn open_dead_letters(&self) -> Result<i64, sqlx::Error> {
+        dispatch!(self, Store, p => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL")
+                .fetch_one(p)
+                .await
+        })
+    }
+
     /// Row counts of every table.
     pub async fn counts(&self) -> Result<Counts, sqlx::Error> {
         dispatch!(self, Store, p => {
