@@ -127,11 +127,12 @@ fn props_with_frame_len(frame_len: usize) -> BasicProperties {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frame_the_client_cannot_read_costs_only_itself() {
     let mut env = TestEnv::new(Db::Sqlite, "unreadable").await;
-    // A small window, so careful mode ends within the test; the DLQ probed
+    // A window of exactly the 40 valid applications: careful mode must end
+    // when the last of them is acked, with the queue idle; the DLQ probed
     // every second.
     let port = free_port();
     env.extra_env = vec![
-        ("ALLEGRO_BRIDGE__BROKER__PREFETCH".into(), "20".into()),
+        ("ALLEGRO_BRIDGE__BROKER__PREFETCH".into(), "40".into()),
         ("ALLEGRO_BRIDGE__DAEMON__DLQ_PROBE_SECS".into(), "1".into()),
         (
             "ALLEGRO_BRIDGE__METRICS__LISTEN".into(),

@@ -227,6 +227,9 @@ async fn consume(
     // Careful mode counts down with every ack; the producer stops taking
     // deliveries once the window is through.
     let careful_left = std::sync::atomic::AtomicU32::new(careful.remaining);
+    // Wakes the producer when the window is through, even while no further
+    // delivery arrives.
+    let window_through = tokio::sync::Notify::new();
     let committer = async {
         let mut in_flight = futures_util::stream::FuturesOrdered::new();
         let mut open = true;
@@ -242,6 +245,9 @@ async fn consume(
                     let _ = careful_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
                         Some(left.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)))
                     });
+                    if careful_left.load(Ordering::SeqCst) == 0 {
+                        window_through.notify_one();
+                    }
                 }
                 else => break,
             }
@@ -266,6 +272,7 @@ async fn consume(
             let first = tokio::select! {
                 biased;
                 _ = shutdown.wait() => break,
+                _ = window_through.notified(), if careful_at_start => break,
                 d = consumer.next() => d,
             };
             let mut batch = vec![next_delivery(first)?];

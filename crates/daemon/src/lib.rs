@@ -241,20 +241,33 @@ fn spawn_dlq_probe(settings: &Settings, store: Store, metrics: Arc<metrics::Metr
     let broker = settings.broker.clone();
     let every = Duration::from_secs(settings.daemon.dlq_probe_secs.max(1));
     tokio::spawn(async move {
+        let limit = Duration::from_secs(10);
         let mut conn: Option<lapin::Connection> = None;
         loop {
             if conn.as_ref().is_none_or(|c| !c.status().connected()) {
-                conn = lapin::Connection::connect(&broker.url, Default::default())
+                let props = lapin::ConnectionProperties::default()
+                    .with_connection_name("allegro-bridge dlq probe".into());
+                let connect = lapin::Connection::connect(&broker.url, props);
+                conn = tokio::time::timeout(limit, connect)
                     .await
-                    .ok();
+                    .ok()
+                    .and_then(Result::ok);
             }
-            if let Some(c) = &conn {
-                let queued = topology::queue_counts(c, &broker.dlq).await;
-                let logged = store.open_dead_letters().await.ok();
-                if let (Some((messages, _)), Some(logged)) = (queued, logged) {
-                    let messages = i64::from(messages);
+            let probe = async {
+                let c = conn.as_ref()?;
+                let (messages, _) = topology::queue_counts(c, &broker.dlq).await?;
+                let logged = store.open_dead_letters().await.ok()?;
+                Some((i64::from(messages), logged))
+            };
+            match tokio::time::timeout(limit, probe).await.ok().flatten() {
+                Some((messages, logged)) => {
                     metrics.dlq_messages.set(messages);
                     metrics.dlq_without_log_row.set((messages - logged).max(0));
+                }
+                // Unknown rather than stale.
+                None => {
+                    metrics.dlq_messages.set(-1);
+                    metrics.dlq_without_log_row.set(-1);
                 }
             }
             tokio::time::sleep(every).await;
