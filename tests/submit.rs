@@ -6,8 +6,6 @@ use allegro_testkit as support;
 
 use std::path::Path;
 
-use lapin::options::{BasicAckOptions, BasicGetOptions};
-use lapin::BasicProperties;
 use support::*;
 
 /// Writes `msg`'s body to `dir/name`; returns its antragId.
@@ -15,29 +13,6 @@ fn write(dir: &Path, name: &str, msg: &Msg) -> String {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join(name), &msg.body).unwrap();
     msg.antrag_id.unwrap().to_string()
-}
-
-/// Takes every message of the intake queue: (properties, body).
-async fn take_intake(env: &TestEnv) -> Vec<(BasicProperties, Vec<u8>)> {
-    let conn = env.connect().await;
-    let ch = conn.create_channel().await.unwrap();
-    let mut out = vec![];
-    while let Some(m) = ch
-        .basic_get(
-            env.intake.as_str().into(),
-            BasicGetOptions { no_ack: false },
-        )
-        .await
-        .unwrap()
-    {
-        let d = m.delivery;
-        ch.basic_ack(d.delivery_tag, BasicAckOptions::default())
-            .await
-            .unwrap();
-        out.push((d.properties, d.data));
-    }
-    let _ = conn.close(200, "OK".into()).await;
-    out
 }
 
 fn text(b: &[u8]) -> String {
@@ -67,7 +42,7 @@ async fn submit_publishes_each_file_with_its_antrag_id() {
     assert!(stderr.contains("2 file(s) submitted"), "{stderr}");
     assert_eq!(env.queue_len(&env.intake).await, 2);
 
-    let mut got = take_intake(&env).await;
+    let mut got = env.take(&env.intake).await;
     got.sort_by_key(|(p, _)| p.message_id().as_ref().map(|m| m.to_string()));
     let mut want = vec![a.clone(), b.clone()];
     want.sort();
@@ -122,7 +97,7 @@ async fn submit_names_and_skips_bad_files() {
     assert!(stdout.contains(&good), "{stdout}");
 
     assert_eq!(env.queue_len(&env.intake).await, 1);
-    let got = take_intake(&env).await;
+    let got = env.take(&env.intake).await;
     assert_eq!(
         got[0].0.message_id().as_ref().map(|m| m.to_string()),
         Some(good)

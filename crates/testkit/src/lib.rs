@@ -401,11 +401,16 @@ impl TestEnv {
 
     /// Takes (and acks) every message of the DLQ.
     pub async fn take_dlq(&self) -> Vec<(BasicProperties, Vec<u8>)> {
+        self.take(&self.dlq).await
+    }
+
+    /// Takes (and acks) every message of `queue`: (properties, body).
+    pub async fn take(&self, queue: &str) -> Vec<(BasicProperties, Vec<u8>)> {
         let conn = self.connect().await;
         let ch = conn.create_channel().await.unwrap();
         let mut out = vec![];
         while let Some(m) = ch
-            .basic_get(self.dlq.as_str().into(), BasicGetOptions { no_ack: false })
+            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
             .await
             .unwrap()
         {
