@@ -38,7 +38,7 @@ BEGIN
                     coalesce(j.doc #>> '{antragsteller,vornamen}', '') || ' ' ||
                     coalesce(j.doc #>> '{antragsteller,familienname}', ''))), ''),
                 error_rules = coalesce((
-                    SELECT ',' || string_agg(DISTINCT f->>'rule', ',') || ','
+                    SELECT ',' || string_agg(DISTINCT f->>'rule', ',' ORDER BY f->>'rule') || ','
                     FROM jsonb_array_elements(j.findings) f
                     WHERE f->>'severity' = 'error'), '')
             FROM (SELECT convert_from(a.body, 'UTF8')::jsonb AS doc, a.findings::jsonb AS findings

@@ -46,10 +46,12 @@ UPDATE cases SET
         FROM applications a
         WHERE a.antrag_id = cases.antrag_id AND json_valid(CAST(a.body AS TEXT))),
     error_rules = coalesce((
-        SELECT ',' || group_concat(DISTINCT json_extract(f.value, '$.rule')) || ','
-        FROM applications a, json_each(a.findings) f
-        WHERE a.antrag_id = cases.antrag_id AND json_valid(a.findings)
-          AND json_extract(f.value, '$.severity') = 'error'), '');
+        SELECT ',' || group_concat(rule, ',') || ','
+        FROM (SELECT DISTINCT json_extract(f.value, '$.rule') AS rule
+              FROM applications a, json_each(a.findings) f
+              WHERE a.antrag_id = cases.antrag_id AND json_valid(a.findings)
+                AND json_extract(f.value, '$.severity') = 'error'
+              ORDER BY rule)), '');
 UPDATE cases SET applicant = NULL WHERE applicant = '';
 
 CREATE TABLE users (
