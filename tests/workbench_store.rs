@@ -116,6 +116,11 @@ async fn case_list(db: Db) {
         store.case_dienststellen(&own.scope).await.unwrap(),
         vec!["81101".to_string()]
     );
+    // Every Dienststelle with open work, once (13101's other case is released).
+    assert_eq!(
+        store.case_dienststellen(&Scope::All).await.unwrap(),
+        vec!["13101".to_string(), "81101".into(), "99999".into()]
+    );
 
     // Rule filter: the whole rule id, not a prefix.
     let mut rule = all.clone();
@@ -164,6 +169,21 @@ async fn case_list(db: Db) {
     assert_eq!(ids(&store, &p).await, vec![id[0], id[1]]);
     p.page = 1;
     assert_eq!(ids(&store, &p).await, vec![id[2], id[4]]);
+    // The back half is read from the newest end; same order.
+    p.per_page = 3;
+    p.page = 1;
+    assert_eq!(ids(&store, &p).await, vec![id[4]]);
+    p.per_page = 1;
+    for (page, want) in [id[0], id[1], id[2], id[4]].iter().enumerate() {
+        p.page = page as u32;
+        assert_eq!(ids(&store, &p).await, vec![*want], "page {page}");
+    }
+    let mut pr = rule.clone();
+    pr.rule = Some("plz".into());
+    pr.per_page = 2;
+    pr.page = 1;
+    assert_eq!(ids(&store, &pr).await, vec![id[4]]);
+    p.per_page = 2;
     p.page = 2;
     let last = store.list_cases(&p).await.unwrap();
     assert!(last.items.is_empty());

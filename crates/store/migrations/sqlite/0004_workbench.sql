@@ -35,6 +35,13 @@ ALTER TABLE cases_new RENAME TO cases;
 CREATE INDEX cases_jobcenter_status ON cases (dienststellennummer, status);
 CREATE INDEX cases_status_created ON cases (status, created_at);
 CREATE INDEX cases_jobcenter_status_created ON cases (dienststellennummer, status, created_at);
+-- The list shows only cases open for work, oldest first: partial indexes in
+-- exactly that order answer a page, the count, the oldest and the
+-- Dienststellen without a sort (docs/workbench.md, benchmark).
+CREATE INDEX cases_work_created ON cases (created_at, antrag_id)
+    WHERE status IN ('open', 'deferred');
+CREATE INDEX cases_work_jobcenter ON cases (dienststellennummer, created_at, antrag_id)
+    WHERE status IN ('open', 'deferred');
 
 -- Backfill of the search and filter columns from the stored application
 -- (rows whose JSON is not valid are left NULL / '').
