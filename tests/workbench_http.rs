@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use allegro_store::{NewApplication, Verdict};
 use allegro_testkit as support;
 use chrono::Utc;
-use support::{bridge_exe, repo_root, Db, TestEnv};
+use support::{bridge_exe, free_port, repo_root, Db, TestEnv};
 use uuid::Uuid;
 
 /// Failed logins after which an account is locked (`auth::LOCK_AFTER`).
@@ -161,14 +161,6 @@ impl Drop for Web {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn bridge(env: &TestEnv) -> Command {
@@ -540,5 +532,66 @@ async fn a_caseworker_sees_only_its_own_dienststellen() {
             .contains(&("denied".to_string(), Some(theirs))));
     }
     drop(web);
+    env.cleanup().await;
+}
+
+/// `[web] listen` in the daemon serves the workbench (and nothing of the
+/// ops endpoints); a case the daemon stored from the real broker (the
+/// contract's faulty example) is listed and found by the applicant's name,
+/// with its error rules, in PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_serves_the_workbench_with_the_cases_it_stores() {
+    let mut env = TestEnv::new(Db::Postgres, "wb-http-daemon").await;
+    let port = free_port();
+    env.extra_env.extend([
+        (
+            "ALLEGRO_BRIDGE__WEB__LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "ALLEGRO_BRIDGE__WEB__ASSETS_DIR".into(),
+            repo_root().join("crates/web/assets").display().to_string(),
+        ),
+    ]);
+    add_user(
+        &env,
+        "anna",
+        PW,
+        &["--rolle", "sachbearbeitung", "--dienststelle", "81101"],
+    );
+    let msg = support::rejected();
+    let id = msg.antrag_id.unwrap();
+    env.declare().await;
+    let daemon = env.spawn_daemon();
+    support::Publisher::new(&env)
+        .await
+        .publish_all(&env.intake, &[msg])
+        .await;
+    env.wait_for("the case", Duration::from_secs(60), || async {
+        let store = env.store().await;
+        let n = store.counts().await.unwrap().cases;
+        store.close().await;
+        n == 1
+    })
+    .await;
+
+    let mut c = Client::new(port);
+    assert_eq!(c.get("/metrics").status, 303, "no ops endpoint here");
+    assert_eq!(c.login("anna", PW).status, 303, "{}", daemon.log_text());
+    let found = c.get("/faelle?suche=popescu");
+    assert!(
+        found.body.contains(&format!("href=\"/faelle/{id}\"")),
+        "{}",
+        found.body
+    );
+    assert!(found.body.contains("Ioana Popescu"));
+    assert!(
+        found.body.contains("<code>IBAN-UNGUELTIG</code>"),
+        "{}",
+        found.body
+    );
+    let by_id = c.get(&format!("/faelle?suche={id}"));
+    assert!(by_id.body.contains("1 offener Fall"));
+    drop(daemon);
     env.cleanup().await;
 }
