@@ -506,7 +506,7 @@ async fn a_caseworker_sees_only_its_own_dienststellen() {
     let found = bernd.get(&format!("/faelle?suche={theirs}"));
     assert!(!found.body.contains(&theirs.to_string()) || !found.body.contains("fall-link"));
     assert!(found.body.contains("Keine offenen Fälle gefunden."));
-    let other = bernd.get(&format!("/faelle?dienststelle=81101"));
+    let other = bernd.get("/faelle?dienststelle=81101");
     assert!(other.body.contains("Keine offenen Fälle gefunden."));
 
     let a = bernd.get(&format!("/faelle/{theirs}"));
