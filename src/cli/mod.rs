@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod mappings;
 pub mod ops;
 pub mod process;
+pub mod purge;
 pub mod submit;
 
 /// allegro-bridge: online Bürgergeld applications in, ALLEGRO import records out.
@@ -43,6 +44,8 @@ pub enum Command {
     Recheck(ops::RecheckArgs),
     /// Publish application files to the intake queue (with confirms).
     Submit(submit::SubmitArgs),
+    /// Remove personal data whose retention period is over (`[retention]`).
+    Purge(purge::PurgeArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -55,5 +58,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dlq(cmd) => ops::dlq(cli.config.as_deref(), cmd),
         Command::Recheck(args) => ops::recheck(cli.config.as_deref(), args),
         Command::Submit(args) => submit::run(cli.config.as_deref(), args),
+        Command::Purge(args) => purge::run(cli.config.as_deref(), args),
     }
 }
