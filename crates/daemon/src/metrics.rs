@@ -435,6 +435,45 @@ mod tests {
     }
 
     #[test]
+    fn stages_and_retention_kinds_are_there_from_the_start() {
+        let m = healthy();
+        let body = m.render();
+        for stage in STAGES {
+            assert!(
+                body.contains(&format!(
+                    "allegro_bridge_stage_seconds_count{{stage=\"{stage}\"}} 0"
+                )),
+                "{body}"
+            );
+        }
+        m.count_purge(&allegro_store::PurgeReport {
+            application_payloads: 3,
+            dead_letters: 1,
+            ..Default::default()
+        });
+        let body = m.render();
+        for (kind, n) in [
+            ("application_payloads", 3),
+            ("closed_cases", 0),
+            ("dead_letters", 1),
+            ("audit_values", 0),
+            ("sessions", 0),
+        ] {
+            assert!(
+                body.contains(&format!(
+                    "allegro_bridge_retention_deleted_total{{kind=\"{kind}\"}} {n}"
+                )),
+                "{body}"
+            );
+        }
+        assert!(body.contains("allegro_bridge_open_cases 0"), "{body}");
+        assert!(
+            body.contains("allegro_bridge_oldest_open_case_age_seconds 0"),
+            "{body}"
+        );
+    }
+
+    #[test]
     fn the_mapping_set_in_force_is_one_series() {
         let m = healthy();
         let body = m.render();

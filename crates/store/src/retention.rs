@@ -517,3 +517,63 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduced_findings_keep_rule_severity_and_known_pointers_only() {
+        let json = r#"[
+            {"pointer":"/antragsteller/steuerId","severity":"error","rule":"R1",
+             "message":"Die Steuer-ID 123 von Erika Muster ist falsch."},
+            {"pointer":"/antragsteller/Erika","severity":"error","rule":"SCHEMA",
+             "message":"Die Angabe „Erika“ ist nicht vorgesehen."},
+            {"pointer":"/nachweise","severity":"info","rule":"N1","message":"m",
+             "nachweis":"KONTOAUSZUEGE"}
+        ]"#;
+        let known = |mapping: &str, p: &str| mapping == "bg-ha-1.0" && !p.contains("Erika");
+        let out = reduce_findings(json, "bg-ha-1.0", &known);
+        assert!(!out.contains("Erika") && !out.contains("123"), "{out}");
+        let f: Vec<Finding> = serde_json::from_str(&out).unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!(
+            (f[0].pointer.as_str(), f[0].rule.as_str()),
+            ("/antragsteller/steuerId", "R1")
+        );
+        assert_eq!((f[1].pointer.as_str(), f[1].rule.as_str()), ("", "SCHEMA"));
+        assert_eq!(f[2].nachweis.as_deref(), Some("KONTOAUSZUEGE"));
+        assert!(f.iter().all(|f| f.message.is_empty()));
+        // Another mapping's schema is not asked about this one's pointers.
+        let other = reduce_findings(json, "bg-wba-1.0", &known);
+        assert!(!other.contains("steuerId"), "{other}");
+        // What cannot be read is not kept.
+        assert_eq!(reduce_findings("not json Erika", "bg-ha-1.0", &known), "[]");
+    }
+
+    #[test]
+    fn zero_days_keep_and_the_cutoff_is_counted_back_from_now() {
+        let cfg = RetentionConfig {
+            payload_days: 0,
+            ..RetentionConfig::default()
+        };
+        let keep = |_: &str, _: &str| true;
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let req = PurgeRequest {
+            config: &cfg,
+            now,
+            dry_run: true,
+            keep_pointer: &keep,
+            session_max_age: None,
+        };
+        assert_eq!(req.cutoff(cfg.payload_days), None);
+        assert_eq!(req.cutoff(2), Some(now - Duration::days(2)));
+        assert!(cfg.validate().is_empty());
+        let bad = RetentionConfig {
+            chunk: 0,
+            dead_letter_days: 40_000,
+            ..cfg
+        };
+        assert_eq!(bad.validate().len(), 2);
+    }
+}
