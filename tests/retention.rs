@@ -72,6 +72,10 @@ fn row(p: &Pipeline, msg: &Msg, at: DateTime<Utc>) -> NewApplication {
         dienststellennummer: app.jobcenter.clone(),
         message_id: msg.message_id.clone(),
         created_at: at,
+        applicant: serde_json::from_slice(&msg.body)
+            .ok()
+            .and_then(|doc: Value| allegro_store::cases::applicant_of(&doc)),
+        error_rules: allegro_store::cases::error_rules_of(&app.findings),
     }
 }
 
@@ -223,6 +227,23 @@ async fn purge_removes_personal_data(db: Db) {
          VALUES ($1, 'admin', NULL, 'user_roles', 'sachbearbeitung', 'administration')",
         old
     );
+    // A workbench session past its lifetime (web.session_absolute_hours)
+    // and a current one.
+    exec!(
+        &store,
+        "INSERT INTO users (name, password_hash, roles, dienststellen, created_at, updated_at) \
+         VALUES ('sb1', 'x', 'sachbearbeitung', '81101', $1, $1)",
+        old
+    );
+    for (token, at) in [("old", old), ("new", now)] {
+        exec!(
+            &store,
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at) \
+             SELECT $1, id, 'c', $2, $2 FROM users WHERE name = 'sb1'",
+            token,
+            at
+        );
+    }
     let before = store.applications().await.unwrap();
     store.close().await;
 
@@ -247,7 +268,7 @@ async fn purge_removes_personal_data(db: Db) {
         ("closed_cases", 1),
         ("dead_letters", 1),
         ("audit_values", 2),
-        ("sessions", 0),
+        ("sessions", 1),
     ];
     for (kind, n) in expected {
         assert_eq!(count(&dry, kind), n, "dry run, {kind}: {dry:?}");

@@ -13,6 +13,8 @@ pub mod ops;
 pub mod process;
 pub mod purge;
 pub mod submit;
+pub mod user;
+pub mod web;
 
 /// allegro-bridge: online Bürgergeld applications in, ALLEGRO import records out.
 #[derive(Debug, Parser)]
@@ -46,6 +48,11 @@ pub enum Command {
     Submit(submit::SubmitArgs),
     /// Remove personal data whose retention period is over (`[retention]`).
     Purge(purge::PurgeArgs),
+    /// Serve the caseworker workbench (same database, no broker needed).
+    Web(web::WebArgs),
+    /// Manage the workbench's accounts.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -59,5 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Recheck(args) => ops::recheck(cli.config.as_deref(), args),
         Command::Submit(args) => submit::run(cli.config.as_deref(), args),
         Command::Purge(args) => purge::run(cli.config.as_deref(), args),
+        Command::Web(args) => web::run(cli.config.as_deref(), args),
+        Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use allegro_core::pipeline::PipelineConfig;
 pub use allegro_store::{RetentionConfig, StoreConfig};
+pub use allegro_web::WebConfig;
 
 /// All settings of the bridge.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -33,6 +34,8 @@ pub struct Settings {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub retention: RetentionConfig,
+    /// The caseworker workbench (`[web]`).
+    pub web: WebConfig,
 }
 
 /// Prometheus metrics endpoint.
@@ -286,6 +289,7 @@ impl Settings {
             problems.push("metrics.store_refresh_secs must be at least 1".into());
         }
         problems.extend(self.retention.validate());
+        problems.extend(self.web.validate());
         if self.pipeline.max_body_bytes == 0 {
             problems.push("pipeline.max_body_bytes must be at least 1".into());
         }
@@ -463,6 +467,7 @@ mod tests {
         expected.broker.url_file = Some("${CREDENTIALS_DIRECTORY}/amqp-url".into());
         expected.store.url = "sqlite:///var/lib/allegro-bridge/allegro-bridge.db".into();
         expected.store.url_file = Some("${CREDENTIALS_DIRECTORY}/db-url".into());
+        expected.web.assets_dir = "/usr/share/allegro-bridge/web".into();
         assert_eq!(packaged.masked_toml(), expected.masked_toml());
         assert!(packaged.validate().is_empty(), "{:?}", packaged.validate());
         assert_documents_every_key(&text, "packaging/allegro-bridge.toml");

@@ -52,9 +52,12 @@ pub async fn purge(
     Ok(report)
 }
 
-/// The longest a workbench session may live; older session rows are purged.
-fn session_max_age(_settings: &Settings) -> Option<chrono::Duration> {
-    None
+/// The longest a workbench session may live (`web.session_absolute_hours`);
+/// older session rows are purged.
+fn session_max_age(settings: &Settings) -> Option<chrono::Duration> {
+    Some(chrono::Duration::hours(i64::from(
+        settings.web.session_absolute_hours,
+    )))
 }
 
 /// The daemon's purge: once now, then every `retention.interval_minutes`
