@@ -289,8 +289,14 @@ async fn no_personal_data_in_logs_metrics_or_purge() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
     let log1 = daemon.log_text();
     assert!(log1.contains("TRACE"), "verbose: {log1}");
-    let logged = |m: &Msg| log1.contains(&m.antrag_id.unwrap().to_string());
-    assert!(msgs.iter().all(logged), "every antragId is logged:\n{log1}");
+    // Each application has its own line, with its antragId.
+    let logged = |m: &Msg| {
+        let id = m.antrag_id.unwrap().to_string();
+        log1.lines().any(|l| {
+            l.contains(&id) && (l.contains("application stored") || l.contains("dead-lettered"))
+        })
+    };
+    assert!(msgs.iter().all(logged), "every application's line:\n{log1}");
     assert_clean("the text log", &log1, (0..30).chain([99]));
 
     // Half a year later: everything is due, half of the cases closed.
@@ -400,4 +406,65 @@ fn assert_json_lines_name_the_application(log: &str, msgs: &[Msg]) {
         let id = m.antrag_id.unwrap();
         assert!(named.contains(&id), "no line names {id}:\n{log}");
     }
+}
+
+/// The database failing under load: the daemon's retries, at trace, with
+/// PostgreSQL behind a proxy that is cut while marked applications arrive,
+/// and the purge against PostgreSQL, log nothing personal either.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_personal_data_in_the_log_through_a_database_outage() {
+    let mut env = TestEnv::new(Db::Postgres, "nopii-pg").await;
+    env.declare().await;
+    let proxy = support::proxy::Proxy::start("127.0.0.1:5432").await;
+    let direct = env.db_url.clone();
+    env.db_url = direct.replace(":5432/", &format!(":{}/", proxy.port));
+    let mut daemon_env = env.envs();
+    env.db_url = direct;
+    daemon_env.push(("RUST_LOG".into(), "trace".into()));
+    daemon_env.push(("ALLEGRO_BRIDGE__LOG__FORMAT".into(), "json".into()));
+    env.extra_env = daemon_env;
+    let mut daemon = env.spawn_daemon();
+    wait_log(&env, &daemon, "consuming").await;
+    proxy.cut();
+    let msgs: Vec<Msg> = (0..12).map(marked).collect();
+    let publisher = Publisher::new(&env).await;
+    publisher.publish_all(&env.intake, &msgs).await;
+    wait_log(&env, &daemon, "batch not stored").await;
+    proxy.restore();
+    env.settle_counts(8, 4, Duration::from_secs(60)).await;
+    daemon.sigterm();
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+    let log = daemon.log_text();
+    assert_clean("the log through the outage", &log, 0..12);
+    assert_json_lines_name_the_application(&log, &msgs);
+
+    // The purge on PostgreSQL, everything aged, at trace.
+    let pool = sqlx::PgPool::connect(&env.db_url).await.unwrap();
+    let old = Utc::now() - chrono::Duration::days(200);
+    for sql in [
+        "UPDATE applications SET created_at = $1",
+        "UPDATE cases SET status = 'closed', closed_at = $1",
+    ] {
+        sqlx::query(sql).bind(old).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let out = env.cli(&["purge"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("application_payloads   4") && text.contains("closed_cases           4"),
+        "{text}"
+    );
+    assert_clean("purge on PostgreSQL", &text, 0..12);
+    let dump = database_dump(&env).await;
+    for i in (0..12).filter(|i| i % 3 != 2) {
+        for m in markers(i).into_iter().take(if i % 3 == 0 { 7 } else { 8 }) {
+            assert!(!holds_marker(&dump, &m), "{m} is still stored");
+        }
+    }
+    env.cleanup().await;
 }
