@@ -206,6 +206,9 @@ impl Dispatcher {
         self.store.mark_written(&ids).await?;
         self.state.written.fetch_add(n as u64, Ordering::Relaxed);
         self.metrics.records_written.inc_by(n as u64);
+        for id in &ids {
+            debug!(antrag_id = %id, "record file written");
+        }
         debug!(records = n, from_table, "records written to outbox");
         Ok((n, from_table))
     }
