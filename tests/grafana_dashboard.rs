@@ -1,5 +1,6 @@
-//! The Grafana dashboard `docs/grafana-dashboard.json` against the daemon it
-//! is for. The JSON parses; every query parses as PromQL (`promql-parser`,
+//! The Grafana dashboard `docs/grafana-dashboard.json` and the suggested
+//! alerting rules `docs/prometheus-alerts.yml` against the daemon they are
+//! for. The JSON parses; every query parses as PromQL (`promql-parser`,
 //! a port of Prometheus's own grammar, after Grafana's `$__…` interval
 //! variables are put in); every metric a query names is one that a running
 //! daemon exports on `/metrics` (its `# TYPE` families, with the sample
@@ -21,6 +22,9 @@ use support::{
 
 /// Labels Prometheus adds to every scraped series.
 const TARGET_LABELS: [&str; 2] = ["instance", "job"];
+
+/// Series Prometheus makes itself for every target (an alert may use them).
+const PROMETHEUS_SERIES: [&str; 1] = ["up"];
 
 /// The queries of the dashboard, each with where it is (for messages).
 struct Query {
@@ -90,6 +94,32 @@ fn queries(dash: &Value) -> Vec<Query> {
             expr: v["query"]["query"].as_str().unwrap().to_string(),
         });
     }
+    out
+}
+
+/// The `expr:` of every rule in the suggested alerting rules (one line each).
+fn alert_queries() -> Vec<Query> {
+    let path = repo_root().join("docs/prometheus-alerts.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = Vec::new();
+    let mut alert = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("- alert: ") {
+            assert!(alert.is_none(), "line {}: {:?} has no expr", n + 1, alert);
+            alert = Some(name.to_string());
+        } else if let Some(expr) = line.strip_prefix("expr: ") {
+            let name = alert
+                .take()
+                .unwrap_or_else(|| panic!("line {}: expr outside a rule", n + 1));
+            out.push(Query {
+                at: format!("alert `{name}` (prometheus-alerts.yml:{})", n + 1),
+                expr: expr.to_string(),
+            });
+        }
+    }
+    assert!(alert.is_none(), "{alert:?} has no expr");
+    assert!(out.len() >= 10, "{} rules", out.len());
     out
 }
 
@@ -269,6 +299,7 @@ async fn scrape() -> String {
 async fn every_dashboard_query_names_metrics_the_daemon_exports() {
     let dash = dashboard();
     let queries = queries(&dash);
+    let alerts = alert_queries();
     let exported = Exported::parse(&scrape().await);
     let samples = exported.samples();
     assert!(
@@ -279,11 +310,19 @@ async fn every_dashboard_query_names_metrics_the_daemon_exports() {
     let mut problems = Vec::new();
     let mut shown = BTreeSet::new();
     let mut unchecked = BTreeSet::new();
-    for q in &queries {
-        let n = names(q);
+    for (q, on_dashboard) in queries
+        .iter()
+        .map(|q| (q, true))
+        .chain(alerts.iter().map(|q| (q, false)))
+    {
+        let mut n = names(q);
+        n.metrics
+            .retain(|m| !PROMETHEUS_SERIES.contains(&m.as_str()));
         for m in &n.metrics {
             if samples.contains(m.as_str()) {
-                shown.insert(m.clone());
+                if on_dashboard {
+                    shown.insert(m.clone());
+                }
             } else {
                 problems.push(format!("{}: `{m}` is not exported", q.at));
             }
