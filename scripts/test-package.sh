@@ -107,7 +107,9 @@ for f in /usr/bin/allegro-bridge \
     /usr/share/allegro-bridge/mappings/bg-ha-1.0.toml \
     /usr/share/allegro-bridge/mappings/common/regeln-1.0.toml \
     /usr/share/allegro-bridge/schemas/allegro-import-1.0.xsd \
-    /usr/share/doc/allegro-bridge/operations.md; do
+    /usr/share/doc/allegro-bridge/operations.md \
+    /usr/share/doc/allegro-bridge/grafana-dashboard.json \
+    /usr/share/doc/allegro-bridge/prometheus-alerts.yml; do
     [ -f "$f" ] || fail "$f missing"
 done
 getent passwd "$UNIT_USER" | grep -q ":$STATE:/usr/sbin/nologin$" || fail "system user $UNIT_USER"
