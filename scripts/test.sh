@@ -22,6 +22,7 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq systemd >/dev/null
 fi
 bash scripts/start-services.sh
+bash scripts/web-assets.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
