@@ -397,7 +397,15 @@ async fn start_session(state: &WorkbenchState, user: &User, _address: &str) -> R
     let hash = token_hash(&token);
     let now = Utc::now();
     let store = &state.store;
+    let (idle, absolute) = (
+        Duration::minutes(i64::from(state.config.session_idle_minutes)),
+        Duration::hours(i64::from(state.config.session_absolute_hours)),
+    );
     let stored = async {
+        // Sessions nobody ended (a closed browser) go at the next login.
+        store
+            .delete_expired_sessions(now - idle, now - absolute)
+            .await?;
         store
             .create_session(&hash, user.id, &random_token(), now)
             .await?;
