@@ -291,7 +291,7 @@ pub async fn login(
     }
 
     match check_login(&state, &name, &form.passwort, &address).await {
-        Ok(Ok(user)) => start_session(&state, &user, &address).await,
+        Ok(Ok(user)) => start_session(&state, &user).await,
         Ok(Err(refusal)) => again(vec![], Some(refusal.message()), refusal.status()),
         Err(e) => layout::store_error(e),
     }
@@ -392,7 +392,7 @@ async fn check_login(
 }
 
 /// A new session for `user`: cookie set, audited, on to the case list.
-async fn start_session(state: &WorkbenchState, user: &User, _address: &str) -> Response {
+async fn start_session(state: &WorkbenchState, user: &User) -> Response {
     let token = random_token();
     let hash = token_hash(&token);
     let now = Utc::now();
