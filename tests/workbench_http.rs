@@ -10,7 +10,11 @@
 //! - a POST without (or with a wrong) CSRF token is refused and changes nothing;
 //! - a caseworker sees only the cases of its own Dienststellen: another
 //!   Dienststelle's case is not listed, not found by its antragId, and its
-//!   URL answers 404 (audited `denied` once the detail page exists).
+//!   URL answers 404 (audited `denied` once the detail page exists);
+//!   a bad filter value gets the error summary;
+//! - sessions end by idle and absolute timeout and with their account;
+//!   an address with many failures is refused; the `user` command checks
+//!   what it stores; the daemon with `[web] listen` serves the workbench.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -519,6 +523,20 @@ async fn a_caseworker_sees_only_its_own_dienststellen() {
     let list = chef.get("/faelle");
     assert!(list.body.contains(&theirs.to_string()) && list.body.contains(&ours.to_string()));
     assert!(list.body.contains("2 offene Fälle"));
+    let home = chef.get("/");
+    assert_eq!(
+        (home.status, home.header("location")),
+        (303, Some("/faelle"))
+    );
+    // A bad filter value: German message, linked from the summary, nothing lost.
+    let bad = chef.get("/faelle?alter=zwei&suche=popescu");
+    assert_eq!(bad.status, 200);
+    assert!(bad.title().starts_with("Fehler: "), "{}", bad.title());
+    assert!(bad.body.contains("href=\"#alter\"") && bad.body.contains("ganze Zahl von Tagen"));
+    assert!(bad.body.contains("aria-describedby=\"alter-fehler\""));
+    assert!(bad.body.contains("value=\"zwei\"") && bad.body.contains("value=\"popescu\""));
+    let rule = chef.get("/faelle?regel=iban_pruefziffer&dienststelle=13101");
+    assert!(rule.body.contains("1 offener Fall") && rule.body.contains(&ours.to_string()));
 
     // The case page (wb2's detail) answers 404 for bernd and audits it; once
     // it exists, the same URL is found for its own Dienststelle's caseworker.
