@@ -48,6 +48,7 @@ use crate::plan::{Item, Plan, Publish, Tally};
 use crate::reload::Mappings;
 use crate::retry::{backoff, Shutdown};
 use crate::topology::{self, TopologyError};
+use crate::watchdog::{Heartbeat, IDLE_BEAT};
 use allegro_core::pipeline::{Application, Invalid, Outcome, Pipeline, Processed};
 use allegro_store::Store;
 use allegro_store::Stored;
@@ -60,6 +61,8 @@ pub struct Ctx {
     pub store: Store,
     pub outbox: Arc<OutboxState>,
     pub metrics: Arc<Metrics>,
+    /// Beaten by the main loop; the systemd watchdog pings only while it is fresh.
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 impl Ctx {
@@ -243,6 +246,7 @@ async fn consume(
                 // In submission order: batch N is acked before batch N+1.
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                     let n = session.ack(done?).await?;
+                    ctx.heartbeat.beat();
                     let _ = careful_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
                         Some(left.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)))
                     });
@@ -263,6 +267,7 @@ async fn consume(
             }
             // Pause while the outbox cannot be written.
             while !ctx.outbox.healthy.load(Ordering::SeqCst) {
+                ctx.heartbeat.beat();
                 if shutdown.sleep(Duration::from_millis(200)).await {
                     break;
                 }
@@ -270,12 +275,18 @@ async fn consume(
             if shutdown.is_set() {
                 break;
             }
-            let first = tokio::select! {
-                biased;
-                _ = shutdown.wait() => break,
-                _ = window_through.notified(), if careful_at_start => break,
-                d = consumer.next() => d,
+            // Idle on the queue is alive: beat while waiting.
+            let first = loop {
+                ctx.heartbeat.beat();
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => break None,
+                    _ = window_through.notified(), if careful_at_start => break None,
+                    d = consumer.next() => break Some(d),
+                    _ = tokio::time::sleep(IDLE_BEAT) => {}
+                }
             };
+            let Some(first) = first else { break };
             let mut batch = vec![next_delivery(first)?];
             let until = tokio::time::Instant::now() + linger;
             while batch.len() < batch_size {
@@ -416,6 +427,7 @@ impl Session<'_> {
                     let d = delays.next().unwrap_or(Duration::from_secs(1));
                     warn!(error = %e, retry_in_ms = d.as_millis() as u64, held = items.len(),
                         "batch not stored; consumption paused, retrying");
+                    self.ctx.heartbeat.alive_for(d);
                     tokio::time::sleep(d).await;
                 }
             }

@@ -30,6 +30,7 @@ pub mod reload;
 pub mod retention;
 pub mod retry;
 pub mod topology;
+pub mod watchdog;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -130,7 +131,8 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
         }
         .run(dispatch_stop),
     );
-    spawn_watchdog();
+    let heartbeat = Arc::new(watchdog::Heartbeat::default());
+    watchdog::spawn(Arc::clone(&heartbeat));
     spawn_dlq_probe(&settings, store.clone(), Arc::clone(&metrics));
     retention::spawn_case_gauges(&settings, store.clone(), Arc::clone(&metrics));
     retention::spawn_purger(
@@ -146,6 +148,7 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
         store: store.clone(),
         outbox: Arc::clone(&outbox),
         metrics: Arc::clone(&metrics),
+        heartbeat,
     };
     let code = reconnect_loop(&ctx, shutdown.clone(), &ready).await;
 
@@ -206,6 +209,7 @@ async fn reconnect_loop(
     let mut delays = backoff(&ctx.settings.daemon);
     let mut careful = Careful::default();
     loop {
+        ctx.heartbeat.beat();
         let started = Instant::now();
         let mut on_ready = || {
             if !ready.load(Ordering::SeqCst) {
@@ -230,6 +234,7 @@ async fn reconnect_loop(
                 let d = delays.next().unwrap_or(Duration::from_secs(1));
                 warn!(error = %format!("{e:#}"), retry_in_ms = d.as_millis() as u64,
                     "broker session ended; reconnecting");
+                ctx.heartbeat.alive_for(d);
                 if shutdown.sleep(d).await {
                     return Ok(0);
                 }
@@ -309,17 +314,4 @@ fn spawn_dlq_probe(settings: &Settings, store: Store, metrics: Arc<metrics::Metr
             tokio::time::sleep(every).await;
         }
     });
-}
-
-/// Pings the systemd watchdog at half its interval when one is configured.
-fn spawn_watchdog() {
-    if let Some(interval) = sd_notify::watchdog_enabled() {
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(interval / 2);
-            loop {
-                t.tick().await;
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-        });
-    }
 }
