@@ -167,10 +167,14 @@ fn count(c: &[(String, u64)], kind: &str) -> u64 {
 
 async fn purge_removes_personal_data(db: Db) {
     let mut env = TestEnv::new(db, "retention").await;
-    env.extra_env = vec![(
-        "ALLEGRO_BRIDGE__RETENTION__AUDIT_VALUE_DAYS".into(),
-        "30".into(),
-    )];
+    env.extra_env = vec![
+        (
+            "ALLEGRO_BRIDGE__RETENTION__AUDIT_VALUE_DAYS".into(),
+            "30".into(),
+        ),
+        // One row per transaction: the chunk loops run more than once.
+        ("ALLEGRO_BRIDGE__RETENTION__CHUNK".into(), "1".into()),
+    ];
     let p = pipeline();
     let now = Utc::now();
     let old = now - Duration::days(200);

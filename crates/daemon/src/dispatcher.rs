@@ -202,6 +202,7 @@ impl Dispatcher {
                 s.publish(&self.sink, &pending).await?;
             }
         }
+        let ids: Vec<_> = pending.iter().map(|r| r.antrag_id).collect();
         allegro_store::outbox::dispatch(&self.store, &self.dir, pending, self.cfg.concurrency)
             .await?;
         self.state.written.fetch_add(n as u64, Ordering::Relaxed);

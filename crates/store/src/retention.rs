@@ -332,24 +332,27 @@ impl Store {
         );
         let (mut total, mut audit) = (0, 0);
         loop {
-            let (n, a) = self.purge_chunk(req, &select, cutoff, with_case).await?;
+            let (selected, n, a) = self
+                .purge_chunk(req, (&select, cond), cutoff, with_case)
+                .await?;
             total += n;
             audit += a;
-            if n < u64::from(req.config.chunk) {
+            // A row that no longer matched is not selected again either.
+            if selected < u64::from(req.config.chunk) || n == 0 {
                 return Ok((total, audit));
             }
         }
     }
 
-    /// One chunk in one transaction; returns how many applications and
-    /// audit rows.
+    /// One chunk in one transaction; returns how many applications were
+    /// selected and purged, and how many audit rows.
     async fn purge_chunk(
         &self,
         req: &PurgeRequest<'_>,
-        select: &str,
+        (select, cond): (&str, &str),
         cutoff: DateTime<Utc>,
         with_case: bool,
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<(u64, u64, u64), StoreError> {
         let empty: &[u8] = &[];
         let now = req.now;
         dispatch!(self.begin().await?, Tx, tx => {
@@ -358,25 +361,39 @@ impl Store {
                 .bind(cutoff)
                 .fetch_all(&mut *tx)
                 .await?;
-            let mut audit = 0u64;
+            // Each row is purged only if it still matches (the workbench may
+            // have released a case since the select).
+            let update = format!(
+                "UPDATE applications AS a SET body = $1, findings = $2, message_id = NULL, \
+                 purged_at = $3 WHERE a.antrag_id = $4 AND {}",
+                cond.replace("$1", "$5")
+            );
+            let (mut purged, mut audit) = (0u64, 0u64);
             for v in &victims {
                 let mapping = v.mapping.as_deref().unwrap_or_default();
                 let findings = reduce_findings(&v.findings, mapping, req.keep_pointer);
+                let n = sqlx::query(sqlx::AssertSqlSafe(update.clone()))
+                    .bind(empty)
+                    .bind(findings)
+                    .bind(now)
+                    .bind(v.antrag_id)
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    continue;
+                }
+                purged += 1;
                 sqlx::query(
-                    "UPDATE applications SET body = $1, findings = $2, message_id = NULL, \
-                     purged_at = $3 WHERE antrag_id = $4",
+                    "UPDATE records SET xml = $1 WHERE antrag_id = $2 AND NOT EXISTS \
+                     (SELECT 1 FROM outbox_pending o WHERE o.antrag_id = $3)",
                 )
                 .bind(empty)
-                .bind(findings)
-                .bind(now)
+                .bind(v.antrag_id)
                 .bind(v.antrag_id)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE records SET xml = $1 WHERE antrag_id = $2")
-                    .bind(empty)
-                    .bind(v.antrag_id)
-                    .execute(&mut *tx)
-                    .await?;
                 if with_case {
                     let case_findings = v
                         .case_findings
@@ -385,7 +402,8 @@ impl Store {
                     sqlx::query(
                         "UPDATE cases SET applicant = NULL, corrected_body = NULL, \
                          corrections = '[]', findings = $1, defer_reason = NULL, \
-                         close_reason = NULL WHERE antrag_id = $2",
+                         close_reason = NULL WHERE antrag_id = $2 \
+                         AND status IN ('released', 'closed')",
                     )
                     .bind(case_findings)
                     .bind(v.antrag_id)
@@ -402,7 +420,7 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            Ok((victims.len() as u64, audit))
+            Ok((victims.len() as u64, purged, audit))
         })
     }
 
