@@ -234,6 +234,8 @@ async fn consume(
     // Wakes the producer when the window is through, even while no further
     // delivery arrives.
     let window_through = tokio::sync::Notify::new();
+    // Batches handed to the committer and not yet acked (for the heartbeat).
+    let unacked = std::sync::atomic::AtomicUsize::new(0);
     let committer = async {
         let mut in_flight = futures_util::stream::FuturesOrdered::new();
         let mut open = true;
@@ -246,6 +248,7 @@ async fn consume(
                 // In submission order: batch N is acked before batch N+1.
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                     let n = session.ack(done?).await?;
+                    unacked.fetch_sub(1, Ordering::SeqCst);
                     ctx.heartbeat.beat();
                     let _ = careful_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
                         Some(left.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)))
@@ -275,9 +278,13 @@ async fn consume(
             if shutdown.is_set() {
                 break;
             }
-            // Idle on the queue is alive: beat while waiting.
+            // Idle on the queue is alive, unless a batch handed to the
+            // committer has not come back: then the committer's acks and
+            // retries are what beat.
             let first = loop {
-                ctx.heartbeat.beat();
+                if unacked.load(Ordering::SeqCst) == 0 {
+                    ctx.heartbeat.beat();
+                }
                 tokio::select! {
                     biased;
                     _ = shutdown.wait() => break None,
@@ -296,6 +303,7 @@ async fn consume(
                 }
             }
             let prepared = session.prepare(batch).await?;
+            unacked.fetch_add(1, Ordering::SeqCst);
             if batches.send(prepared).await.is_err() {
                 return Ok(());
             }

@@ -13,6 +13,7 @@ use tokio::task::AbortHandle;
 pub struct Proxy {
     pub port: u16,
     down: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<AbortHandle>>>,
     accept: AbortHandle,
 }
@@ -23,9 +24,10 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let upstream = upstream.to_string();
-        let (d, c) = (Arc::clone(&down), Arc::clone(&conns));
+        let (d, c, st) = (Arc::clone(&down), Arc::clone(&conns), Arc::clone(&stalled));
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -36,9 +38,12 @@ impl Proxy {
                     continue;
                 }
                 let up = upstream.clone();
+                let st = Arc::clone(&st);
                 let h = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&up).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(&up).await {
+                        let (ri, wi) = inbound.into_split();
+                        let (ro, wo) = outbound.into_split();
+                        tokio::join!(pump(ri, wo, Arc::clone(&st)), pump(ro, wi, st));
                     }
                 });
                 c.lock().unwrap().push(h.abort_handle());
@@ -48,6 +53,7 @@ impl Proxy {
         Proxy {
             port,
             down,
+            stalled,
             conns,
             accept,
         }
@@ -65,6 +71,40 @@ impl Proxy {
     pub fn restore(&self) {
         self.down.store(false, Ordering::SeqCst);
     }
+
+    /// Stops forwarding bytes on every connection, which stay open: the
+    /// peer waits for an answer that does not come (a hung server, a
+    /// black-holed route), no error anywhere.
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Forwards again what a [`Proxy::stall`] held up.
+    pub fn unstall(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to`, holding each chunk while `stalled` is set.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for Proxy {
