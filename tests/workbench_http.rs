@@ -523,6 +523,17 @@ async fn a_caseworker_sees_only_its_own_dienststellen() {
     let list = chef.get("/faelle");
     assert!(list.body.contains(&theirs.to_string()) && list.body.contains(&ours.to_string()));
     assert!(list.body.contains("2 offene Fälle"));
+    // The accounts page: administration only; a caseworker gets 404 (audited).
+    let users = chef.get("/verwaltung/benutzer");
+    assert_eq!(users.status, 200);
+    assert!(users
+        .body
+        .contains("<td class=\"kern-table__cell\">bernd</td>"));
+    assert!(users.body.contains("13101") && users.body.contains("Sachbearbeitung"));
+    assert_eq!(bernd.get("/verwaltung/benutzer").status, 404);
+    assert!(audit_actions(&env, "bernd")
+        .await
+        .contains(&("denied".to_string(), None)));
     let home = chef.get("/");
     assert_eq!(
         (home.status, home.header("location")),

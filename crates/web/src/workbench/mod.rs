@@ -8,6 +8,7 @@
 //! - [`layout`]: the page frame, security headers, static files, error pages,
 //!   and the scope check ([`layout::case_in_scope`]).
 //! - [`list`]: the case list `/faelle`.
+//! - [`users`]: the accounts page `/verwaltung/benutzer` (administration).
 //!
 //! Every page except `/anmelden` and `/static/...` needs a session; without
 //! one the answer is 303 to `/anmelden`. Nothing personal goes into a log.
@@ -17,6 +18,7 @@ pub mod csrf;
 pub mod layout;
 pub mod list;
 pub mod state;
+pub mod users;
 
 pub use state::{FixedPipeline, PipelineSource, WebConfig, WorkbenchState};
 
@@ -31,6 +33,7 @@ pub fn router(state: WorkbenchState) -> Router {
     let private = Router::new()
         .route("/", get(|| async { Redirect::to("/faelle") }))
         .route("/faelle", get(list::page))
+        .route("/verwaltung/benutzer", get(users::page))
         .route("/abmelden", post(auth::logout))
         .fallback(layout::fallback)
         .layer(middleware::from_fn(csrf::guard))
