@@ -193,7 +193,6 @@ impl Dispatcher {
             }
         }
         let n = pending.len();
-        let ids: Vec<_> = pending.iter().map(|r| r.antrag_id).collect();
         if !self.sink.exchange.is_empty() {
             if sink.is_none() {
                 *sink = Some(Sink::connect(&self.broker_url).await?);

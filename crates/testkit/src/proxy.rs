@@ -30,7 +30,7 @@ impl Proxy {
         let (d, c, st) = (Arc::clone(&down), Arc::clone(&conns), Arc::clone(&stalled));
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     continue;
                 };
                 if d.load(Ordering::SeqCst) {
