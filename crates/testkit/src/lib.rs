@@ -1,6 +1,7 @@
 //! Test helpers for the daemon and store tests: per-test queues and databases
 //! on the real RabbitMQ and PostgreSQL, the daemon as a child process, a TCP
-//! proxy to simulate outages, and generated applications.
+//! proxy to simulate outages, generated applications, and headless Chromium
+//! with axe-core for the browser tests ([`browser`]).
 //!
 //! Services (started by `scripts/start-services.sh`): RabbitMQ at
 //! `ALLEGRO_TEST_AMQP` (default `amqp://guest:guest@127.0.0.1:5672/%2f`) and
@@ -11,6 +12,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod proxy;
 
 use std::collections::HashMap;
