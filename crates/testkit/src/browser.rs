@@ -15,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::ClientBuilder;
+/// The WebDriver client the tests use (re-exported so tests need no own dependency).
+pub use fantoccini::{self, Client, Locator};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -420,6 +422,39 @@ pub async fn click(client: &Client, css: &str) {
 /// The visible text of the element matching `css`.
 pub async fn text(client: &Client, css: &str) -> String {
     find(client, css).await.text().await.unwrap()
+}
+
+/// Clicks the element matching `css` and waits until the page it leads to
+/// has loaded (a new document, fully loaded), up to 30 s.
+pub async fn click_and_load(client: &Client, css: &str) {
+    let e = find(client, css).await;
+    client
+        .execute("window.__allegroOldPage = true; return true;", vec![])
+        .await
+        .unwrap();
+    e.click().await.unwrap();
+    wait_for_new_page(client, css).await;
+}
+
+/// Waits until the document marked before a navigation was replaced.
+async fn wait_for_new_page(client: &Client, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let fresh = client
+            .execute(
+                "return window.__allegroOldPage === undefined && document.readyState === 'complete';",
+                vec![],
+            )
+            .await;
+        if matches!(fresh, Ok(Value::Bool(true))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "no new page after clicking `{what}` on {}",
+        page_url(client).await
+    );
 }
 
 /// Whether an element matches `css` now (no waiting).

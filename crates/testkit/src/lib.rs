@@ -258,6 +258,29 @@ impl TestEnv {
             .unwrap()
     }
 
+    /// Runs `allegro-bridge ARGS` like [`TestEnv::cli`] with `input` on its
+    /// stdin (a password for `user add`, which never takes one as argument).
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(bridge_exe())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ALLEGRO_BRIDGE_CONFIG")
+            .envs(self.envs())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Runs `allegro-bridge ARGS` like [`TestEnv::cli`], but kills it and
     /// fails the test when it has not finished within `limit` (it hangs).
     pub fn cli_within(&self, args: &[&str], limit: Duration) -> std::process::Output {
