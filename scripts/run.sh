@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/start-services.sh
+bash scripts/web-assets.sh
 cargo build --release --locked
 target/release/allegro-bridge config check
 target/release/allegro-bridge mappings check

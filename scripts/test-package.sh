@@ -83,6 +83,8 @@ step "purging a package left by an earlier run (if any)"
 purge
 
 # --fast: lighter xz compression (the debug symbols' .ddeb took 3 minutes).
+step "workbench styles (npm ci, packaged from crates/web/assets)"
+bash scripts/web-assets.sh
 step "cargo deb --fast (release build)"
 deb=$(cargo deb --locked --fast --output "$work/" | grep '\.deb$' | tail -n 1)
 [ -f "${deb:-}" ] || fail "cargo deb printed no package path"

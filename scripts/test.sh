@@ -24,6 +24,7 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 fi
 bash scripts/setup-browser.sh
 bash scripts/start-services.sh
+bash scripts/web-assets.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

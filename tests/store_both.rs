@@ -23,6 +23,8 @@ fn app(id: Uuid, body: &[u8], accepted: bool) -> NewApplication {
         dienststellennummer: Some("13101".into()),
         message_id: Some(id.to_string()),
         created_at: Utc::now(),
+        applicant: None,
+        error_rules: String::new(),
     }
 }
 

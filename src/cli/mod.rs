@@ -12,6 +12,8 @@ pub mod mappings;
 pub mod ops;
 pub mod process;
 pub mod submit;
+pub mod user;
+pub mod web;
 
 /// allegro-bridge: online Bürgergeld applications in, ALLEGRO import records out.
 #[derive(Debug, Parser)]
@@ -43,6 +45,11 @@ pub enum Command {
     Recheck(ops::RecheckArgs),
     /// Publish application files to the intake queue (with confirms).
     Submit(submit::SubmitArgs),
+    /// Serve the caseworker workbench (same database, no broker needed).
+    Web(web::WebArgs),
+    /// Manage the workbench's accounts.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -55,5 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dlq(cmd) => ops::dlq(cli.config.as_deref(), cmd),
         Command::Recheck(args) => ops::recheck(cli.config.as_deref(), args),
         Command::Submit(args) => submit::run(cli.config.as_deref(), args),
+        Command::Web(args) => web::run(cli.config.as_deref(), args),
+        Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use allegro_core::pipeline::PipelineConfig;
 pub use allegro_store::StoreConfig;
+pub use allegro_web::WebConfig;
 
 /// All settings of the bridge.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -32,6 +33,8 @@ pub struct Settings {
     pub sink: SinkConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    /// The caseworker workbench (`[web]`).
+    pub web: WebConfig,
 }
 
 /// Prometheus metrics endpoint.
@@ -269,6 +272,7 @@ impl Settings {
         {
             problems.push("metrics.listen must be host:port, e.g. 127.0.0.1:9464".into());
         }
+        problems.extend(self.web.validate());
         if self.pipeline.max_body_bytes == 0 {
             problems.push("pipeline.max_body_bytes must be at least 1".into());
         }
@@ -446,6 +450,7 @@ mod tests {
         expected.broker.url_file = Some("${CREDENTIALS_DIRECTORY}/amqp-url".into());
         expected.store.url = "sqlite:///var/lib/allegro-bridge/allegro-bridge.db".into();
         expected.store.url_file = Some("${CREDENTIALS_DIRECTORY}/db-url".into());
+        expected.web.assets_dir = "/usr/share/allegro-bridge/web".into();
         assert_eq!(packaged.masked_toml(), expected.masked_toml());
         assert!(packaged.validate().is_empty(), "{:?}", packaged.validate());
         assert_documents_every_key(&text, "packaging/allegro-bridge.toml");

@@ -107,6 +107,9 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     if !settings.metrics.listen.is_empty() {
         metrics::serve(&settings.metrics.listen, Arc::clone(&metrics)).await?;
     }
+    if !settings.web.listen.is_empty() {
+        serve_workbench(&settings, store.clone(), Arc::clone(&mappings)).await?;
+    }
     metrics.store_healthy.set(1);
     metrics.outbox_healthy.set(1);
     let outbox = Arc::new(OutboxState::default());
@@ -157,6 +160,29 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
         "stopped"
     );
     code
+}
+
+/// Serves the caseworker workbench on `web.listen` (nothing else there:
+/// the ops endpoints stay on `metrics.listen`) for as long as the process runs.
+async fn serve_workbench(
+    settings: &Settings,
+    store: Store,
+    mappings: Arc<reload::Mappings>,
+) -> anyhow::Result<()> {
+    let listener = allegro_web::bind(&settings.web.listen, "web.listen").await?;
+    let state = allegro_web::workbench::WorkbenchState {
+        store,
+        pipeline: mappings,
+        outbox_dir: settings.outbox.dir.clone(),
+        config: settings.web.clone(),
+    };
+    let router = allegro_web::workbench::router(state);
+    tokio::spawn(async move {
+        if let Err(e) = allegro_web::serve(listener, router, std::future::pending()).await {
+            error!(error = %e, "workbench server stopped");
+        }
+    });
+    Ok(())
 }
 
 /// Sessions until shutdown; reconnects with backoff after broker failures.

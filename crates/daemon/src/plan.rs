@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::deadletter::{self, REASON_CONFLICT};
 use allegro_core::pipeline::{Application, Invalid, Processed};
 use allegro_store::{
-    record_file_name, NewApplication, NewDeadLetter, PendingRecord, Stored, Verdict,
+    cases, record_file_name, NewApplication, NewDeadLetter, PendingRecord, Stored, Verdict,
 };
 
 /// One delivery after the pipeline.
@@ -61,6 +61,16 @@ impl Item {
         verdict: Verdict,
         now: DateTime<Utc>,
     ) -> NewApplication {
+        // The search and filter columns of a case (not needed for a record).
+        let (applicant, error_rules) = match verdict {
+            Verdict::Rejected => (
+                serde_json::from_slice::<serde_json::Value>(&self.body)
+                    .ok()
+                    .and_then(|doc| cases::applicant_of(&doc)),
+                cases::error_rules_of(&app.findings),
+            ),
+            Verdict::Accepted(_) => (None, String::new()),
+        };
         NewApplication {
             antrag_id: app.antrag_id,
             body: self.body.clone(),
@@ -71,6 +81,8 @@ impl Item {
             dienststellennummer: app.jobcenter.clone(),
             message_id: self.message_id().map(clean),
             created_at: now,
+            applicant,
+            error_rules,
         }
     }
 }

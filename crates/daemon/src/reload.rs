@@ -161,6 +161,12 @@ impl Mappings {
     }
 }
 
+impl allegro_web::workbench::PipelineSource for Mappings {
+    fn current(&self) -> Arc<Pipeline> {
+        self.snapshot()
+    }
+}
+
 /// One problem per line from the loader becomes one log line: problems
 /// joined by `; ` (at most `MAX_PROBLEMS`, then how many more).
 pub fn one_line(e: &anyhow::Error) -> String {

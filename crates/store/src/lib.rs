@@ -76,6 +76,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "dead_letter_meta",
         include_str!("../migrations/sqlite/0003_dead_letter_meta.sql"),
     ),
+    (
+        4,
+        "workbench",
+        include_str!("../migrations/sqlite/0004_workbench.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -102,6 +107,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "dead_letter_meta",
         include_str!("../migrations/postgres/0005_dead_letter_meta.sql"),
+    ),
+    (
+        6,
+        "workbench",
+        include_str!("../migrations/postgres/0006_workbench.sql"),
     ),
 ];
 
@@ -145,6 +155,12 @@ macro_rules! dispatch {
     };
 }
 
+// The workbench's parts of the store (after the macro, which they use).
+pub mod audit;
+pub mod cases;
+pub mod sessions;
+pub mod users;
+
 /// One readable application to store.
 #[derive(Debug, Clone)]
 pub struct NewApplication {
@@ -159,6 +175,11 @@ pub struct NewApplication {
     pub dienststellennummer: Option<String>,
     pub message_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// For a case: the applicant's name for the search
+    /// ([`cases::applicant_of`]); ignored for an accepted application.
+    pub applicant: Option<String>,
+    /// For a case: `,rule,...,` of its errors ([`cases::error_rules_of`]).
+    pub error_rules: String,
 }
 
 /// What becomes of a readable application: a record for the outbox, or a
@@ -722,14 +743,17 @@ impl Tx {
                 }
                 if !cases.is_empty() {
                     let mut qb = QueryBuilder::new(
-                    "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at) ",
+                    "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at, \
+                     applicant, error_rules) ",
                 );
                     qb.push_values(cases.iter(), |mut b, a| {
                         b.push_bind(a.antrag_id)
                             .push_bind(a.dienststellennummer.as_deref())
                             .push_bind("open")
                             .push_bind(a.created_at)
-                            .push_bind(a.created_at);
+                            .push_bind(a.created_at)
+                            .push_bind(a.applicant.as_deref())
+                            .push_bind(a.error_rules.as_str());
                     });
                     qb.build().execute(&mut **tx).await?;
                 }
@@ -757,13 +781,17 @@ impl Tx {
                 }
                 if !cases.is_empty() {
                     sqlx::query(
-                        "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at) \
-                         SELECT u.id, u.dst, 'open', u.at, u.at \
-                         FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(id, dst, at)",
+                        "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at, \
+                         applicant, error_rules) \
+                         SELECT u.id, u.dst, 'open', u.at, u.at, u.who, u.rules \
+                         FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) \
+                         AS u(id, dst, at, who, rules)",
                     )
                     .bind(cases.iter().map(|a| a.antrag_id).bind_iter())
                     .bind(cases.iter().map(|a| a.dienststellennummer.as_deref()).bind_iter())
                     .bind(cases.iter().map(|a| a.created_at).bind_iter())
+                    .bind(cases.iter().map(|a| a.applicant.as_deref()).bind_iter())
+                    .bind(cases.iter().map(|a| a.error_rules.as_str()).bind_iter())
                     .execute(&mut **tx)
                     .await?;
                 }

@@ -1,11 +1,15 @@
 //! allegro-web: the HTTP layer of allegro-bridge, on axum.
 //!
-//! Today it serves the operations endpoints ([`ops`]) on `metrics.listen`;
-//! the caseworker workbench will be served from the same stack. This crate
-//! knows nothing of RabbitMQ: whoever runs it hands in what it needs through
-//! small traits ([`ops::Probe`]), so the workbench can run without a broker.
+//! It serves the operations endpoints ([`ops`]) on `metrics.listen` and the
+//! caseworker workbench ([`workbench`]) on `web.listen`. This crate knows
+//! nothing of RabbitMQ: whoever runs it hands in what it needs through
+//! small traits ([`ops::Probe`], [`workbench::PipelineSource`]), so the
+//! workbench can run without a broker.
 
 pub mod ops;
+pub mod workbench;
+
+pub use workbench::WebConfig;
 
 use std::future::Future;
 
@@ -28,7 +32,10 @@ pub async fn serve(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    // The peer address reaches handlers as `ConnectInfo` (the workbench
+    // counts failed logins per address).
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -1,0 +1,176 @@
+//! The audit log of the workbench: every view and change of a case and
+//! every login, logout and failed login (who, when, what, which field, old
+//! and new value). `old_value`/`new_value` may hold personal data and are
+//! nulled by retention once a case is done; nothing here is ever logged.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::{Store, StoreError, Tx};
+
+/// What happened (the `audit.action` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    View,
+    Denied,
+    Edit,
+    Check,
+    Release,
+    Defer,
+    Close,
+    Login,
+    LoginFailed,
+    Logout,
+    UserAdd,
+    UserDisable,
+    UserEnable,
+    UserPasswd,
+    UserRoles,
+    RecheckRelease,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::View => "view",
+            Action::Denied => "denied",
+            Action::Edit => "edit",
+            Action::Check => "check",
+            Action::Release => "release",
+            Action::Defer => "defer",
+            Action::Close => "close",
+            Action::Login => "login",
+            Action::LoginFailed => "login_failed",
+            Action::Logout => "logout",
+            Action::UserAdd => "user_add",
+            Action::UserDisable => "user_disable",
+            Action::UserEnable => "user_enable",
+            Action::UserPasswd => "user_passwd",
+            Action::UserRoles => "user_roles",
+            Action::RecheckRelease => "recheck_release",
+        }
+    }
+}
+
+/// One entry to append.
+#[derive(Debug, Clone)]
+pub struct NewAudit<'a> {
+    /// User name, or `system`.
+    pub actor: &'a str,
+    pub antrag_id: Option<Uuid>,
+    pub action: Action,
+    pub pointer: Option<&'a str>,
+    pub old_value: Option<&'a str>,
+    pub new_value: Option<&'a str>,
+    /// No personal data (a reason code, an address, a count).
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> NewAudit<'a> {
+    /// An entry with only actor, action and (optionally) the case.
+    pub fn new(actor: &'a str, action: Action, antrag_id: Option<Uuid>) -> NewAudit<'a> {
+        NewAudit {
+            actor,
+            antrag_id,
+            action,
+            pointer: None,
+            old_value: None,
+            new_value: None,
+            detail: None,
+        }
+    }
+
+    pub fn detail(mut self, detail: &'a str) -> NewAudit<'a> {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+/// One stored entry.
+#[derive(Debug, Clone, FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub antrag_id: Option<Uuid>,
+    pub action: String,
+    pub pointer: Option<String>,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub detail: Option<String>,
+}
+
+const INSERT: &str = "INSERT INTO audit (at, actor, antrag_id, action, pointer, old_value, \
+     new_value, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+impl Store {
+    /// Appends an entry outside any transaction.
+    pub async fn audit(&self, e: &NewAudit<'_>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query(INSERT)
+                .bind(at)
+                .bind(e.actor)
+                .bind(e.antrag_id)
+                .bind(e.action.as_str())
+                .bind(e.pointer)
+                .bind(e.old_value)
+                .bind(e.new_value)
+                .bind(e.detail)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The entries of one case, oldest first.
+    pub async fn audit_of(&self, antrag_id: Uuid) -> Result<Vec<AuditRow>, StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query_as(
+                "SELECT id, at, actor, antrag_id, action, pointer, old_value, new_value, detail \
+                 FROM audit WHERE antrag_id = $1 ORDER BY at, id",
+            )
+            .bind(antrag_id)
+            .fetch_all(p)
+            .await
+        })
+    }
+
+    /// The newest entries, newest first (`before` an id, for paging).
+    pub async fn audit_recent(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query_as(
+                "SELECT id, at, actor, antrag_id, action, pointer, old_value, new_value, detail \
+                 FROM audit WHERE id < $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit as i64)
+            .fetch_all(p)
+            .await
+        })
+    }
+}
+
+impl Tx {
+    /// Appends an entry inside this transaction (commits with the change).
+    pub async fn audit(&mut self, e: &NewAudit<'_>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        dispatch!(self, Tx, tx => {
+            sqlx::query(INSERT)
+                .bind(at)
+                .bind(e.actor)
+                .bind(e.antrag_id)
+                .bind(e.action.as_str())
+                .bind(e.pointer)
+                .bind(e.old_value)
+                .bind(e.new_value)
+                .bind(e.detail)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,318 @@
+//! Workbench accounts: who may log in, with which roles and for which
+//! Dienststellen, and the counters behind the login slow-down and lockout
+//! (per account in `users`, per client address in `login_failures`).
+//!
+//! Passwords arrive here already hashed (argon2id PHC strings); this module
+//! never sees a password.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use crate::{Store, StoreError};
+
+/// What an account may do. Stored as its German name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Caseworker: sees and works the cases of its own Dienststellen.
+    Sachbearbeitung,
+    /// Sees every case, manages users, sees the dead letters.
+    Administration,
+}
+
+impl Role {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Sachbearbeitung => "sachbearbeitung",
+            Role::Administration => "administration",
+        }
+    }
+
+    /// Every role, for messages naming the allowed values.
+    pub const ALL: [Role; 2] = [Role::Sachbearbeitung, Role::Administration];
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s.trim())
+            .ok_or_else(|| {
+                format!("unknown role `{s}`; expected sachbearbeitung or administration")
+            })
+    }
+}
+
+/// One account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub roles: Vec<Role>,
+    /// The `dienststellennummer`s a caseworker works for.
+    pub dienststellen: Vec<String>,
+    pub disabled: bool,
+    /// Failed logins since the last successful one.
+    pub failed_logins: i32,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl User {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// A new account.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: String,
+    pub password_hash: String,
+    pub roles: Vec<Role>,
+    pub dienststellen: Vec<String>,
+}
+
+#[derive(FromRow)]
+pub(crate) struct UserRow {
+    id: i64,
+    name: String,
+    password_hash: String,
+    roles: String,
+    dienststellen: String,
+    disabled: bool,
+    failed_logins: i32,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> User {
+        User {
+            id: r.id,
+            name: r.name,
+            password_hash: r.password_hash,
+            // Unknown names (a later version's role) grant nothing.
+            roles: split(&r.roles).filter_map(|s| s.parse().ok()).collect(),
+            dienststellen: split(&r.dienststellen).map(str::to_string).collect(),
+            disabled: r.disabled,
+            failed_logins: r.failed_logins,
+            locked_until: r.locked_until,
+        }
+    }
+}
+
+fn split(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn join_roles(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(crate) const USER_COLUMNS: &str = "u.id, u.name, u.password_hash, u.roles, u.dienststellen, \
+     u.disabled, u.failed_logins, u.locked_until";
+
+/// Whether an error is a unique-constraint violation (the name is taken).
+pub fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(d) if d.is_unique_violation())
+}
+
+impl Store {
+    /// Creates an account; its id. A taken name is a unique violation
+    /// ([`is_unique_violation`]).
+    pub async fn create_user(&self, u: &NewUser, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query_scalar(
+                "INSERT INTO users (name, password_hash, roles, dienststellen, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+            )
+            .bind(u.name.as_str())
+            .bind(u.password_hash.as_str())
+            .bind(join_roles(&u.roles))
+            .bind(u.dienststellen.join(","))
+            .bind(now)
+            .fetch_one(p)
+            .await
+        })
+    }
+
+    /// The account named `name`.
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.name = $1");
+        let row: Option<UserRow> = dispatch!(self, Store, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(p).await?
+        });
+        Ok(row.map(User::from))
+    }
+
+    /// Every account, by name.
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.name");
+        let rows: Vec<UserRow> = dispatch!(self, Store, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?
+        });
+        Ok(rows.into_iter().map(User::from).collect())
+    }
+
+    /// Disables or enables an account; a disabled one also loses its
+    /// sessions. False when there is no such account.
+    pub async fn set_user_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let changed = dispatch!(self, Store, p => {
+            sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE name = $3")
+                .bind(disabled)
+                .bind(now)
+                .bind(name)
+                .execute(p)
+                .await?
+                .rows_affected()
+        }) > 0;
+        if changed && disabled {
+            self.delete_sessions_of(name).await?;
+        }
+        Ok(changed)
+    }
+
+    /// Sets a new password hash, lifts a lockout and ends the account's
+    /// sessions. False when there is no such account.
+    pub async fn set_password_hash(
+        &self,
+        name: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let changed = dispatch!(self, Store, p => {
+            sqlx::query(
+                "UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = NULL, \
+                 updated_at = $2 WHERE name = $3",
+            )
+            .bind(hash)
+            .bind(now)
+            .bind(name)
+            .execute(p)
+            .await?
+            .rows_affected()
+        }) > 0;
+        if changed {
+            self.delete_sessions_of(name).await?;
+        }
+        Ok(changed)
+    }
+
+    /// Replaces roles and Dienststellen. False when there is no such account.
+    pub async fn set_user_roles(
+        &self,
+        name: &str,
+        roles: &[Role],
+        dienststellen: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, Store, p => {
+            let r = sqlx::query(
+                "UPDATE users SET roles = $1, dienststellen = $2, updated_at = $3 WHERE name = $4",
+            )
+            .bind(join_roles(roles))
+            .bind(dienststellen.join(","))
+            .bind(now)
+            .bind(name)
+            .execute(p)
+            .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    /// Counts a failed login of an account; from `lock_after` failures on
+    /// the account is locked until `now + lock_for`. Returns the count.
+    pub async fn record_user_failure(
+        &self,
+        user_id: i64,
+        now: DateTime<Utc>,
+        lock_after: i32,
+        lock_for: chrono::Duration,
+    ) -> Result<i32, StoreError> {
+        let until = now + lock_for;
+        dispatch!(self, Store, p => {
+            sqlx::query_scalar(
+                "UPDATE users SET failed_logins = failed_logins + 1, \
+                 locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END \
+                 WHERE id = $3 RETURNING failed_logins",
+            )
+            .bind(lock_after)
+            .bind(until)
+            .bind(user_id)
+            .fetch_one(p)
+            .await
+        })
+    }
+
+    /// A successful login: the account's failure count and lock are cleared.
+    pub async fn clear_user_failures(&self, user_id: i64) -> Result<(), StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+                .bind(user_id)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Failed logins from `address` and when the last one was (none: 0).
+    pub async fn address_failures(
+        &self,
+        address: &str,
+    ) -> Result<(i32, Option<DateTime<Utc>>), StoreError> {
+        let row: Option<(i32, DateTime<Utc>)> = dispatch!(self, Store, p => {
+            sqlx::query_as("SELECT failures, last_failure_at FROM login_failures WHERE address = $1")
+                .bind(address)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(row.map_or((0, None), |(n, at)| (n, Some(at))))
+    }
+
+    /// Counts a failed login from `address`; a count older than `reset_after`
+    /// starts again at 1. Returns the count.
+    pub async fn record_address_failure(
+        &self,
+        address: &str,
+        now: DateTime<Utc>,
+        reset_after: chrono::Duration,
+    ) -> Result<i32, StoreError> {
+        let stale = now - reset_after;
+        dispatch!(self, Store, p => {
+            sqlx::query_scalar(
+                "INSERT INTO login_failures (address, failures, last_failure_at) VALUES ($1, 1, $2) \
+                 ON CONFLICT (address) DO UPDATE SET \
+                 failures = CASE WHEN login_failures.last_failure_at < $3 THEN 1 \
+                            ELSE login_failures.failures + 1 END, \
+                 last_failure_at = $2 RETURNING failures",
+            )
+            .bind(address)
+            .bind(now)
+            .bind(stale)
+            .fetch_one(p)
+            .await
+        })
+    }
+
+    /// A successful login from `address` clears its count.
+    pub async fn clear_address_failures(&self, address: &str) -> Result<(), StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query("DELETE FROM login_failures WHERE address = $1")
+                .bind(address)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
+}

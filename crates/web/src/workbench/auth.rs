@@ -1,0 +1,444 @@
+//! Login, logout and sessions.
+//!
+//! - Passwords: argon2id (the `argon2` crate's defaults), verified off the
+//!   async threads. An unknown name costs as much as a wrong password.
+//! - Sessions: a random 256-bit token in the `bridge_session` cookie
+//!   (HttpOnly, SameSite=Strict, Path=/, Secure when configured); the
+//!   database holds its SHA-256. Idle and absolute timeouts from `[web]`.
+//! - Failed logins: counted per account and per client address. Each
+//!   failure answers more slowly (slow-down); from [`LOCK_AFTER`] failures
+//!   an account is locked for [`LOCK_MINUTES`], and an address with
+//!   [`ADDRESS_LIMIT`] failures within that time is refused.
+//! - Audit: `login`, `logout`, `login_failed`; no password and nothing
+//!   personal is ever logged.
+
+use std::net::SocketAddr;
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use allegro_store::audit::{Action, NewAudit};
+use allegro_store::users::{Role, User};
+
+use super::layout::{self, FieldError, Layout};
+use super::state::WorkbenchState;
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "bridge_session";
+/// The cookie carrying the login form's CSRF token (before there is a session).
+pub const LOGIN_COOKIE: &str = "bridge_login";
+/// Failed logins after which an account is locked.
+pub const LOCK_AFTER: i32 = 5;
+/// How long a lock lasts, and the window of the per-address count.
+pub const LOCK_MINUTES: i64 = 15;
+/// Failed logins from one address within [`LOCK_MINUTES`] after which it is refused.
+pub const ADDRESS_LIMIT: i32 = 20;
+
+/// Hashes a password with argon2id (random salt, the crate's default
+/// parameters); the PHC string to store.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+}
+
+/// Whether `password` matches the stored PHC string.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// A hash nobody's password matches, verified for unknown names so that
+/// they take as long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&random_token()).unwrap_or_default())
+}
+
+/// 32 random bytes, hex.
+pub fn random_token() -> String {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("the operating system's random source");
+    hex::encode(b)
+}
+
+/// SHA-256 hex of a session token (what the database keeps).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The value of cookie `name`.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(
+    cfg: &super::WebConfig,
+    name: &str,
+    value: &str,
+    max_age: Option<i64>,
+) -> HeaderValue {
+    let mut c = format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/");
+    if cfg.secure_cookies {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    HeaderValue::from_str(&c).expect("cookie values are hex")
+}
+
+/// The logged-in user of a request behind login, and its session's CSRF token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub csrf: String,
+    pub token_hash: String,
+}
+
+impl Caller {
+    /// The page frame for this user.
+    pub fn layout(&self) -> Layout {
+        Layout::for_user(self)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.has(Role::Administration)
+    }
+
+    /// Which cases this user may see.
+    pub fn scope(&self) -> allegro_store::cases::Scope {
+        use allegro_store::cases::Scope;
+        if self.is_admin() {
+            Scope::All
+        } else if self.user.has(Role::Sachbearbeitung) {
+            Scope::Dienststellen(self.user.dienststellen.clone())
+        } else {
+            Scope::Dienststellen(vec![])
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, Response> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Redirect::to("/anmelden").into_response())
+    }
+}
+
+/// Whether a session is past its idle or absolute timeout at `now`.
+fn expired(
+    cfg: &super::WebConfig,
+    created: DateTime<Utc>,
+    seen: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    now - seen > Duration::minutes(i64::from(cfg.session_idle_minutes))
+        || now - created > Duration::hours(i64::from(cfg.session_absolute_hours))
+}
+
+/// Middleware: a valid session puts its [`Caller`] on the request; anything
+/// else is answered with 303 to `/anmelden`.
+pub async fn require_login(
+    State(state): State<WorkbenchState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = cookie(req.headers(), SESSION_COOKIE) else {
+        return Redirect::to("/anmelden").into_response();
+    };
+    let hash = token_hash(token);
+    let session = match state.store.session(&hash).await {
+        Ok(s) => s,
+        Err(e) => return layout::store_error(e),
+    };
+    let now = Utc::now();
+    let Some(s) = session else {
+        return Redirect::to("/anmelden").into_response();
+    };
+    if s.user.disabled || expired(&state.config, s.created_at, s.last_seen_at, now) {
+        let _ = state.store.delete_session(&hash).await;
+        return Redirect::to("/anmelden").into_response();
+    }
+    // One write per half minute at most.
+    if now - s.last_seen_at > Duration::seconds(30) {
+        if let Err(e) = state.store.touch_session(&hash, now).await {
+            return layout::store_error(e);
+        }
+    }
+    req.extensions_mut().insert(Caller {
+        user: s.user,
+        csrf: s.csrf_token,
+        token_hash: hash,
+    });
+    next.run(req).await
+}
+
+/// The login page.
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub layout: Layout,
+    pub name: String,
+    pub errors: Vec<FieldError>,
+    /// A message for the whole form (wrong password, locked).
+    pub problem: Option<String>,
+}
+
+impl LoginPage {
+    fn error_for(&self, field: &str) -> Option<&FieldError> {
+        self.errors.iter().find(|e| e.field == field)
+    }
+}
+
+/// GET /anmelden: the form (with a fresh login CSRF cookie when needed).
+pub async fn login_page(State(state): State<WorkbenchState>, headers: HeaderMap) -> Response {
+    let token = cookie(&headers, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string);
+    let fresh = token.is_none();
+    let token = token.unwrap_or_else(random_token);
+    let page = LoginPage {
+        layout: Layout::anonymous(&token),
+        name: String::new(),
+        errors: vec![],
+        problem: None,
+    };
+    let mut resp = page.into_response();
+    if fresh {
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(&state.config, LOGIN_COOKIE, &token, None),
+        );
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    benutzername: String,
+    #[serde(default)]
+    passwort: String,
+}
+
+/// The client's address (for the per-address count), or `unbekannt`.
+fn client_address(req_ext: Option<&ConnectInfo<SocketAddr>>) -> String {
+    req_ext.map_or_else(|| "unbekannt".into(), |c| c.0.ip().to_string())
+}
+
+/// POST /anmelden.
+pub async fn login(
+    State(state): State<WorkbenchState>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let csrf = cookie(&headers, LOGIN_COOKIE)
+        .unwrap_or_default()
+        .to_string();
+    let address = client_address(connect.as_ref().map(|c| &c.0));
+    let name = form.benutzername.trim().to_string();
+    let again = |errors: Vec<FieldError>, problem: Option<String>, status: StatusCode| {
+        let page = LoginPage {
+            layout: Layout::anonymous(&csrf).with_error_title(),
+            name: name.clone(),
+            errors,
+            problem,
+        };
+        (status, page).into_response()
+    };
+
+    let mut errors = vec![];
+    if name.is_empty() {
+        errors.push(FieldError::new(
+            "benutzername",
+            "Bitte geben Sie Ihren Benutzernamen ein.",
+        ));
+    }
+    if form.passwort.is_empty() {
+        errors.push(FieldError::new(
+            "passwort",
+            "Bitte geben Sie Ihr Passwort ein.",
+        ));
+    }
+    if !errors.is_empty() {
+        return again(errors, None, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    match check_login(&state, &name, &form.passwort, &address).await {
+        Ok(Ok(user)) => start_session(&state, &user, &address).await,
+        Ok(Err(refusal)) => again(vec![], Some(refusal.message()), refusal.status()),
+        Err(e) => layout::store_error(e),
+    }
+}
+
+/// Why a login was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Unknown name, wrong password or disabled account (not told apart).
+    Wrong,
+    /// The account or the address is locked for a while.
+    Locked,
+}
+
+impl Refusal {
+    fn message(self) -> String {
+        match self {
+            Refusal::Wrong => "Benutzername oder Passwort ist falsch.".into(),
+            Refusal::Locked => format!(
+                "Die Anmeldung ist nach mehreren Fehlversuchen vorübergehend gesperrt. \
+                 Bitte versuchen Sie es in {LOCK_MINUTES} Minuten erneut."
+            ),
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Refusal::Wrong => StatusCode::UNAUTHORIZED,
+            Refusal::Locked => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+}
+
+/// Checks name and password against locks and the stored hash; counts a
+/// failure (and slows the answer down) when they do not pass.
+async fn check_login(
+    state: &WorkbenchState,
+    name: &str,
+    password: &str,
+    address: &str,
+) -> Result<Result<User, Refusal>, allegro_store::StoreError> {
+    let store = &state.store;
+    let now = Utc::now();
+    let window = Duration::minutes(LOCK_MINUTES);
+    let (from_address, last) = store.address_failures(address).await?;
+    let address_locked = from_address >= ADDRESS_LIMIT && last.is_some_and(|t| now - t < window);
+    let user = store.user_by_name(name).await?;
+    let account_locked = user
+        .as_ref()
+        .and_then(|u| u.locked_until)
+        .is_some_and(|until| until > now);
+
+    let hash = user
+        .as_ref()
+        .map_or_else(|| dummy_hash().to_string(), |u| u.password_hash.clone());
+    let pw = password.to_string();
+    let matches = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+        .await
+        .unwrap_or(false);
+
+    let refusal = match &user {
+        _ if address_locked || account_locked => Some(Refusal::Locked),
+        Some(u) if matches && !u.disabled => None,
+        _ => Some(Refusal::Wrong),
+    };
+    let Some(refusal) = refusal else {
+        let u = user.expect("a match needs an account");
+        store.clear_user_failures(u.id).await?;
+        store.clear_address_failures(address).await?;
+        return Ok(Ok(u));
+    };
+
+    let mut failures = store.record_address_failure(address, now, window).await?;
+    if let Some(u) = &user {
+        let n = store
+            .record_user_failure(u.id, now, LOCK_AFTER, window)
+            .await?;
+        failures = failures.max(n);
+    }
+    let actor = user.as_ref().map_or("-", |u| u.name.as_str());
+    let detail = match (&user, refusal) {
+        (_, Refusal::Locked) => "gesperrt",
+        (None, _) => "unbekannter Benutzername",
+        (Some(u), _) if u.disabled => "Konto deaktiviert",
+        _ => "falsches Passwort",
+    };
+    store
+        .audit(
+            &NewAudit::new(actor, Action::LoginFailed, None).detail(detail),
+            now,
+        )
+        .await?;
+    tracing::info!(failures, "workbench login refused");
+    // The slow-down: each failure in a row answers later (at most 3 s).
+    let delay = 250 * u64::try_from(failures.clamp(1, 12)).unwrap_or(1);
+    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    Ok(Err(refusal))
+}
+
+/// A new session for `user`: cookie set, audited, on to the case list.
+async fn start_session(state: &WorkbenchState, user: &User, _address: &str) -> Response {
+    let token = random_token();
+    let hash = token_hash(&token);
+    let now = Utc::now();
+    let store = &state.store;
+    let stored = async {
+        store
+            .create_session(&hash, user.id, &random_token(), now)
+            .await?;
+        store
+            .audit(&NewAudit::new(&user.name, Action::Login, None), now)
+            .await
+    };
+    if let Err(e) = stored.await {
+        return layout::store_error(e);
+    }
+    tracing::info!("workbench login");
+    let mut resp = Redirect::to("/faelle").into_response();
+    let h = resp.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(&state.config, SESSION_COOKIE, &token, None),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(&state.config, LOGIN_COOKIE, "", Some(0)),
+    );
+    resp
+}
+
+/// POST /abmelden: the session ends, then the login page.
+pub async fn logout(State(state): State<WorkbenchState>, caller: Caller) -> Response {
+    let now = Utc::now();
+    let done = async {
+        state.store.delete_session(&caller.token_hash).await?;
+        state
+            .store
+            .audit(&NewAudit::new(&caller.user.name, Action::Logout, None), now)
+            .await
+    };
+    if let Err(e) = done.await {
+        return layout::store_error(e);
+    }
+    let mut resp = Redirect::to("/anmelden").into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state.config, SESSION_COOKIE, "", Some(0)),
+    );
+    resp
+}

@@ -1,0 +1,50 @@
+//! The caseworker workbench (issue #12): a German, server-rendered web UI
+//! in which caseworkers find, correct, re-check and release cases.
+//!
+//! - [`state`]: [`WorkbenchState`] and [`WebConfig`] (`[web]` in the settings).
+//! - [`auth`]: login, logout, sessions, the login slow-down and lockout, and
+//!   the middleware that puts the [`auth::Caller`] on every request behind login.
+//! - [`csrf`]: the one check of the CSRF token of every POST.
+//! - [`layout`]: the page frame, security headers, static files, error pages,
+//!   and the scope check ([`layout::case_in_scope`]).
+//! - [`list`]: the case list `/faelle`.
+//!
+//! Every page except `/anmelden` and `/static/...` needs a session; without
+//! one the answer is 303 to `/anmelden`. Nothing personal goes into a log.
+
+pub mod auth;
+pub mod csrf;
+pub mod layout;
+pub mod list;
+pub mod state;
+
+pub use state::{FixedPipeline, PipelineSource, WebConfig, WorkbenchState};
+
+use axum::middleware;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use axum::Router;
+
+/// The workbench's routes with their middleware, ready to serve.
+pub fn router(state: WorkbenchState) -> Router {
+    // Behind login; every POST among them is checked by `csrf::guard`.
+    let private = Router::new()
+        .route("/", get(|| async { Redirect::to("/faelle") }))
+        .route("/faelle", get(list::page))
+        .route("/abmelden", post(auth::logout))
+        .fallback(layout::fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_login,
+        ));
+    let public = Router::new()
+        .route("/anmelden", get(auth::login_page).post(auth::login))
+        .layer(middleware::from_fn_with_state(state.clone(), csrf::guard));
+    Router::new()
+        .merge(private)
+        .merge(public)
+        .nest("/static", layout::static_files(&state.config))
+        .layer(middleware::from_fn(layout::security_headers))
+        .with_state(state)
+}

@@ -1,0 +1,81 @@
+//! What every workbench handler shares: the store, the mapping set in
+//! force, the outbox folder and the `[web]` settings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use allegro_core::pipeline::Pipeline;
+use allegro_store::Store;
+
+/// `[web]`: the workbench's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// `host:port` of the workbench in the daemon; empty = off
+    /// (`allegro-bridge web` uses 127.0.0.1:8080 when empty).
+    pub listen: String,
+    /// Folder of `app.css` and the KERN files (`kern/` or, in a checkout,
+    /// `node_modules/@kern-ux/native/dist` after `npm ci`).
+    pub assets_dir: PathBuf,
+    /// Send the session cookie with `Secure` (behind HTTPS).
+    pub secure_cookies: bool,
+    /// A session unused this long ends.
+    pub session_idle_minutes: u32,
+    /// A session ends this long after login, used or not.
+    pub session_absolute_hours: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: String::new(),
+            assets_dir: "crates/web/assets".into(),
+            secure_cookies: false,
+            session_idle_minutes: 30,
+            session_absolute_hours: 10,
+        }
+    }
+}
+
+impl WebConfig {
+    /// What is wrong with the values (empty: fine).
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push("web.listen must be host:port, e.g. 127.0.0.1:8080".into());
+        }
+        if self.session_idle_minutes == 0 || self.session_absolute_hours == 0 {
+            problems.push(
+                "web.session_idle_minutes and web.session_absolute_hours must be at least 1".into(),
+            );
+        }
+        problems
+    }
+}
+
+/// Where the workbench gets the mapping set in force: the daemon's
+/// reloadable set, or one loaded once by `allegro-bridge web`.
+pub trait PipelineSource: Send + Sync + 'static {
+    fn current(&self) -> Arc<Pipeline>;
+}
+
+/// A mapping set that never changes.
+pub struct FixedPipeline(pub Arc<Pipeline>);
+
+impl PipelineSource for FixedPipeline {
+    fn current(&self) -> Arc<Pipeline> {
+        Arc::clone(&self.0)
+    }
+}
+
+/// Shared by every handler (cheap to clone).
+#[derive(Clone)]
+pub struct WorkbenchState {
+    pub store: Store,
+    pub pipeline: Arc<dyn PipelineSource>,
+    /// Where released cases' records are written.
+    pub outbox_dir: PathBuf,
+    pub config: WebConfig,
+}

@@ -1,0 +1,80 @@
+//! `allegro-bridge web`: the caseworker workbench on its own, without a
+//! broker: the same database as the daemon, its own copy of the mapping set
+//! (loaded once at start; restart it after a mapping change).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use tracing::info;
+
+use allegro_core::pipeline::Pipeline;
+use allegro_store::Store;
+use allegro_web::workbench::{self, FixedPipeline, WorkbenchState};
+
+use super::ops::{init_logging, load_settings};
+
+/// Where `allegro-bridge web` listens when neither `--listen` nor
+/// `web.listen` says.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Arguments of `web`.
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// host:port to listen on (default: web.listen, else 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// Runs the workbench until SIGTERM/SIGINT.
+pub fn run(config: Option<&Path>, args: WebArgs) -> anyhow::Result<i32> {
+    let mut settings = load_settings(config)?;
+    init_logging(&settings);
+    if let Some(l) = args.listen {
+        settings.web.listen = l;
+    }
+    if settings.web.listen.is_empty() {
+        settings.web.listen = DEFAULT_LISTEN.into();
+    }
+    let problems = settings.web.validate();
+    if !problems.is_empty() {
+        bail!("invalid configuration:\n  {}", problems.join("\n  "));
+    }
+    let pipeline = Pipeline::load(&settings.pipeline).context("loading mappings")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("allegro-bridge-web")
+        .build()?;
+    rt.block_on(async move {
+        let store = Store::connect(&settings.store).await?;
+        let listener = allegro_web::bind(&settings.web.listen, "web.listen").await?;
+        let state = WorkbenchState {
+            store: store.clone(),
+            pipeline: Arc::new(FixedPipeline(Arc::new(pipeline))),
+            outbox_dir: settings.outbox.dir.clone(),
+            config: settings.web.clone(),
+        };
+        info!(store = store.kind(), "workbench ready");
+        allegro_web::serve(listener, workbench::router(state), shutdown_signal()).await?;
+        store.close().await;
+        Ok(0)
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    info!("shutting down");
+}
