@@ -72,16 +72,7 @@ impl Workbench {
         ]);
         let driver = Chromedriver::start().await;
         let daemon = env.spawn_daemon();
-        env.declare().await;
         let msgs: Vec<Msg> = (0..3).map(|_| rejected()).collect();
-        Publisher::new(&env)
-            .await
-            .publish_all(&env.intake, &msgs)
-            .await;
-        env.settle_counts(3, 0, Duration::from_secs(60)).await;
-        add_user(&env, CASEWORKER, "sachbearbeitung", Some(DIENSTSTELLE));
-        add_user(&env, OTHER_CASEWORKER, "sachbearbeitung", Some("81102"));
-        add_user(&env, ADMIN, "administration", None);
         let wb = Workbench {
             antrag: msgs[1].antrag_id.unwrap(),
             env,
@@ -89,7 +80,18 @@ impl Workbench {
             port,
             driver,
         };
+        // Serving means the store is migrated.
         wb.wait_until_serving().await;
+        let env = &wb.env;
+        env.declare().await;
+        Publisher::new(env)
+            .await
+            .publish_all(&env.intake, &msgs)
+            .await;
+        env.settle_counts(3, 0, Duration::from_secs(60)).await;
+        add_user(env, CASEWORKER, "sachbearbeitung", Some(DIENSTSTELLE));
+        add_user(env, OTHER_CASEWORKER, "sachbearbeitung", Some("81102"));
+        add_user(env, ADMIN, "administration", None);
         wb
     }
 
