@@ -1,5 +1,5 @@
 //! IT's commands: `run` (the daemon), `config check`, `dlq list|show|replay`
-//! and `recheck --dry-run`.
+//! and `recheck` (with `--dry-run`: only count).
 //!
 //! `dlq list` and `dlq show` read only the store's dead-letter log (the
 //! daemon logs every dead letter in the transaction whose DLQ publish the
@@ -29,7 +29,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::time::{timeout_at, Instant};
 use uuid::Uuid;
 
-use allegro_core::pipeline::{Outcome, Pipeline};
+use allegro_core::pipeline::Pipeline;
 use allegro_daemon::config::{BrokerConfig, Settings};
 use allegro_daemon::deadletter::{self, header_str};
 use allegro_daemon::topology::queue_counts;
@@ -77,8 +77,8 @@ pub struct ReplayArgs {
 /// Arguments of `recheck`.
 #[derive(Debug, Args)]
 pub struct RecheckArgs {
-    /// Only report; change nothing (required for now: releasing cases is the
-    /// caseworkers' job in the workbench).
+    /// Only report per rule how many cases would change; change nothing.
+    /// Without it, the cases that pass now are released (audited as `system`).
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -613,36 +613,45 @@ async fn replay_one(
     Ok(())
 }
 
-/// `allegro-bridge recheck --dry-run`.
+/// `allegro-bridge recheck [--dry-run]`: the mappings in force over every
+/// case open for work (`open` or `deferred`); without `--dry-run` the ones
+/// that pass now are released exactly as the workbench's re-check page does
+/// (`allegro_store::release::recheck`, actor `system`), their records
+/// written to the outbox.
 pub fn recheck(config: Option<&Path>, args: RecheckArgs) -> anyhow::Result<i32> {
-    if !args.dry_run {
-        bail!("only `recheck --dry-run` exists: releasing cases is done by caseworkers");
-    }
     let settings = load_settings(config)?;
     let pipeline = Pipeline::load(&settings.pipeline).context("loading mappings")?;
     runtime()?.block_on(async {
         let store = Store::connect(&settings.store).await?;
-        let (mut total, mut pass, mut still, mut invalid) = (0u64, 0u64, 0u64, 0u64);
-        let mut after = None;
-        loop {
-            let page = store.open_cases(after, 500).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.antrag_id);
-            for a in &page {
-                total += 1;
-                match pipeline.process(&a.body, a.message_id.as_deref()).outcome() {
-                    Outcome::Accepted => pass += 1,
-                    Outcome::Rejected => still += 1,
-                    Outcome::Invalid => invalid += 1,
-                }
+        let outbox = (!args.dry_run).then_some(settings.outbox.dir.as_path());
+        let report = allegro_store::release::recheck(
+            &store,
+            std::sync::Arc::new(pipeline),
+            outbox,
+            Utc::now(),
+        )
+        .await;
+        store.close().await;
+        let r = report?;
+        println!("open cases:             {}", r.cases);
+        if r.dry_run {
+            println!("would now be accepted:  {}", r.passing);
+        } else {
+            println!("now accepted:           {}", r.passing);
+            println!("released:               {}", r.released);
+            println!("changed meanwhile:      {} (left alone)", r.conflicts);
+        }
+        println!("still rejected:         {}", r.still_rejected);
+        println!("would now be invalid:   {}", r.invalid);
+        if !r.per_rule.is_empty() {
+            println!("per rule (cases):       resolved  new");
+            for (rule, c) in &r.per_rule {
+                println!("  {rule:<28} {:>6} {:>4}", c.resolved, c.added);
             }
         }
-        store.close().await;
-        println!("open cases:             {total}");
-        println!("would now be accepted:  {pass}");
-        println!("still rejected:         {still}");
-        println!("would now be invalid:   {invalid}");
-        println!("(dry run: nothing was changed)");
+        if r.dry_run {
+            println!("(dry run: nothing was changed)");
+        }
         Ok(0)
     })
 }

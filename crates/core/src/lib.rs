@@ -7,6 +7,7 @@
 //! submitted. The only file access is loading the mapping set
 //! ([`pipeline::Pipeline::load`]). See ARCHITECTURE.md.
 
+pub mod casework;
 pub mod checkdigit;
 pub mod checks;
 pub mod dates;

@@ -201,9 +201,8 @@ impl Dispatcher {
                 s.publish(&self.sink, &pending).await?;
             }
         }
-        let ids: Vec<_> = pending.iter().map(|r| r.antrag_id).collect();
-        write_files(self.dir.clone(), pending, self.cfg.concurrency).await?;
-        self.store.mark_written(&ids).await?;
+        allegro_store::outbox::dispatch(&self.store, &self.dir, pending, self.cfg.concurrency)
+            .await?;
         self.state.written.fetch_add(n as u64, Ordering::Relaxed);
         self.metrics.records_written.inc_by(n as u64);
         debug!(records = n, from_table, "records written to outbox");
@@ -228,37 +227,6 @@ fn remove_stale_temp_files(dir: &std::path::Path) {
             }
         }
     }
-}
-
-/// Writes the files on blocking threads, `parallel` chunks at a time, each
-/// chunk with one directory sync (`outbox::write_batch`).
-async fn write_files(
-    dir: PathBuf,
-    records: Vec<PendingRecord>,
-    parallel: usize,
-) -> anyhow::Result<()> {
-    let per = records.len().div_ceil(parallel.max(1)).max(1);
-    let mut tasks = Vec::new();
-    let mut records = records;
-    while !records.is_empty() {
-        let rest = records.split_off(per.min(records.len()));
-        let chunk = std::mem::replace(&mut records, rest);
-        let dir = dir.clone();
-        tasks.push(tokio::task::spawn_blocking(
-            move || -> std::io::Result<()> {
-                allegro_store::outbox::write_batch(
-                    &dir,
-                    chunk
-                        .iter()
-                        .map(|r| (r.file_name.as_str(), r.xml.as_slice())),
-                )
-            },
-        ));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(())
 }
 
 /// The optional second sink: an AMQP exchange receiving every record.

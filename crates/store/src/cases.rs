@@ -292,3 +292,304 @@ impl Store {
         })
     }
 }
+
+// ---- Working on one case (wb2): load, save corrections with optimistic
+// locking, release, defer, close. Every change bumps `version` and is
+// refused when the caller's version is not the stored one any more.
+
+use crate::audit::NewAudit;
+use crate::Tx;
+use allegro_core::record::Correction;
+
+/// One case with everything the detail page and its actions need.
+#[derive(Debug, Clone, FromRow)]
+pub struct CaseDetail {
+    pub antrag_id: Uuid,
+    pub dienststellennummer: Option<String>,
+    pub status: String,
+    /// Optimistic lock: the version the page was rendered from.
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The application as received.
+    pub body: Vec<u8>,
+    /// The application with the corrections applied (`None`: unchanged).
+    pub corrected_body: Option<Vec<u8>>,
+    /// JSON array of [`allegro_core::record::Correction`].
+    pub corrections: String,
+    /// JSON array of the findings of the last check.
+    pub findings: String,
+    pub message_id: Option<String>,
+    pub mapping: Option<String>,
+    pub defer_reason: Option<String>,
+    pub follow_up: Option<NaiveDate>,
+    pub close_reason: Option<String>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl CaseDetail {
+    /// The application as it stands now (corrected, if it was).
+    pub fn current_body(&self) -> &[u8] {
+        self.corrected_body.as_deref().unwrap_or(&self.body)
+    }
+
+    /// The corrections made so far (an unreadable column reads as none).
+    pub fn correction_list(&self) -> Vec<Correction> {
+        serde_json::from_str(&self.corrections).unwrap_or_default()
+    }
+
+    /// The findings of the last check.
+    pub fn finding_list(&self) -> Vec<Finding> {
+        serde_json::from_str(&self.findings).unwrap_or_default()
+    }
+
+    /// The status, if it is one of the four known.
+    pub fn case_status(&self) -> Option<CaseStatus> {
+        CaseStatus::parse(&self.status)
+    }
+}
+
+/// A change of a case was refused: someone else changed it first (or it is
+/// no longer open for work). Nothing was written.
+#[derive(Debug)]
+pub enum CaseWriteError {
+    /// The stored version is not the one the caller started from.
+    Conflict,
+    /// The database failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for CaseWriteError {
+    fn from(e: StoreError) -> Self {
+        CaseWriteError::Store(e)
+    }
+}
+
+impl std::fmt::Display for CaseWriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaseWriteError::Conflict => f.write_str("the case was changed meanwhile"),
+            CaseWriteError::Store(e) => write!(f, "store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CaseWriteError {}
+
+/// The new draft of a case after an edit or a check.
+#[derive(Debug, Clone)]
+pub struct CaseDraft<'a> {
+    /// The corrected application (`None`: leave it as it is).
+    pub corrected_body: Option<&'a [u8]>,
+    /// JSON array of every correction so far.
+    pub corrections_json: &'a str,
+    /// JSON array of the findings of the corrected application.
+    pub findings_json: &'a str,
+    /// [`error_rules_of`] those findings.
+    pub error_rules: &'a str,
+}
+
+/// What ends a case's work: released (its record written) or closed.
+#[derive(Debug, Clone)]
+pub enum CaseEnd<'a> {
+    /// Released with this import record.
+    Released {
+        record: &'a [u8],
+        /// The findings of the final check (warnings, hints).
+        findings_json: &'a str,
+    },
+    /// Closed without import, with the reason.
+    Closed { reason: &'a str },
+}
+
+/// The columns of [`CaseDetail`] (a macro, so that queries can `concat!` it:
+/// sqlx takes only literal SQL).
+macro_rules! detail_select {
+    () => {
+        "SELECT c.antrag_id, c.dienststellennummer, c.status, c.version, \
+     c.created_at, c.updated_at, a.body, c.corrected_body, c.corrections, \
+     COALESCE(c.findings, a.findings) AS findings, a.message_id, a.mapping, \
+     c.defer_reason, c.follow_up, c.close_reason, c.closed_at \
+     FROM cases c JOIN applications a ON a.antrag_id = c.antrag_id"
+    };
+}
+
+/// Version check and open-for-work check of every case change.
+macro_rules! is_current {
+    () => {
+        " WHERE antrag_id = $1 AND version = $2 AND status IN ('open', 'deferred')"
+    };
+}
+
+impl Store {
+    /// One case with its application, or `None`.
+    pub async fn load_case(&self, antrag_id: Uuid) -> Result<Option<CaseDetail>, StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query_as(concat!(detail_select!(), " WHERE c.antrag_id = $1"))
+                .bind(antrag_id)
+                .fetch_optional(p)
+                .await
+        })
+    }
+
+    /// Cases open for work (`open` or `deferred`) after `after` in antragId
+    /// order, with everything a re-check needs.
+    pub async fn cases_open_for_work(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<CaseDetail>, StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query_as(concat!(
+                detail_select!(),
+                " WHERE c.status IN ('open', 'deferred') AND c.antrag_id > $1 \
+                 ORDER BY c.antrag_id LIMIT $2"
+            ))
+            .bind(after.unwrap_or(Uuid::nil()))
+            .bind(limit as i64)
+            .fetch_all(p)
+            .await
+        })
+    }
+
+    /// Stores a new draft (corrected application, corrections, findings) if
+    /// the case is still at `version`, with its audit entries, in one
+    /// transaction. Returns the new version.
+    pub async fn save_case_draft(
+        &self,
+        antrag_id: Uuid,
+        version: i32,
+        draft: &CaseDraft<'_>,
+        audit: &[NewAudit<'_>],
+        at: DateTime<Utc>,
+    ) -> Result<i32, CaseWriteError> {
+        let mut tx = self.begin().await?;
+        let n = dispatch!(&mut tx, Tx, t => {
+            sqlx::query(concat!(
+                "UPDATE cases SET corrected_body = COALESCE($3, corrected_body), corrections = $4, findings = $5, \
+                 error_rules = $6, version = version + 1, updated_at = $7",
+                is_current!()
+            ))
+            .bind(antrag_id)
+            .bind(version)
+            .bind(draft.corrected_body)
+            .bind(draft.corrections_json)
+            .bind(draft.findings_json)
+            .bind(draft.error_rules)
+            .bind(at)
+            .execute(&mut **t)
+            .await?
+            .rows_affected()
+        });
+        finish_case_write(tx, n, audit, at).await?;
+        Ok(version + 1)
+    }
+
+    /// Puts a case back (`deferred`) with a reason and a follow-up date.
+    pub async fn defer_case(
+        &self,
+        antrag_id: Uuid,
+        version: i32,
+        reason: &str,
+        follow_up: NaiveDate,
+        audit: &NewAudit<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<i32, CaseWriteError> {
+        let mut tx = self.begin().await?;
+        let n = dispatch!(&mut tx, Tx, t => {
+            sqlx::query(concat!(
+                "UPDATE cases SET status = 'deferred', defer_reason = $3, follow_up = $4, \
+                 version = version + 1, updated_at = $5",
+                is_current!()
+            ))
+            .bind(antrag_id)
+            .bind(version)
+            .bind(reason)
+            .bind(follow_up)
+            .bind(at)
+            .execute(&mut **t)
+            .await?
+            .rows_affected()
+        });
+        finish_case_write(tx, n, std::slice::from_ref(audit), at).await?;
+        Ok(version + 1)
+    }
+
+    /// Ends a case that is still at `version`, in one transaction: a release
+    /// inserts its record and outbox row exactly as the daemon does for an
+    /// accepted application ([`Tx::insert_records`]); a close stores the
+    /// reason. The status changes, the version is bumped, `audit` is appended.
+    /// The caller writes a released record's file afterwards
+    /// ([`crate::outbox::dispatch`]); until then it is pending like any other.
+    pub async fn end_case(
+        &self,
+        antrag_id: Uuid,
+        version: i32,
+        end: &CaseEnd<'_>,
+        audit: &NewAudit<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<i32, CaseWriteError> {
+        let mut tx = self.begin().await?;
+        let n = match end {
+            CaseEnd::Released { findings_json, .. } => dispatch!(&mut tx, Tx, t => {
+                sqlx::query(concat!(
+                    "UPDATE cases SET status = 'released', findings = $3, error_rules = '', \
+                     version = version + 1, updated_at = $4",
+                    is_current!()
+                ))
+                .bind(antrag_id)
+                .bind(version)
+                .bind(*findings_json)
+                .bind(at)
+                .execute(&mut **t)
+                .await?
+                .rows_affected()
+            }),
+            CaseEnd::Closed { reason } => dispatch!(&mut tx, Tx, t => {
+                sqlx::query(concat!(
+                    "UPDATE cases SET status = 'closed', close_reason = $3, closed_at = $4, \
+                     version = version + 1, updated_at = $4",
+                    is_current!()
+                ))
+                .bind(antrag_id)
+                .bind(version)
+                .bind(*reason)
+                .bind(at)
+                .execute(&mut **t)
+                .await?
+                .rows_affected()
+            }),
+        };
+        if n == 1 {
+            if let CaseEnd::Released { record, .. } = end {
+                tx.insert_records(&[crate::NewRecord {
+                    antrag_id,
+                    xml: record,
+                    created_at: at,
+                }])
+                .await?;
+            }
+        }
+        finish_case_write(tx, n, std::slice::from_ref(audit), at).await?;
+        Ok(version + 1)
+    }
+}
+
+/// Commits a case change that touched `n` rows with its audit entries, or
+/// rolls it back as a conflict when it touched none.
+async fn finish_case_write(
+    mut tx: Tx,
+    n: u64,
+    audit: &[NewAudit<'_>],
+    at: DateTime<Utc>,
+) -> Result<(), CaseWriteError> {
+    if n != 1 {
+        drop(tx);
+        return Err(CaseWriteError::Conflict);
+    }
+    for a in audit {
+        tx.audit(a, at).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

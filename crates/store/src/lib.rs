@@ -13,6 +13,7 @@
 //! conflict the caller dead-letters).
 
 pub mod outbox;
+pub mod release;
 
 /// A database error, as the store's operations report it.
 pub use sqlx::Error as StoreError;
@@ -249,6 +250,14 @@ pub fn dead_letter_id(dedup_key: &str, generation: i64) -> Uuid {
 /// The outbox file name of a record: `<antragId>.xml`.
 pub fn record_file_name(antrag_id: Uuid) -> String {
     format!("{antrag_id}.xml")
+}
+
+/// One import record to store with its outbox row ([`Tx::insert_records`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    pub antrag_id: Uuid,
+    pub xml: &'a [u8],
+    pub created_at: DateTime<Utc>,
 }
 
 /// A record waiting in the outbox table for its file.
@@ -721,26 +730,17 @@ impl Tx {
             .filter(|a| a.verdict.record().is_none())
             .collect();
         tracing::trace!(us = t0.elapsed().as_micros() as u64, "duplicates checked");
+        let new_records: Vec<NewRecord<'_>> = records
+            .iter()
+            .map(|a| NewRecord {
+                antrag_id: a.antrag_id,
+                xml: a.verdict.record().unwrap_or_default(),
+                created_at: a.created_at,
+            })
+            .collect();
+        self.insert_records(&new_records).await?;
         match self {
             Tx::Sqlite(tx) => {
-                if !records.is_empty() {
-                    let mut qb = QueryBuilder::new(
-                        "INSERT INTO records (antrag_id, file_name, xml, created_at) ",
-                    );
-                    qb.push_values(records.iter(), |mut b, a| {
-                        b.push_bind(a.antrag_id)
-                            .push_bind(record_file_name(a.antrag_id))
-                            .push_bind(a.verdict.record().unwrap_or_default())
-                            .push_bind(a.created_at);
-                    });
-                    qb.build().execute(&mut **tx).await?;
-                    let mut qb =
-                        QueryBuilder::new("INSERT INTO outbox_pending (antrag_id, created_at) ");
-                    qb.push_values(records.iter(), |mut b, a| {
-                        b.push_bind(a.antrag_id).push_bind(a.created_at);
-                    });
-                    qb.build().execute(&mut **tx).await?;
-                }
                 if !cases.is_empty() {
                     let mut qb = QueryBuilder::new(
                     "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at, \
@@ -759,26 +759,6 @@ impl Tx {
                 }
             }
             Tx::Postgres(tx) => {
-                if !records.is_empty() {
-                    sqlx::query(
-                        "INSERT INTO records (antrag_id, file_name, xml, created_at) \
-                         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[])",
-                    )
-                    .bind(records.iter().map(|a| a.antrag_id).bind_iter())
-                    .bind(records.iter().map(|a| record_file_name(a.antrag_id)).bind_iter())
-                    .bind(records.iter().map(|a| a.verdict.record().unwrap_or_default()).bind_iter())
-                    .bind(records.iter().map(|a| a.created_at).bind_iter())
-                    .execute(&mut **tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO outbox_pending (antrag_id, created_at) \
-                         SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[])",
-                    )
-                    .bind(records.iter().map(|a| a.antrag_id).bind_iter())
-                    .bind(records.iter().map(|a| a.created_at).bind_iter())
-                    .execute(&mut **tx)
-                    .await?;
-                }
                 if !cases.is_empty() {
                     sqlx::query(
                         "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at, \
@@ -802,6 +782,62 @@ impl Tx {
             "records and cases inserted"
         );
         Ok(result)
+    }
+
+    /// Inserts import records with their `outbox_pending` rows (the
+    /// dispatcher writes the files and deletes the pending rows). The
+    /// daemon's accepted applications and the workbench's released cases
+    /// both come through here.
+    pub async fn insert_records(&mut self, records: &[NewRecord<'_>]) -> Result<(), sqlx::Error> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Tx::Sqlite(tx) => {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO records (antrag_id, file_name, xml, created_at) ",
+                );
+                qb.push_values(records.iter(), |mut b, r| {
+                    b.push_bind(r.antrag_id)
+                        .push_bind(record_file_name(r.antrag_id))
+                        .push_bind(r.xml)
+                        .push_bind(r.created_at);
+                });
+                qb.build().execute(&mut **tx).await?;
+                let mut qb =
+                    QueryBuilder::new("INSERT INTO outbox_pending (antrag_id, created_at) ");
+                qb.push_values(records.iter(), |mut b, r| {
+                    b.push_bind(r.antrag_id).push_bind(r.created_at);
+                });
+                qb.build().execute(&mut **tx).await?;
+            }
+            Tx::Postgres(tx) => {
+                sqlx::query(
+                    "INSERT INTO records (antrag_id, file_name, xml, created_at) \
+                     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[])",
+                )
+                .bind(records.iter().map(|r| r.antrag_id).bind_iter())
+                .bind(
+                    records
+                        .iter()
+                        .map(|r| record_file_name(r.antrag_id))
+                        .bind_iter(),
+                )
+                .bind(records.iter().map(|r| r.xml).bind_iter())
+                .bind(records.iter().map(|r| r.created_at).bind_iter())
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO outbox_pending (antrag_id, created_at) \
+                     SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[])",
+                )
+                .bind(records.iter().map(|r| r.antrag_id).bind_iter())
+                .bind(records.iter().map(|r| r.created_at).bind_iter())
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Logs dead letters. Each gets a deterministic id derived from its dedup

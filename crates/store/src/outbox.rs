@@ -4,6 +4,8 @@
 //! disk, renamed to `<antragId>.xml` and the directory is synced, so a reader
 //! never sees half a file and a crash leaves either the old state or the new.
 //! [`write_batch`] does the same for many records with one directory sync.
+//! [`dispatch`] writes pending records and marks them written: the daemon's
+//! dispatcher and a case released in the workbench both go through it.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -45,6 +47,49 @@ pub fn write_batch<'a>(
         tmp.persist(dir.join(name)).map_err(|e| e.error)?;
     }
     sync_dir(dir)
+}
+
+/// Writes `records` as files on blocking threads, `parallel` chunks at a
+/// time (each chunk one [`write_batch`], one directory sync), then marks
+/// them written in the store (their `outbox_pending` rows are deleted). On
+/// an error the rows stay pending and a later sweep writes them again.
+pub async fn dispatch(
+    store: &crate::Store,
+    dir: &Path,
+    records: Vec<crate::PendingRecord>,
+    parallel: usize,
+) -> anyhow::Result<()> {
+    let ids: Vec<_> = records.iter().map(|r| r.antrag_id).collect();
+    write_records(dir.to_path_buf(), records, parallel).await?;
+    store.mark_written(&ids).await?;
+    Ok(())
+}
+
+async fn write_records(
+    dir: PathBuf,
+    records: Vec<crate::PendingRecord>,
+    parallel: usize,
+) -> anyhow::Result<()> {
+    let per = records.len().div_ceil(parallel.max(1)).max(1);
+    let mut tasks = Vec::new();
+    let mut records = records;
+    while !records.is_empty() {
+        let rest = records.split_off(per.min(records.len()));
+        let chunk = std::mem::replace(&mut records, rest);
+        let dir = dir.clone();
+        tasks.push(tokio::task::spawn_blocking(move || -> io::Result<()> {
+            write_batch(
+                &dir,
+                chunk
+                    .iter()
+                    .map(|r| (r.file_name.as_str(), r.xml.as_slice())),
+            )
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> io::Result<()> {

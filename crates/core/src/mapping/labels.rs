@@ -55,6 +55,25 @@ impl Labels {
         }
     }
 
+    /// The noun phrase of the field at `path` without its owner, e.g.
+    /// `die Postleitzahl` (for a row that sits under its owner's heading):
+    /// the property's label, else a full-pointer label, else a neutral phrase.
+    pub fn noun(&self, path: &[Step<'_>]) -> String {
+        if let Some(Step::Key(k)) = path.last() {
+            if let Some(n) = self.by_name.get(*k) {
+                return n.clone();
+            }
+        }
+        if let Some((pat, label)) = self.full.iter().find(|(p, _)| p.matches_path(path)) {
+            return fill_n(label, pat, path);
+        }
+        match path.last() {
+            Some(Step::Key(k)) => format!("die Angabe „{k}“"),
+            Some(Step::Index(i)) => format!("der {}. Eintrag", i + 1),
+            None => "der Antrag".to_string(),
+        }
+    }
+
     /// The genitive phrase of the owner at `path`, if declared.
     pub fn owner(&self, path: &[Step<'_>]) -> Option<String> {
         self.owners
@@ -203,6 +222,12 @@ mod tests {
             "die 1. Einkommensangabe"
         );
         assert_eq!(l.name(&[Step::Key("foo")]), "die Angabe „foo“ des Antrags");
+        assert_eq!(l.noun(&p), "die Steuer-Identifikationsnummer");
+        assert_eq!(
+            l.noun(&[Step::Key("einkommen"), Step::Index(2)]),
+            "die 3. Einkommensangabe"
+        );
+        assert_eq!(l.noun(&[Step::Key("foo")]), "die Angabe „foo“");
     }
 
     #[test]

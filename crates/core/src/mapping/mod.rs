@@ -32,6 +32,7 @@ use labels::{Labels, Template};
 
 pub use error::{LoadError, LoadErrors};
 pub use load::load;
+pub(crate) use schema::resolve as resolve_schema;
 pub use schema::schema_knows;
 
 /// The kinds of JSON Schema violation that need a `[schema_messages.<kind>]`.

@@ -1,0 +1,151 @@
+//! Casework: the caseworker's view of one application and the edits made to
+//! it before it is released (issue #12, the workbench).
+//!
+//! Pure like the rest of the core: [`sections`] arranges an application into
+//! the sections a caseworker reads (with the German labels of the mapping and
+//! every finding beside its field), [`edit`] applies one change (set, add,
+//! remove a value at a JSON Pointer) after checking it against the input
+//! schema, and records it as a [`crate::record::Correction`]. The web layer
+//! renders the one and calls the other; the store keeps the result; the
+//! pipeline checks the corrected application again.
+
+pub mod edit;
+pub mod fields;
+pub mod sections;
+
+pub use edit::{apply, record_correction, Change, EditError, EditOp};
+pub use fields::{field_kind, FieldKind};
+pub use sections::{view, CaseView, Section};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Pipeline, PipelineConfig, Processed};
+    use serde_json::Value;
+
+    fn pipeline() -> Pipeline {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        Pipeline::load(&PipelineConfig {
+            mappings_dir: root.join("mappings"),
+            schemas_dir: root.join("schemas"),
+            ..Default::default()
+        })
+        .expect("the repository's mappings load")
+    }
+
+    const FAULTY: &str = include_str!("../../../../fixtures/contract/hauptantrag-mit-fehlern.json");
+
+    #[test]
+    fn the_faulty_example_shows_each_error_beside_its_field() {
+        let p = pipeline();
+        let doc: Value = serde_json::from_str(FAULTY).unwrap();
+        let m = p.mappings().get("BG-HA", "1.0").unwrap();
+        let findings = p.process(FAULTY.as_bytes(), None).findings().to_vec();
+        let v = view(m, &doc, &findings);
+        let titles: Vec<&str> = v.sections.iter().map(|s| s.title).collect();
+        assert_eq!(
+            titles,
+            [
+                "Allgemeine Angaben",
+                "Antragsteller",
+                "Weitere Personen",
+                "Bankverbindung",
+                "Unterkunft",
+                "Einkommen",
+                "Vermögen",
+                "Krankenversicherung",
+                "Mehrbedarfe",
+                "Nachweise"
+            ]
+        );
+        let row = |id: &str| {
+            v.sections
+                .iter()
+                .flat_map(|s| &s.blocks)
+                .flat_map(|b| &b.rows)
+                .find(|r| r.id == id)
+                .unwrap_or_else(|| panic!("no row {id}"))
+                .clone()
+        };
+        let iban = row("feld-bankverbindung-iban");
+        assert_eq!(iban.label, "IBAN");
+        assert_eq!(iban.value.as_deref(), Some("DE78595567370598319781"));
+        assert_eq!(iban.findings.len(), 1);
+        assert_eq!(iban.findings[0].rule, "IBAN-UNGUELTIG");
+        assert!(iban.editable && iban.removable);
+        assert_eq!(
+            row("feld-antragsteller-anschrift-plz").label,
+            "Postleitzahl"
+        );
+        assert!(row("feld-antragsteller-anschrift-plz").has_error());
+        assert!(row("feld-unterkunft-personenImHaushalt").has_error());
+        // A field the schema allows but the application lacks: addable.
+        let bic = row("feld-bankverbindung-bic");
+        assert_eq!(bic.value, None);
+        assert!(bic.editable && !bic.removable);
+        // Read-only fields are shown, not editable.
+        assert!(!row("feld-antragId").editable);
+        let errors: Vec<&str> = v.errors.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(
+            errors,
+            [
+                "feld-bankverbindung-iban",
+                "feld-antragsteller-anschrift-plz",
+                "feld-unterkunft-personenImHaushalt"
+            ]
+        );
+        assert_eq!(v.owed.len(), 1);
+        assert_eq!(v.owed[0].nachweis, "MIETVERTRAG");
+        assert!(v.general.is_empty());
+        let persons = &v.sections[2];
+        assert!(persons.blocks.iter().any(|b| b.heading.as_deref()
+            == Some("Angaben zur 2. weiteren Person")
+            && b.removable));
+        assert_eq!(v.sections[3].error_count(), 1);
+    }
+
+    #[test]
+    fn corrected_application_passes_and_records_its_corrections() {
+        let p = pipeline();
+        let m = p.mappings().get("BG-HA", "1.0").unwrap();
+        let mut doc: Value = serde_json::from_str(FAULTY).unwrap();
+        let mut corrections = Vec::new();
+        for (ptr, val) in [
+            ("/bankverbindung/iban", "DE89 3704 0044 0532 0130 00"),
+            ("/antragsteller/anschrift/plz", "39104"),
+            ("/unterkunft/personenImHaushalt", "5"),
+        ] {
+            let c = apply(m, &mut doc, ptr, &EditOp::Set(val.into())).unwrap();
+            record_correction(&mut corrections, &c, "sb.meier", "2026-12-02T10:00:00Z");
+        }
+        let body = serde_json::to_vec(&doc).unwrap();
+        let out = p.process_with(&body, None, &corrections);
+        let Processed::Accepted { record, .. } = out else {
+            panic!("still rejected: {:?}", out.findings());
+        };
+        let xml = String::from_utf8(record).unwrap();
+        assert_eq!(xml.matches("<Korrektur ").count(), 3);
+        assert!(xml.contains(r#"feld="/antragsteller/anschrift/plz" durch="sb.meier""#));
+        assert!(xml.contains(r#"von="7545" nach="39104""#));
+    }
+
+    #[test]
+    fn describe_names_the_field_and_what_may_be_done() {
+        let p = pipeline();
+        let m = p.mappings().get("BG-HA", "1.0").unwrap();
+        let doc: Value = serde_json::from_str(FAULTY).unwrap();
+        let info = edit::describe(m, &doc, "/bankverbindung/iban").unwrap();
+        assert_eq!(info.label, "Die IBAN der Bankverbindung");
+        assert!(info.can_set && info.can_remove);
+        let info = edit::describe(m, &doc, "/einkommen/1").unwrap();
+        assert!(!info.can_set && info.can_remove);
+        assert_eq!(
+            edit::describe(m, &doc, "/gibtsnicht"),
+            Err(EditError::Unknown)
+        );
+        assert_eq!(
+            edit::describe(m, &doc, "/formular/id"),
+            Err(EditError::ReadOnly)
+        );
+    }
+}

@@ -1,0 +1,735 @@
+//! What a caseworker does with a case: edit one field (set, add, remove),
+//! "Prüfen", "Freigeben", "Zurückstellen", "Abschließen ohne Import".
+//!
+//! Every form carries the case's `version`; every change is stored only if
+//! the case is still at that version (optimistic locking in the store), so
+//! the second of two caseworkers editing the same case is refused with
+//! [`detail::CONFLICT`] and nothing is overwritten. A refused input (unknown
+//! pointer, wrong type, oversized value, ...) is shown with the error
+//! pattern (title "Fehler: …", summary, inline message, input kept) and
+//! changes nothing. Every change is audited in the transaction that makes it.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use chrono::{NaiveDate, SecondsFormat, Utc};
+use serde::Deserialize;
+
+use allegro_core::casework::edit::{self, EditError, EditOp, FieldInfo};
+use allegro_core::casework::fields::{self, FieldKind};
+use allegro_core::casework::sections;
+use allegro_core::finding::Finding;
+use allegro_core::pipeline::{Pipeline, Processed};
+use allegro_store::audit::{Action, NewAudit};
+use allegro_store::cases::{error_rules_of, CaseDetail, CaseDraft, CaseEnd, CaseWriteError};
+use allegro_store::release::{self, ReleaseOutcome};
+
+use super::auth::Caller;
+use super::detail::{self, Notice};
+use super::layout::{self, FieldError, Layout};
+use super::state::WorkbenchState;
+
+/// Longest reason accepted for deferring or closing.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// `?zeiger=` of the field page.
+#[derive(Debug, Default, Deserialize)]
+pub struct FieldParams {
+    #[serde(default)]
+    zeiger: String,
+}
+
+/// The field form.
+#[derive(Debug, Default, Deserialize)]
+pub struct FieldForm {
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    wert: String,
+    /// `speichern` or `entfernen`.
+    #[serde(default)]
+    aktion: String,
+}
+
+/// A form with only the version (Prüfen, Freigeben).
+#[derive(Debug, Default, Deserialize)]
+pub struct VersionForm {
+    #[serde(default)]
+    version: String,
+}
+
+/// The defer and close forms.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReasonForm {
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    grund: String,
+    #[serde(default)]
+    wiedervorlage: String,
+}
+
+/// One choice of a select.
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "field.html")]
+pub struct FieldPage {
+    pub layout: Layout,
+    pub antrag_id: String,
+    pub version: String,
+    pub pointer: String,
+    pub action: String,
+    pub label: String,
+    pub current: Option<String>,
+    pub hint: String,
+    /// The text in the input (what was typed, on an error).
+    pub value: String,
+    /// A select instead of a text input.
+    pub choices: Vec<Choice>,
+    pub can_set: bool,
+    pub can_remove: bool,
+    pub findings: Vec<Finding>,
+    pub errors: Vec<FieldError>,
+    /// The version conflict: the form must be reloaded.
+    pub conflict: bool,
+}
+
+impl FieldPage {
+    fn error(&self) -> Option<&FieldError> {
+        self.errors.first()
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "reason.html")]
+pub struct ReasonPage {
+    pub layout: Layout,
+    pub antrag_id: String,
+    pub version: String,
+    /// `zurueckstellen` or `abschliessen`.
+    pub kind: &'static str,
+    pub heading: &'static str,
+    pub intro: &'static str,
+    pub grund: String,
+    pub wiedervorlage: String,
+    pub errors: Vec<FieldError>,
+    pub conflict: bool,
+}
+
+impl ReasonPage {
+    fn error_for(&self, field: &str) -> Option<&FieldError> {
+        self.errors.iter().find(|e| e.field == field)
+    }
+}
+
+fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The version sent with a form; `None` if missing or not a number.
+fn sent_version(v: &str) -> Option<i32> {
+    v.trim().parse().ok()
+}
+
+/// Refuses changes to done cases and stale versions before any work.
+fn check_current(case: &CaseDetail, sent: &str) -> Result<(), Notice> {
+    if !case.case_status().is_some_and(|s| s.is_open_for_work()) {
+        return Err(Notice::danger("Nicht möglich", detail::DONE.into()));
+    }
+    match sent_version(sent) {
+        Some(v) if v == case.version => Ok(()),
+        _ => Err(Notice::conflict()),
+    }
+}
+
+/// The choices for a select (code lists and yes/no).
+fn choices(kind: &Option<FieldKind>, value: &str) -> Vec<Choice> {
+    let codes: Vec<(String, String)> = match kind {
+        Some(FieldKind::Choice(codes)) => codes.iter().map(|c| (c.clone(), c.clone())).collect(),
+        Some(FieldKind::Boolean) => vec![
+            ("ja".to_string(), "ja".to_string()),
+            ("nein".to_string(), "nein".to_string()),
+        ],
+        _ => return vec![],
+    };
+    let mut out = vec![Choice {
+        value: String::new(),
+        label: "Bitte wählen".into(),
+        selected: value.is_empty(),
+    }];
+    out.extend(codes.into_iter().map(|(v, l)| Choice {
+        selected: v.eq_ignore_ascii_case(value),
+        value: v,
+        label: l,
+    }));
+    out
+}
+
+fn field_page(
+    caller: &Caller,
+    case: &CaseDetail,
+    info: &FieldInfo,
+    typed: Option<&str>,
+    errors: Vec<FieldError>,
+    conflict: bool,
+) -> FieldPage {
+    let current = info.value.as_ref().map(fields::display);
+    let value = typed
+        .map(str::to_string)
+        .unwrap_or_else(|| current.clone().unwrap_or_default());
+    let mut layout = caller.layout();
+    layout.has_errors = !errors.is_empty();
+    FieldPage {
+        layout,
+        antrag_id: case.antrag_id.to_string(),
+        version: case.version.to_string(),
+        pointer: info.pointer.clone(),
+        action: detail::edit_link(&case.antrag_id.to_string(), &info.pointer),
+        label: info.label.clone(),
+        current,
+        hint: info.kind.as_ref().map(FieldKind::hint).unwrap_or_default(),
+        choices: choices(&info.kind, &value),
+        value,
+        can_set: info.can_set,
+        can_remove: info.can_remove,
+        findings: case
+            .finding_list()
+            .into_iter()
+            .filter(|f| f.pointer == info.pointer)
+            .collect(),
+        errors,
+        conflict,
+    }
+}
+
+/// A pointer the page cannot offer: 400 with the German reason.
+fn bad_pointer(caller: &Caller, e: &EditError) -> Response {
+    layout::message_page(
+        StatusCode::BAD_REQUEST,
+        Some(caller),
+        "Feld nicht bearbeitbar",
+        &format!("{} Es wurde nichts geändert.", e.message()),
+    )
+}
+
+/// GET /faelle/{id}/feld?zeiger=...
+pub async fn field_page_get(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<FieldParams>,
+) -> Response {
+    let case = match detail::load_in_scope(&state, &caller, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(n) = check_current(&case, &case.version.to_string()) {
+        return layout::message_page(StatusCode::CONFLICT, Some(&caller), &n.title, &n.text);
+    }
+    let pipeline = state.pipeline.current();
+    let (doc, mapping) = detail::document(&pipeline, &case);
+    let Some(m) = mapping else {
+        return bad_pointer(&caller, &EditError::Unknown);
+    };
+    match edit::describe(&m, &doc, &q.zeiger) {
+        Ok(info) => field_page(&caller, &case, &info, None, vec![], false).into_response(),
+        Err(e) => bad_pointer(&caller, &e),
+    }
+}
+
+/// POST /faelle/{id}/feld?zeiger=...: set or remove one value.
+pub async fn field_page_post(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<FieldParams>,
+    Form(form): Form<FieldForm>,
+) -> Response {
+    let case = match detail::load_in_scope(&state, &caller, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let pipeline = state.pipeline.current();
+    let (mut doc, mapping) = detail::document(&pipeline, &case);
+    let Some(m) = mapping else {
+        return bad_pointer(&caller, &EditError::Unknown);
+    };
+    let info = match edit::describe(&m, &doc, &q.zeiger) {
+        Ok(info) => info,
+        Err(e) => return bad_pointer(&caller, &e),
+    };
+    let typed = form.wert.as_str();
+    // Keep what was typed, but never echo more than the limit allows.
+    let shown: String = typed.chars().take(edit::MAX_INPUT_CHARS + 1).collect();
+    if let Err(n) = check_current(&case, &form.version) {
+        let errors = vec![FieldError::new("wert", &n.text)];
+        let page = field_page(&caller, &case, &info, Some(&shown), errors, true);
+        return (StatusCode::CONFLICT, page).into_response();
+    }
+    let op = if form.aktion == "entfernen" {
+        EditOp::Remove
+    } else {
+        EditOp::Set(typed.to_string())
+    };
+    let change = match edit::apply(&m, &mut doc, &q.zeiger, &op) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("{}: {}", sections::title(&info.label), e.message());
+            let page = field_page(
+                &caller,
+                &case,
+                &info,
+                Some(&shown),
+                vec![FieldError::new("wert", &msg)],
+                false,
+            );
+            return (StatusCode::UNPROCESSABLE_ENTITY, page).into_response();
+        }
+    };
+    let at = Utc::now();
+    let mut corrections = case.correction_list();
+    edit::record_correction(&mut corrections, &change, &caller.user.name, &now_rfc3339());
+    let body = serde_json::to_vec(&doc).unwrap_or_default();
+    let findings = recheck_findings(&pipeline, &case, &body, &corrections);
+    let old = change.old.as_ref().map(fields::plain);
+    let new = change.new.as_ref().map(fields::plain);
+    let audit = NewAudit {
+        pointer: Some(&change.pointer),
+        old_value: old.as_deref(),
+        new_value: new.as_deref(),
+        ..NewAudit::new(&caller.user.name, Action::Edit, Some(case.antrag_id))
+    };
+    let saved = save_draft(
+        &state,
+        &case,
+        Some(&body),
+        &corrections,
+        &findings,
+        &[audit],
+        at,
+    )
+    .await;
+    match saved {
+        Ok(()) => {
+            let target = sections::element_id(&change.pointer);
+            Redirect::to(&format!(
+                "/faelle/{}?meldung=gespeichert#{target}",
+                case.antrag_id
+            ))
+            .into_response()
+        }
+        Err(CaseWriteError::Conflict) => {
+            let errors = vec![FieldError::new("wert", detail::CONFLICT)];
+            let page = field_page(&caller, &case, &info, Some(&shown), errors, true);
+            (StatusCode::CONFLICT, page).into_response()
+        }
+        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+    }
+}
+
+/// The findings of the corrected application under the pipeline in force
+/// (the stored ones if it is not readable any more).
+fn recheck_findings(
+    pipeline: &Pipeline,
+    case: &CaseDetail,
+    body: &[u8],
+    corrections: &[allegro_core::record::Correction],
+) -> Vec<Finding> {
+    match pipeline.process_with(body, case.message_id.as_deref(), corrections) {
+        Processed::Invalid(_) => case.finding_list(),
+        p => p.findings().to_vec(),
+    }
+}
+
+async fn save_draft(
+    state: &WorkbenchState,
+    case: &CaseDetail,
+    body: Option<&[u8]>,
+    corrections: &[allegro_core::record::Correction],
+    findings: &[Finding],
+    audit: &[NewAudit<'_>],
+    at: chrono::DateTime<Utc>,
+) -> Result<(), CaseWriteError> {
+    let corrections_json = serde_json::to_string(corrections).unwrap_or_else(|_| "[]".into());
+    let findings_json = serde_json::to_string(findings).unwrap_or_else(|_| "[]".into());
+    let rules = error_rules_of(findings);
+    let draft = CaseDraft {
+        corrected_body: body,
+        corrections_json: &corrections_json,
+        findings_json: &findings_json,
+        error_rules: &rules,
+    };
+    state
+        .store
+        .save_case_draft(case.antrag_id, case.version, &draft, audit, at)
+        .await
+        .map(|_| ())
+}
+
+/// A refusal shown on the case page (409).
+async fn refuse(state: &WorkbenchState, caller: &Caller, case: &CaseDetail, n: Notice) -> Response {
+    detail::render(state, caller, case, Some(n), None, StatusCode::CONFLICT).await
+}
+
+/// After a conflict: the case as it is now, with the conflict message.
+async fn conflict(state: &WorkbenchState, caller: &Caller, case: &CaseDetail) -> Response {
+    match state.store.load_case(case.antrag_id).await {
+        Ok(Some(now)) => refuse(state, caller, &now, Notice::conflict()).await,
+        Ok(None) => layout::not_found(Some(caller)),
+        Err(e) => layout::store_error(e),
+    }
+}
+
+/// POST /faelle/{id}/pruefen: the pipeline in force over the corrected
+/// application; its findings are stored as the case's current ones (nothing
+/// is decided).
+pub async fn check(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<VersionForm>,
+) -> Response {
+    let case = match detail::load_in_scope(&state, &caller, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(n) = check_current(&case, &form.version) {
+        return refuse(&state, &caller, &case, n).await;
+    }
+    let pipeline = state.pipeline.current();
+    let findings = recheck_findings(
+        &pipeline,
+        &case,
+        case.current_body(),
+        &case.correction_list(),
+    );
+    let errors = findings.iter().filter(|f| f.is_error()).count().to_string();
+    let detail = format!("{errors} Fehler");
+    let audit =
+        NewAudit::new(&caller.user.name, Action::Check, Some(case.antrag_id)).detail(&detail);
+    let corrections = case.correction_list();
+    match save_draft(
+        &state,
+        &case,
+        None,
+        &corrections,
+        &findings,
+        &[audit],
+        Utc::now(),
+    )
+    .await
+    {
+        Ok(()) => {
+            Redirect::to(&format!("/faelle/{}?meldung=geprueft", case.antrag_id)).into_response()
+        }
+        Err(CaseWriteError::Conflict) => conflict(&state, &caller, &case).await,
+        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+    }
+}
+
+/// POST /faelle/{id}/freigeben: only when the pipeline in force finds no
+/// error; the record is written through the same store transaction and
+/// outbox as the daemon's.
+pub async fn release(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<VersionForm>,
+) -> Response {
+    let case = match detail::load_in_scope(&state, &caller, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(n) = check_current(&case, &form.version) {
+        return refuse(&state, &caller, &case, n).await;
+    }
+    let pipeline = state.pipeline.current();
+    let outcome = release::release(
+        &state.store,
+        &pipeline,
+        &state.outbox_dir,
+        &case,
+        &caller.user.name,
+        Action::Release,
+        Utc::now(),
+    )
+    .await;
+    match outcome {
+        Ok(ReleaseOutcome::Released { file_written }) => {
+            let code = if file_written {
+                "freigegeben"
+            } else {
+                "freigegeben-ausstehend"
+            };
+            Redirect::to(&format!("/faelle/{}?meldung={code}", case.antrag_id)).into_response()
+        }
+        Ok(ReleaseOutcome::Rejected(findings)) => {
+            let n = findings.iter().filter(|f| f.is_error()).count();
+            let notice = Notice::danger(
+                "Freigabe nicht möglich",
+                format!(
+                    "Es {} noch {n} Fehler offen. Bitte korrigieren Sie die markierten Angaben; \
+                     es wurde nichts freigegeben.",
+                    if n == 1 { "ist" } else { "sind" }
+                ),
+            );
+            detail::render(
+                &state,
+                &caller,
+                &case,
+                Some(notice),
+                Some(findings),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Ok(ReleaseOutcome::Invalid(_)) => {
+            let notice = Notice::danger(
+                "Freigabe nicht möglich",
+                "Für die Formularversion dieses Antrags ist keine Zuordnung in Kraft; es wurde nichts freigegeben."
+                    .into(),
+            );
+            refuse(&state, &caller, &case, notice).await
+        }
+        Err(CaseWriteError::Conflict) => conflict(&state, &caller, &case).await,
+        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+    }
+}
+
+fn reason_page(
+    caller: &Caller,
+    case: &CaseDetail,
+    kind: &'static str,
+    form: &ReasonForm,
+    errors: Vec<FieldError>,
+    conflict: bool,
+) -> ReasonPage {
+    let (heading, intro) = if kind == "zurueckstellen" {
+        (
+            "Fall zurückstellen",
+            "Zum Beispiel für eine Rückfrage an die antragstellende Person. Der Fall bleibt in der Liste, mit Grund und Wiedervorlage.",
+        )
+    } else {
+        (
+            "Fall ohne Import abschließen",
+            "Zum Beispiel, wenn derselbe Antrag auf Papier gestellt und dort bearbeitet wird. Es wird kein Importdatensatz geschrieben.",
+        )
+    };
+    let mut layout = caller.layout();
+    layout.has_errors = !errors.is_empty();
+    ReasonPage {
+        layout,
+        antrag_id: case.antrag_id.to_string(),
+        version: if form.version.is_empty() {
+            case.version.to_string()
+        } else {
+            form.version.clone()
+        },
+        kind,
+        heading,
+        intro,
+        grund: form.grund.chars().take(MAX_REASON_CHARS + 1).collect(),
+        wiedervorlage: form.wiedervorlage.chars().take(20).collect(),
+        errors,
+        conflict,
+    }
+}
+
+/// The reason, or the error for the `grund` field.
+fn parse_reason(text: &str) -> Result<String, FieldError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(FieldError::new("grund", "Bitte geben Sie einen Grund an."));
+    }
+    if t.chars().count() > MAX_REASON_CHARS {
+        return Err(FieldError::new(
+            "grund",
+            &format!("Der Grund ist zu lang: höchstens {MAX_REASON_CHARS} Zeichen sind erlaubt."),
+        ));
+    }
+    Ok(t.to_string())
+}
+
+/// The follow-up date (`JJJJ-MM-TT` or `TT.MM.JJJJ`), today or later.
+fn parse_follow_up(text: &str, today: NaiveDate) -> Result<NaiveDate, FieldError> {
+    let t = text.trim();
+    let d = NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(t, "%d.%m.%Y"))
+        .map_err(|_| {
+            FieldError::new(
+                "wiedervorlage",
+                "Bitte geben Sie das Datum der Wiedervorlage im Format TT.MM.JJJJ an, z. B. 15.01.2027.",
+            )
+        })?;
+    if d < today || d > today + chrono::Duration::days(366 * 2) {
+        return Err(FieldError::new(
+            "wiedervorlage",
+            "Die Wiedervorlage muss heute oder später sein, höchstens zwei Jahre im Voraus.",
+        ));
+    }
+    Ok(d)
+}
+
+async fn reason_get(
+    state: WorkbenchState,
+    caller: Caller,
+    id: String,
+    kind: &'static str,
+) -> Response {
+    let case = match detail::load_in_scope(&state, &caller, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(n) = check_current(&case, &case.version.to_string()) {
+        return refuse(&state, &caller, &case, n).await;
+    }
+    reason_page(&caller, &case, kind, &ReasonForm::default(), vec![], false).into_response()
+}
+
+/// GET /faelle/{id}/zurueckstellen.
+pub async fn defer_get(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    reason_get(state, caller, id, "zurueckstellen").await
+}
+
+/// GET /faelle/{id}/abschliessen.
+pub async fn close_get(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    reason_get(state, caller, id, "abschliessen").await
+}
+
+/// POST /faelle/{id}/zurueckstellen: reason + follow-up date.
+pub async fn defer_post(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<ReasonForm>,
+) -> Response {
+    reason_post(state, caller, id, form, "zurueckstellen").await
+}
+
+/// POST /faelle/{id}/abschliessen: reason; no record is written.
+pub async fn close_post(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<ReasonForm>,
+) -> Response {
+    reason_post(state, caller, id, form, "abschliessen").await
+}
+
+async fn reason_post(
+    state: WorkbenchState,
+    caller: Caller,
+    id: String,
+    form: ReasonForm,
+    kind: &'static str,
+) -> Response {
+    let case = match detail::load_in_scope(&state, &caller, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(n) = check_current(&case, &form.version) {
+        let errors = vec![FieldError::new("grund", &n.text)];
+        let page = reason_page(&caller, &case, kind, &form, errors, true);
+        return (StatusCode::CONFLICT, page).into_response();
+    }
+    let now = Utc::now();
+    let reason = parse_reason(&form.grund);
+    let follow_up =
+        (kind == "zurueckstellen").then(|| parse_follow_up(&form.wiedervorlage, now.date_naive()));
+    let mut errors: Vec<FieldError> = reason.as_ref().err().cloned().into_iter().collect();
+    if let Some(Err(e)) = &follow_up {
+        errors.push(e.clone());
+    }
+    if !errors.is_empty() {
+        let page = reason_page(&caller, &case, kind, &form, errors, false);
+        return (StatusCode::UNPROCESSABLE_ENTITY, page).into_response();
+    }
+    let reason = reason.unwrap_or_default();
+    let result = match follow_up {
+        Some(Ok(date)) => {
+            let when = date.format("%Y-%m-%d").to_string();
+            let audit = NewAudit {
+                new_value: Some(&reason),
+                ..NewAudit::new(&caller.user.name, Action::Defer, Some(case.antrag_id))
+            }
+            .detail(&when);
+            state
+                .store
+                .defer_case(case.antrag_id, case.version, &reason, date, &audit, now)
+                .await
+        }
+        _ => {
+            let audit = NewAudit {
+                new_value: Some(&reason),
+                ..NewAudit::new(&caller.user.name, Action::Close, Some(case.antrag_id))
+            };
+            state
+                .store
+                .end_case(
+                    case.antrag_id,
+                    case.version,
+                    &CaseEnd::Closed { reason: &reason },
+                    &audit,
+                    now,
+                )
+                .await
+        }
+    };
+    let code = if kind == "zurueckstellen" {
+        "zurueckgestellt"
+    } else {
+        "abgeschlossen"
+    };
+    match result {
+        Ok(_) => {
+            Redirect::to(&format!("/faelle/{}?meldung={code}", case.antrag_id)).into_response()
+        }
+        Err(CaseWriteError::Conflict) => {
+            let errors = vec![FieldError::new("grund", detail::CONFLICT)];
+            let page = reason_page(&caller, &case, kind, &form, errors, true);
+            (StatusCode::CONFLICT, page).into_response()
+        }
+        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_up_dates_are_checked() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        assert_eq!(
+            parse_follow_up("15.01.2027", today).unwrap(),
+            NaiveDate::from_ymd_opt(2027, 1, 15).unwrap()
+        );
+        assert!(parse_follow_up("2027-01-15", today).is_ok());
+        assert!(parse_follow_up("01.12.2026", today).is_err());
+        assert!(parse_follow_up("morgen", today).is_err());
+        assert!(parse_follow_up("01.01.2030", today).is_err());
+    }
+
+    #[test]
+    fn reasons_are_required_and_bounded() {
+        assert!(parse_reason("  ").is_err());
+        assert!(parse_reason(&"x".repeat(MAX_REASON_CHARS + 1)).is_err());
+        assert_eq!(parse_reason(" Doppelantrag ").unwrap(), "Doppelantrag");
+    }
+}

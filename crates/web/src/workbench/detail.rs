@@ -1,0 +1,345 @@
+//! `GET /faelle/{antragId}`: one case. The application in its sections as
+//! description lists (German labels from the mapping), each finding beside
+//! its field, the error summary, the documents owed, the actions and the
+//! case's audit trail. Every view is audited.
+//!
+//! Also the shared parts of the case pages: loading a case in scope,
+//! rendering the detail page with a notice (after an action, or a refusal
+//! with 409), the German names of audit actions.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use allegro_core::casework::sections::{self, CaseView, FindingView, Owed, Section};
+use allegro_core::finding::Finding;
+use allegro_core::mapping::Mapping;
+use allegro_core::pipeline::Pipeline;
+use allegro_store::audit::{Action, AuditRow, NewAudit};
+use allegro_store::cases::{CaseDetail, CaseStatus};
+
+use super::auth::Caller;
+use super::layout::{self, Layout};
+use super::state::WorkbenchState;
+
+/// The text of a version conflict (the browser test looks for
+/// "zwischenzeitlich geändert").
+pub const CONFLICT: &str = "Der Fall wurde zwischenzeitlich geändert – von einer anderen Person \
+     oder in einem anderen Fenster. Ihre Eingabe wurde nicht gespeichert. Bitte sehen Sie sich den \
+     aktuellen Stand an und wiederholen Sie die Änderung, falls sie noch nötig ist.";
+
+/// The text when a case is done and cannot be changed any more.
+pub const DONE: &str =
+    "Dieser Fall ist bereits erledigt (freigegeben oder abgeschlossen) und kann nicht mehr geändert werden.";
+
+/// What the page says at the top after an action.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// `kern-alert--success`, `--info`, `--warning` or `--danger`.
+    pub kind: &'static str,
+    pub title: String,
+    pub text: String,
+}
+
+impl Notice {
+    pub fn success(title: &str, text: String) -> Notice {
+        Notice {
+            kind: "success",
+            title: title.into(),
+            text,
+        }
+    }
+
+    pub fn danger(title: &str, text: String) -> Notice {
+        Notice {
+            kind: "danger",
+            title: title.into(),
+            text,
+        }
+    }
+
+    pub fn conflict() -> Notice {
+        Notice::danger("Nicht gespeichert", CONFLICT.into())
+    }
+}
+
+/// `?meldung=` after a redirect: which action just succeeded (a fixed
+/// code, never data).
+#[derive(Debug, Default, Deserialize)]
+pub struct DetailParams {
+    #[serde(default)]
+    meldung: String,
+}
+
+/// One audit entry as shown on the case page.
+pub struct AuditLine {
+    pub at: String,
+    pub actor: String,
+    pub action: &'static str,
+    pub pointer: String,
+    pub old_value: String,
+    pub new_value: String,
+    pub detail: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "detail.html")]
+pub struct DetailPage {
+    pub layout: Layout,
+    pub antrag_id: String,
+    pub version: i32,
+    pub status: String,
+    pub open_for_work: bool,
+    pub dienststelle: String,
+    pub received: String,
+    pub mapping: String,
+    pub defer_note: String,
+    pub close_note: String,
+    pub notice: Option<Notice>,
+    /// No mapping in force for this application's form version.
+    pub unmapped: bool,
+    pub sections: Vec<Section>,
+    pub errors: Vec<FindingView>,
+    pub notes: Vec<FindingView>,
+    pub general: Vec<FindingView>,
+    pub owed: Vec<Owed>,
+    pub corrections: usize,
+    pub audit: Vec<AuditLine>,
+}
+
+impl DetailPage {
+    /// `/faelle/{id}/feld?zeiger=...` for a pointer.
+    pub fn edit_link(&self, pointer: &str) -> String {
+        edit_link(&self.antrag_id, pointer)
+    }
+}
+
+/// `/faelle/{id}/feld?zeiger=...` (the pointer percent-encoded).
+pub fn edit_link(antrag_id: &str, pointer: &str) -> String {
+    let q = serde_urlencoded::to_string([("zeiger", pointer)]).unwrap_or_default();
+    format!("/faelle/{antrag_id}/feld?{q}")
+}
+
+/// German status of a case.
+pub fn status_de(status: &str) -> &'static str {
+    match CaseStatus::parse(status) {
+        Some(CaseStatus::Open) => "Offen",
+        Some(CaseStatus::Deferred) => "Zurückgestellt",
+        Some(CaseStatus::Released) => "Freigegeben",
+        Some(CaseStatus::Closed) => "Abgeschlossen ohne Import",
+        None => "Unbekannt",
+    }
+}
+
+/// German name of an audit action.
+pub fn action_de(action: &str) -> &'static str {
+    match action {
+        "view" => "angesehen",
+        "denied" => "Zugriff verweigert",
+        "edit" => "Angabe geändert",
+        "check" => "geprüft",
+        "release" => "freigegeben",
+        "defer" => "zurückgestellt",
+        "close" => "abgeschlossen ohne Import",
+        "recheck_release" => "freigegeben nach Nachprüfung",
+        "login" => "angemeldet",
+        "login_failed" => "Anmeldung fehlgeschlagen",
+        "logout" => "abgemeldet",
+        a if a.starts_with("user_") => "Benutzerverwaltung",
+        _ => "sonstige Aktion",
+    }
+}
+
+/// `02.12.2026, 10:15 UTC`.
+pub fn german_time(t: DateTime<Utc>) -> String {
+    t.format("%d.%m.%Y, %H:%M UTC").to_string()
+}
+
+/// Loads a case the caller may see; out of scope or unknown: 404 (audited
+/// as `denied` by the scope check).
+pub async fn load_in_scope(
+    state: &WorkbenchState,
+    caller: &Caller,
+    id: &str,
+) -> Result<CaseDetail, Response> {
+    let Ok(antrag_id) = Uuid::parse_str(id) else {
+        return Err(layout::not_found(Some(caller)));
+    };
+    layout::case_in_scope(state, caller, antrag_id).await?;
+    match state.store.load_case(antrag_id).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(layout::not_found(Some(caller))),
+        Err(e) => Err(layout::store_error(e)),
+    }
+}
+
+/// The case's application (as corrected so far) as JSON, and its mapping
+/// in force (`None`: no mapping for its form version any more).
+pub fn document(
+    pipeline: &Pipeline,
+    case: &CaseDetail,
+) -> (Value, Option<std::sync::Arc<Mapping>>) {
+    let doc: Value = serde_json::from_slice(case.current_body()).unwrap_or(Value::Null);
+    let form = |k: &str| {
+        doc.pointer(&format!("/formular/{k}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let m = pipeline
+        .mappings()
+        .get(&form("id"), &form("version"))
+        .cloned();
+    (doc, m)
+}
+
+/// Renders the case page: `findings` overrides the stored ones (after a
+/// refused release, the findings of that check).
+pub async fn render(
+    state: &WorkbenchState,
+    caller: &Caller,
+    case: &CaseDetail,
+    notice: Option<Notice>,
+    findings: Option<Vec<Finding>>,
+    status: StatusCode,
+) -> Response {
+    let audit = match state.store.audit_of(case.antrag_id).await {
+        Ok(a) => a,
+        Err(e) => return layout::store_error(e),
+    };
+    let pipeline = state.pipeline.current();
+    let (doc, mapping) = document(&pipeline, case);
+    let findings = findings.unwrap_or_else(|| case.finding_list());
+    let view = match &mapping {
+        Some(m) => sections::view(m, &doc, &findings),
+        None => CaseView {
+            sections: vec![],
+            general: vec![],
+            errors: vec![],
+            notes: vec![],
+            owed: vec![],
+        },
+    };
+    let mut errors = view.errors;
+    let mut general = view.general;
+    if mapping.is_none() {
+        // Without a mapping nothing can be placed: every finding is general.
+        for f in &findings {
+            let fv = FindingView {
+                severity: f.severity,
+                rule: f.rule.clone(),
+                message: f.message.clone(),
+                pointer: f.pointer.clone(),
+                target: sections::GENERAL_FINDINGS_ID.into(),
+            };
+            if f.is_error() {
+                errors.push(fv.clone());
+            }
+            general.push(fv);
+        }
+    }
+    let open = case.case_status().is_some_and(CaseStatus::is_open_for_work);
+    let page = DetailPage {
+        layout: caller.layout(),
+        antrag_id: case.antrag_id.to_string(),
+        version: case.version,
+        status: status_de(&case.status).into(),
+        open_for_work: open,
+        dienststelle: case.dienststellennummer.clone().unwrap_or_default(),
+        received: german_time(case.created_at),
+        mapping: case.mapping.clone().unwrap_or_default(),
+        defer_note: match (&case.defer_reason, case.follow_up) {
+            (Some(r), Some(d)) if case.status == "deferred" => {
+                format!("Wiedervorlage am {}: {r}", d.format("%d.%m.%Y"))
+            }
+            _ => String::new(),
+        },
+        close_note: case.close_reason.clone().unwrap_or_default(),
+        notice,
+        unmapped: mapping.is_none(),
+        sections: view.sections,
+        errors,
+        notes: view.notes,
+        general,
+        owed: view.owed,
+        corrections: case.correction_list().len(),
+        audit: audit.into_iter().map(audit_line).collect(),
+    };
+    (status, page).into_response()
+}
+
+fn audit_line(a: AuditRow) -> AuditLine {
+    AuditLine {
+        at: german_time(a.at),
+        actor: a.actor,
+        action: action_de(&a.action),
+        pointer: a.pointer.unwrap_or_default(),
+        old_value: a.old_value.unwrap_or_default(),
+        new_value: a.new_value.unwrap_or_default(),
+        detail: a.detail.unwrap_or_default(),
+    }
+}
+
+/// The notice for `?meldung=` (unknown codes show nothing).
+fn notice_for(code: &str, case: &CaseDetail) -> Option<Notice> {
+    let errors = case.finding_list().iter().filter(|f| f.is_error()).count();
+    match code {
+        "gespeichert" => Some(Notice::success(
+            "Änderung gespeichert",
+            "Die Angabe wurde geändert und der Antrag erneut geprüft.".into(),
+        )),
+        "geprueft" if errors == 0 => Some(Notice::success(
+            "Prüfung abgeschlossen",
+            "Es ist kein Fehler mehr offen. Der Fall kann freigegeben werden.".into(),
+        )),
+        "geprueft" => Some(Notice::danger(
+            "Prüfung abgeschlossen",
+            format!(
+                "Es {} noch {errors} Fehler offen. Die Angaben sind unten markiert.",
+                if errors == 1 { "ist" } else { "sind" },
+            ),
+        )),
+        "freigegeben" => Some(Notice::success(
+            "Fall freigegeben",
+            "Der Importdatensatz wurde geschrieben.".into(),
+        )),
+        "freigegeben-ausstehend" => Some(Notice::success(
+            "Fall freigegeben",
+            "Der Importdatensatz ist gespeichert; die Datei wird nachgeliefert, sobald der Ausgangsordner beschreibbar ist.".into(),
+        )),
+        "zurueckgestellt" => Some(Notice::success(
+            "Fall zurückgestellt",
+            "Der Fall ist mit Grund und Wiedervorlage zurückgestellt.".into(),
+        )),
+        "abgeschlossen" => Some(Notice::success(
+            "Fall abgeschlossen",
+            "Der Fall ist ohne Import abgeschlossen.".into(),
+        )),
+        _ => None,
+    }
+}
+
+/// GET /faelle/{id}.
+pub async fn page(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<DetailParams>,
+) -> Response {
+    let case = match load_in_scope(&state, &caller, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let entry = NewAudit::new(&caller.user.name, Action::View, Some(case.antrag_id));
+    if let Err(e) = state.store.audit(&entry, Utc::now()).await {
+        return layout::store_error(e);
+    }
+    let notice = notice_for(&params.meldung, &case);
+    render(&state, &caller, &case, notice, None, StatusCode::OK).await
+}

@@ -1,0 +1,524 @@
+//! The workbench's case actions at the HTTP level, against the real
+//! `allegro-bridge web` and a real database (SQLite): the contract's faulty
+//! example stored as a case (as the daemon stores it), its IBAN, PLZ and
+//! household size corrected through the field form, "Prüfen", "Freigeben",
+//! and the record file in the outbox: valid against the XSD, with the
+//! caseworker and the three corrections in its provenance. Refused input
+//! (unknown pointer, wrong type, oversized value, a pointer into another
+//! case, a stale version) gets a German message and changes nothing; the
+//! administration pages answer admins only; `recheck` releases as `system`.
+//! (The browser run of the same story is tests/workbench_browser.rs.)
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use allegro_testkit as support;
+
+use allegro_core::pipeline::Pipeline;
+use allegro_store::{cases, NewApplication, Store, Verdict};
+use chrono::Utc;
+use serde_json::Value;
+use support::{bridge_exe, free_port, Db, TestEnv};
+use uuid::Uuid;
+
+const FAULTY: &str = include_str!("../fixtures/contract/hauptantrag-mit-fehlern.json");
+const VALID: &str = include_str!("../fixtures/contract/hauptantrag-gueltig.json");
+const PASSWORD: &str = "Sehr-geheim-2026";
+
+/// One HTTP response.
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of the first `<input ... name="NAME" value="...">`.
+    fn input(&self, name: &str) -> String {
+        let at = self
+            .body
+            .find(&format!("name=\"{name}\" value=\""))
+            .unwrap_or_else(|| panic!("no input {name} in:\n{}", self.body));
+        let rest = &self.body[at + name.len() + 15..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+}
+
+/// A browser's minimum: cookies and forms.
+struct Client {
+    port: u16,
+    cookies: Vec<(String, String)>,
+}
+
+impl Client {
+    fn new(port: u16) -> Client {
+        Client {
+            port,
+            cookies: vec![],
+        }
+    }
+
+    fn request(&mut self, method: &str, path: &str, form: &[(&str, &str)]) -> Resp {
+        let body = serde_urlencoded::to_string(form).unwrap();
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("web listens");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if !cookie.is_empty() {
+            req.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head");
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let body = &raw[split + 4..];
+        let mut lines = head.lines();
+        let status = lines.next().unwrap_or("")[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in &headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                let pair = v.split(';').next().unwrap();
+                let (name, value) = pair.split_once('=').unwrap();
+                self.cookies.retain(|(n, _)| n != name);
+                self.cookies.push((name.to_string(), value.to_string()));
+            }
+        }
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_vec()
+        };
+        let body = String::from_utf8_lossy(&body).to_string();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Resp {
+        self.request("GET", path, &[])
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Resp {
+        self.request("POST", path, form)
+    }
+
+    fn login(&mut self, name: &str) {
+        let page = self.get("/anmelden");
+        let csrf = page.input("csrf");
+        let r = self.post(
+            "/anmelden",
+            &[
+                ("csrf", &csrf),
+                ("benutzername", name),
+                ("passwort", PASSWORD),
+            ],
+        );
+        assert_eq!(r.status, 303, "login of {name}: {}", r.body);
+    }
+}
+
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&rest[..eol]).trim().to_string();
+        let n = usize::from_str_radix(&size, 16).unwrap_or(0);
+        let data = &rest[eol + 2..];
+        if n == 0 || data.len() < n {
+            break;
+        }
+        out.extend_from_slice(&data[..n]);
+        rest = data[n..].strip_prefix(b"\r\n").unwrap_or(&data[n..]);
+    }
+    out
+}
+
+/// `allegro-bridge user add NAME` with the password on stdin.
+fn add_user(env: &TestEnv, name: &str, role: &str, dienststelle: Option<&str>) {
+    let mut args = vec!["user", "add", name, "--rolle", role];
+    if let Some(d) = dienststelle {
+        args.extend(["--dienststelle", d]);
+    }
+    let mut child = Command::new(bridge_exe())
+        .args(&args)
+        .envs(env.envs())
+        .current_dir(env.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stores `body` (with a fresh antragId and Dienststelle) as the daemon
+/// stores a rejected application.
+async fn store_case(store: &Store, pipeline: &Pipeline, body: &str, dst: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    let mut doc: Value = serde_json::from_str(body).unwrap();
+    doc["antragId"] = Value::String(id.to_string());
+    doc["jobcenter"]["dienststellennummer"] = Value::String(dst.into());
+    let body = serde_json::to_vec(&doc).unwrap();
+    let mut findings = pipeline.process(&body, None).findings().to_vec();
+    if !findings.iter().any(|f| f.is_error()) {
+        // A case from an older, stricter mapping set.
+        findings.push(allegro_core::finding::Finding {
+            pointer: "/unterkunft/grundmiete".into(),
+            severity: allegro_core::finding::Severity::Error,
+            rule: "ALTE-REGEL".into(),
+            message: "Alte Regel.".into(),
+            nachweis: None,
+        });
+    }
+    let app = NewApplication {
+        antrag_id: id,
+        body_sha256: allegro_daemon::deadletter::sha256_hex(&body),
+        body,
+        verdict: Verdict::Rejected,
+        mapping: "bg-ha-1.0".into(),
+        findings_json: serde_json::to_string(&findings).unwrap(),
+        dienststellennummer: Some(dst.into()),
+        message_id: None,
+        created_at: Utc::now(),
+        applicant: cases::applicant_of(&doc),
+        error_rules: cases::error_rules_of(&findings),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_applications(&[app]).await.unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+struct Web(Child);
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_web(env: &TestEnv, port: u16) -> Web {
+    let root = support::repo_root();
+    let child = Command::new(bridge_exe())
+        .args(["web", "--listen", &format!("127.0.0.1:{port}")])
+        .envs(env.envs())
+        .env(
+            "ALLEGRO_BRIDGE__WEB__ASSETS_DIR",
+            root.join("crates/web/assets").display().to_string(),
+        )
+        .current_dir(env.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "allegro-bridge web did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Web(child)
+}
+
+/// The record validates against the XSD its root names (xmllint, as in
+/// tests/record_xsd.rs).
+fn assert_valid_record(file: &Path) {
+    let xml = std::fs::read_to_string(file).unwrap();
+    let v = xml
+        .split("<AllegroImport ")
+        .nth(1)
+        .and_then(|r| r.split("version=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .expect("root with version");
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(format!("schemas/allegro-import-{v}.xsd"))
+        .arg(file)
+        .current_dir(support::repo_root())
+        .output()
+        .expect("xmllint (Debian package libxml2-utils) is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn path(id: Uuid, action: &str) -> String {
+    format!("/faelle/{id}/{action}")
+}
+
+fn field(id: Uuid, pointer: &str) -> String {
+    format!(
+        "/faelle/{id}/feld?{}",
+        serde_urlencoded::to_string([("zeiger", pointer)]).unwrap()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn caseworker_corrects_checks_and_releases_a_case() {
+    let env = TestEnv::new(Db::Sqlite, "wb-cases").await;
+    let store = env.store().await;
+    let pipeline = Pipeline::load(&Default::default()).unwrap();
+    let id = store_case(&store, &pipeline, FAULTY, "81101").await;
+    let other = store_case(&store, &pipeline, FAULTY, "99999").await;
+    add_user(&env, "sb.meier", "sachbearbeitung", Some("81101"));
+    add_user(&env, "admin", "administration", None);
+    let port = free_port();
+    let _web = start_web(&env, port);
+    let mut sb = Client::new(port);
+    sb.login("sb.meier");
+
+    // The detail page: the IBAN error beside the IBAN, in the summary.
+    let page = sb.get(&format!("/faelle/{id}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let row = page
+        .body
+        .split("id=\"feld-bankverbindung-iban\"")
+        .nth(1)
+        .expect("the IBAN row")
+        .split("</div>")
+        .next()
+        .unwrap();
+    assert!(row.contains("class=\"befund"), "{row}");
+    assert!(row.contains("IBAN"), "{row}");
+    assert!(page.body.contains("id=\"fehlerliste\""));
+    assert!(page.body.contains("href=\"#feld-bankverbindung-iban\""));
+    assert!(
+        page.body.contains("MIETVERTRAG"),
+        "documents owed are listed"
+    );
+    let csrf = page.input("csrf");
+    let version = || async {
+        let c = store.load_case(id).await.unwrap().unwrap();
+        (c.version, c.current_body().to_vec())
+    };
+    assert_eq!(version().await.0, 1);
+
+    // Freigeben with errors left: refused, nothing changed.
+    let r = sb.post(&path(id, "freigeben"), &[("csrf", &csrf), ("version", "1")]);
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("Freigabe nicht möglich"), "{}", r.body);
+    assert_eq!(version().await.0, 1);
+
+    // Refused edits: German message, nothing changed.
+    let before = version().await;
+    let r = sb.get(&field(id, "/bankverbindung/konto"));
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body.contains("gibt es im Antragsformular nicht"),
+        "{}",
+        r.body
+    );
+    let r = sb.post(
+        &field(id, "/bankverbindung/konto"),
+        &[("csrf", &csrf), ("version", "1"), ("wert", "x")],
+    );
+    assert_eq!(r.status, 400);
+    let r = sb.post(
+        &field(id, "/unterkunft/personenImHaushalt"),
+        &[("csrf", &csrf), ("version", "1"), ("wert", "fünf")],
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("<title>Fehler: "), "error title");
+    assert!(r.body.contains("ganze Zahl"), "{}", r.body);
+    assert!(r.body.contains("value=\"fünf\""), "the input is kept");
+    assert!(r
+        .body
+        .contains("aria-describedby=\"wert-hinweis wert-fehler\""));
+    let huge = "9".repeat(5000);
+    let r = sb.post(
+        &field(id, "/bankverbindung/iban"),
+        &[("csrf", &csrf), ("version", "1"), ("wert", &huge)],
+    );
+    assert_eq!(r.status, 422, "{:?} {}", r.headers, r.body);
+    assert!(r.body.contains("zu lang"), "{}", r.body);
+    // A pointer into another Dienststelle's case: 404, as if it did not exist.
+    let r = sb.post(
+        &field(other, "/bankverbindung/iban"),
+        &[
+            ("csrf", &csrf),
+            ("version", "1"),
+            ("wert", "DE89370400440532013000"),
+        ],
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(store.load_case(other).await.unwrap().unwrap().version, 1);
+    let r = sb.post(
+        &field(id, "/antragId"),
+        &[
+            ("csrf", &csrf),
+            ("version", "1"),
+            ("wert", &other.to_string()),
+        ],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(version().await, before, "no refused edit changed the case");
+
+    // The three corrections.
+    for (i, (p, v)) in [
+        ("/bankverbindung/iban", "DE89 3704 0044 0532 0130 00"),
+        ("/antragsteller/anschrift/plz", "39104"),
+        ("/unterkunft/personenImHaushalt", "5"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let edit = sb.get(&field(id, p));
+        assert_eq!(edit.status, 200, "{}", edit.body);
+        assert!(edit.body.contains("id=\"wert\"") && edit.body.contains("id=\"speichern\""));
+        let ver = (i + 1).to_string();
+        assert_eq!(edit.input("version"), ver);
+        let r = sb.post(
+            &field(id, p),
+            &[
+                ("csrf", &csrf),
+                ("version", &ver),
+                ("wert", v),
+                ("aktion", "speichern"),
+            ],
+        );
+        assert_eq!(r.status, 303, "{p}: {}", r.body);
+    }
+    assert_eq!(version().await.0, 4);
+
+    // A second window still at version 3: refused, nothing overwritten.
+    let before = version().await;
+    let r = sb.post(
+        &field(id, "/antragsteller/anschrift/plz"),
+        &[("csrf", &csrf), ("version", "3"), ("wert", "12345")],
+    );
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("zwischenzeitlich geändert"), "{}", r.body);
+    assert_eq!(version().await, before);
+    let r = sb.post(&path(id, "pruefen"), &[("csrf", &csrf), ("version", "3")]);
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("zwischenzeitlich geändert"));
+
+    // Prüfen: no error left.
+    let r = sb.post(&path(id, "pruefen"), &[("csrf", &csrf), ("version", "4")]);
+    assert_eq!(r.status, 303);
+    let page = sb.get(r.header("location").unwrap());
+    assert!(!page.body.contains("id=\"fehlerliste\""), "{}", page.body);
+    assert!(page.body.contains("kein Fehler mehr"));
+    assert!(page.body.contains("id=\"freigeben\""));
+
+    // Freigeben: the record file, valid, with the corrections.
+    let r = sb.post(&path(id, "freigeben"), &[("csrf", &csrf), ("version", "5")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let file = env.outbox.join(format!("{id}.xml"));
+    assert_valid_record(&file);
+    let xml = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(xml.matches("<Korrektur ").count(), 3, "{xml}");
+    assert_eq!(xml.matches("durch=\"sb.meier\"").count(), 3);
+    for p in [
+        "/bankverbindung/iban",
+        "/antragsteller/anschrift/plz",
+        "/unterkunft/personenImHaushalt",
+    ] {
+        assert!(xml.contains(&format!("feld=\"{p}\"")), "{p}");
+    }
+    assert!(xml.contains("von=\"0\" nach=\"5\""));
+    let case = store.load_case(id).await.unwrap().unwrap();
+    assert_eq!(case.status, "released");
+    assert!(store.pending_records(10).await.unwrap().is_empty());
+    // Released: no more changes.
+    let r = sb.post(&path(id, "freigeben"), &[("csrf", &csrf), ("version", "6")]);
+    assert_eq!(r.status, 409);
+
+    // The case's audit trail is on its page.
+    let page = sb.get(&format!("/faelle/{id}"));
+    assert!(page.body.contains("Angabe geändert") && page.body.contains("freigegeben"));
+    let actions: Vec<String> = store
+        .audit_of(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions.iter().filter(|a| *a == "edit").count(), 3);
+    assert!(actions.contains(&"view".to_string()) && actions.contains(&"release".to_string()));
+
+    // Administration pages: admins only.
+    assert_eq!(sb.get("/verwaltung/protokoll").status, 404);
+    assert_eq!(sb.get("/verwaltung/dead-letters").status, 404);
+    let mut admin = Client::new(port);
+    admin.login("admin");
+    let p = admin.get("/verwaltung/protokoll");
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("sb.meier") && p.body.contains(&id.to_string()));
+    assert_eq!(admin.get("/verwaltung/dead-letters").status, 200);
+
+    // Re-check: the dry run counts, the run releases as `system`.
+    let old = store_case(&store, &pipeline, VALID, "81101").await;
+    let page = admin.get("/verwaltung/nachpruefung");
+    let acsrf = page.input("csrf");
+    let r = admin.post(
+        "/verwaltung/nachpruefung",
+        &[("csrf", &acsrf), ("aktion", "probelauf")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("ALTE-REGEL"), "{}", r.body);
+    assert_eq!(store.load_case(old).await.unwrap().unwrap().status, "open");
+    let out = env.cli(&["recheck"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("released:               1"), "{text}");
+    assert_eq!(
+        store.load_case(old).await.unwrap().unwrap().status,
+        "released"
+    );
+    assert!(env.outbox.join(format!("{old}.xml")).exists());
+    let a = store.audit_of(old).await.unwrap();
+    assert!(a
+        .iter()
+        .any(|a| a.actor == "system" && a.action == "recheck_release"));
+
+    store.close().await;
+    env.cleanup().await;
+}
