@@ -416,7 +416,26 @@ pub async fn fill(client: &Client, css: &str, value: &str) {
 
 /// Clicks the element matching `css`.
 pub async fn click(client: &Client, css: &str) {
-    find(client, css).await.click().await.unwrap();
+    let e = find(client, css).await;
+    press(client, &e, css).await;
+}
+
+/// Scrolls `e` to the middle of the window at once, then clicks it as a
+/// user would. (KERN sets `scroll-behavior: smooth`, under which the
+/// driver's own scrolling is still under way when it clicks, and the click
+/// lands elsewhere: "element click intercepted".)
+async fn press(client: &Client, e: &fantoccini::elements::Element, css: &str) {
+    let arg = serde_json::to_value(e).unwrap();
+    client
+        .execute(
+            "arguments[0].scrollIntoView({block: 'center', inline: 'center', behavior: 'instant'}); return true;",
+            vec![arg],
+        )
+        .await
+        .unwrap();
+    if let Err(err) = e.click().await {
+        panic!("cannot click `{css}` on {}: {err}", page_url(client).await);
+    }
 }
 
 /// The visible text of the element matching `css`.
@@ -432,7 +451,7 @@ pub async fn click_and_load(client: &Client, css: &str) {
         .execute("window.__allegroOldPage = true; return true;", vec![])
         .await
         .unwrap();
-    e.click().await.unwrap();
+    press(client, &e, css).await;
     wait_for_new_page(client, css).await;
 }
 
