@@ -289,6 +289,16 @@ fn assert_valid_record(file: &Path) {
     );
 }
 
+/// Every `id="…"` of a page occurs once (links and labels rely on it).
+fn assert_unique_ids(html: &str) {
+    let mut seen = std::collections::HashSet::new();
+    for part in html.split(" id=\"").skip(1) {
+        let id = &part[..part.find('"').unwrap()];
+        assert!(seen.insert(id.to_string()), "id {id:?} occurs twice");
+    }
+    assert!(seen.contains("feld-bankverbindung-iban"));
+}
+
 fn path(id: Uuid, action: &str) -> String {
     format!("/faelle/{id}/{action}")
 }
@@ -333,6 +343,7 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
         page.body.contains("MIETVERTRAG"),
         "documents owed are listed"
     );
+    assert_unique_ids(&page.body);
     let csrf = page.input("csrf");
     let version = || async {
         let c = store.load_case(id).await.unwrap().unwrap();

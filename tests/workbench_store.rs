@@ -1,323 +1,436 @@
-//! The workbench's case operations in the store, against SQLite and
-//! PostgreSQL: optimistic locking (the second writer gets a conflict and
-//! nothing is overwritten), defer, close, the release transaction (record
-//! row + outbox row + status + version + audit together) and its outbox
-//! file, and the re-check (dry run changes nothing; the run releases the
-//! passing cases as `system`).
-
-use std::sync::Arc;
+//! The workbench's part of the store against SQLite and PostgreSQL: the
+//! migration's backfill, accounts and their failure counters, sessions,
+//! the audit log, and the case list (scope, filters, search, paging).
 
 use allegro_testkit as support;
 
-use allegro_core::casework::{self, EditOp};
-use allegro_core::pipeline::Pipeline;
 use allegro_store::audit::{Action, NewAudit};
-use allegro_store::cases::{self as cases, CaseDraft, CaseEnd, CaseWriteError};
-use allegro_store::release::{self, ReleaseOutcome};
+use allegro_store::cases::{CaseQuery, Scope, Search};
+use allegro_store::users::{is_unique_violation, NewUser, Role};
 use allegro_store::{NewApplication, Store, Verdict};
-use chrono::{NaiveDate, Utc};
-use serde_json::Value;
+use chrono::{DateTime, Duration, Utc};
 use support::{Db, TestEnv};
 use uuid::Uuid;
 
-const FAULTY: &str = include_str!("../fixtures/contract/hauptantrag-mit-fehlern.json");
-const VALID: &str = include_str!("../fixtures/contract/hauptantrag-gueltig.json");
-
-/// `body` with a fresh antragId, stored as a case with the pipeline's
-/// findings (also for a body that passes: a case from an older mapping set).
-async fn store_case(store: &Store, pipeline: &Pipeline, body: &str) -> Uuid {
+/// A case of Dienststelle `dst`, created `days` ago, with these error rules.
+fn case(dst: &str, days: i64, applicant: &str, rules: &str, now: DateTime<Utc>) -> NewApplication {
     let id = Uuid::new_v4();
-    let mut doc: Value = serde_json::from_str(body).unwrap();
-    doc["antragId"] = Value::String(id.to_string());
-    let body = serde_json::to_vec(&doc).unwrap();
-    let mut findings = pipeline.process(&body, None).findings().to_vec();
-    if findings.iter().all(|f| !f.is_error()) {
-        // As an older mapping set would have said.
-        findings.push(allegro_core::finding::Finding {
-            pointer: "/unterkunft/grundmiete".into(),
-            severity: allegro_core::finding::Severity::Error,
-            rule: "ALTE-REGEL".into(),
-            message: "Alte Regel.".into(),
-            nachweis: None,
-        });
-    }
-    let app = NewApplication {
+    NewApplication {
         antrag_id: id,
-        body_sha256: allegro_daemon::deadletter::sha256_hex(&body),
-        body,
+        body: id.as_bytes().to_vec(),
+        body_sha256: id.to_string(),
         verdict: Verdict::Rejected,
         mapping: "bg-ha-1.0".into(),
-        findings_json: serde_json::to_string(&findings).unwrap(),
-        dienststellennummer: Some("81101".into()),
-        message_id: Some(id.to_string()),
-        created_at: Utc::now(),
-        applicant: cases::applicant_of(&doc),
-        error_rules: cases::error_rules_of(&findings),
-    };
+        findings_json: "[]".into(),
+        dienststellennummer: Some(dst.into()),
+        message_id: None,
+        created_at: now - Duration::days(days),
+        applicant: Some(applicant.into()),
+        error_rules: rules.into(),
+    }
+}
+
+fn query(scope: Scope) -> CaseQuery {
+    CaseQuery {
+        scope,
+        dienststelle: None,
+        rule: None,
+        created_before: None,
+        search: None,
+        page: 0,
+        per_page: 50,
+    }
+}
+
+async fn ids(store: &Store, q: &CaseQuery) -> Vec<Uuid> {
+    let page = store.list_cases(q).await.unwrap();
+    page.items.iter().map(|c| c.antrag_id).collect()
+}
+
+async fn set_status(env: &TestEnv, id: Uuid, status: &str) {
+    macro_rules! run {
+        ($pool:expr) => {{
+            let pool = $pool;
+            sqlx::query("UPDATE cases SET status = $1 WHERE antrag_id = $2")
+                .bind(status)
+                .bind(id)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }};
+    }
+    match env.db {
+        Db::Sqlite => run!(sqlx::SqlitePool::connect(&env.db_url).await.unwrap()),
+        Db::Postgres => run!(sqlx::PgPool::connect(&env.db_url).await.unwrap()),
+    }
+}
+
+async fn case_list(db: Db) {
+    let env = TestEnv::new(db, "wb-list").await;
+    let store = env.store().await;
+    let now = Utc::now();
+    // Oldest first: c0 (30 days) ... c4 (1 day).
+    let rows = vec![
+        case("81101", 30, "ioana popescu", ",iban_pruefziffer,plz,", now),
+        case("81101", 20, "ahmad ibrahim", ",plz,", now),
+        case("13101", 10, "anna müller", ",iban_pruefziffer_x,", now),
+        case("13101", 5, "ben popescu", "", now),
+        case("99999", 1, "carla 100%_sicher", ",plz,", now),
+    ];
+    let id: Vec<Uuid> = rows.iter().map(|r| r.antrag_id).collect();
     let mut tx = store.begin().await.unwrap();
-    tx.insert_applications(&[app]).await.unwrap();
+    tx.insert_applications(&rows).await.unwrap();
     tx.commit().await.unwrap();
-    id
-}
+    // Done cases are not listed; deferred ones are.
+    set_status(&env, id[3], "released").await;
+    set_status(&env, id[1], "deferred").await;
 
-fn draft_of<'a>(body: &'a [u8], corrections: &'a str, findings: &'a str) -> CaseDraft<'a> {
-    CaseDraft {
-        corrected_body: Some(body),
-        corrections_json: corrections,
-        findings_json: findings,
-        error_rules: "",
-    }
-}
-
-async fn check(db: Db) {
-    let env = TestEnv::new(db, "wb-store").await;
-    let store: Store = env.store().await;
-    let pipeline = Pipeline::load(&Default::default()).unwrap();
-    let outbox = tempfile::tempdir().unwrap();
-    let id = store_case(&store, &pipeline, FAULTY).await;
-    let at = Utc::now();
-
-    let case = store.load_case(id).await.unwrap().expect("stored");
-    assert_eq!((case.version, case.status.as_str()), (1, "open"));
-    assert_eq!(
-        case.finding_list().iter().filter(|f| f.is_error()).count(),
-        3
-    );
-
-    // Releasing with errors left changes nothing.
-    let out = release::release(
-        &store,
-        &pipeline,
-        outbox.path(),
-        &case,
-        "sb",
-        Action::Release,
-        at,
-    )
-    .await
-    .unwrap();
-    assert!(matches!(out, ReleaseOutcome::Rejected(ref f) if f.iter().any(|f| f.is_error())));
-    assert_eq!(store.load_case(id).await.unwrap().unwrap().version, 1);
-
-    // Two writers from version 1: the first wins, the second is refused.
-    let edit = |ptr: &'static str| NewAudit {
-        pointer: Some("/x"),
-        new_value: Some(ptr),
-        ..NewAudit::new("sb", Action::Edit, Some(id))
-    };
-    let v = store
-        .save_case_draft(
-            id,
-            1,
-            &draft_of(b"{\"first\":1}", "[]", "[]"),
-            &[edit("a")],
-            at,
-        )
-        .await
-        .unwrap();
-    assert_eq!(v, 2);
-    let second = store
-        .save_case_draft(
-            id,
-            1,
-            &draft_of(b"{\"second\":1}", "[]", "[]"),
-            &[edit("b")],
-            at,
-        )
-        .await;
-    assert!(matches!(second, Err(CaseWriteError::Conflict)));
-    let now = store.load_case(id).await.unwrap().unwrap();
-    assert_eq!(now.version, 2);
-    assert_eq!(now.current_body(), b"{\"first\":1}");
-    let audit = store.audit_of(id).await.unwrap();
-    assert_eq!(audit.len(), 1, "the refused write left no audit entry");
-
-    // The real correction: the three fields of the contract example.
-    let m = pipeline.mappings().get("BG-HA", "1.0").unwrap().clone();
-    let mut doc: Value = serde_json::from_slice(&case.body).unwrap();
-    let mut corrections = Vec::new();
-    for (p, v) in [
-        ("/bankverbindung/iban", "DE89370400440532013000"),
-        ("/antragsteller/anschrift/plz", "39104"),
-        ("/unterkunft/personenImHaushalt", "5"),
-    ] {
-        let c = casework::apply(&m, &mut doc, p, &EditOp::Set(v.into())).unwrap();
-        casework::record_correction(&mut corrections, &c, "sb", "2026-12-02T10:00:00Z");
-    }
-    let body = serde_json::to_vec(&doc).unwrap();
-    let cj = serde_json::to_string(&corrections).unwrap();
-    store
-        .save_case_draft(id, 2, &draft_of(&body, &cj, "[]"), &[], at)
-        .await
-        .unwrap();
-
-    // Deferred with reason and date; still open for work.
-    let day = NaiveDate::from_ymd_opt(2027, 1, 15).unwrap();
-    let defer = NewAudit::new("sb", Action::Defer, Some(id));
-    assert!(matches!(
-        store.defer_case(id, 2, "Rückfrage", day, &defer, at).await,
-        Err(CaseWriteError::Conflict)
-    ));
-    assert_eq!(
-        store
-            .defer_case(id, 3, "Rückfrage", day, &defer, at)
-            .await
-            .unwrap(),
-        4
-    );
-    let case = store.load_case(id).await.unwrap().unwrap();
-    assert_eq!(case.status, "deferred");
-    assert_eq!(case.follow_up, Some(day));
-    assert_eq!(case.defer_reason.as_deref(), Some("Rückfrage"));
-    assert_eq!(store.cases_open_for_work(None, 10).await.unwrap().len(), 1);
-
-    // The release transaction: record row and outbox row with the case's end.
-    let before = store.counts().await.unwrap();
-    let stale = CaseEnd::Released {
-        record: b"<x/>",
-        findings_json: "[]",
-    };
-    let rel = NewAudit::new("sb", Action::Release, Some(id));
-    assert!(matches!(
-        store.end_case(id, 3, &stale, &rel, at).await,
-        Err(CaseWriteError::Conflict)
-    ));
-    assert_eq!(
-        store.counts().await.unwrap(),
-        before,
-        "a refused release wrote nothing"
-    );
-    let out = release::release(
-        &store,
-        &pipeline,
-        outbox.path(),
-        &case,
-        "sb",
-        Action::Release,
-        at,
-    )
-    .await
-    .unwrap();
+    let all = query(Scope::All);
+    assert_eq!(ids(&store, &all).await, vec![id[0], id[1], id[2], id[4]]);
+    let page = store.list_cases(&all).await.unwrap();
+    assert_eq!(page.totals.count, 4);
+    let oldest = page.totals.oldest.unwrap();
     assert!(
-        matches!(out, ReleaseOutcome::Released { file_written: true }),
-        "{out:?}"
+        (oldest - rows[0].created_at).num_seconds().abs() < 1,
+        "{oldest}"
     );
-    let after = store.counts().await.unwrap();
-    assert_eq!(after.records, before.records + 1);
-    assert_eq!(after.records_pending, 0, "the file was written and marked");
-    let xml = std::fs::read_to_string(outbox.path().join(format!("{id}.xml"))).unwrap();
-    assert_eq!(xml.matches("<Korrektur ").count(), 3);
-    let case = store.load_case(id).await.unwrap().unwrap();
-    assert_eq!((case.status.as_str(), case.version), ("released", 5));
-    let actions: Vec<String> = store
-        .audit_of(id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.action)
-        .collect();
-    assert_eq!(actions, ["edit", "defer", "release"]);
-    // Done: no further change.
-    assert!(matches!(
-        release::release(
-            &store,
-            &pipeline,
-            outbox.path(),
-            &case,
-            "sb",
-            Action::Release,
-            at
-        )
-        .await,
-        Err(CaseWriteError::Conflict)
-    ));
+    assert_eq!(page.items[1].status, "deferred");
 
-    // The release transaction itself leaves the record pending until written.
-    let id2 = store_case(&store, &pipeline, VALID).await;
-    let end = CaseEnd::Released {
-        record: b"<r/>",
-        findings_json: "[]",
-    };
-    store
-        .end_case(
-            id2,
-            1,
-            &end,
-            &NewAudit::new("sb", Action::Release, Some(id2)),
-            at,
-        )
-        .await
-        .unwrap();
-    let pending = store.pending_records(10).await.unwrap();
-    assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].antrag_id, id2);
-    allegro_store::outbox::dispatch(&store, outbox.path(), pending, 1)
-        .await
-        .unwrap();
-    assert!(store.pending_records(10).await.unwrap().is_empty());
+    // Scope: a caseworker sees its own Dienststellen only.
+    let own = query(Scope::Dienststellen(vec!["81101".into()]));
+    assert_eq!(ids(&store, &own).await, vec![id[0], id[1]]);
+    let two = query(Scope::Dienststellen(vec!["81101".into(), "99999".into()]));
+    assert_eq!(ids(&store, &two).await, vec![id[0], id[1], id[4]]);
+    let none = query(Scope::Dienststellen(vec![]));
+    assert!(ids(&store, &none).await.is_empty());
+    assert_eq!(store.list_cases(&none).await.unwrap().totals.count, 0);
+    // A Dienststelle filter never widens the scope.
+    let mut outside = own.clone();
+    outside.dienststelle = Some("13101".into());
+    assert!(ids(&store, &outside).await.is_empty());
+    let mut inside = all.clone();
+    inside.dienststelle = Some("13101".into());
+    assert_eq!(ids(&store, &inside).await, vec![id[2]]);
     assert_eq!(
-        std::fs::read(outbox.path().join(format!("{id2}.xml"))).unwrap(),
-        b"<r/>"
+        store.case_dienststellen(&own.scope).await.unwrap(),
+        vec!["81101".to_string()]
+    );
+    // Every Dienststelle with open work, once (13101's other case is released).
+    assert_eq!(
+        store.case_dienststellen(&Scope::All).await.unwrap(),
+        vec!["13101".to_string(), "81101".into(), "99999".into()]
     );
 
-    // Closed without import.
-    let id3 = store_case(&store, &pipeline, FAULTY).await;
-    let close = CaseEnd::Closed {
-        reason: "Papierantrag",
-    };
-    store
-        .end_case(
-            id3,
-            1,
-            &close,
-            &NewAudit::new("sb", Action::Close, Some(id3)),
-            at,
-        )
-        .await
-        .unwrap();
-    let c3 = store.load_case(id3).await.unwrap().unwrap();
-    assert_eq!(c3.status, "closed");
-    assert_eq!(c3.close_reason.as_deref(), Some("Papierantrag"));
-    assert!(c3.closed_at.is_some());
-    assert!(!outbox.path().join(format!("{id3}.xml")).exists());
+    // Rule filter: the whole rule id, not a prefix.
+    let mut rule = all.clone();
+    rule.rule = Some("iban_pruefziffer".into());
+    assert_eq!(ids(&store, &rule).await, vec![id[0]]);
+    rule.rule = Some("plz".into());
+    assert_eq!(ids(&store, &rule).await, vec![id[0], id[1], id[4]]);
+    rule.rule = Some("%".into());
+    assert!(ids(&store, &rule).await.is_empty());
 
-    // Re-check: one case that passes now, one that does not.
-    let pass = store_case(&store, &pipeline, VALID).await;
-    let fail = store_case(&store, &pipeline, FAULTY).await;
-    let p = Arc::new(pipeline);
-    let dry = release::recheck(&store, p.clone(), None, at).await.unwrap();
+    // Age: at least 10 days old.
+    let mut old = all.clone();
+    old.created_before = Some(now - Duration::days(10) + Duration::minutes(1));
+    assert_eq!(ids(&store, &old).await, vec![id[0], id[1], id[2]]);
+
+    // Search by name part (case-insensitive, % and _ literal) or antragId.
+    let mut s = all.clone();
+    s.search = Search::parse("Popescu");
     assert_eq!(
-        (dry.cases, dry.passing, dry.released, dry.still_rejected),
-        (2, 1, 0, 1)
+        ids(&store, &s).await,
+        vec![id[0]],
+        "released ben popescu is not listed"
     );
-    assert_eq!(dry.per_rule["ALTE-REGEL"].resolved, 1);
-    assert_eq!(store.load_case(pass).await.unwrap().unwrap().status, "open");
-    let run = release::recheck(&store, p, Some(outbox.path()), at)
-        .await
-        .unwrap();
-    assert_eq!((run.passing, run.released), (1, 1));
-    assert_eq!(
-        store.load_case(pass).await.unwrap().unwrap().status,
-        "released"
+    s.search = Search::parse("MÜLLER");
+    assert_eq!(ids(&store, &s).await, vec![id[2]]);
+    s.search = Search::parse("100%_s");
+    assert_eq!(ids(&store, &s).await, vec![id[4]]);
+    s.search = Search::parse("0%");
+    assert_eq!(ids(&store, &s).await, vec![id[4]]);
+    s.search = Search::parse("%%");
+    assert!(ids(&store, &s).await.is_empty());
+    s.search = Search::parse("a_n");
+    assert!(ids(&store, &s).await.is_empty(), "_ is no wildcard");
+    s.search = Search::parse(&id[2].to_string());
+    assert_eq!(ids(&store, &s).await, vec![id[2]]);
+    let mut s_own = own.clone();
+    s_own.search = Search::parse(&id[2].to_string());
+    assert!(
+        ids(&store, &s_own).await.is_empty(),
+        "search stays in scope"
     );
-    assert_eq!(store.load_case(fail).await.unwrap().unwrap().status, "open");
-    let a = store.audit_of(pass).await.unwrap();
-    assert_eq!(
-        (a[0].actor.as_str(), a[0].action.as_str()),
-        ("system", "recheck_release")
-    );
-    assert!(outbox.path().join(format!("{pass}.xml")).exists());
+
+    // Paging: 2 per page, oldest first, count over all pages.
+    let mut p = all.clone();
+    p.per_page = 2;
+    assert_eq!(ids(&store, &p).await, vec![id[0], id[1]]);
+    p.page = 1;
+    assert_eq!(ids(&store, &p).await, vec![id[2], id[4]]);
+    // The back half is read from the newest end; same order.
+    p.per_page = 3;
+    p.page = 1;
+    assert_eq!(ids(&store, &p).await, vec![id[4]]);
+    p.per_page = 1;
+    for (page, want) in [id[0], id[1], id[2], id[4]].iter().enumerate() {
+        p.page = page as u32;
+        assert_eq!(ids(&store, &p).await, vec![*want], "page {page}");
+    }
+    let mut pr = rule.clone();
+    pr.rule = Some("plz".into());
+    pr.per_page = 2;
+    pr.page = 1;
+    assert_eq!(ids(&store, &pr).await, vec![id[4]]);
+    p.per_page = 2;
+    p.page = 2;
+    let last = store.list_cases(&p).await.unwrap();
+    assert!(last.items.is_empty());
+    assert_eq!(last.totals.count, 4);
 
     store.close().await;
     env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cases_sqlite() {
-    check(Db::Sqlite).await;
+async fn case_list_sqlite() {
+    case_list(Db::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cases_postgres() {
-    check(Db::Postgres).await;
+async fn case_list_postgres() {
+    case_list(Db::Postgres).await;
+}
+
+async fn users_and_sessions(db: Db) {
+    let env = TestEnv::new(db, "wb-users").await;
+    let store = env.store().await;
+    let now = Utc::now();
+    let anna = NewUser {
+        name: "anna".into(),
+        password_hash: "$argon2id$x".into(),
+        roles: vec![Role::Sachbearbeitung],
+        dienststellen: vec!["81101".into(), "81102".into()],
+    };
+    let id = store.create_user(&anna, now).await.unwrap();
+    let e = store.create_user(&anna, now).await.unwrap_err();
+    assert!(is_unique_violation(&e), "{e}");
+    let u = store.user_by_name("anna").await.unwrap().unwrap();
+    assert_eq!(u.id, id);
+    assert_eq!(u.roles, vec![Role::Sachbearbeitung]);
+    assert_eq!(u.dienststellen, vec!["81101", "81102"]);
+    assert!(!u.disabled && u.locked_until.is_none());
+    assert!(store.user_by_name("bernd").await.unwrap().is_none());
+
+    // Failures per account: locked from the 3rd on (here), cleared on success.
+    let lock = Duration::minutes(15);
+    for n in 1..=3 {
+        assert_eq!(
+            store.record_user_failure(id, now, 3, lock).await.unwrap(),
+            n
+        );
+        let locked = store
+            .user_by_name("anna")
+            .await
+            .unwrap()
+            .unwrap()
+            .locked_until;
+        assert_eq!(locked.is_some(), n >= 3, "after {n}");
+    }
+    store.clear_user_failures(id).await.unwrap();
+    let u = store.user_by_name("anna").await.unwrap().unwrap();
+    assert_eq!((u.failed_logins, u.locked_until), (0, None));
+
+    // Failures per address: counted, restarted after the window, cleared.
+    let w = Duration::minutes(15);
+    assert_eq!(
+        store
+            .record_address_failure("10.0.0.1", now, w)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .record_address_failure("10.0.0.1", now, w)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .record_address_failure("10.0.0.2", now, w)
+            .await
+            .unwrap(),
+        1
+    );
+    let later = now + Duration::minutes(16);
+    assert_eq!(
+        store
+            .record_address_failure("10.0.0.1", later, w)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.address_failures("10.0.0.1").await.unwrap().0, 1);
+    store.clear_address_failures("10.0.0.1").await.unwrap();
+    assert_eq!(store.address_failures("10.0.0.1").await.unwrap(), (0, None));
+
+    // Sessions: found with their account, touched, ended.
+    store.create_session("h1", id, "csrf1", now).await.unwrap();
+    store
+        .create_session("h2", id, "csrf2", now - Duration::hours(11))
+        .await
+        .unwrap();
+    let s = store.session("h1").await.unwrap().unwrap();
+    assert_eq!(
+        (s.csrf_token.as_str(), s.user.name.as_str()),
+        ("csrf1", "anna")
+    );
+    store
+        .touch_session("h1", now + Duration::minutes(5))
+        .await
+        .unwrap();
+    let s = store.session("h1").await.unwrap().unwrap();
+    assert!(s.last_seen_at > s.created_at);
+    let gone = store
+        .delete_expired_sessions(now - Duration::minutes(30), now - Duration::hours(10))
+        .await
+        .unwrap();
+    assert_eq!(gone, 1);
+    assert!(store.session("h2").await.unwrap().is_none());
+
+    // Roles, password and disabling; the last two end the sessions.
+    assert!(store
+        .set_user_roles("anna", &[Role::Administration], &[], now)
+        .await
+        .unwrap());
+    assert!(store
+        .user_by_name("anna")
+        .await
+        .unwrap()
+        .unwrap()
+        .has(Role::Administration));
+    assert!(store
+        .set_password_hash("anna", "$argon2id$y", now)
+        .await
+        .unwrap());
+    assert!(store.session("h1").await.unwrap().is_none());
+    store.create_session("h3", id, "c", now).await.unwrap();
+    assert!(store.set_user_disabled("anna", true, now).await.unwrap());
+    assert!(store.session("h3").await.unwrap().is_none());
+    assert!(store.user_by_name("anna").await.unwrap().unwrap().disabled);
+    assert!(!store.set_user_disabled("nobody", true, now).await.unwrap());
+    assert_eq!(store.users().await.unwrap().len(), 1);
+
+    // Audit: appended in order, per case and overall.
+    let case_id = Uuid::new_v4();
+    store
+        .audit(&NewAudit::new("anna", Action::View, Some(case_id)), now)
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.audit(
+        &NewAudit::new("anna", Action::Denied, Some(case_id)).detail("scope"),
+        now + Duration::seconds(1),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    store
+        .audit(&NewAudit::new("anna", Action::Login, None), now)
+        .await
+        .unwrap();
+    let of = store.audit_of(case_id).await.unwrap();
+    let actions: Vec<&str> = of.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, vec!["view", "denied"]);
+    assert_eq!(of[1].detail.as_deref(), Some("scope"));
+    let recent = store.audit_recent(None, 2).await.unwrap();
+    assert_eq!(recent[0].action, "login");
+    assert_eq!(recent.len(), 2);
+
+    store.close().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_and_sessions_sqlite() {
+    users_and_sessions(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_and_sessions_postgres() {
+    users_and_sessions(Db::Postgres).await;
+}
+
+/// Cases stored before the workbench migration get their search and
+/// filter columns from the stored application; the new statuses are allowed.
+async fn backfill(db: Db, before: i64) {
+    let env = TestEnv::new(db, "wb-backfill").await;
+    let store = Store::connect_lazy(&allegro_store::StoreConfig {
+        url: env.db_url.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    store.migrate_until(before).await.unwrap();
+    let body = br#"{"antragsteller":{"vornamen":"Ioana Maria","familienname":"Popescu"}}"#;
+    let findings = r#"[{"pointer":"/a","severity":"error","rule":"r2","message":"m"},
+        {"pointer":"/b","severity":"warning","rule":"w1","message":"m"},
+        {"pointer":"/c","severity":"error","rule":"r1","message":"m"}]"#;
+    let (good, bad) = (Uuid::new_v4(), Uuid::new_v4());
+    macro_rules! old_rows {
+        ($pool:expr) => {{
+            let pool = $pool;
+            for (id, body, findings) in [(good, &body[..], findings), (bad, &b"\xff{"[..], "nope")]
+            {
+                sqlx::query(
+                    "INSERT INTO applications (antrag_id, body, body_sha256, outcome, findings, \
+                     created_at) VALUES ($1, $2, 'h', 'rejected', $3, $4)",
+                )
+                .bind(id)
+                .bind(body)
+                .bind(findings)
+                .bind(Utc::now())
+                .execute(&pool)
+                .await
+                .unwrap();
+                sqlx::query(
+                    "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, \
+                     updated_at) VALUES ($1, '81101', 'open', $2, $2)",
+                )
+                .bind(id)
+                .bind(Utc::now())
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            pool.close().await;
+        }};
+    }
+    match db {
+        Db::Sqlite => old_rows!(sqlx::SqlitePool::connect(&env.db_url).await.unwrap()),
+        Db::Postgres => old_rows!(sqlx::PgPool::connect(&env.db_url).await.unwrap()),
+    }
+    store.migrate().await.unwrap();
+    let page = store.list_cases(&query(Scope::All)).await.unwrap();
+    let row = |id| page.items.iter().find(|c| c.antrag_id == id).unwrap();
+    assert_eq!(row(good).applicant.as_deref(), Some("ioana maria popescu"));
+    assert_eq!(row(good).error_rules, ",r1,r2,");
+    assert_eq!(row(bad).applicant, None);
+    assert_eq!(row(bad).error_rules, "");
+    set_status(&env, good, "deferred").await;
+    set_status(&env, bad, "closed").await;
+    store.close().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_sqlite() {
+    backfill(Db::Sqlite, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_postgres() {
+    backfill(Db::Postgres, 5).await;
 }

@@ -264,6 +264,24 @@ mod tests {
     }
 
     #[test]
+    fn a_case_carries_its_applicant_and_error_rules_for_the_workbench() {
+        let body = r#"{"antragsteller":{"vornamen":"Ioana","familienname":"Popescu"}}"#;
+        let items = [
+            rejected(1, body),
+            accepted(2, body),
+            rejected(3, "not json"),
+        ];
+        let plan = Plan::new(&items, now());
+        assert_eq!(plan.apps[0].applicant.as_deref(), Some("ioana popescu"));
+        assert_eq!(plan.apps[0].error_rules, ",R,");
+        // A record needs neither; an unreadable name is no name.
+        assert_eq!(plan.apps[1].applicant, None);
+        assert_eq!(plan.apps[1].error_rules, "");
+        assert_eq!(plan.apps[2].applicant, None);
+        assert_eq!(plan.apps[2].error_rules, ",R,");
+    }
+
+    #[test]
     fn readable_applications_become_rows_and_invalid_deliveries_dead_letters() {
         let items = [accepted(1, "a"), invalid("not_json", "{"), rejected(2, "b")];
         let plan = Plan::new(&items, now());

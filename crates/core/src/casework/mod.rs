@@ -77,6 +77,12 @@ mod tests {
             row("feld-antragsteller-anschrift-plz").label,
             "Postleitzahl"
         );
+        assert_eq!(row("feld-formular-id").label, "Formularkennung");
+        assert_eq!(row("feld-antragsteller-id").label, "Personenkennung");
+        assert_eq!(
+            row("feld-leistungsbeginn").label,
+            "Der gewünschte Leistungsbeginn"
+        );
         assert!(row("feld-antragsteller-anschrift-plz").has_error());
         assert!(row("feld-unterkunft-personenImHaushalt").has_error());
         // A field the schema allows but the application lacks: addable.

@@ -251,12 +251,18 @@ pub fn element_id(pointer: &str) -> String {
     }
 }
 
-/// A label phrase as a heading: the article dropped, capitalized
-/// (`die Postleitzahl` → `Postleitzahl`).
+/// A label phrase as a heading: the article dropped before a noun,
+/// capitalized (`die Postleitzahl` → `Postleitzahl`; `der gewünschte
+/// Leistungsbeginn` keeps its article, as the adjective's ending needs it).
 pub fn title(phrase: &str) -> String {
     let rest = ["der ", "die ", "das ", "den ", "dem ", "des "]
         .iter()
         .find_map(|a| phrase.strip_prefix(a))
+        .filter(|rest| {
+            rest.chars()
+                .next()
+                .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
+        })
         .unwrap_or(phrase);
     capitalize(rest)
 }
@@ -385,7 +391,7 @@ impl Builder<'_> {
         keys.retain(|k| !taken.contains(&k.as_str()));
         keys.sort_by_key(|k| order(k));
         let mut own = Block {
-            id: "abschnitt-allgemein".into(),
+            id: "allgemein-felder".into(),
             pointer: String::new(),
             heading: None,
             depth: 0,
@@ -578,5 +584,9 @@ mod tests {
         assert_eq!(title("die Postleitzahl"), "Postleitzahl");
         assert_eq!(title("der 2. Mehrbedarf"), "2. Mehrbedarf");
         assert_eq!(title("Wohnfläche"), "Wohnfläche");
+        assert_eq!(
+            title("der gewünschte Leistungsbeginn"),
+            "Der gewünschte Leistungsbeginn"
+        );
     }
 }

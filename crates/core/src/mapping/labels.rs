@@ -57,15 +57,27 @@ impl Labels {
 
     /// The noun phrase of the field at `path` without its owner, e.g.
     /// `die Postleitzahl` (for a row that sits under its owner's heading):
-    /// the property's label, else a full-pointer label, else a neutral phrase.
+    /// a full-pointer label that does not name the owner, else the
+    /// property's label, else any full-pointer label, else a neutral phrase.
     pub fn noun(&self, path: &[Step<'_>]) -> String {
+        let full = self
+            .full
+            .iter()
+            .find(|(p, _)| p.matches_path(path))
+            .map(|(pat, label)| fill_n(label, pat, path));
+        let owner = path.split_last().and_then(|(_, parent)| self.owner(parent));
+        if let (Some(f), Some(o)) = (&full, &owner) {
+            if !o.is_empty() && !f.contains(o.as_str()) {
+                return f.clone();
+            }
+        }
         if let Some(Step::Key(k)) = path.last() {
             if let Some(n) = self.by_name.get(*k) {
                 return n.clone();
             }
         }
-        if let Some((pat, label)) = self.full.iter().find(|(p, _)| p.matches_path(path)) {
-            return fill_n(label, pat, path);
+        if let Some(f) = full {
+            return f;
         }
         match path.last() {
             Some(Step::Key(k)) => format!("die Angabe „{k}“"),

@@ -24,6 +24,13 @@ ALTER TABLE cases
     ADD COLUMN closed_at      TIMESTAMPTZ;
 CREATE INDEX cases_status_created ON cases (status, created_at);
 CREATE INDEX cases_jobcenter_status_created ON cases (dienststellennummer, status, created_at);
+-- The list shows only cases open for work, oldest first: partial indexes in
+-- exactly that order answer a page, the count, the oldest and the
+-- Dienststellen without a sort (docs/workbench.md, benchmark).
+CREATE INDEX cases_work_created ON cases (created_at, antrag_id)
+    WHERE status IN ('open', 'deferred');
+CREATE INDEX cases_work_jobcenter ON cases (dienststellennummer, created_at, antrag_id)
+    WHERE status IN ('open', 'deferred');
 
 -- Backfill of the search and filter columns from the stored application,
 -- row by row so that one body that is not valid JSON (for jsonb) is left
@@ -38,7 +45,7 @@ BEGIN
                     coalesce(j.doc #>> '{antragsteller,vornamen}', '') || ' ' ||
                     coalesce(j.doc #>> '{antragsteller,familienname}', ''))), ''),
                 error_rules = coalesce((
-                    SELECT ',' || string_agg(DISTINCT f->>'rule', ',') || ','
+                    SELECT ',' || string_agg(DISTINCT f->>'rule', ',' ORDER BY f->>'rule') || ','
                     FROM jsonb_array_elements(j.findings) f
                     WHERE f->>'severity' = 'error'), '')
             FROM (SELECT convert_from(a.body, 'UTF8')::jsonb AS doc, a.findings::jsonb AS findings

@@ -35,6 +35,13 @@ ALTER TABLE cases_new RENAME TO cases;
 CREATE INDEX cases_jobcenter_status ON cases (dienststellennummer, status);
 CREATE INDEX cases_status_created ON cases (status, created_at);
 CREATE INDEX cases_jobcenter_status_created ON cases (dienststellennummer, status, created_at);
+-- The list shows only cases open for work, oldest first: partial indexes in
+-- exactly that order answer a page, the count, the oldest and the
+-- Dienststellen without a sort (docs/workbench.md, benchmark).
+CREATE INDEX cases_work_created ON cases (created_at, antrag_id)
+    WHERE status IN ('open', 'deferred');
+CREATE INDEX cases_work_jobcenter ON cases (dienststellennummer, created_at, antrag_id)
+    WHERE status IN ('open', 'deferred');
 
 -- Backfill of the search and filter columns from the stored application
 -- (rows whose JSON is not valid are left NULL / '').
@@ -46,10 +53,12 @@ UPDATE cases SET
         FROM applications a
         WHERE a.antrag_id = cases.antrag_id AND json_valid(CAST(a.body AS TEXT))),
     error_rules = coalesce((
-        SELECT ',' || group_concat(DISTINCT json_extract(f.value, '$.rule')) || ','
-        FROM applications a, json_each(a.findings) f
-        WHERE a.antrag_id = cases.antrag_id AND json_valid(a.findings)
-          AND json_extract(f.value, '$.severity') = 'error'), '');
+        SELECT ',' || group_concat(rule, ',') || ','
+        FROM (SELECT DISTINCT json_extract(f.value, '$.rule') AS rule
+              FROM applications a, json_each(a.findings) f
+              WHERE a.antrag_id = cases.antrag_id AND json_valid(a.findings)
+                AND json_extract(f.value, '$.severity') = 'error'
+              ORDER BY rule)), '');
 UPDATE cases SET applicant = NULL WHERE applicant = '';
 
 CREATE TABLE users (

@@ -1,0 +1,597 @@
+//! The workbench over real HTTP: `allegro-bridge web` started as a process
+//! on a SQLite store, accounts created with `allegro-bridge user add`
+//! (password on stdin), requests sent over TCP.
+//!
+//! - every route except `/anmelden` and `/static/...` answers 303 to
+//!   `/anmelden` without a session;
+//! - a wrong password gets the German error (title "Fehler:"), empty fields
+//!   the error summary; after `LOCK_AFTER` failures even the right password
+//!   is refused (lockout), and every failure is audited;
+//! - a POST without (or with a wrong) CSRF token is refused and changes nothing;
+//! - a caseworker sees only the cases of its own Dienststellen: another
+//!   Dienststelle's case is not listed, not found by its antragId, and its
+//!   URL answers 404 (audited `denied` once the detail page exists).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use allegro_store::{NewApplication, Verdict};
+use allegro_testkit as support;
+use chrono::Utc;
+use support::{bridge_exe, free_port, repo_root, Db, TestEnv};
+use uuid::Uuid;
+
+/// Failed logins after which an account is locked (`auth::LOCK_AFTER`).
+const LOCK_AFTER: usize = 5;
+
+/// One HTTP answer.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn title(&self) -> &str {
+        let start = self.body.find("<title>").map_or(0, |i| i + 7);
+        let end = self.body.find("</title>").unwrap_or(start);
+        &self.body[start..end]
+    }
+}
+
+/// A browser, as far as the tests need one: cookies and forms.
+struct Client {
+    port: u16,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Client {
+    fn new(port: u16) -> Client {
+        Client {
+            port,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Answer {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let body = form
+            .map(|f| serde_urlencoded::to_string(f).unwrap())
+            .unwrap_or_default();
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        if !cookie.is_empty() {
+            req.push_str(&format!("Cookie: {}\r\n", cookie.join("; ")));
+        }
+        if form.is_some() {
+            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in &headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                let pair = v.split(';').next().unwrap_or_default();
+                if let Some((name, value)) = pair.split_once('=') {
+                    if value.is_empty() || v.contains("Max-Age=0") {
+                        self.cookies.remove(name);
+                    } else {
+                        self.cookies.insert(name.into(), value.into());
+                    }
+                }
+            }
+        }
+        Answer {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Answer {
+        self.send("GET", path, None)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+        self.send("POST", path, Some(form))
+    }
+
+    /// The value of the hidden `csrf` field of the last page.
+    fn csrf_of(page: &Answer) -> String {
+        let at = page
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a csrf field")
+            + 19;
+        page.body[at..at + 64].to_string()
+    }
+
+    /// GET /anmelden, then POST the form.
+    fn login(&mut self, name: &str, password: &str) -> Answer {
+        let page = self.get("/anmelden");
+        let csrf = Client::csrf_of(&page);
+        self.post(
+            "/anmelden",
+            &[
+                ("csrf", &csrf),
+                ("benutzername", name),
+                ("passwort", password),
+            ],
+        )
+    }
+}
+
+/// `allegro-bridge web` on a free port, with the test's store.
+struct Web {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bridge(env: &TestEnv) -> Command {
+    let mut c = Command::new(bridge_exe());
+    c.current_dir(env.dir.path())
+        .env_remove("ALLEGRO_BRIDGE_CONFIG")
+        .envs(env.envs())
+        .env(
+            "ALLEGRO_BRIDGE__WEB__ASSETS_DIR",
+            repo_root().join("crates/web/assets"),
+        );
+    c
+}
+
+fn start_web(env: &TestEnv) -> Web {
+    let port = free_port();
+    let log = std::fs::File::create(env.dir.path().join(format!("web-{port}.log"))).unwrap();
+    let child = bridge(env)
+        .args(["web", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let web = Web { child, port };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "web did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    web
+}
+
+/// `allegro-bridge user add NAME ARGS` with the password on stdin.
+fn add_user(env: &TestEnv, name: &str, password: &str, args: &[&str]) {
+    let mut child = bridge(env)
+        .args(["user", "add", name])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "user add {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stores a case of Dienststelle `dst`; its antragId.
+async fn add_case(env: &TestEnv, dst: &str) -> Uuid {
+    let store = env.store().await;
+    let id = Uuid::new_v4();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_applications(&[NewApplication {
+        antrag_id: id,
+        body: b"{}".to_vec(),
+        body_sha256: id.to_string(),
+        verdict: Verdict::Rejected,
+        mapping: "bg-ha-1.0".into(),
+        findings_json: "[]".into(),
+        dienststellennummer: Some(dst.into()),
+        message_id: None,
+        created_at: Utc::now(),
+        applicant: Some("ioana popescu".into()),
+        error_rules: ",iban_pruefziffer,".into(),
+    }])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    store.close().await;
+    id
+}
+
+async fn audit_actions(env: &TestEnv, actor: &str) -> Vec<(String, Option<Uuid>)> {
+    let store = env.store().await;
+    let rows = store.audit_recent(None, 1000).await.unwrap();
+    store.close().await;
+    let mut v: Vec<(String, Option<Uuid>)> = rows
+        .into_iter()
+        .filter(|r| r.actor == actor)
+        .map(|r| (r.action, r.antrag_id))
+        .collect();
+    v.reverse();
+    v
+}
+
+const PW: &str = "richtig-langes-passwort";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_needs_a_login_but_static_files() {
+    let env = TestEnv::new(Db::Sqlite, "wb-http-anon").await;
+    let id = add_case(&env, "81101").await;
+    let web = start_web(&env);
+    let mut c = Client::new(web.port);
+    let case = format!("/faelle/{id}");
+    let gets = [
+        "/".to_string(),
+        "/faelle".into(),
+        "/faelle?suche=popescu".into(),
+        case.clone(),
+        format!("{case}/feld?zeiger=/antragsteller/familienname"),
+        format!("{case}/zurueckstellen"),
+        "/verwaltung/protokoll".into(),
+        "/verwaltung/benutzer".into(),
+        "/verwaltung/nachpruefung".into(),
+        "/verwaltung/dead-letters".into(),
+        "/gibt-es-nicht".into(),
+    ];
+    for path in &gets {
+        let a = c.get(path);
+        assert_eq!(
+            (a.status, a.header("location")),
+            (303, Some("/anmelden")),
+            "GET {path}"
+        );
+        assert!(!a.body.contains("popescu") && !a.body.contains("Popescu"));
+    }
+    for path in [
+        "/abmelden",
+        &format!("{case}/freigeben"),
+        &format!("{case}/pruefen"),
+    ] {
+        let a = c.post(path, &[("csrf", "x")]);
+        assert_eq!(
+            (a.status, a.header("location")),
+            (303, Some("/anmelden")),
+            "POST {path}"
+        );
+    }
+    // A made-up session cookie is no session.
+    c.cookies.insert("bridge_session".into(), "ab".repeat(32));
+    assert_eq!(c.get("/faelle").status, 303);
+
+    // The login page and the styles need none; headers on both.
+    let login = c.get("/anmelden");
+    assert_eq!(login.status, 200);
+    assert!(
+        login.body.contains("<html lang=\"de\">") && login.body.contains("Zum Inhalt springen")
+    );
+    let csp = login.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(login.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(login.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(login.header("cache-control"), Some("no-store"));
+    let login_cookie = login
+        .headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("bridge_login="))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"));
+    for path in [
+        "/static/app.css",
+        "/static/kern/kern.min.css",
+        "/static/kern/fonts/fira-sans.css",
+    ] {
+        let a = c.get(path);
+        assert_eq!(a.status, 200, "{path}");
+        assert!(
+            a.header("content-type").unwrap().starts_with("text/css"),
+            "{path}"
+        );
+    }
+    drop(web);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_passwords_get_a_german_error_and_then_a_lockout() {
+    let env = TestEnv::new(Db::Sqlite, "wb-http-login").await;
+    add_user(
+        &env,
+        "anna",
+        PW,
+        &["--rolle", "sachbearbeitung", "--dienststelle", "81101"],
+    );
+    let web = start_web(&env);
+    let mut c = Client::new(web.port);
+
+    // Empty fields: the error summary links to each field.
+    let page = c.get("/anmelden");
+    let csrf = Client::csrf_of(&page);
+    let a = c.post(
+        "/anmelden",
+        &[("csrf", &csrf), ("benutzername", ""), ("passwort", "")],
+    );
+    assert_eq!(a.status, 422);
+    assert!(a.title().starts_with("Fehler: "), "{}", a.title());
+    assert!(a.body.contains("kern-alert--danger") && a.body.contains("role=\"alert\""));
+    assert!(a.body.contains("href=\"#benutzername\"") && a.body.contains("href=\"#passwort\""));
+    assert!(a.body.contains("aria-describedby=\"benutzername-fehler\""));
+
+    // A wrong password: German, the name kept, no session.
+    let a = c.login("anna", "falsch-falsch-falsch");
+    assert_eq!(a.status, 401);
+    assert!(a.title().starts_with("Fehler: "));
+    assert!(
+        a.body.contains("Benutzername oder Passwort ist falsch."),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("value=\"anna\""));
+    assert!(!c.cookies.contains_key("bridge_session"));
+    // An unknown name is told the same.
+    let a = c.login("niemand", "falsch-falsch-falsch");
+    assert!(a.body.contains("Benutzername oder Passwort ist falsch."));
+
+    for _ in 1..LOCK_AFTER {
+        assert_eq!(c.login("anna", "falsch-falsch-falsch").status, 401);
+    }
+    // Locked now: the right password is refused too.
+    let a = c.login("anna", PW);
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert!(a.body.contains("vorübergehend gesperrt"), "{}", a.body);
+    assert!(!c.cookies.contains_key("bridge_session"));
+    assert_eq!(c.get("/faelle").status, 303);
+
+    // Audited, without the password.
+    let actions = audit_actions(&env, "anna").await;
+    assert_eq!(actions.len(), LOCK_AFTER + 1, "{actions:?}");
+    assert!(actions.iter().all(|(a, _)| a == "login_failed"));
+    let log =
+        std::fs::read_to_string(env.dir.path().join(format!("web-{}.log", web.port))).unwrap();
+    assert!(
+        !log.contains("falsch-falsch") && !log.contains(PW) && !log.contains("anna"),
+        "{log}"
+    );
+
+    // `user passwd` lifts the lock; then the login works and is audited.
+    let mut child = bridge(&env)
+        .args(["user", "passwd", "anna"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PW}-neu").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let a = c.login("anna", &format!("{PW}-neu"));
+    assert_eq!((a.status, a.header("location")), (303, Some("/faelle")));
+    let cookie = a
+        .headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("bridge_session="))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/")
+    );
+    assert!(!cookie.contains("Secure"), "not configured");
+    assert_eq!(c.get("/faelle").status, 200);
+    assert_eq!(audit_actions(&env, "anna").await.last().unwrap().0, "login");
+    drop(web);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_without_its_csrf_token_is_refused_and_changes_nothing() {
+    let env = TestEnv::new(Db::Sqlite, "wb-http-csrf").await;
+    add_user(&env, "anna", PW, &["--rolle", "administration"]);
+    let web = start_web(&env);
+    let mut c = Client::new(web.port);
+
+    // The login form itself: no token, no session.
+    c.get("/anmelden");
+    let a = c.post("/anmelden", &[("benutzername", "anna"), ("passwort", PW)]);
+    assert_eq!(a.status, 403);
+    assert!(a.body.contains("Es wurde nichts gespeichert."));
+    assert!(!c.cookies.contains_key("bridge_session"));
+
+    assert_eq!(c.login("anna", PW).status, 303);
+    let list = c.get("/faelle");
+    assert_eq!(list.status, 200);
+    let token = Client::csrf_of(&list);
+    // Logging out without the token, or with another, does nothing.
+    for form in [
+        vec![],
+        vec![("csrf", "0".repeat(64))],
+        vec![("csrf", token[..63].to_string())],
+    ] {
+        let f: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let a = c.post("/abmelden", &f);
+        assert_eq!(a.status, 403, "{form:?}");
+        assert!(a.body.contains("Formular abgelaufen"));
+        assert_eq!(
+            c.get("/faelle").status,
+            200,
+            "still logged in after {form:?}"
+        );
+    }
+    assert!(!audit_actions(&env, "anna")
+        .await
+        .iter()
+        .any(|(a, _)| a == "logout"));
+    // With it, the session ends.
+    let a = c.post("/abmelden", &[("csrf", &token)]);
+    assert_eq!((a.status, a.header("location")), (303, Some("/anmelden")));
+    let kept = c.cookies.clone();
+    assert!(!kept.contains_key("bridge_session"));
+    assert_eq!(
+        audit_actions(&env, "anna").await.last().unwrap().0,
+        "logout"
+    );
+    drop(web);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caseworker_sees_only_its_own_dienststellen() {
+    let env = TestEnv::new(Db::Sqlite, "wb-http-scope").await;
+    let theirs = add_case(&env, "81101").await;
+    let ours = add_case(&env, "13101").await;
+    add_user(
+        &env,
+        "bernd",
+        PW,
+        &["--rolle", "sachbearbeitung", "--dienststelle", "13101"],
+    );
+    add_user(&env, "chef", PW, &["--rolle", "administration"]);
+    let web = start_web(&env);
+
+    let mut bernd = Client::new(web.port);
+    assert_eq!(bernd.login("bernd", PW).status, 303);
+    let list = bernd.get("/faelle");
+    assert!(
+        list.body.contains(&format!("href=\"/faelle/{ours}\"")),
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains(&theirs.to_string()));
+    assert!(list.body.contains("1 offener Fall"));
+    let found = bernd.get(&format!("/faelle?suche={theirs}"));
+    assert!(!found.body.contains(&theirs.to_string()) || !found.body.contains("fall-link"));
+    assert!(found.body.contains("Keine offenen Fälle gefunden."));
+    let other = bernd.get(&format!("/faelle?dienststelle=81101"));
+    assert!(other.body.contains("Keine offenen Fälle gefunden."));
+
+    let a = bernd.get(&format!("/faelle/{theirs}"));
+    assert_eq!(a.status, 404);
+    assert!(a.body.contains("Seite nicht gefunden"));
+
+    // Administration sees both.
+    let mut chef = Client::new(web.port);
+    assert_eq!(chef.login("chef", PW).status, 303);
+    let list = chef.get("/faelle");
+    assert!(list.body.contains(&theirs.to_string()) && list.body.contains(&ours.to_string()));
+    assert!(list.body.contains("2 offene Fälle"));
+
+    // The case page (wb2's detail) answers 404 for bernd and audits it; once
+    // it exists, the same URL is found for its own Dienststelle's caseworker.
+    let own = bernd.get(&format!("/faelle/{ours}"));
+    if own.status == 404 {
+        eprintln!("the case detail page is not there yet: only the list's scope was checked");
+    } else {
+        assert_eq!(own.status, 200);
+        assert!(audit_actions(&env, "bernd")
+            .await
+            .contains(&("denied".to_string(), Some(theirs))));
+    }
+    drop(web);
+    env.cleanup().await;
+}
+
+/// `[web] listen` in the daemon serves the workbench (and nothing of the
+/// ops endpoints); a case the daemon stored from the real broker (the
+/// contract's faulty example) is listed and found by the applicant's name,
+/// with its error rules, in PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_serves_the_workbench_with_the_cases_it_stores() {
+    let mut env = TestEnv::new(Db::Postgres, "wb-http-daemon").await;
+    let port = free_port();
+    env.extra_env.extend([
+        (
+            "ALLEGRO_BRIDGE__WEB__LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "ALLEGRO_BRIDGE__WEB__ASSETS_DIR".into(),
+            repo_root().join("crates/web/assets").display().to_string(),
+        ),
+    ]);
+    add_user(
+        &env,
+        "anna",
+        PW,
+        &["--rolle", "sachbearbeitung", "--dienststelle", "81101"],
+    );
+    let msg = support::rejected();
+    let id = msg.antrag_id.unwrap();
+    env.declare().await;
+    let daemon = env.spawn_daemon();
+    support::Publisher::new(&env)
+        .await
+        .publish_all(&env.intake, &[msg])
+        .await;
+    env.wait_for("the case", Duration::from_secs(60), || async {
+        let store = env.store().await;
+        let n = store.counts().await.unwrap().cases;
+        store.close().await;
+        n == 1
+    })
+    .await;
+
+    let mut c = Client::new(port);
+    assert_eq!(c.get("/metrics").status, 303, "no ops endpoint here");
+    assert_eq!(c.login("anna", PW).status, 303, "{}", daemon.log_text());
+    let found = c.get("/faelle?suche=popescu");
+    assert!(
+        found.body.contains(&format!("href=\"/faelle/{id}\"")),
+        "{}",
+        found.body
+    );
+    assert!(found.body.contains("Ioana Popescu"));
+    assert!(
+        found.body.contains("<code>IBAN-UNGUELTIG</code>"),
+        "{}",
+        found.body
+    );
+    let by_id = c.get(&format!("/faelle?suche={id}"));
+    assert!(by_id.body.contains("1 offener Fall"));
+    drop(daemon);
+    env.cleanup().await;
+}
