@@ -345,7 +345,8 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
         "the summary links to the IBAN row: {summary_links}"
     );
     browser::assert_accessible(&c, "case detail (with errors)").await;
-    browser::screenshot(&c, &shots.join("workbench-detail.png")).await;
+    // The top: error summary, actions and the applicant's PLZ error.
+    browser::screenshot_top(&c, &shots.join("workbench-detail.png"), 1900).await;
 
     // The edit page, then the three corrections.
     wb.open_edit(&c, IBAN).await;

@@ -371,9 +371,14 @@ pub async fn assert_accessible(client: &Client, page: &str) {
     );
 }
 
-/// Writes a PNG of the whole page (the window is stretched to the page's
-/// height for the shot, then restored).
+/// Writes a PNG of the whole page (at most 4000 pixels high).
 pub async fn screenshot(client: &Client, path: &Path) {
+    screenshot_top(client, path, 4000).await;
+}
+
+/// Writes a PNG of the top of the page, at most `max_height` pixels high:
+/// the window is stretched to the page's height for the shot, then restored.
+pub async fn screenshot_top(client: &Client, path: &Path, max_height: u32) {
     let height = client
         .execute(
             "return Math.ceil(document.documentElement.scrollHeight);",
@@ -384,8 +389,17 @@ pub async fn screenshot(client: &Client, path: &Path) {
         .and_then(|v| v.as_u64())
         .unwrap_or(WINDOW.1 as u64) as u32;
     let (w, h) = WINDOW;
-    let tall = height.clamp(h, 4000);
-    client.set_window_size(w, tall).await.unwrap();
+    client
+        .set_window_size(w, height.clamp(h, max_height.max(h)))
+        .await
+        .unwrap();
+    client
+        .execute(
+            "window.scrollTo({top: 0, behavior: 'instant'}); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
     let png = client.screenshot().await.expect("take a screenshot");
     client.set_window_size(w, h).await.unwrap();
     if let Some(parent) = path.parent() {
