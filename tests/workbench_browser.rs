@@ -525,10 +525,10 @@ async fn second_of_two_concurrent_saves_is_refused() {
 async fn audit_and_administration_pages_are_accessible() {
     let wb = Workbench::start("wb-admin").await;
     // Something to show in the audit: the caseworker viewed the case.
-    let sb = wb.session(CASEWORKER).await;
-    sb.goto(&wb.url(&wb.case_path())).await.unwrap();
-    browser::find(&sb, &Workbench::row(IBAN)).await;
-    sb.close().await.unwrap();
+    let viewer = wb.session(CASEWORKER).await;
+    viewer.goto(&wb.url(&wb.case_path())).await.unwrap();
+    browser::find(&viewer, &Workbench::row(IBAN)).await;
+    viewer.close().await.unwrap();
 
     let admin = wb.session(ADMIN).await;
     let cookie = Workbench::cookie(&admin).await;
@@ -562,6 +562,21 @@ async fn audit_and_administration_pages_are_accessible() {
         audit.contains(CASEWORKER) && audit.contains(&wb.antrag.to_string()),
         "the audit shows who looked at which case:\n{audit}"
     );
+    admin.goto(&wb.url("/verwaltung/benutzer")).await.unwrap();
+    if browser::exists(&admin, "#benutzer").await {
+        let users = browser::text(&admin, "#benutzer").await;
+        for name in [CASEWORKER, OTHER_CASEWORKER, ADMIN] {
+            assert!(users.contains(name), "{name} missing:\n{users}");
+        }
+    }
+    // Administration pages are the administrators' only.
+    let sb = wb.session(CASEWORKER).await;
+    let sb_cookie = Workbench::cookie(&sb).await;
+    for path in ["/verwaltung/protokoll", "/verwaltung/benutzer"] {
+        let (status, _) = http(wb.port, "GET", path, &sb_cookie, "").await;
+        assert_eq!(status, 404, "a caseworker asks for {path}");
+    }
+    sb.close().await.unwrap();
     admin.close().await.unwrap();
     wb.stop().await;
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -12,6 +12,7 @@
 //! - [`actions`]: field edits, Prüfen, Freigeben, Zurückstellen, Abschließen.
 //! - [`admin`]: `/verwaltung/protokoll`, `/verwaltung/nachpruefung`,
 //!   `/verwaltung/dead-letters`.
+//! - [`users`]: `/verwaltung/benutzer` (the accounts, read-only).
 //!
 //! Every page except `/anmelden` and `/static/...` needs a session; without
 //! one the answer is 303 to `/anmelden`. Nothing personal goes into a log.
@@ -24,6 +25,7 @@ pub mod detail;
 pub mod layout;
 pub mod list;
 pub mod state;
+pub mod users;
 
 pub use state::{FixedPipeline, PipelineSource, WebConfig, WorkbenchState};
 
@@ -59,6 +61,7 @@ pub fn router(state: WorkbenchState) -> Router {
             get(admin::recheck_get).post(admin::recheck_post),
         )
         .route("/verwaltung/dead-letters", get(admin::dead_letters))
+        .route("/verwaltung/benutzer", get(users::page))
         .route("/abmelden", post(auth::logout))
         .fallback(layout::fallback)
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
