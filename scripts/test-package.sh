@@ -107,6 +107,11 @@ for f in /usr/bin/allegro-bridge \
     /usr/share/allegro-bridge/mappings/bg-ha-1.0.toml \
     /usr/share/allegro-bridge/mappings/common/regeln-1.0.toml \
     /usr/share/allegro-bridge/schemas/allegro-import-1.0.xsd \
+    /usr/share/allegro-bridge/web/app.css \
+    /usr/share/allegro-bridge/web/kern/kern.min.css \
+    /usr/share/allegro-bridge/web/kern/fonts/fira-sans.css \
+    /usr/share/allegro-bridge/web/kern/fonts/fira-sans/FiraSans-Regular.woff2 \
+    /usr/share/doc/allegro-bridge/workbench.md \
     /usr/share/doc/allegro-bridge/operations.md; do
     [ -f "$f" ] || fail "$f missing"
 done

@@ -506,7 +506,7 @@ async fn a_caseworker_sees_only_its_own_dienststellen() {
     let found = bernd.get(&format!("/faelle?suche={theirs}"));
     assert!(!found.body.contains(&theirs.to_string()) || !found.body.contains("fall-link"));
     assert!(found.body.contains("Keine offenen Fälle gefunden."));
-    let other = bernd.get(&format!("/faelle?dienststelle=81101"));
+    let other = bernd.get("/faelle?dienststelle=81101");
     assert!(other.body.contains("Keine offenen Fälle gefunden."));
 
     let a = bernd.get(&format!("/faelle/{theirs}"));
@@ -593,5 +593,73 @@ async fn the_daemon_serves_the_workbench_with_the_cases_it_stores() {
     let by_id = c.get(&format!("/faelle?suche={id}"));
     assert!(by_id.body.contains("1 offener Fall"));
     drop(daemon);
+    env.cleanup().await;
+}
+
+/// Idle and absolute timeouts end a session (its row is gone too); with
+/// `web.secure_cookies` the cookie is `Secure`; a disabled account's
+/// session ends at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_time_out_and_end_with_the_account() {
+    let mut env = TestEnv::new(Db::Sqlite, "wb-http-session").await;
+    env.extra_env
+        .push(("ALLEGRO_BRIDGE__WEB__SECURE_COOKIES".into(), "true".into()));
+    add_user(&env, "anna", PW, &["--rolle", "administration"]);
+    let web = start_web(&env);
+    let pool = sqlx::SqlitePool::connect(&env.db_url).await.unwrap();
+    let sessions = || async {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        n
+    };
+    for (column, back) in [
+        ("last_seen_at", Duration::from_secs(31 * 60)),
+        ("created_at", Duration::from_secs(601 * 60)),
+    ] {
+        let mut c = Client::new(web.port);
+        let a = c.login("anna", PW);
+        let cookie = a.header("set-cookie").unwrap_or_default().to_string();
+        assert!(
+            a.headers.iter().any(|(k, v)| k == "set-cookie"
+                && v.starts_with("bridge_session=")
+                && v.contains("; Secure")),
+            "{cookie}"
+        );
+        assert_eq!(c.get("/faelle").status, 200);
+        assert_eq!(sessions().await, 1);
+        // The clock moved on: the session is older than its timeout.
+        let at = Utc::now() - chrono::Duration::from_std(back).unwrap();
+        let sql = format!("UPDATE sessions SET {column} = $1");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let a = c.get("/faelle");
+        assert_eq!(
+            (a.status, a.header("location")),
+            (303, Some("/anmelden")),
+            "{column}"
+        );
+        assert_eq!(
+            sessions().await,
+            0,
+            "{column}: the expired session is deleted"
+        );
+    }
+    let mut c = Client::new(web.port);
+    assert_eq!(c.login("anna", PW).status, 303);
+    let out = bridge(&env)
+        .args(["user", "disable", "anna"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(c.get("/faelle").status, 303);
+    let a = c.login("anna", PW);
+    assert!(a.body.contains("Benutzername oder Passwort ist falsch."));
+    pool.close().await;
+    drop(web);
     env.cleanup().await;
 }

@@ -16,7 +16,8 @@
 //! This module wires them: the outer reconnect loop around [`consumer::session`],
 //! the dispatcher task, signal handling (SIGTERM, SIGINT with a deadline;
 //! SIGHUP reloads the mappings), and systemd notifications (READY, RELOADING,
-//! STOPPING, WATCHDOG).
+//! STOPPING, WATCHDOG). With `web.listen` set it also serves the caseworker
+//! workbench (`allegro_web::workbench`) with the mapping set in force.
 
 pub mod config;
 pub mod consumer;

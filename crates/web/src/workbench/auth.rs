@@ -291,7 +291,7 @@ pub async fn login(
     }
 
     match check_login(&state, &name, &form.passwort, &address).await {
-        Ok(Ok(user)) => start_session(&state, &user, &address).await,
+        Ok(Ok(user)) => start_session(&state, &user).await,
         Ok(Err(refusal)) => again(vec![], Some(refusal.message()), refusal.status()),
         Err(e) => layout::store_error(e),
     }
@@ -392,12 +392,20 @@ async fn check_login(
 }
 
 /// A new session for `user`: cookie set, audited, on to the case list.
-async fn start_session(state: &WorkbenchState, user: &User, _address: &str) -> Response {
+async fn start_session(state: &WorkbenchState, user: &User) -> Response {
     let token = random_token();
     let hash = token_hash(&token);
     let now = Utc::now();
     let store = &state.store;
+    let (idle, absolute) = (
+        Duration::minutes(i64::from(state.config.session_idle_minutes)),
+        Duration::hours(i64::from(state.config.session_absolute_hours)),
+    );
     let stored = async {
+        // Sessions nobody ended (a closed browser) go at the next login.
+        store
+            .delete_expired_sessions(now - idle, now - absolute)
+            .await?;
         store
             .create_session(&hash, user.id, &random_token(), now)
             .await?;

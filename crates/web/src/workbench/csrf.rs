@@ -7,7 +7,7 @@
 //! and `form-action 'self'` guard as well; this is the explicit check.)
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -15,13 +15,12 @@ use sha2::{Digest, Sha256};
 
 use super::auth::{cookie, Caller, LOGIN_COOKIE};
 use super::layout;
-use super::state::WorkbenchState;
 
 /// Largest form body accepted (a case's field values are small).
 pub const MAX_FORM_BYTES: usize = 256 * 1024;
 
 /// Middleware: POSTs without the right token are answered with 403.
-pub async fn guard(State(_state): State<WorkbenchState>, req: Request, next: Next) -> Response {
+pub async fn guard(req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
     }

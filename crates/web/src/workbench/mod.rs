@@ -64,14 +64,14 @@ pub fn router(state: WorkbenchState) -> Router {
         .route("/verwaltung/benutzer", get(users::page))
         .route("/abmelden", post(auth::logout))
         .fallback(layout::fallback)
-        .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
+        .layer(middleware::from_fn(csrf::guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_login,
         ));
     let public = Router::new()
         .route("/anmelden", get(auth::login_page).post(auth::login))
-        .layer(middleware::from_fn_with_state(state.clone(), csrf::guard));
+        .layer(middleware::from_fn(csrf::guard));
     Router::new()
         .merge(private)
         .merge(public)
