@@ -408,11 +408,12 @@ pub async fn screenshot_top(client: &Client, path: &Path, max_height: u32) {
     std::fs::write(path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
-/// The first element matching `css`, waiting up to 10 s for it.
+/// The first element matching `css`, waiting up to 20 s for it (tests run
+/// in parallel on small machines).
 pub async fn find(client: &Client, css: &str) -> fantoccini::elements::Element {
     match client
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(20))
         .for_element(Locator::Css(css))
         .await
     {
