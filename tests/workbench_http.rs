@@ -10,7 +10,11 @@
 //! - a POST without (or with a wrong) CSRF token is refused and changes nothing;
 //! - a caseworker sees only the cases of its own Dienststellen: another
 //!   Dienststelle's case is not listed, not found by its antragId, and its
-//!   URL answers 404 (audited `denied` once the detail page exists).
+//!   URL answers 404 (audited `denied` once the detail page exists);
+//!   a bad filter value gets the error summary;
+//! - sessions end by idle and absolute timeout and with their account;
+//!   an address with many failures is refused; the `user` command checks
+//!   what it stores; the daemon with `[web] listen` serves the workbench.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -519,6 +523,31 @@ async fn a_caseworker_sees_only_its_own_dienststellen() {
     let list = chef.get("/faelle");
     assert!(list.body.contains(&theirs.to_string()) && list.body.contains(&ours.to_string()));
     assert!(list.body.contains("2 offene Fälle"));
+    // The accounts page: administration only; a caseworker gets 404 (audited).
+    let users = chef.get("/verwaltung/benutzer");
+    assert_eq!(users.status, 200);
+    assert!(users
+        .body
+        .contains("<td class=\"kern-table__cell\">bernd</td>"));
+    assert!(users.body.contains("13101") && users.body.contains("Sachbearbeitung"));
+    assert_eq!(bernd.get("/verwaltung/benutzer").status, 404);
+    assert!(audit_actions(&env, "bernd")
+        .await
+        .contains(&("denied".to_string(), None)));
+    let home = chef.get("/");
+    assert_eq!(
+        (home.status, home.header("location")),
+        (303, Some("/faelle"))
+    );
+    // A bad filter value: German message, linked from the summary, nothing lost.
+    let bad = chef.get("/faelle?alter=zwei&suche=popescu");
+    assert_eq!(bad.status, 200);
+    assert!(bad.title().starts_with("Fehler: "), "{}", bad.title());
+    assert!(bad.body.contains("href=\"#alter\"") && bad.body.contains("ganze Zahl von Tagen"));
+    assert!(bad.body.contains("aria-describedby=\"alter-fehler\""));
+    assert!(bad.body.contains("value=\"zwei\"") && bad.body.contains("value=\"popescu\""));
+    let rule = chef.get("/faelle?regel=iban_pruefziffer&dienststelle=13101");
+    assert!(rule.body.contains("1 offener Fall") && rule.body.contains(&ours.to_string()));
 
     // The case page (wb2's detail) answers 404 for bernd and audits it; once
     // it exists, the same URL is found for its own Dienststelle's caseworker.
@@ -661,5 +690,164 @@ async fn sessions_time_out_and_end_with_the_account() {
     assert!(a.body.contains("Benutzername oder Passwort ist falsch."));
     pool.close().await;
     drop(web);
+    env.cleanup().await;
+}
+
+/// An address with `ADDRESS_LIMIT` (20) recent failures is refused even
+/// with a right password of another account; an older count starts over.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_with_many_failures_is_refused() {
+    let env = TestEnv::new(Db::Sqlite, "wb-http-address").await;
+    add_user(&env, "anna", PW, &["--rolle", "administration"]);
+    let web = start_web(&env);
+    let pool = sqlx::SqlitePool::connect(&env.db_url).await.unwrap();
+    let set_failures = |n: i64, minutes_ago: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO login_failures (address, failures, last_failure_at) \
+                 VALUES ('127.0.0.1', $1, $2) ON CONFLICT (address) DO UPDATE \
+                 SET failures = $1, last_failure_at = $2",
+            )
+            .bind(n)
+            .bind(Utc::now() - chrono::Duration::minutes(minutes_ago))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    set_failures(20, 1).await;
+    let mut c = Client::new(web.port);
+    let a = c.login("anna", PW);
+    assert_eq!(a.status, 429);
+    assert!(a.body.contains("vorübergehend gesperrt"));
+    set_failures(19, 1).await;
+    assert_eq!(c.login("anna", PW).status, 303, "below the limit");
+    // A success clears the address's count.
+    let left: Option<i64> = sqlx::query_scalar("SELECT failures FROM login_failures")
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, None);
+    set_failures(20, 16).await;
+    let mut c = Client::new(web.port);
+    assert_eq!(c.login("anna", PW).status, 303, "the window has passed");
+    pool.close().await;
+    drop(web);
+    env.cleanup().await;
+}
+
+/// `user`: passwords only from stdin or a prompt and at least 10
+/// characters, names unique, a caseworker needs a Dienststelle, roles change.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_user_command_checks_what_it_stores() {
+    let env = TestEnv::new(Db::Sqlite, "wb-user-cli").await;
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = bridge(&env)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        write!(child.stdin.take().unwrap(), "{stdin}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = run(
+        &["user", "add", "anna", "--rolle", "sachbearbeitung"],
+        "x\n",
+    );
+    assert!(
+        !ok && text.contains("needs at least one --dienststelle"),
+        "{text}"
+    );
+    let (ok, text) = run(&["user", "add", "anna", "--rolle", "chef"], "x\n");
+    assert!(
+        !ok && text.contains("sachbearbeitung or administration"),
+        "{text}"
+    );
+    let (ok, text) = run(
+        &["user", "add", "anna", "--rolle", "administration"],
+        "kurz\n",
+    );
+    assert!(!ok && text.contains("at least 10 characters"), "{text}");
+    let (ok, text) = run(
+        &[
+            "user",
+            "add",
+            "anna",
+            "--rolle",
+            "administration",
+            "--password",
+            PW,
+        ],
+        "",
+    );
+    assert!(!ok, "no password argument: {text}");
+    let (ok, _) = run(
+        &[
+            "user",
+            "add",
+            "anna",
+            "--rolle",
+            "sachbearbeitung",
+            "--dienststelle",
+            "81101",
+        ],
+        &format!("{PW}\n"),
+    );
+    assert!(ok);
+    let (ok, text) = run(
+        &["user", "add", "anna", "--rolle", "administration"],
+        &format!("{PW}\n"),
+    );
+    assert!(!ok && text.contains("exists already"), "{text}");
+    let (ok, text) = run(
+        &[
+            "user",
+            "roles",
+            "anna",
+            "--rolle",
+            "sachbearbeitung",
+            "--dienststelle",
+            "13101",
+            "--dienststelle",
+            "81101",
+        ],
+        "",
+    );
+    assert!(ok, "{text}");
+    let (_, text) = run(&["user", "list"], "");
+    assert_eq!(text.trim(), "anna\tsachbearbeitung\t13101,81101\tactive");
+    let (ok, text) = run(&["user", "disable", "niemand"], "");
+    assert!(!ok && text.contains("no user `niemand`"), "{text}");
+    let (ok, _) = run(&["user", "disable", "anna"], "");
+    assert!(ok);
+    let (_, text) = run(&["user", "list"], "");
+    assert!(text.trim().ends_with("disabled"), "{text}");
+    // The stored hash is argon2id, never the password.
+    let store = env.store().await;
+    let u = store.user_by_name("anna").await.unwrap().unwrap();
+    assert!(
+        u.password_hash.starts_with("$argon2id$"),
+        "{}",
+        u.password_hash
+    );
+    assert!(!u.password_hash.contains(PW));
+    let actions: Vec<String> = store
+        .audit_recent(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, ["user_add", "user_roles", "user_disable"]);
+    store.close().await;
     env.cleanup().await;
 }

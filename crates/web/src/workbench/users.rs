@@ -1,7 +1,6 @@
-//! `/verwaltung/benutzer` (role `administration` only; anyone else gets the
-//! 404 page): the accounts with their roles, Dienststellen and state,
-//! read-only. Accounts are changed with `allegro-bridge user ...`, which
-//! asks for passwords without echo and audits every change.
+//! `GET /verwaltung/benutzer` (administration only): the accounts with
+//! their roles, Dienststellen and state. Changes are made with
+//! `allegro-bridge user ...` on the server; the page says how.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -9,72 +8,71 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
-use allegro_store::users::{Role, User};
+use allegro_store::audit::{Action, NewAudit};
 
 use super::auth::Caller;
-use super::detail::german_time;
 use super::layout::{self, Layout};
 use super::state::WorkbenchState;
 
-/// One account as the page shows it.
-pub struct UserLine {
+/// One account as shown.
+pub struct UserRow {
     pub name: String,
     pub roles: String,
     pub dienststellen: String,
-    pub state: String,
+    pub state: &'static str,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "users.html")]
 pub struct UsersPage {
     pub layout: Layout,
-    pub users: Vec<UserLine>,
+    pub users: Vec<UserRow>,
 }
 
-/// The German name of a role.
-fn role_de(r: Role) -> &'static str {
+fn role_name(r: allegro_store::users::Role) -> &'static str {
     match r {
-        Role::Sachbearbeitung => "Sachbearbeitung",
-        Role::Administration => "Administration",
+        allegro_store::users::Role::Sachbearbeitung => "Sachbearbeitung",
+        allegro_store::users::Role::Administration => "Administration",
     }
 }
 
-fn line(u: User) -> UserLine {
-    let now = Utc::now();
-    let state = match (u.disabled, u.locked_until) {
-        (true, _) => "deaktiviert".to_string(),
-        (false, Some(t)) if t > now => format!("gesperrt bis {}", german_time(t)),
-        _ => "aktiv".to_string(),
-    };
-    UserLine {
-        roles: u
-            .roles
-            .iter()
-            .map(|r| role_de(*r))
-            .collect::<Vec<_>>()
-            .join(", "),
-        dienststellen: if u.dienststellen.is_empty() {
-            "–".into()
-        } else {
-            u.dienststellen.join(", ")
-        },
-        name: u.name,
-        state,
-    }
-}
-
-/// GET /verwaltung/benutzer.
+/// GET /verwaltung/benutzer: 404 (audited `denied`) for anyone but administration.
 pub async fn page(State(state): State<WorkbenchState>, caller: Caller) -> Response {
+    let now = Utc::now();
     if !caller.is_admin() {
+        let entry = NewAudit::new(&caller.user.name, Action::Denied, None).detail("benutzer");
+        if let Err(e) = state.store.audit(&entry, now).await {
+            return layout::store_error(e);
+        }
         return layout::not_found(Some(&caller));
     }
     let users = match state.store.users().await {
         Ok(u) => u,
         Err(e) => return layout::store_error(e),
     };
+    let rows = users
+        .into_iter()
+        .map(|u| UserRow {
+            roles: u
+                .roles
+                .iter()
+                .map(|r| role_name(*r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            dienststellen: u.dienststellen.join(", "),
+            state: if u.disabled {
+                "deaktiviert"
+            } else if u.locked_until.is_some_and(|t| t > now) {
+                "vorübergehend gesperrt"
+            } else {
+                "aktiv"
+            },
+            name: u.name,
+        })
+        .collect();
     UsersPage {
         layout: caller.layout(),
-        users: users.into_iter().map(line).collect(),
+        users: rows,
     }
     .into_response()
 }
