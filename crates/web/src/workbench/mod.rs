@@ -8,13 +8,20 @@
 //! - [`layout`]: the page frame, security headers, static files, error pages,
 //!   and the scope check ([`layout::case_in_scope`]).
 //! - [`list`]: the case list `/faelle`.
+//! - [`detail`]: the case page `/faelle/{id}` (sections, findings, audit trail).
+//! - [`actions`]: field edits, Prüfen, Freigeben, Zurückstellen, Abschließen.
+//! - [`admin`]: `/verwaltung/protokoll`, `/verwaltung/nachpruefung`,
+//!   `/verwaltung/dead-letters`.
 //! - [`users`]: the accounts page `/verwaltung/benutzer` (administration).
 //!
 //! Every page except `/anmelden` and `/static/...` needs a session; without
 //! one the answer is 303 to `/anmelden`. Nothing personal goes into a log.
 
+pub mod actions;
+pub mod admin;
 pub mod auth;
 pub mod csrf;
+pub mod detail;
 pub mod layout;
 pub mod list;
 pub mod state;
@@ -33,6 +40,27 @@ pub fn router(state: WorkbenchState) -> Router {
     let private = Router::new()
         .route("/", get(|| async { Redirect::to("/faelle") }))
         .route("/faelle", get(list::page))
+        .route("/faelle/{id}", get(detail::page))
+        .route(
+            "/faelle/{id}/feld",
+            get(actions::field_page_get).post(actions::field_page_post),
+        )
+        .route("/faelle/{id}/pruefen", post(actions::check))
+        .route("/faelle/{id}/freigeben", post(actions::release))
+        .route(
+            "/faelle/{id}/zurueckstellen",
+            get(actions::defer_get).post(actions::defer_post),
+        )
+        .route(
+            "/faelle/{id}/abschliessen",
+            get(actions::close_get).post(actions::close_post),
+        )
+        .route("/verwaltung/protokoll", get(admin::audit_page))
+        .route(
+            "/verwaltung/nachpruefung",
+            get(admin::recheck_get).post(admin::recheck_post),
+        )
+        .route("/verwaltung/dead-letters", get(admin::dead_letters))
         .route("/verwaltung/benutzer", get(users::page))
         .route("/abmelden", post(auth::logout))
         .fallback(layout::fallback)
