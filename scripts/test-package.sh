@@ -112,7 +112,9 @@ for f in /usr/bin/allegro-bridge \
     /usr/share/allegro-bridge/web/kern/fonts/fira-sans.css \
     /usr/share/allegro-bridge/web/kern/fonts/fira-sans/FiraSans-Regular.woff2 \
     /usr/share/doc/allegro-bridge/workbench.md \
-    /usr/share/doc/allegro-bridge/operations.md; do
+    /usr/share/doc/allegro-bridge/operations.md \
+    /usr/share/doc/allegro-bridge/grafana-dashboard.json \
+    /usr/share/doc/allegro-bridge/prometheus-alerts.yml; do
     [ -f "$f" ] || fail "$f missing"
 done
 getent passwd "$UNIT_USER" | grep -q ":$STATE:/usr/sbin/nologin$" || fail "system user $UNIT_USER"

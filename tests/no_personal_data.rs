@@ -1,37 +1,54 @@
-//! No personal data in the log, at the most verbose level the daemon
-//! allows: `RUST_LOG=trace` for every crate, applications whose personal
-//! fields carry marker strings, accepted, rejected and dead-lettered ones.
-//! The log is searched as written and after decoding what a dependency may
-//! dump (byte arrays such as `[77, 117, ...]`, hex, escapes).
+//! No personal data in the log or the metrics, at the most verbose level
+//! the daemon allows: `RUST_LOG=trace` for every crate, applications whose
+//! personal fields all carry marker strings (and, for the rejected ones, an
+//! unexpected property whose key is a marker), accepted, rejected and
+//! dead-lettered ones (no mapping, conflict), a mapping reload that works and
+//! one that is refused, the outbox failing and recovering, `purge --dry-run`
+//! and the daemon's own purge, in text and in JSON format. The log is
+//! searched as written and after decoding what a dependency may dump (byte
+//! arrays such as `[77, 117, ...]`, hex, escapes); `/metrics` is scraped and
+//! searched, and its new series are checked against what was sent.
+//! In JSON, every line about one application carries its antragId.
 
 use allegro_testkit as support;
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
+use chrono::Utc;
 use serde_json::Value;
 use support::*;
+use uuid::Uuid;
 
-/// Markers in personal fields, one set per application.
-fn markers(i: usize) -> [String; 4] {
-    [
-        format!("Qvorname{i}x"),
-        format!("Qnachname{i}x"),
-        format!("Qstrasse{i}x"),
-        format!("Qort{i}x"),
-    ]
+use allegro_core::pipeline::{Pipeline, PipelineConfig};
+
+/// Marker of the unexpected property's key of application `i`.
+fn key_marker(i: usize) -> String {
+    format!("Qkey{i}Z")
 }
 
-fn marked(base: Msg, i: usize) -> Msg {
-    let mut v: Value = serde_json::from_slice(&base.body).unwrap();
-    let [vorname, nachname, strasse, ort] = markers(i);
-    let a = &mut v["antragsteller"];
-    a["vornamen"] = Value::String(vorname);
-    a["familienname"] = Value::String(nachname);
-    a["anschrift"]["strasse"] = Value::String(strasse);
-    a["anschrift"]["ort"] = Value::String(ort);
-    Msg {
-        body: serde_json::to_vec(&v).unwrap(),
-        ..base
+fn markers(i: usize) -> Vec<String> {
+    let mut m = personal_markers(i);
+    m.push(key_marker(i));
+    m
+}
+
+/// Application `i`: accepted, rejected (with a made-up property) or of a
+/// form version no mapping knows (a dead letter), all marked.
+fn marked(i: usize) -> Msg {
+    match i % 3 {
+        0 => with_markers(accepted(), i),
+        1 => {
+            let m = with_markers(rejected(), i);
+            let mut v: Value = serde_json::from_slice(&m.body).unwrap();
+            v["antragsteller"][key_marker(i)] = Value::String("x".into());
+            Msg {
+                body: serde_json::to_vec(&v).unwrap(),
+                ..m
+            }
+        }
+        _ => with_markers(no_mapping(), i),
     }
 }
 
@@ -68,55 +85,385 @@ fn hex_bytes(s: &str) -> Result<Vec<u8>, std::num::ParseIntError> {
         .collect()
 }
 
+/// Asserts that `text` (named `what`) holds none of the markers of
+/// applications `ids` nor the examples' fixed personal values.
+fn assert_clean(what: &str, text: &str, ids: impl IntoIterator<Item = usize>) {
+    let decoded = decoded(text);
+    let mut all: Vec<String> = ids.into_iter().flat_map(markers).collect();
+    all.extend(PERSONAL_VALUES.iter().map(|v| v.to_string()));
+    for m in all {
+        assert!(!text.contains(&m), "{what} holds {m}");
+        assert!(!decoded.contains(&m), "{what} holds {m}, encoded");
+    }
+}
+
+/// Copies `from` into `to` recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn sighup(daemon: &Daemon) {
+    let pid = daemon.child.id().to_string();
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+async fn wait_log(env: &TestEnv, daemon: &Daemon, what: &str) {
+    env.wait_for(what, Duration::from_secs(30), || async {
+        daemon.log_text().contains(what)
+    })
+    .await;
+}
+
+/// The value of the series `name{labels}` (exactly that label text) in a
+/// scrape.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Scrapes `/metrics` until `done` holds for it (at most 60 s).
+async fn scrape_until(port: u16, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = http_get(port, "/metrics").await;
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Findings by (rule, severity) the pipeline gives `msgs`.
+fn expected_findings(msgs: &[Msg], root: &Path) -> HashMap<(String, String), u64> {
+    let p = Pipeline::load(&PipelineConfig {
+        mappings_dir: root.join("mappings"),
+        schemas_dir: root.join("schemas"),
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    let mut out = HashMap::new();
+    for m in msgs {
+        for f in p.process(&m.body, m.message_id.as_deref()).findings() {
+            *out.entry((f.rule.clone(), f.severity.as_str().to_string()))
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn no_personal_data_in_the_log_at_trace() {
+async fn no_personal_data_in_logs_metrics_or_purge() {
     let mut env = TestEnv::new(Db::Sqlite, "nopii").await;
+    let mappings = env.dir.path().join("mappings");
+    copy_dir(&repo_root().join("mappings"), &mappings);
+    let port = free_port();
     env.extra_env = vec![
         ("RUST_LOG".into(), "trace".into()),
         ("ALLEGRO_BRIDGE__LOG__LEVEL".into(), "trace".into()),
+        (
+            "ALLEGRO_BRIDGE__METRICS__LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "ALLEGRO_BRIDGE__METRICS__STORE_REFRESH_SECS".into(),
+            "1".into(),
+        ),
+        (
+            "ALLEGRO_BRIDGE__PIPELINE__MAPPINGS_DIR".into(),
+            mappings.display().to_string(),
+        ),
     ];
     env.declare().await;
     let mut daemon = env.spawn_daemon();
-    let mut msgs = Vec::new();
-    for i in 0..30 {
-        let base = match i % 3 {
-            0 => accepted(),
-            1 => rejected(),
-            _ => no_mapping(),
-        };
-        msgs.push(marked(base, i));
-    }
+    // Its migrations done before this test opens the database.
+    wait_log(&env, &daemon, "consuming").await;
+    let msgs: Vec<Msg> = (0..30).map(marked).collect();
     // A conflict: a known antragId with another body.
-    let mut conflict = msgs[0].clone();
-    conflict.body = marked(accepted(), 99).body;
+    let mut conflict = marked(99);
     let mut v: Value = serde_json::from_slice(&conflict.body).unwrap();
     v["antragId"] = Value::String(msgs[0].antrag_id.unwrap().to_string());
     conflict.body = serde_json::to_vec(&v).unwrap();
+    conflict.message_id = msgs[0].message_id.clone();
     let publisher = Publisher::new(&env).await;
-    publisher.publish_all(&env.intake, &msgs).await;
+    publisher.publish_all(&env.intake, &msgs[..15]).await;
     publisher.publish_all(&env.intake, &[conflict]).await;
     let store = env.store().await;
-    env.wait_for("all stored", Duration::from_secs(60), || async {
-        store.counts().await.unwrap().applications == 20 && env.queue_len(&env.dlq).await == 11
+    env.wait_for("the first half stored", Duration::from_secs(60), || async {
+        store.counts().await.unwrap().applications == 10 && env.queue_len(&env.dlq).await == 6
     })
     .await;
-    store.close().await;
+
+    // A reload that works, then one that is refused.
+    sighup(&daemon);
+    wait_log(&env, &daemon, "mapping set reloaded and in force").await;
+    let file = std::fs::read_dir(&mappings)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "toml"))
+        .expect("a mapping file");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}\n[[[ broken\n")).unwrap();
+    sighup(&daemon);
+    wait_log(&env, &daemon, "mapping set refused").await;
+
+    // The outbox fails (a file where its folder should be) and recovers.
+    let away = env.dir.path().join("outbox.away");
+    std::fs::rename(&env.outbox, &away).unwrap();
+    std::fs::write(&env.outbox, b"not a folder").unwrap();
+    publisher.publish_all(&env.intake, &msgs[15..]).await;
+    wait_log(&env, &daemon, "outbox dispatch failed").await;
+    std::fs::remove_file(&env.outbox).unwrap();
+    std::fs::rename(&away, &env.outbox).unwrap();
+    env.wait_for(
+        "all stored and written",
+        Duration::from_secs(60),
+        || async {
+            let c = store.counts().await.unwrap();
+            c.applications == 20 && c.records_pending == 0 && env.queue_len(&env.dlq).await == 11
+        },
+    )
+    .await;
+
+    // The metrics: the new series, plausible, and nothing personal.
+    let want = expected_findings(&msgs, &repo_root());
+    assert!(!want.is_empty());
+    let text = scrape_until(port, "open cases counted", |text| {
+        metric(text, "allegro_bridge_open_cases") == Some(10.0)
+    })
+    .await;
+    assert_clean("/metrics", &text, 0..30);
+    for ((rule, severity), n) in &want {
+        let series =
+            format!("allegro_bridge_findings_total{{rule=\"{rule}\",severity=\"{severity}\"}}");
+        assert_eq!(metric(&text, &series), Some(*n as f64), "{series}\n{text}");
+    }
+    for stage in ["pipeline", "store", "ack"] {
+        let series = format!("allegro_bridge_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert!(
+            metric(&text, &series).is_some_and(|n| n >= 1.0),
+            "{series}\n{text}"
+        );
+    }
+    let by_mapping = |outcome: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("allegro_bridge_applications_by_mapping_total{"))
+            .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        (by_mapping("accepted"), by_mapping("rejected")),
+        (10.0, 10.0),
+        "{text}"
+    );
+    let age = metric(&text, "allegro_bridge_oldest_open_case_age_seconds").unwrap();
+    assert!((0.0..600.0).contains(&age), "{text}");
+    for kind in [
+        "application_payloads",
+        "closed_cases",
+        "dead_letters",
+        "audit_values",
+    ] {
+        let series = format!("allegro_bridge_retention_deleted_total{{kind=\"{kind}\"}}");
+        assert_eq!(metric(&text, &series), Some(0.0), "{series}");
+    }
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    let log1 = daemon.log_text();
+    assert!(log1.contains("TRACE"), "verbose: {log1}");
+    // Each application has its own line, with its antragId.
+    let logged = |m: &Msg| {
+        let id = m.antrag_id.unwrap().to_string();
+        log1.lines().any(|l| {
+            l.contains(&id) && (l.contains("application stored") || l.contains("dead-lettered"))
+        })
+    };
+    assert!(msgs.iter().all(logged), "every application's line:\n{log1}");
+    assert_clean("the text log", &log1, (0..30).chain([99]));
 
-    let log = daemon.log_text();
-    assert!(
-        log.contains("TRACE") || log.contains("DEBUG"),
-        "verbose: {log}"
+    // Half a year later: everything is due, half of the cases closed.
+    let old = Utc::now() - chrono::Duration::days(200);
+    let pool = sqlx::SqlitePool::connect(&env.db_url).await.unwrap();
+    for sql in [
+        "UPDATE applications SET created_at = $1",
+        "UPDATE dead_letters SET first_seen = $1",
+        "UPDATE cases SET status = 'closed', closed_at = $1, updated_at = $1 \
+         WHERE rowid % 2 = 0",
+    ] {
+        sqlx::query(sql).bind(old).execute(&pool).await.unwrap();
+    }
+    let closed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE status = 'closed'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    store.close().await;
+    std::fs::write(&file, text_of(&repo_root(), &file, &mappings)).unwrap();
+    let dry = env.cli(&["purge", "--dry-run"]);
+    let dry_out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&dry.stdout),
+        String::from_utf8_lossy(&dry.stderr)
     );
-    // The log does speak of the applications, by antragId.
-    let logged = |m: &Msg| log.contains(&m.antrag_id.unwrap().to_string());
-    assert!(msgs.iter().any(logged), "antragIds are logged:\n{log}");
-    let decoded = decoded(&log);
-    for i in (0..30).chain([99]) {
-        for m in markers(i) {
-            assert!(!log.contains(&m), "the log holds {m}");
-            assert!(!decoded.contains(&m), "the log holds {m}, encoded");
+    assert!(dry.status.success(), "{dry_out}");
+    assert!(dry_out.contains("application_payloads   10"), "{dry_out}");
+    assert_clean("purge --dry-run", &dry_out, 0..30);
+
+    // The daemon purges at start (JSON log) and takes new applications.
+    env.extra_env
+        .push(("ALLEGRO_BRIDGE__LOG__FORMAT".into(), "json".into()));
+    let mut daemon = env.spawn_daemon();
+    let more: Vec<Msg> = (30..36).map(marked).collect();
+    publisher.publish_all(&env.intake, &more).await;
+    let text = scrape_until(port, "purged and the new ones stored", |text| {
+        metric(
+            text,
+            "allegro_bridge_applications_total{outcome=\"accepted\"}",
+        ) == Some(2.0)
+            && metric(
+                text,
+                "allegro_bridge_applications_total{outcome=\"rejected\"}",
+            ) == Some(2.0)
+            && metric(
+                text,
+                "allegro_bridge_dead_letters_total{reason=\"no_mapping\"}",
+            ) == Some(2.0)
+            && metric(
+                text,
+                "allegro_bridge_retention_deleted_total{kind=\"application_payloads\"}",
+            )
+            .is_some_and(|n| n > 0.0)
+    })
+    .await;
+    let deleted = |kind: &str| {
+        metric(
+            &text,
+            &format!("allegro_bridge_retention_deleted_total{{kind=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(deleted("application_payloads"), Some(10.0), "{text}");
+    assert_eq!(deleted("closed_cases"), Some(closed as f64), "{text}");
+    assert_eq!(deleted("dead_letters"), Some(11.0), "{text}");
+    assert_clean("/metrics after the purge", &text, 0..36);
+    daemon.sigterm();
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    let log2 = daemon.log_text();
+    assert!(log2.contains("retention purge"), "{log2}");
+    assert_clean("the JSON log", &log2, 0..36);
+    assert_json_lines_name_the_application(&log2, &more);
+    env.cleanup().await;
+}
+
+/// The mapping file as it was before the test broke it.
+fn text_of(root: &Path, file: &Path, copy: &Path) -> String {
+    let rel = file.strip_prefix(copy).unwrap();
+    std::fs::read_to_string(root.join("mappings").join(rel)).unwrap()
+}
+
+/// Every line is a JSON object; every line about one application (stored,
+/// written, dead-lettered, a duplicate) has its antragId in `antrag_id`,
+/// and each new application has its "application stored" or
+/// "dead-lettered" line.
+fn assert_json_lines_name_the_application(log: &str, msgs: &[Msg]) {
+    const ABOUT_ONE: [&str; 4] = [
+        "application stored",
+        "record file written",
+        "dead-lettered",
+        "duplicate delivery: already stored, acked",
+    ];
+    let mut named: Vec<Uuid> = Vec::new();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let fields = &v["fields"];
+        let message = fields["message"].as_str().unwrap_or_default();
+        if ABOUT_ONE.contains(&message) {
+            let id = fields["antrag_id"]
+                .as_str()
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .unwrap_or_else(|| panic!("no antrag_id: {line}"));
+            named.push(id);
+        }
+    }
+    for m in msgs {
+        let id = m.antrag_id.unwrap();
+        assert!(named.contains(&id), "no line names {id}:\n{log}");
+    }
+}
+
+/// The database failing under load: the daemon's retries, at trace, with
+/// PostgreSQL behind a proxy that is cut while marked applications arrive,
+/// and the purge against PostgreSQL, log nothing personal either.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_personal_data_in_the_log_through_a_database_outage() {
+    let mut env = TestEnv::new(Db::Postgres, "nopii-pg").await;
+    env.declare().await;
+    let proxy = support::proxy::Proxy::start("127.0.0.1:5432").await;
+    let direct = env.db_url.clone();
+    env.db_url = direct.replace(":5432/", &format!(":{}/", proxy.port));
+    let mut daemon_env = env.envs();
+    env.db_url = direct;
+    daemon_env.push(("RUST_LOG".into(), "trace".into()));
+    daemon_env.push(("ALLEGRO_BRIDGE__LOG__FORMAT".into(), "json".into()));
+    env.extra_env = daemon_env;
+    let mut daemon = env.spawn_daemon();
+    wait_log(&env, &daemon, "consuming").await;
+    proxy.cut();
+    let msgs: Vec<Msg> = (0..12).map(marked).collect();
+    let publisher = Publisher::new(&env).await;
+    publisher.publish_all(&env.intake, &msgs).await;
+    wait_log(&env, &daemon, "batch not stored").await;
+    proxy.restore();
+    env.settle_counts(8, 4, Duration::from_secs(60)).await;
+    daemon.sigterm();
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+    let log = daemon.log_text();
+    assert_clean("the log through the outage", &log, 0..12);
+    assert_json_lines_name_the_application(&log, &msgs);
+
+    // The purge on PostgreSQL, everything aged, at trace.
+    let pool = sqlx::PgPool::connect(&env.db_url).await.unwrap();
+    let old = Utc::now() - chrono::Duration::days(200);
+    for sql in [
+        "UPDATE applications SET created_at = $1",
+        "UPDATE cases SET status = 'closed', closed_at = $1",
+    ] {
+        sqlx::query(sql).bind(old).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let out = env.cli(&["purge"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("application_payloads   4") && text.contains("closed_cases           4"),
+        "{text}"
+    );
+    assert_clean("purge on PostgreSQL", &text, 0..12);
+    let dump = database_dump(&env).await;
+    for i in (0..12).filter(|i| i % 3 != 2) {
+        for m in markers(i).into_iter().take(if i % 3 == 0 { 7 } else { 8 }) {
+            assert!(!holds_marker(&dump, &m), "{m} is still stored");
         }
     }
     env.cleanup().await;

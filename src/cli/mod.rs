@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod mappings;
 pub mod ops;
 pub mod process;
+pub mod purge;
 pub mod submit;
 pub mod user;
 pub mod web;
@@ -45,6 +46,8 @@ pub enum Command {
     Recheck(ops::RecheckArgs),
     /// Publish application files to the intake queue (with confirms).
     Submit(submit::SubmitArgs),
+    /// Remove personal data whose retention period is over (`[retention]`).
+    Purge(purge::PurgeArgs),
     /// Serve the caseworker workbench (same database, no broker needed).
     Web(web::WebArgs),
     /// Manage the workbench's accounts.
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dlq(cmd) => ops::dlq(cli.config.as_deref(), cmd),
         Command::Recheck(args) => ops::recheck(cli.config.as_deref(), args),
         Command::Submit(args) => submit::run(cli.config.as_deref(), args),
+        Command::Purge(args) => purge::run(cli.config.as_deref(), args),
         Command::Web(args) => web::run(cli.config.as_deref(), args),
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
     }

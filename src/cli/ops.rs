@@ -132,8 +132,13 @@ pub fn init_logging(settings: &Settings) {
     } else {
         fmt.boxed()
     };
+    // Both as global filters: an event must pass each. (Nested per-layer
+    // filters, `fmt.with_filter(a).with_filter(b)`, lost the first event of
+    // every call site: e.g. the first "application stored" line.)
     let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter).with_filter(floor))
+        .with(floor)
+        .with(filter)
+        .with(fmt)
         .try_init();
 }
 

@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use allegro_core::pipeline::PipelineConfig;
-pub use allegro_store::StoreConfig;
+pub use allegro_store::{RetentionConfig, StoreConfig};
 pub use allegro_web::WebConfig;
 
 /// All settings of the bridge.
@@ -33,16 +33,29 @@ pub struct Settings {
     pub sink: SinkConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub retention: RetentionConfig,
     /// The caseworker workbench (`[web]`).
     pub web: WebConfig,
 }
 
 /// Prometheus metrics endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `host:port` to serve metrics on (e.g. `127.0.0.1:9464`); empty = off.
     pub listen: String,
+    /// Seconds between reads of the gauges that come from the database
+    /// (`open_cases`, `oldest_open_case_age_seconds`).
+    pub store_refresh_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: String::new(),
+            store_refresh_secs: 30,
+        }
+    }
 }
 
 /// Where import records are written.
@@ -272,6 +285,10 @@ impl Settings {
         {
             problems.push("metrics.listen must be host:port, e.g. 127.0.0.1:9464".into());
         }
+        if self.metrics.store_refresh_secs == 0 {
+            problems.push("metrics.store_refresh_secs must be at least 1".into());
+        }
+        problems.extend(self.retention.validate());
         problems.extend(self.web.validate());
         if self.pipeline.max_body_bytes == 0 {
             problems.push("pipeline.max_body_bytes must be at least 1".into());

@@ -43,13 +43,14 @@ use tracing::{debug, error, info, warn};
 use crate::config::Settings;
 use crate::deadletter;
 use crate::dispatcher::OutboxState;
-use crate::metrics::{Metrics, OutcomeLabel, ReasonLabel};
+use crate::metrics::{FindingLabel, MappingLabel, Metrics, OutcomeLabel, ReasonLabel};
 use crate::plan::{Item, Plan, Publish, Tally};
 use crate::reload::Mappings;
 use crate::retry::{backoff, Shutdown};
 use crate::topology::{self, TopologyError};
-use allegro_core::pipeline::{Invalid, Pipeline, Processed};
+use allegro_core::pipeline::{Application, Invalid, Outcome, Pipeline, Processed};
 use allegro_store::Store;
+use allegro_store::Stored;
 
 /// What the session needs from the daemon.
 pub struct Ctx {
@@ -381,6 +382,7 @@ impl Session<'_> {
         let items = run_pipeline(&pipeline, batch, self.ctx.settings.daemon.concurrency)
             .await
             .map_err(SessionError::Fatal)?;
+        self.ctx.metrics.observe_stage("pipeline", t0.elapsed());
         Ok(Prepared {
             items,
             last_tag,
@@ -436,10 +438,12 @@ impl Session<'_> {
             t0,
             pipeline: t_pipeline,
         } = p;
+        let t_ack = Instant::now();
         self.consume_ch
             .basic_ack(last_tag, BasicAckOptions { multiple: true })
             .await
             .map_err(transient)?;
+        self.ctx.metrics.observe_stage("ack", t_ack.elapsed());
         self.ctx.metrics.batches.inc();
         self.ctx.metrics.deliveries_acked.inc_by(items.len() as u64);
         self.ctx
@@ -468,7 +472,9 @@ impl Session<'_> {
         let publish = plan.to_publish(&logged);
         self.publish(items, &publish).await?;
         tx.commit().await?;
+        self.ctx.metrics.observe_stage("store", t0.elapsed());
         count(&self.ctx.metrics, &tally, &publish);
+        count_applications(&self.ctx.metrics, plan.stored(items, &stored));
         debug!(
             items = items.len(),
             accepted = tally.accepted,
@@ -491,7 +497,7 @@ impl Session<'_> {
         let mut confirms = Vec::with_capacity(publish.len());
         for p in publish {
             let it = &items[p.item];
-            warn!(antrag_id = ?p.letter.antrag_id, reason = %p.letter.reason,
+            warn!(antrag_id = p.letter.antrag_id.map(tracing::field::display), reason = %p.letter.reason,
                 dead_letter_id = %p.id, "dead-lettered");
             let props = deadletter::properties(&it.properties, p.letter, p.id, self.frame_max);
             let options = BasicPublishOptions {
@@ -529,6 +535,41 @@ fn count(m: &Metrics, tally: &Tally, published: &[Publish<'_>]) {
             reason: p.letter.reason.to_string(),
         };
         m.dead_letters.get_or_create(&reason).inc();
+    }
+}
+
+/// Counts the newly stored applications by mapping and outcome and their
+/// findings by rule and severity, and logs each by antragId (a duplicate
+/// too; a conflict is logged as a dead letter).
+fn count_applications<'a>(
+    m: &Metrics,
+    stored: impl Iterator<Item = (&'a Application, Outcome, Stored)>,
+) {
+    for (app, outcome, s) in stored {
+        match s {
+            Stored::Inserted => {}
+            Stored::Duplicate => {
+                debug!(antrag_id = %app.antrag_id, "duplicate delivery: already stored, acked");
+                continue;
+            }
+            Stored::Conflict => continue,
+        }
+        debug!(antrag_id = %app.antrag_id, outcome = outcome.as_str(), mapping = %app.mapping,
+            findings = app.findings.len(), "application stored");
+        m.applications_by_mapping
+            .get_or_create(&MappingLabel {
+                mapping: app.mapping.clone(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        for f in &app.findings {
+            m.findings
+                .get_or_create(&FindingLabel {
+                    rule: f.rule.clone(),
+                    severity: f.severity.as_str(),
+                })
+                .inc();
+        }
     }
 }
 

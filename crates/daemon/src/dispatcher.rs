@@ -193,6 +193,7 @@ impl Dispatcher {
             }
         }
         let n = pending.len();
+        let ids: Vec<_> = pending.iter().map(|r| r.antrag_id).collect();
         if !self.sink.exchange.is_empty() {
             if sink.is_none() {
                 *sink = Some(Sink::connect(&self.broker_url).await?);
@@ -205,6 +206,9 @@ impl Dispatcher {
             .await?;
         self.state.written.fetch_add(n as u64, Ordering::Relaxed);
         self.metrics.records_written.inc_by(n as u64);
+        for id in &ids {
+            debug!(antrag_id = %id, "record file written");
+        }
         debug!(records = n, from_table, "records written to outbox");
         Ok((n, from_table))
     }

@@ -12,6 +12,7 @@
 //! - [`retry`]: backoff and the shutdown flag.
 //! - [`metrics`]: Prometheus counters, the health check and their listener.
 //! - [`reload`]: the mapping set in force, swapped atomically on SIGHUP.
+//! - [`retention`]: the periodic purge of personal data and the open-case gauges.
 //!
 //! This module wires them: the outer reconnect loop around [`consumer::session`],
 //! the dispatcher task, signal handling (SIGTERM, SIGINT with a deadline;
@@ -26,6 +27,7 @@ pub mod dispatcher;
 pub mod metrics;
 pub mod plan;
 pub mod reload;
+pub mod retention;
 pub mod retry;
 pub mod topology;
 
@@ -130,6 +132,13 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     );
     spawn_watchdog();
     spawn_dlq_probe(&settings, store.clone(), Arc::clone(&metrics));
+    retention::spawn_case_gauges(&settings, store.clone(), Arc::clone(&metrics));
+    retention::spawn_purger(
+        &settings,
+        store.clone(),
+        Arc::clone(&mappings),
+        Arc::clone(&metrics),
+    );
 
     let ctx = Ctx {
         settings: settings.clone(),

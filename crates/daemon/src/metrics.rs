@@ -4,8 +4,10 @@
 //! `/readyz` answers 200 while the broker session, the database and the
 //! outbox all work and 503 (naming which one does not) otherwise.
 //!
-//! Labels carry only outcome and reason codes and the mapping set's content
-//! hash, never anything from an application: no personal data in metrics.
+//! Labels carry only outcome and reason codes, rule ids, severities, mapping
+//! names, stage and retention kind names (all from the code or the mapping
+//! files) and the mapping set's content hash, never anything from an
+//! application: no personal data in metrics.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,41 @@ pub struct ResultLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HashLabel {
     pub hash: String,
+}
+
+/// A finding's rule id (from the mapping files) and severity.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabel {
+    pub rule: String,
+    pub severity: &'static str,
+}
+
+/// A processing stage: `pipeline`, `store` or `ack`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
+/// The mapping an application was judged under (its name in the mapping
+/// files, e.g. `bg-ha-1.0`) and the outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MappingLabel {
+    pub mapping: String,
+    pub outcome: &'static str,
+}
+
+/// A kind of data removed by retention (`allegro_store::retention::Kind`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+/// The stages timed in `stage_seconds`.
+pub const STAGES: [&str; 3] = ["pipeline", "store", "ack"];
+
+fn stage_histogram() -> Histogram {
+    // 0.5 ms .. about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
 /// Every metric of the daemon, in one explicit registry.
@@ -84,6 +121,19 @@ pub struct Metrics {
     pub mapping_set_info: Family<HashLabel, Gauge>,
     /// The hash in `mapping_set_info`, to replace its series on a swap.
     mapping_hash: Mutex<String>,
+    /// Findings of newly stored applications, by rule id and severity.
+    pub findings: Family<FindingLabel, Counter>,
+    /// Seconds per batch in each stage: the pipeline, storing (the
+    /// transaction that succeeded, dead-letter confirms included), the ack.
+    pub stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram>,
+    /// Cases open for work (`open` or `deferred`), read from the database.
+    pub open_cases: Gauge,
+    /// Age in seconds of the oldest case open for work (0: none).
+    pub oldest_open_case_age: Gauge,
+    /// Newly stored applications by mapping and outcome.
+    pub applications_by_mapping: Family<MappingLabel, Counter>,
+    /// Rows purged by retention, by kind.
+    pub retention_deleted: Family<KindLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -109,8 +159,23 @@ impl Default for Metrics {
             mapping_set_loaded: Gauge::default(),
             mapping_set_info: Family::default(),
             mapping_hash: Mutex::new(String::new()),
+            findings: Family::default(),
+            stage_seconds: Family::new_with_constructor(stage_histogram),
+            open_cases: Gauge::default(),
+            oldest_open_case_age: Gauge::default(),
+            applications_by_mapping: Family::default(),
+            retention_deleted: Family::default(),
             registry: Registry::default(),
         };
+        // Every stage and retention kind from the start.
+        for stage in STAGES {
+            let _ = m.stage_seconds.get_or_create(&StageLabel { stage });
+        }
+        for kind in allegro_store::retention::Kind::ALL {
+            let _ = m.retention_deleted.get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            });
+        }
         // Both results from the start, so a rate over them is defined.
         for result in ["ok", "failed"] {
             let _ = m.mapping_reloads.get_or_create(&ResultLabel { result });
@@ -201,6 +266,36 @@ impl Default for Metrics {
             "1 for the content hash (SHA-256 of the mapping files) of the set in force",
             m.mapping_set_info.clone(),
         );
+        registry.register(
+            "findings",
+            "Findings of newly stored applications, by rule id and severity",
+            m.findings.clone(),
+        );
+        registry.register(
+            "stage_seconds",
+            "Seconds per batch in each stage (pipeline, store, ack)",
+            m.stage_seconds.clone(),
+        );
+        registry.register(
+            "open_cases",
+            "Cases open for work (open or deferred), from the database",
+            m.open_cases.clone(),
+        );
+        registry.register(
+            "oldest_open_case_age_seconds",
+            "Age of the oldest case open for work, in seconds (0: none)",
+            m.oldest_open_case_age.clone(),
+        );
+        registry.register(
+            "applications_by_mapping",
+            "Applications stored, by mapping and outcome",
+            m.applications_by_mapping.clone(),
+        );
+        registry.register(
+            "retention_deleted",
+            "Rows whose personal data retention removed, by kind",
+            m.retention_deleted.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -245,6 +340,24 @@ impl Metrics {
         self.mapping_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// Times one batch stage.
+    pub fn observe_stage(&self, stage: &'static str, d: std::time::Duration) {
+        self.stage_seconds
+            .get_or_create(&StageLabel { stage })
+            .observe(d.as_secs_f64());
+    }
+
+    /// Counts what a purge removed.
+    pub fn count_purge(&self, report: &allegro_store::PurgeReport) {
+        for kind in allegro_store::retention::Kind::ALL {
+            self.retention_deleted
+                .get_or_create(&KindLabel {
+                    kind: kind.as_str(),
+                })
+                .inc_by(report.get(kind));
+        }
     }
 
     /// The dependencies that do not work right now (empty: healthy).
@@ -319,6 +432,45 @@ mod tests {
             "{body}"
         );
         assert!(body.ends_with("# EOF\n"), "{body}");
+    }
+
+    #[test]
+    fn stages_and_retention_kinds_are_there_from_the_start() {
+        let m = healthy();
+        let body = m.render();
+        for stage in STAGES {
+            assert!(
+                body.contains(&format!(
+                    "allegro_bridge_stage_seconds_count{{stage=\"{stage}\"}} 0"
+                )),
+                "{body}"
+            );
+        }
+        m.count_purge(&allegro_store::PurgeReport {
+            application_payloads: 3,
+            dead_letters: 1,
+            ..Default::default()
+        });
+        let body = m.render();
+        for (kind, n) in [
+            ("application_payloads", 3),
+            ("closed_cases", 0),
+            ("dead_letters", 1),
+            ("audit_values", 0),
+            ("sessions", 0),
+        ] {
+            assert!(
+                body.contains(&format!(
+                    "allegro_bridge_retention_deleted_total{{kind=\"{kind}\"}} {n}"
+                )),
+                "{body}"
+            );
+        }
+        assert!(body.contains("allegro_bridge_open_cases 0"), "{body}");
+        assert!(
+            body.contains("allegro_bridge_oldest_open_case_age_seconds 0"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use lapin::BasicProperties;
 use uuid::Uuid;
 
 use crate::deadletter::{self, REASON_CONFLICT};
-use allegro_core::pipeline::{Application, Invalid, Processed};
+use allegro_core::pipeline::{Application, Invalid, Outcome, Processed};
 use allegro_store::{
     cases, record_file_name, NewApplication, NewDeadLetter, PendingRecord, Stored, Verdict,
 };
@@ -179,6 +179,23 @@ impl Plan {
             }
         }
         tally
+    }
+
+    /// What the store did with each readable application of the batch
+    /// (`stored`, in the order of [`Plan::apps`]), with its outcome.
+    pub fn stored<'a>(
+        &self,
+        items: &'a [Item],
+        stored: &'a [Stored],
+    ) -> impl Iterator<Item = (&'a Application, Outcome, Stored)> + 'a {
+        let app_items = self.app_items.clone();
+        app_items
+            .into_iter()
+            .zip(stored)
+            .filter_map(move |(item, s)| {
+                let p = &items[item].processed;
+                p.application().map(|a| (a, p.outcome(), *s))
+            })
     }
 
     /// The dead letters the store logged as new (`logged`, in the order of

@@ -224,12 +224,12 @@ pub async fn reload(
                 loaded_at,
             } = loaded;
             mappings.swap(pipeline);
+            // Logged before it is counted: whoever sees the count finds the line.
+            info!(hash = %short, mappings = count, "SIGHUP: mapping set reloaded and in force");
             metrics.set_mapping_set(&hash, loaded_at);
             metrics.mapping_reloaded(true);
-            info!(hash = %short, mappings = count, "SIGHUP: mapping set reloaded and in force");
         }
         Err(e) => {
-            metrics.mapping_reloaded(false);
             let in_force = metrics.mapping_set_hash();
             let in_force = &in_force[..HASH_PREFIX.min(in_force.len())];
             error!(
@@ -237,6 +237,7 @@ pub async fn reload(
                 in_force = %in_force,
                 "SIGHUP: mapping set refused; the previous set stays in force"
             );
+            metrics.mapping_reloaded(false);
         }
     }
     if notify && !shutdown.is_set() {

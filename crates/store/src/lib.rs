@@ -82,6 +82,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "workbench",
         include_str!("../migrations/sqlite/0004_workbench.sql"),
     ),
+    (
+        5,
+        "retention",
+        include_str!("../migrations/sqlite/0005_retention.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -113,6 +118,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "workbench",
         include_str!("../migrations/postgres/0006_workbench.sql"),
+    ),
+    (
+        7,
+        "retention",
+        include_str!("../migrations/postgres/0007_retention.sql"),
     ),
 ];
 
@@ -156,6 +166,8 @@ macro_rules! dispatch {
     };
 }
 
+pub mod retention;
+pub use retention::{PurgeReport, PurgeRequest, RetentionConfig};
 // The workbench's parts of the store (after the macro, which they use).
 pub mod audit;
 pub mod cases;
@@ -340,7 +352,10 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Deleted and overwritten content is zeroed, not left in
+                // free pages (retention removes personal data).
+                .pragma("secure_delete", "ON");
             if let Some(parent) = opts.get_filename().parent() {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(parent).with_context(|| {
@@ -572,6 +587,19 @@ impl Store {
             sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL")
                 .fetch_one(p)
                 .await
+        })
+    }
+
+    /// Cases open for work (`open` or `deferred`) and when the oldest of
+    /// them was created (for the metrics).
+    pub async fn open_case_stats(&self) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
+        dispatch!(self, Store, p => {
+            let (n, oldest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(created_at) FROM cases WHERE status IN ('open', 'deferred')",
+            )
+            .fetch_one(p)
+            .await?;
+            Ok((n, oldest))
         })
     }
 

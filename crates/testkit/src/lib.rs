@@ -908,3 +908,135 @@ pub async fn http_get(port: u16, path: &str) -> String {
     .await
     .unwrap()
 }
+
+/// Marker strings for application `i`, one per personal free-text field
+/// [`with_markers`] fills; a test searches logs, metrics and the database
+/// for them.
+pub fn personal_markers(i: usize) -> Vec<String> {
+    PERSONAL_FIELDS
+        .iter()
+        .map(|(name, _)| format!("Q{name}{i}Z"))
+        .collect()
+}
+
+/// The personal free-text fields of the contract's examples that accept
+/// any text, by marker name and JSON pointer.
+const PERSONAL_FIELDS: [(&str, &str); 7] = [
+    ("vorname", "/antragsteller/vornamen"),
+    ("nachname", "/antragsteller/familienname"),
+    ("geburtsort", "/antragsteller/geburtsort"),
+    ("strasse", "/antragsteller/anschrift/strasse"),
+    ("ort", "/antragsteller/anschrift/ort"),
+    ("email", "/antragsteller/email"),
+    ("kontoinhaber", "/bankverbindung/kontoinhaber"),
+];
+
+/// Fixed personal values of the contract's examples that cannot carry a
+/// marker (check digits, formats) but must not leak either.
+pub const PERSONAL_VALUES: [&str; 3] = ["DE78595567370598319781", "97382215047", "O522766829"];
+
+/// `msg` with [`personal_markers`]`(i)` in its personal fields (an e-mail
+/// address stays one: `<marker>@example.org`).
+pub fn with_markers(msg: Msg, i: usize) -> Msg {
+    let mut v: Value = serde_json::from_slice(&msg.body).unwrap();
+    for ((name, pointer), marker) in PERSONAL_FIELDS.iter().zip(personal_markers(i)) {
+        let value = if *name == "email" {
+            format!("{marker}@example.org")
+        } else {
+            marker
+        };
+        if let Some(slot) = v.pointer_mut(pointer) {
+            *slot = Value::String(value);
+        }
+    }
+    Msg {
+        body: serde_json::to_vec(&v).unwrap(),
+        ..msg
+    }
+}
+
+/// Whether `text` holds `marker` (case-insensitively: the workbench's
+/// search column is lower-cased) as is or hex-encoded (as PostgreSQL and
+/// SQLite's `quote()` show a blob, as a dependency might dump bytes).
+pub fn holds_marker(text: &str, marker: &str) -> bool {
+    let text = text.to_lowercase();
+    let hex = |m: &str| -> String { m.bytes().map(|b| format!("{b:02x}")).collect() };
+    [marker.to_string(), marker.to_lowercase()]
+        .iter()
+        .any(|m| text.contains(&m.to_lowercase()) || text.contains(&hex(m)))
+}
+
+/// Every row of every table, as text (SQLite: `quote()` of each column,
+/// blobs as hex; PostgreSQL: `row::text`, bytea as hex).
+pub async fn database_rows(env: &TestEnv) -> String {
+    let mut out = String::new();
+    match env.db {
+        Db::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&env.db_url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            for t in tables {
+                let cols: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT name FROM pragma_table_info('{t}') ORDER BY cid"
+                )))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                let expr = cols
+                    .iter()
+                    .map(|c| format!("quote(\"{c}\")"))
+                    .collect::<Vec<_>>()
+                    .join(" || ',' || ");
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT {expr} FROM \"{t}\" ORDER BY rowid"
+                )))
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+                out.push_str(&format!("== {t}\n{}\n", rows.join("\n")));
+            }
+            pool.close().await;
+        }
+        Db::Postgres => {
+            let pool = sqlx::PgPool::connect(&env.db_url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = 'public' ORDER BY 1",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            for t in tables {
+                let rows: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT string_agg(x::text, E'\\n' ORDER BY x::text) FROM \"{t}\" x"
+                )))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                out.push_str(&format!("== {t}\n{}\n", rows.unwrap_or_default()));
+            }
+            pool.close().await;
+        }
+    }
+    out
+}
+
+/// Everything the database holds, as text: [`database_rows`], and for
+/// SQLite also its files as bytes (database, WAL: freed pages and old page
+/// images included). Close every other pool first.
+pub async fn database_dump(env: &TestEnv) -> String {
+    let mut out = database_rows(env).await;
+    if env.db == Db::Sqlite {
+        for suffix in ["", "-wal", "-journal"] {
+            let path = env.dir.path().join(format!("bridge.db{suffix}"));
+            if let Ok(bytes) = std::fs::read(&path) {
+                out.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+    out
+}

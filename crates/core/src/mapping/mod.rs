@@ -148,6 +148,26 @@ impl MappingSet {
         self.by_form.get(&(form.to_string(), version.to_string()))
     }
 
+    /// Whether `pointer` (a concrete RFC 6901 pointer of a finding) names a
+    /// location the JSON Schema of the mapping called `mapping` (e.g.
+    /// `bg-ha-1.0`) defines: every key segment a schema property, every
+    /// other segment an array index. Such a pointer is made of the form's
+    /// field names only, so it holds no personal data; a pointer to a key the
+    /// schema does not know (an unexpected property, named by the sender) may.
+    /// `false` when no mapping of that name is in the set.
+    pub fn schema_defines(&self, mapping: &str, pointer: &str) -> bool {
+        let Some(m) = self.by_form.values().find(|m| m.name == mapping) else {
+            return false;
+        };
+        let Some(segs) = crate::pointer::parse_concrete(pointer) else {
+            return false;
+        };
+        let pattern = Pattern {
+            segs: segs.into_iter().map(Seg::Key).collect(),
+        };
+        schema::schema_knows(&m.schema_json, &pattern)
+    }
+
     /// All mappings, sorted by name.
     pub fn all(&self) -> Vec<&Arc<Mapping>> {
         let mut v: Vec<_> = self.by_form.values().collect();
