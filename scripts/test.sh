@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command of README.md: installs what the tests need, starts the
-# services (PostgreSQL, RabbitMQ), then runs formatting and lint checks, the
-# whole test suite, the mapping lint and the fixture suite with full rule
+# The test command of README.md: installs what the tests need (Chromium,
+# chromedriver and axe-core for the browser tests: scripts/setup-browser.sh),
+# starts the services (PostgreSQL, RabbitMQ), then runs formatting and lint
+# checks, the whole test suite, the mapping lint and the fixture suite with full rule
 # coverage, then the systemd unit check and the Debian package test (build,
 # install, run as the unit would, purge; a release build, about 5 minutes
 # more; needs root, skipped otherwise or with ALLEGRO_BRIDGE_SKIP_PACKAGE=1).
@@ -21,6 +22,7 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq systemd >/dev/null
 fi
+bash scripts/setup-browser.sh
 bash scripts/start-services.sh
 bash scripts/web-assets.sh
 

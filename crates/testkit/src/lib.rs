@@ -1,6 +1,7 @@
 //! Test helpers for the daemon and store tests: per-test queues and databases
 //! on the real RabbitMQ and PostgreSQL, the daemon as a child process, a TCP
-//! proxy to simulate outages, and generated applications.
+//! proxy to simulate outages, generated applications, and headless Chromium
+//! with axe-core for the browser tests ([`browser`]).
 //!
 //! Services (started by `scripts/start-services.sh`): RabbitMQ at
 //! `ALLEGRO_TEST_AMQP` (default `amqp://guest:guest@127.0.0.1:5672/%2f`) and
@@ -11,6 +12,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -254,6 +256,29 @@ impl TestEnv {
             .envs(self.envs())
             .output()
             .unwrap()
+    }
+
+    /// Runs `allegro-bridge ARGS` like [`TestEnv::cli`] with `input` on its
+    /// stdin (a password for `user add`, which never takes one as argument).
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(bridge_exe())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ALLEGRO_BRIDGE_CONFIG")
+            .envs(self.envs())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// Runs `allegro-bridge ARGS` like [`TestEnv::cli`], but kills it and
