@@ -142,6 +142,14 @@ pub fn is_read_only(p: &str) -> bool {
         .any(|r| p == *r || p.strip_prefix(r).is_some_and(|rest| rest.starts_with('/')))
 }
 
+/// Whether a [`READ_ONLY`] place lies below the pointer: removing it would
+/// remove that place too (`/jobcenter` holds the Dienststelle).
+pub fn holds_read_only(p: &str) -> bool {
+    READ_ONLY
+        .iter()
+        .any(|r| r.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
+}
+
 /// What the edit page needs to know about one pointer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldInfo {
@@ -173,7 +181,7 @@ pub fn describe(m: &Mapping, doc: &Value, p: &str) -> Result<FieldInfo, EditErro
     }
     let label = crate::mapping::labels::capitalize(&m.labels.name(&fields::steps(&segs)));
     let can_set = kind.as_ref().is_some_and(FieldKind::is_value);
-    let can_remove = value.is_some();
+    let can_remove = value.is_some() && !holds_read_only(p);
     Ok(FieldInfo {
         pointer: p.to_string(),
         label,
@@ -228,6 +236,9 @@ pub fn apply_schema(
             })
         }
         EditOp::Remove => {
+            if holds_read_only(p) {
+                return Err(EditError::ReadOnly);
+            }
             let old = remove_at(doc, &segs)?;
             Ok(Change {
                 pointer: p.to_string(),
@@ -548,6 +559,11 @@ mod tests {
         );
         assert_eq!(
             apply_schema(&s, &mut d, "/antragId", &EditOp::Remove),
+            Err(EditError::ReadOnly)
+        );
+        // A group holding a read-only place goes only with that place.
+        assert_eq!(
+            apply_schema(&s, &mut d, "/jobcenter", &EditOp::Remove),
             Err(EditError::ReadOnly)
         );
         assert_eq!(d, before);

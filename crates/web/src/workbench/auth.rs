@@ -325,6 +325,22 @@ impl Refusal {
     }
 }
 
+/// Password checks running at once: each takes about 19 MiB and most of a
+/// core (Argon2id), so a flood of logins queues here instead of exhausting
+/// the machine.
+const CONCURRENT_CHECKS: usize = 2;
+
+/// [`verify_password`] on the blocking pool, at most [`CONCURRENT_CHECKS`] at once.
+async fn verify_limited(password: String, hash: String) -> bool {
+    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_CHECKS);
+    let Ok(_permit) = PERMITS.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
 /// Checks name and password against locks and the stored hash; counts a
 /// failure (and slows the answer down) when they do not pass.
 async fn check_login(
@@ -344,13 +360,16 @@ async fn check_login(
         .and_then(|u| u.locked_until)
         .is_some_and(|until| until > now);
 
-    let hash = user
-        .as_ref()
-        .map_or_else(|| dummy_hash().to_string(), |u| u.password_hash.clone());
-    let pw = password.to_string();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
-        .await
-        .unwrap_or(false);
+    // A locked account or address gets no password check at all: a flood of
+    // guesses then costs no hashing.
+    let matches = if address_locked || account_locked {
+        false
+    } else {
+        let hash = user
+            .as_ref()
+            .map_or_else(|| dummy_hash().to_string(), |u| u.password_hash.clone());
+        verify_limited(password.to_string(), hash).await
+    };
 
     let refusal = match &user {
         _ if address_locked || account_locked => Some(Refusal::Locked),

@@ -160,7 +160,8 @@ pub async fn case_in_scope(
 
 /// The Content-Security-Policy of every response: nothing inline, nothing
 /// from another host.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; font-src 'self'; \
+pub const CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; font-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Middleware: security headers on every response; pages are not cached.
