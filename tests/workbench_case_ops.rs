@@ -66,6 +66,7 @@ fn draft_of<'a>(body: &'a [u8], corrections: &'a str, findings: &'a str) -> Case
         corrections_json: corrections,
         findings_json: findings,
         error_rules: "",
+        applicant: Some("erika korrigiert"),
     }
 }
 
@@ -128,6 +129,23 @@ async fn check(db: Db) {
     assert!(matches!(second, Err(CaseWriteError::Conflict)));
     let now = store.load_case(id).await.unwrap().unwrap();
     assert_eq!(now.version, 2);
+    // The list finds the case under the corrected name.
+    let found = store
+        .list_cases(&cases::CaseQuery {
+            scope: cases::Scope::All,
+            dienststelle: None,
+            rule: None,
+            created_before: None,
+            search: Some(cases::Search::Name("korrigiert".into())),
+            page: 0,
+            per_page: 50,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        found.items.iter().map(|c| c.antrag_id).collect::<Vec<_>>(),
+        [id]
+    );
     assert_eq!(now.current_body(), b"{\"first\":1}");
     let audit = store.audit_of(id).await.unwrap();
     assert_eq!(audit.len(), 1, "the refused write left no audit entry");

@@ -437,6 +437,9 @@ pub struct CaseDraft<'a> {
     pub findings_json: &'a str,
     /// [`error_rules_of`] those findings.
     pub error_rules: &'a str,
+    /// [`applicant_of`] the corrected application (`None`: leave it), so the
+    /// list finds a case under its corrected name.
+    pub applicant: Option<&'a str>,
 }
 
 /// What ends a case's work: released (its record written) or closed.
@@ -517,7 +520,8 @@ impl Store {
         let n = dispatch!(&mut tx, Tx, t => {
             sqlx::query(concat!(
                 "UPDATE cases SET corrected_body = COALESCE($3, corrected_body), corrections = $4, findings = $5, \
-                 error_rules = $6, version = version + 1, updated_at = $7",
+                 error_rules = $6, version = version + 1, updated_at = $7, \
+                 applicant = COALESCE($8, applicant)",
                 is_current!()
             ))
             .bind(antrag_id)
@@ -527,6 +531,7 @@ impl Store {
             .bind(draft.findings_json)
             .bind(draft.error_rules)
             .bind(at)
+            .bind(draft.applicant)
             .execute(&mut **t)
             .await?
             .rows_affected()

@@ -24,7 +24,9 @@ use allegro_core::casework::sections;
 use allegro_core::finding::Finding;
 use allegro_core::pipeline::{Pipeline, Processed};
 use allegro_store::audit::{Action, NewAudit};
-use allegro_store::cases::{error_rules_of, CaseDetail, CaseDraft, CaseEnd, CaseWriteError};
+use allegro_store::cases::{
+    applicant_of, error_rules_of, CaseDetail, CaseDraft, CaseEnd, CaseWriteError,
+};
 use allegro_store::release::{self, ReleaseOutcome};
 
 use super::auth::Caller;
@@ -361,11 +363,15 @@ async fn save_draft(
     let corrections_json = serde_json::to_string(corrections).unwrap_or_else(|_| "[]".into());
     let findings_json = serde_json::to_string(findings).unwrap_or_else(|_| "[]".into());
     let rules = error_rules_of(findings);
+    let applicant = body
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .and_then(|doc| applicant_of(&doc));
     let draft = CaseDraft {
         corrected_body: body,
         corrections_json: &corrections_json,
         findings_json: &findings_json,
         error_rules: &rules,
+        applicant: applicant.as_deref(),
     };
     state
         .store

@@ -291,7 +291,15 @@ pub async fn login(
     }
 
     match check_login(&state, &name, &form.passwort, &address).await {
-        Ok(Ok(user)) => start_session(&state, &user).await,
+        Ok(Ok(user)) => {
+            // A session this browser still held ends here: one login, one session.
+            if let Some(old) = cookie(&headers, SESSION_COOKIE) {
+                if let Err(e) = state.store.delete_session(&token_hash(old)).await {
+                    return layout::store_error(e);
+                }
+            }
+            start_session(&state, &user).await
+        }
         Ok(Err(refusal)) => again(vec![], Some(refusal.message()), refusal.status()),
         Err(e) => layout::store_error(e),
     }
