@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use allegro_testkit as support;
 
 use allegro_core::pipeline::Pipeline;
-use allegro_store::{cases, NewApplication, Store, Verdict};
-use chrono::Utc;
+use allegro_store::Store;
 use serde_json::Value;
 use support::{bridge_exe, free_port, Db, TestEnv};
 use uuid::Uuid;
@@ -200,34 +199,7 @@ async fn store_case(store: &Store, pipeline: &Pipeline, body: &str, dst: &str) -
     let mut doc: Value = serde_json::from_str(body).unwrap();
     doc["antragId"] = Value::String(id.to_string());
     doc["jobcenter"]["dienststellennummer"] = Value::String(dst.into());
-    let body = serde_json::to_vec(&doc).unwrap();
-    let mut findings = pipeline.process(&body, None).findings().to_vec();
-    if !findings.iter().any(|f| f.is_error()) {
-        // A case from an older, stricter mapping set.
-        findings.push(allegro_core::finding::Finding {
-            pointer: "/unterkunft/grundmiete".into(),
-            severity: allegro_core::finding::Severity::Error,
-            rule: "ALTE-REGEL".into(),
-            message: "Alte Regel.".into(),
-            nachweis: None,
-        });
-    }
-    let app = NewApplication {
-        antrag_id: id,
-        body_sha256: allegro_daemon::deadletter::sha256_hex(&body),
-        body,
-        verdict: Verdict::Rejected,
-        mapping: "bg-ha-1.0".into(),
-        findings_json: serde_json::to_string(&findings).unwrap(),
-        dienststellennummer: Some(dst.into()),
-        message_id: None,
-        created_at: Utc::now(),
-        applicant: cases::applicant_of(&doc),
-        error_rules: cases::error_rules_of(&findings),
-    };
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_applications(&[app]).await.unwrap();
-    tx.commit().await.unwrap();
+    support::workbench::store_rejected(store, pipeline, id, &doc, dst, None).await;
     id
 }
 

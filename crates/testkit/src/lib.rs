@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod workbench;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
