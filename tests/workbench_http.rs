@@ -16,143 +16,19 @@
 //!   an address with many failures is refused; the `user` command checks
 //!   what it stores; the daemon with `[web] listen` serves the workbench.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use allegro_store::{NewApplication, Verdict};
 use allegro_testkit as support;
 use chrono::Utc;
+use support::workbench::Client;
 use support::{bridge_exe, free_port, repo_root, Db, TestEnv};
 use uuid::Uuid;
 
 /// Failed logins after which an account is locked (`auth::LOCK_AFTER`).
 const LOCK_AFTER: usize = 5;
-
-/// One HTTP answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn title(&self) -> &str {
-        let start = self.body.find("<title>").map_or(0, |i| i + 7);
-        let end = self.body.find("</title>").unwrap_or(start);
-        &self.body[start..end]
-    }
-}
-
-/// A browser, as far as the tests need one: cookies and forms.
-struct Client {
-    port: u16,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Client {
-    fn new(port: u16) -> Client {
-        Client {
-            port,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Answer {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let body = form
-            .map(|f| serde_urlencoded::to_string(f).unwrap())
-            .unwrap_or_default();
-        let cookie: Vec<String> = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let mut req =
-            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-        if !cookie.is_empty() {
-            req.push_str(&format!("Cookie: {}\r\n", cookie.join("; ")));
-        }
-        if form.is_some() {
-            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        }
-        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        s.write_all(req.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let raw = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        for (k, v) in &headers {
-            if k.eq_ignore_ascii_case("set-cookie") {
-                let pair = v.split(';').next().unwrap_or_default();
-                if let Some((name, value)) = pair.split_once('=') {
-                    if value.is_empty() || v.contains("Max-Age=0") {
-                        self.cookies.remove(name);
-                    } else {
-                        self.cookies.insert(name.into(), value.into());
-                    }
-                }
-            }
-        }
-        Answer {
-            status,
-            headers,
-            body: body.to_string(),
-        }
-    }
-
-    fn get(&mut self, path: &str) -> Answer {
-        self.send("GET", path, None)
-    }
-
-    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
-        self.send("POST", path, Some(form))
-    }
-
-    /// The value of the hidden `csrf` field of the last page.
-    fn csrf_of(page: &Answer) -> String {
-        let at = page
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a csrf field")
-            + 19;
-        page.body[at..at + 64].to_string()
-    }
-
-    /// GET /anmelden, then POST the form.
-    fn login(&mut self, name: &str, password: &str) -> Answer {
-        let page = self.get("/anmelden");
-        let csrf = Client::csrf_of(&page);
-        self.post(
-            "/anmelden",
-            &[
-                ("csrf", &csrf),
-                ("benutzername", name),
-                ("passwort", password),
-            ],
-        )
-    }
-}
 
 /// `allegro-bridge web` on a free port, with the test's store.
 struct Web {
@@ -355,7 +231,7 @@ async fn wrong_passwords_get_a_german_error_and_then_a_lockout() {
 
     // Empty fields: the error summary links to each field.
     let page = c.get("/anmelden");
-    let csrf = Client::csrf_of(&page);
+    let csrf = page.input("csrf");
     let a = c.post(
         "/anmelden",
         &[("csrf", &csrf), ("benutzername", ""), ("passwort", "")],
@@ -449,7 +325,7 @@ async fn a_post_without_its_csrf_token_is_refused_and_changes_nothing() {
     assert_eq!(c.login("anna", PW).status, 303);
     let list = c.get("/faelle");
     assert_eq!(list.status, 200);
-    let token = Client::csrf_of(&list);
+    let token = list.input("csrf");
     // Logging out without the token, or with another, does nothing.
     for form in [
         vec![],

@@ -1,5 +1,11 @@
 //! Helpers for the workbench tests: an application stored as a case the
-//! way the daemon stores a rejected one.
+//! way the daemon stores a rejected one, and a minimal HTTP client (cookies
+//! and forms) for `allegro-bridge web`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use allegro_core::finding::{Finding, Severity};
 use allegro_core::pipeline::Pipeline;
@@ -47,4 +53,167 @@ pub async fn store_rejected(
     let mut tx = store.begin().await.unwrap();
     tx.insert_applications(&[app]).await.unwrap();
     tx.commit().await.unwrap();
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The text of the page's `<title>`.
+    pub fn title(&self) -> &str {
+        let start = self.body.find("<title>").map_or(0, |i| i + 7);
+        let end = self.body.find("</title>").unwrap_or(start);
+        &self.body[start..end]
+    }
+
+    /// The value of the first `<input ... name="NAME" value="...">`.
+    pub fn input(&self, name: &str) -> String {
+        let at = self
+            .body
+            .find(&format!("name=\"{name}\" value=\""))
+            .unwrap_or_else(|| panic!("no input {name} in:\n{}", self.body));
+        let rest = &self.body[at + name.len() + 15..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+}
+
+/// A browser, as far as the tests need one: cookies and forms.
+pub struct Client {
+    pub port: u16,
+    pub cookies: BTreeMap<String, String>,
+}
+
+impl Client {
+    pub fn new(port: u16) -> Client {
+        Client {
+            port,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    /// One request on a fresh connection; `Set-Cookie` updates the jar.
+    pub fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Answer {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("web listens");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(self.request(method, path, form).as_bytes())
+            .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n");
+        let (head, body) = match split {
+            Some(at) => (&raw[..at], &raw[at + 4..]),
+            None => (&raw[..], &[][..]),
+        };
+        let head = String::from_utf8_lossy(head).into_owned();
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.keep_cookies(&headers);
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_vec()
+        };
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> String {
+        let body = form
+            .map(|f| serde_urlencoded::to_string(f).unwrap())
+            .unwrap_or_default();
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        if !cookie.is_empty() {
+            req.push_str(&format!("Cookie: {}\r\n", cookie.join("; ")));
+        }
+        if form.is_some() {
+            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        req
+    }
+
+    fn keep_cookies(&mut self, headers: &[(String, String)]) {
+        for (k, v) in headers {
+            if !k.eq_ignore_ascii_case("set-cookie") {
+                continue;
+            }
+            let pair = v.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() || v.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.into(), value.into());
+                }
+            }
+        }
+    }
+
+    pub fn get(&mut self, path: &str) -> Answer {
+        self.send("GET", path, None)
+    }
+
+    pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+        self.send("POST", path, Some(form))
+    }
+
+    /// GET /anmelden, then POST the form with its CSRF token.
+    pub fn login(&mut self, name: &str, password: &str) -> Answer {
+        let csrf = self.get("/anmelden").input("csrf");
+        self.post(
+            "/anmelden",
+            &[
+                ("csrf", &csrf),
+                ("benutzername", name),
+                ("passwort", password),
+            ],
+        )
+    }
+}
+
+/// The body of a `Transfer-Encoding: chunked` answer.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&rest[..eol]).trim().to_string();
+        let n = usize::from_str_radix(&size, 16).unwrap_or(0);
+        let data = &rest[eol + 2..];
+        if n == 0 || data.len() < n {
+            break;
+        }
+        out.extend_from_slice(&data[..n]);
+        rest = data[n..].strip_prefix(b"\r\n").unwrap_or(&data[n..]);
+    }
+    out
 }
