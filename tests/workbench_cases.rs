@@ -9,19 +9,16 @@
 //! administration pages answer admins only; `recheck` releases as `system`.
 //! (The browser run of the same story is tests/workbench_browser.rs.)
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use allegro_testkit as support;
 
 use allegro_core::pipeline::Pipeline;
 use allegro_store::Store;
 use serde_json::Value;
-use support::workbench::Client;
-use support::{bridge_exe, free_port, Db, TestEnv};
+use support::workbench::{add_user, start_web, Client};
+use support::{Db, TestEnv};
 use uuid::Uuid;
 
 const FAULTY: &str = include_str!("../fixtures/contract/hauptantrag-mit-fehlern.json");
@@ -34,35 +31,6 @@ fn login(c: &mut Client, name: &str) {
     assert_eq!(r.status, 303, "login of {name}: {}", r.body);
 }
 
-/// `allegro-bridge user add NAME` with the password on stdin.
-fn add_user(env: &TestEnv, name: &str, role: &str, dienststelle: Option<&str>) {
-    let mut args = vec!["user", "add", name, "--rolle", role];
-    if let Some(d) = dienststelle {
-        args.extend(["--dienststelle", d]);
-    }
-    let mut child = Command::new(bridge_exe())
-        .args(&args)
-        .envs(env.envs())
-        .current_dir(env.dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Stores `body` (with a fresh antragId and Dienststelle) as the daemon
 /// stores a rejected application.
 async fn store_case(store: &Store, pipeline: &Pipeline, body: &str, dst: &str) -> Uuid {
@@ -72,40 +40,6 @@ async fn store_case(store: &Store, pipeline: &Pipeline, body: &str, dst: &str) -
     doc["jobcenter"]["dienststellennummer"] = Value::String(dst.into());
     support::workbench::store_rejected(store, pipeline, id, &doc, dst, None).await;
     id
-}
-
-struct Web(Child);
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_web(env: &TestEnv, port: u16) -> Web {
-    let root = support::repo_root();
-    let child = Command::new(bridge_exe())
-        .args(["web", "--listen", &format!("127.0.0.1:{port}")])
-        .envs(env.envs())
-        .env(
-            "ALLEGRO_BRIDGE__WEB__ASSETS_DIR",
-            root.join("crates/web/assets").display().to_string(),
-        )
-        .current_dir(env.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "allegro-bridge web did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Web(child)
 }
 
 /// The record validates against the XSD its root names (xmllint, as in
@@ -160,10 +94,11 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
     let pipeline = Pipeline::load(&Default::default()).unwrap();
     let id = store_case(&store, &pipeline, FAULTY, "81101").await;
     let other = store_case(&store, &pipeline, FAULTY, "99999").await;
-    add_user(&env, "sb.meier", "sachbearbeitung", Some("81101"));
-    add_user(&env, "admin", "administration", None);
-    let port = free_port();
-    let _web = start_web(&env, port);
+    let caseworker = ["--rolle", "sachbearbeitung", "--dienststelle", "81101"];
+    add_user(&env, "sb.meier", PASSWORD, &caseworker);
+    add_user(&env, "admin", PASSWORD, &["--rolle", "administration"]);
+    let web = start_web(&env);
+    let port = web.port;
     let mut sb = Client::new(port);
     login(&mut sb, "sb.meier");
 

@@ -17,83 +17,18 @@
 //!   what it stores; the daemon with `[web] listen` serves the workbench.
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use allegro_store::{NewApplication, Verdict};
 use allegro_testkit as support;
 use chrono::Utc;
-use support::workbench::Client;
-use support::{bridge_exe, free_port, repo_root, Db, TestEnv};
+use support::workbench::{add_user, bridge, start_web, Client};
+use support::{free_port, repo_root, Db, TestEnv};
 use uuid::Uuid;
 
 /// Failed logins after which an account is locked (`auth::LOCK_AFTER`).
 const LOCK_AFTER: usize = 5;
-
-/// `allegro-bridge web` on a free port, with the test's store.
-struct Web {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn bridge(env: &TestEnv) -> Command {
-    let mut c = Command::new(bridge_exe());
-    c.current_dir(env.dir.path())
-        .env_remove("ALLEGRO_BRIDGE_CONFIG")
-        .envs(env.envs())
-        .env(
-            "ALLEGRO_BRIDGE__WEB__ASSETS_DIR",
-            repo_root().join("crates/web/assets"),
-        );
-    c
-}
-
-fn start_web(env: &TestEnv) -> Web {
-    let port = free_port();
-    let log = std::fs::File::create(env.dir.path().join(format!("web-{port}.log"))).unwrap();
-    let child = bridge(env)
-        .args(["web", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let web = Web { child, port };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "web did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    web
-}
-
-/// `allegro-bridge user add NAME ARGS` with the password on stdin.
-fn add_user(env: &TestEnv, name: &str, password: &str, args: &[&str]) {
-    let mut child = bridge(env)
-        .args(["user", "add", name])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "user add {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Stores a case of Dienststelle `dst`; its antragId.
 async fn add_case(env: &TestEnv, dst: &str) -> Uuid {

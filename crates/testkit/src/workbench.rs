@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use allegro_core::finding::{Finding, Severity};
 use allegro_core::pipeline::Pipeline;
@@ -13,6 +14,8 @@ use allegro_store::{cases, NewApplication, Store, Verdict};
 use chrono::Utc;
 use serde_json::Value;
 use uuid::Uuid;
+
+use crate::{bridge_exe, free_port, repo_root, TestEnv};
 
 /// Stores `doc` (whose antragId is `id`) as the daemon stores a rejected
 /// application of Dienststelle `dst`, with the pipeline's findings. A body
@@ -216,4 +219,72 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
         rest = data[n..].strip_prefix(b"\r\n").unwrap_or(&data[n..]);
     }
     out
+}
+
+/// `allegro-bridge web` on a free port, with the test's store.
+pub struct Web {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `allegro-bridge` in the test's folder and world, with the web assets.
+pub fn bridge(env: &TestEnv) -> Command {
+    let mut c = Command::new(bridge_exe());
+    c.current_dir(env.dir.path())
+        .env_remove("ALLEGRO_BRIDGE_CONFIG")
+        .envs(env.envs())
+        .env(
+            "ALLEGRO_BRIDGE__WEB__ASSETS_DIR",
+            repo_root().join("crates/web/assets"),
+        );
+    c
+}
+
+/// Starts `allegro-bridge web` on a free port and waits until it listens;
+/// its log goes to `web-PORT.log` in the test folder.
+pub fn start_web(env: &TestEnv) -> Web {
+    let port = free_port();
+    let log = std::fs::File::create(env.dir.path().join(format!("web-{port}.log"))).unwrap();
+    let child = bridge(env)
+        .args(["web", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let web = Web { child, port };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "web did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    web
+}
+
+/// `allegro-bridge user add NAME ARGS` with the password on stdin.
+pub fn add_user(env: &TestEnv, name: &str, password: &str, args: &[&str]) {
+    let mut child = bridge(env)
+        .args(["user", "add", name])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "user add {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
