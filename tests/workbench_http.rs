@@ -23,7 +23,7 @@ use std::time::Duration;
 use allegro_store::{NewApplication, Verdict};
 use allegro_testkit as support;
 use chrono::Utc;
-use support::workbench::{add_user, bridge, start_web, Client};
+use support::workbench::{add_user, bridge, bridge_with_stdin, start_web, Client};
 use support::{free_port, repo_root, Db, TestEnv};
 use uuid::Uuid;
 
@@ -549,15 +549,7 @@ async fn an_address_with_many_failures_is_refused() {
 async fn the_user_command_checks_what_it_stores() {
     let env = TestEnv::new(Db::Sqlite, "wb-user-cli").await;
     let run = |args: &[&str], stdin: &str| {
-        let mut child = bridge(&env)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        write!(child.stdin.take().unwrap(), "{stdin}").unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = bridge_with_stdin(&env, args, stdin);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned()

@@ -272,19 +272,28 @@ pub fn start_web(env: &TestEnv) -> Web {
 
 /// `allegro-bridge user add NAME ARGS` with the password on stdin.
 pub fn add_user(env: &TestEnv, name: &str, password: &str, args: &[&str]) {
+    let out = bridge_with_stdin(
+        env,
+        &[&["user", "add", name], args].concat(),
+        &format!("{password}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "user add {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `allegro-bridge ARGS` (see [`bridge`]) to completion with `stdin`
+/// as its standard input.
+pub fn bridge_with_stdin(env: &TestEnv, args: &[&str], stdin: &str) -> std::process::Output {
     let mut child = bridge(env)
-        .args(["user", "add", name])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "user add {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    write!(child.stdin.take().unwrap(), "{stdin}").unwrap();
+    child.wait_with_output().unwrap()
 }
