@@ -416,10 +416,7 @@ async fn no_personal_data_in_the_log_through_a_database_outage() {
     let mut env = TestEnv::new(Db::Postgres, "nopii-pg").await;
     env.declare().await;
     let proxy = support::proxy::Proxy::start("127.0.0.1:5432").await;
-    let direct = env.db_url.clone();
-    env.db_url = direct.replace(":5432/", &format!(":{}/", proxy.port));
-    let mut daemon_env = env.envs();
-    env.db_url = direct;
+    let mut daemon_env = env.envs_through(&proxy);
     daemon_env.push(("RUST_LOG".into(), "trace".into()));
     daemon_env.push(("ALLEGRO_BRIDGE__LOG__FORMAT".into(), "json".into()));
     env.extra_env = daemon_env;

@@ -33,10 +33,7 @@ async fn watchdog_pings_stop_while_the_store_hangs_and_resume_after() {
     let mut env = TestEnv::new(Db::Postgres, "watchdog").await;
     env.declare().await;
     let proxy = support::proxy::Proxy::start("127.0.0.1:5432").await;
-    let direct = env.db_url.clone();
-    env.db_url = direct.replace(":5432/", &format!(":{}/", proxy.port));
-    let mut daemon_env = env.envs();
-    env.db_url = direct;
+    let mut daemon_env = env.envs_through(&proxy);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify");
     let sock = UnixDatagram::bind(&path).unwrap();

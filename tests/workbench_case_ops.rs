@@ -12,9 +12,9 @@ use allegro_testkit as support;
 use allegro_core::casework::{self, EditOp};
 use allegro_core::pipeline::Pipeline;
 use allegro_store::audit::{Action, NewAudit};
-use allegro_store::cases::{self as cases, CaseDraft, CaseEnd, CaseWriteError};
+use allegro_store::cases::{CaseDraft, CaseEnd, CaseWriteError};
 use allegro_store::release::{self, ReleaseOutcome};
-use allegro_store::{NewApplication, Store, Verdict};
+use allegro_store::Store;
 use chrono::{NaiveDate, Utc};
 use serde_json::Value;
 use support::{Db, TestEnv};
@@ -29,34 +29,8 @@ async fn store_case(store: &Store, pipeline: &Pipeline, body: &str) -> Uuid {
     let id = Uuid::new_v4();
     let mut doc: Value = serde_json::from_str(body).unwrap();
     doc["antragId"] = Value::String(id.to_string());
-    let body = serde_json::to_vec(&doc).unwrap();
-    let mut findings = pipeline.process(&body, None).findings().to_vec();
-    if findings.iter().all(|f| !f.is_error()) {
-        // As an older mapping set would have said.
-        findings.push(allegro_core::finding::Finding {
-            pointer: "/unterkunft/grundmiete".into(),
-            severity: allegro_core::finding::Severity::Error,
-            rule: "ALTE-REGEL".into(),
-            message: "Alte Regel.".into(),
-            nachweis: None,
-        });
-    }
-    let app = NewApplication {
-        antrag_id: id,
-        body_sha256: allegro_daemon::deadletter::sha256_hex(&body),
-        body,
-        verdict: Verdict::Rejected,
-        mapping: "bg-ha-1.0".into(),
-        findings_json: serde_json::to_string(&findings).unwrap(),
-        dienststellennummer: Some("81101".into()),
-        message_id: Some(id.to_string()),
-        created_at: Utc::now(),
-        applicant: cases::applicant_of(&doc),
-        error_rules: cases::error_rules_of(&findings),
-    };
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_applications(&[app]).await.unwrap();
-    tx.commit().await.unwrap();
+    support::workbench::store_rejected(store, pipeline, id, &doc, "81101", Some(id.to_string()))
+        .await;
     id
 }
 

@@ -9,188 +9,26 @@
 //! administration pages answer admins only; `recheck` releases as `system`.
 //! (The browser run of the same story is tests/workbench_browser.rs.)
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use allegro_testkit as support;
 
 use allegro_core::pipeline::Pipeline;
-use allegro_store::{cases, NewApplication, Store, Verdict};
-use chrono::Utc;
+use allegro_store::Store;
 use serde_json::Value;
-use support::{bridge_exe, free_port, Db, TestEnv};
+use support::workbench::{add_user, start_web, Client};
+use support::{Db, TestEnv};
 use uuid::Uuid;
 
 const FAULTY: &str = include_str!("../fixtures/contract/hauptantrag-mit-fehlern.json");
 const VALID: &str = include_str!("../fixtures/contract/hauptantrag-gueltig.json");
 const PASSWORD: &str = "Sehr-geheim-2026";
 
-/// One HTTP response.
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The value of the first `<input ... name="NAME" value="...">`.
-    fn input(&self, name: &str) -> String {
-        let at = self
-            .body
-            .find(&format!("name=\"{name}\" value=\""))
-            .unwrap_or_else(|| panic!("no input {name} in:\n{}", self.body));
-        let rest = &self.body[at + name.len() + 15..];
-        rest[..rest.find('"').unwrap()].to_string()
-    }
-}
-
-/// A browser's minimum: cookies and forms.
-struct Client {
-    port: u16,
-    cookies: Vec<(String, String)>,
-}
-
-impl Client {
-    fn new(port: u16) -> Client {
-        Client {
-            port,
-            cookies: vec![],
-        }
-    }
-
-    fn request(&mut self, method: &str, path: &str, form: &[(&str, &str)]) -> Resp {
-        let body = serde_urlencoded::to_string(form).unwrap();
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("web listens");
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if !cookie.is_empty() {
-            req.push_str(&format!("Cookie: {cookie}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(&body);
-        s.write_all(req.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a response head");
-        let head = String::from_utf8_lossy(&raw[..split]).to_string();
-        let body = &raw[split + 4..];
-        let mut lines = head.lines();
-        let status = lines.next().unwrap_or("")[9..12].parse().unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        for (k, v) in &headers {
-            if k.eq_ignore_ascii_case("set-cookie") {
-                let pair = v.split(';').next().unwrap();
-                let (name, value) = pair.split_once('=').unwrap();
-                self.cookies.retain(|(n, _)| n != name);
-                self.cookies.push((name.to_string(), value.to_string()));
-            }
-        }
-        let chunked = headers
-            .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-        let body = if chunked {
-            dechunk(body)
-        } else {
-            body.to_vec()
-        };
-        let body = String::from_utf8_lossy(&body).to_string();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn get(&mut self, path: &str) -> Resp {
-        self.request("GET", path, &[])
-    }
-
-    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Resp {
-        self.request("POST", path, form)
-    }
-
-    fn login(&mut self, name: &str) {
-        let page = self.get("/anmelden");
-        let csrf = page.input("csrf");
-        let r = self.post(
-            "/anmelden",
-            &[
-                ("csrf", &csrf),
-                ("benutzername", name),
-                ("passwort", PASSWORD),
-            ],
-        );
-        assert_eq!(r.status, 303, "login of {name}: {}", r.body);
-    }
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = String::from_utf8_lossy(&rest[..eol]).trim().to_string();
-        let n = usize::from_str_radix(&size, 16).unwrap_or(0);
-        let data = &rest[eol + 2..];
-        if n == 0 || data.len() < n {
-            break;
-        }
-        out.extend_from_slice(&data[..n]);
-        rest = data[n..].strip_prefix(b"\r\n").unwrap_or(&data[n..]);
-    }
-    out
-}
-
-/// `allegro-bridge user add NAME` with the password on stdin.
-fn add_user(env: &TestEnv, name: &str, role: &str, dienststelle: Option<&str>) {
-    let mut args = vec!["user", "add", name, "--rolle", role];
-    if let Some(d) = dienststelle {
-        args.extend(["--dienststelle", d]);
-    }
-    let mut child = Command::new(bridge_exe())
-        .args(&args)
-        .envs(env.envs())
-        .current_dir(env.dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Logs `name` in with the test password; the login must succeed.
+fn login(c: &mut Client, name: &str) {
+    let r = c.login(name, PASSWORD);
+    assert_eq!(r.status, 303, "login of {name}: {}", r.body);
 }
 
 /// Stores `body` (with a fresh antragId and Dienststelle) as the daemon
@@ -200,69 +38,8 @@ async fn store_case(store: &Store, pipeline: &Pipeline, body: &str, dst: &str) -
     let mut doc: Value = serde_json::from_str(body).unwrap();
     doc["antragId"] = Value::String(id.to_string());
     doc["jobcenter"]["dienststellennummer"] = Value::String(dst.into());
-    let body = serde_json::to_vec(&doc).unwrap();
-    let mut findings = pipeline.process(&body, None).findings().to_vec();
-    if !findings.iter().any(|f| f.is_error()) {
-        // A case from an older, stricter mapping set.
-        findings.push(allegro_core::finding::Finding {
-            pointer: "/unterkunft/grundmiete".into(),
-            severity: allegro_core::finding::Severity::Error,
-            rule: "ALTE-REGEL".into(),
-            message: "Alte Regel.".into(),
-            nachweis: None,
-        });
-    }
-    let app = NewApplication {
-        antrag_id: id,
-        body_sha256: allegro_daemon::deadletter::sha256_hex(&body),
-        body,
-        verdict: Verdict::Rejected,
-        mapping: "bg-ha-1.0".into(),
-        findings_json: serde_json::to_string(&findings).unwrap(),
-        dienststellennummer: Some(dst.into()),
-        message_id: None,
-        created_at: Utc::now(),
-        applicant: cases::applicant_of(&doc),
-        error_rules: cases::error_rules_of(&findings),
-    };
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_applications(&[app]).await.unwrap();
-    tx.commit().await.unwrap();
+    support::workbench::store_rejected(store, pipeline, id, &doc, dst, None).await;
     id
-}
-
-struct Web(Child);
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_web(env: &TestEnv, port: u16) -> Web {
-    let root = support::repo_root();
-    let child = Command::new(bridge_exe())
-        .args(["web", "--listen", &format!("127.0.0.1:{port}")])
-        .envs(env.envs())
-        .env(
-            "ALLEGRO_BRIDGE__WEB__ASSETS_DIR",
-            root.join("crates/web/assets").display().to_string(),
-        )
-        .current_dir(env.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "allegro-bridge web did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Web(child)
 }
 
 /// The record validates against the XSD its root names (xmllint, as in
@@ -317,12 +94,13 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
     let pipeline = Pipeline::load(&Default::default()).unwrap();
     let id = store_case(&store, &pipeline, FAULTY, "81101").await;
     let other = store_case(&store, &pipeline, FAULTY, "99999").await;
-    add_user(&env, "sb.meier", "sachbearbeitung", Some("81101"));
-    add_user(&env, "admin", "administration", None);
-    let port = free_port();
-    let _web = start_web(&env, port);
+    let caseworker = ["--rolle", "sachbearbeitung", "--dienststelle", "81101"];
+    add_user(&env, "sb.meier", PASSWORD, &caseworker);
+    add_user(&env, "admin", PASSWORD, &["--rolle", "administration"]);
+    let web = start_web(&env);
+    let port = web.port;
     let mut sb = Client::new(port);
-    sb.login("sb.meier");
+    login(&mut sb, "sb.meier");
 
     // The detail page: the IBAN error beside the IBAN, in the summary.
     let page = sb.get(&format!("/faelle/{id}"));
@@ -499,7 +277,7 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
     assert_eq!(sb.get("/verwaltung/protokoll").status, 404);
     assert_eq!(sb.get("/verwaltung/dead-letters").status, 404);
     let mut admin = Client::new(port);
-    admin.login("admin");
+    login(&mut admin, "admin");
     let p = admin.get("/verwaltung/protokoll");
     assert_eq!(p.status, 200);
     assert!(p.body.contains("sb.meier") && p.body.contains(&id.to_string()));

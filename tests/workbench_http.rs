@@ -16,208 +16,19 @@
 //!   an address with many failures is refused; the `user` command checks
 //!   what it stores; the daemon with `[web] listen` serves the workbench.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
 
 use allegro_store::{NewApplication, Verdict};
 use allegro_testkit as support;
 use chrono::Utc;
-use support::{bridge_exe, free_port, repo_root, Db, TestEnv};
+use support::workbench::{add_user, bridge, bridge_with_stdin, start_web, Client};
+use support::{free_port, repo_root, Db, TestEnv};
 use uuid::Uuid;
 
 /// Failed logins after which an account is locked (`auth::LOCK_AFTER`).
 const LOCK_AFTER: usize = 5;
-
-/// One HTTP answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn title(&self) -> &str {
-        let start = self.body.find("<title>").map_or(0, |i| i + 7);
-        let end = self.body.find("</title>").unwrap_or(start);
-        &self.body[start..end]
-    }
-}
-
-/// A browser, as far as the tests need one: cookies and forms.
-struct Client {
-    port: u16,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Client {
-    fn new(port: u16) -> Client {
-        Client {
-            port,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Answer {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let body = form
-            .map(|f| serde_urlencoded::to_string(f).unwrap())
-            .unwrap_or_default();
-        let cookie: Vec<String> = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let mut req =
-            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-        if !cookie.is_empty() {
-            req.push_str(&format!("Cookie: {}\r\n", cookie.join("; ")));
-        }
-        if form.is_some() {
-            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        }
-        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        s.write_all(req.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let raw = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        for (k, v) in &headers {
-            if k.eq_ignore_ascii_case("set-cookie") {
-                let pair = v.split(';').next().unwrap_or_default();
-                if let Some((name, value)) = pair.split_once('=') {
-                    if value.is_empty() || v.contains("Max-Age=0") {
-                        self.cookies.remove(name);
-                    } else {
-                        self.cookies.insert(name.into(), value.into());
-                    }
-                }
-            }
-        }
-        Answer {
-            status,
-            headers,
-            body: body.to_string(),
-        }
-    }
-
-    fn get(&mut self, path: &str) -> Answer {
-        self.send("GET", path, None)
-    }
-
-    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
-        self.send("POST", path, Some(form))
-    }
-
-    /// The value of the hidden `csrf` field of the last page.
-    fn csrf_of(page: &Answer) -> String {
-        let at = page
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a csrf field")
-            + 19;
-        page.body[at..at + 64].to_string()
-    }
-
-    /// GET /anmelden, then POST the form.
-    fn login(&mut self, name: &str, password: &str) -> Answer {
-        let page = self.get("/anmelden");
-        let csrf = Client::csrf_of(&page);
-        self.post(
-            "/anmelden",
-            &[
-                ("csrf", &csrf),
-                ("benutzername", name),
-                ("passwort", password),
-            ],
-        )
-    }
-}
-
-/// `allegro-bridge web` on a free port, with the test's store.
-struct Web {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn bridge(env: &TestEnv) -> Command {
-    let mut c = Command::new(bridge_exe());
-    c.current_dir(env.dir.path())
-        .env_remove("ALLEGRO_BRIDGE_CONFIG")
-        .envs(env.envs())
-        .env(
-            "ALLEGRO_BRIDGE__WEB__ASSETS_DIR",
-            repo_root().join("crates/web/assets"),
-        );
-    c
-}
-
-fn start_web(env: &TestEnv) -> Web {
-    let port = free_port();
-    let log = std::fs::File::create(env.dir.path().join(format!("web-{port}.log"))).unwrap();
-    let child = bridge(env)
-        .args(["web", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let web = Web { child, port };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "web did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    web
-}
-
-/// `allegro-bridge user add NAME ARGS` with the password on stdin.
-fn add_user(env: &TestEnv, name: &str, password: &str, args: &[&str]) {
-    let mut child = bridge(env)
-        .args(["user", "add", name])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "user add {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Stores a case of Dienststelle `dst`; its antragId.
 async fn add_case(env: &TestEnv, dst: &str) -> Uuid {
@@ -355,7 +166,7 @@ async fn wrong_passwords_get_a_german_error_and_then_a_lockout() {
 
     // Empty fields: the error summary links to each field.
     let page = c.get("/anmelden");
-    let csrf = Client::csrf_of(&page);
+    let csrf = page.input("csrf");
     let a = c.post(
         "/anmelden",
         &[("csrf", &csrf), ("benutzername", ""), ("passwort", "")],
@@ -449,7 +260,7 @@ async fn a_post_without_its_csrf_token_is_refused_and_changes_nothing() {
     assert_eq!(c.login("anna", PW).status, 303);
     let list = c.get("/faelle");
     assert_eq!(list.status, 200);
-    let token = Client::csrf_of(&list);
+    let token = list.input("csrf");
     // Logging out without the token, or with another, does nothing.
     for form in [
         vec![],
@@ -738,15 +549,7 @@ async fn an_address_with_many_failures_is_refused() {
 async fn the_user_command_checks_what_it_stores() {
     let env = TestEnv::new(Db::Sqlite, "wb-user-cli").await;
     let run = |args: &[&str], stdin: &str| {
-        let mut child = bridge(&env)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        write!(child.stdin.take().unwrap(), "{stdin}").unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = bridge_with_stdin(&env, args, stdin);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned()

@@ -101,22 +101,38 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
-const INSERT: &str = "INSERT INTO audit (at, actor, antrag_id, action, pointer, old_value, \
-     new_value, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// The insert of `$e` (a [`NewAudit`]) at `$at`, bound and ready to
+/// execute on either database (a macro: each dialect binds its own types).
+macro_rules! insert {
+    ($e:expr, $at:expr) => {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, antrag_id, action, pointer, old_value, \
+             new_value, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind($at)
+        .bind($e.actor)
+        .bind($e.antrag_id)
+        .bind($e.action.as_str())
+        .bind($e.pointer)
+        .bind($e.old_value)
+        .bind($e.new_value)
+        .bind($e.detail)
+    };
+}
+
+/// The columns of [`AuditRow`] (a macro, so that queries can `concat!` it).
+macro_rules! select {
+    () => {
+        "SELECT id, at, actor, antrag_id, action, pointer, old_value, new_value, detail \
+         FROM audit"
+    };
+}
 
 impl Store {
     /// Appends an entry outside any transaction.
     pub async fn audit(&self, e: &NewAudit<'_>, at: DateTime<Utc>) -> Result<(), StoreError> {
         dispatch!(self, Store, p => {
-            sqlx::query(INSERT)
-                .bind(at)
-                .bind(e.actor)
-                .bind(e.antrag_id)
-                .bind(e.action.as_str())
-                .bind(e.pointer)
-                .bind(e.old_value)
-                .bind(e.new_value)
-                .bind(e.detail)
+            insert!(e, at)
                 .execute(p)
                 .await?;
             Ok(())
@@ -126,10 +142,7 @@ impl Store {
     /// The entries of one case, oldest first.
     pub async fn audit_of(&self, antrag_id: Uuid) -> Result<Vec<AuditRow>, StoreError> {
         dispatch!(self, Store, p => {
-            sqlx::query_as(
-                "SELECT id, at, actor, antrag_id, action, pointer, old_value, new_value, detail \
-                 FROM audit WHERE antrag_id = $1 ORDER BY at, id",
-            )
+            sqlx::query_as(concat!(select!(), " WHERE antrag_id = $1 ORDER BY at, id"))
             .bind(antrag_id)
             .fetch_all(p)
             .await
@@ -143,10 +156,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<AuditRow>, StoreError> {
         dispatch!(self, Store, p => {
-            sqlx::query_as(
-                "SELECT id, at, actor, antrag_id, action, pointer, old_value, new_value, detail \
-                 FROM audit WHERE id < $1 ORDER BY id DESC LIMIT $2",
-            )
+            sqlx::query_as(concat!(
+                select!(),
+                " WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            ))
             .bind(before.unwrap_or(i64::MAX))
             .bind(limit as i64)
             .fetch_all(p)
@@ -159,15 +172,7 @@ impl Tx {
     /// Appends an entry inside this transaction (commits with the change).
     pub async fn audit(&mut self, e: &NewAudit<'_>, at: DateTime<Utc>) -> Result<(), StoreError> {
         dispatch!(self, Tx, tx => {
-            sqlx::query(INSERT)
-                .bind(at)
-                .bind(e.actor)
-                .bind(e.antrag_id)
-                .bind(e.action.as_str())
-                .bind(e.pointer)
-                .bind(e.old_value)
-                .bind(e.new_value)
-                .bind(e.detail)
+            insert!(e, at)
                 .execute(&mut **tx)
                 .await?;
             Ok(())

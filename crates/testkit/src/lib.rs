@@ -14,6 +14,7 @@
 
 pub mod browser;
 pub mod proxy;
+pub mod workbench;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -208,6 +209,18 @@ impl TestEnv {
 
     /// The environment that points the binary at this test's world.
     pub fn envs(&self) -> Vec<(String, String)> {
+        self.envs_with_store(&self.db_url)
+    }
+
+    /// [`TestEnv::envs`], but the binary reaches this test's PostgreSQL
+    /// database through `proxy` (started on `127.0.0.1:5432`), so the test
+    /// can cut the binary's connection; the test's own `db_url` stays direct.
+    pub fn envs_through(&self, proxy: &proxy::Proxy) -> Vec<(String, String)> {
+        let url = self.db_url.replace(":5432/", &format!(":{}/", proxy.port));
+        self.envs_with_store(&url)
+    }
+
+    fn envs_with_store(&self, store_url: &str) -> Vec<(String, String)> {
         let root = repo_root().display().to_string();
         let mut v: Vec<(String, String)> = vec![
             ("ALLEGRO_BRIDGE__BROKER__URL".into(), self.amqp.clone()),
@@ -216,7 +229,7 @@ impl TestEnv {
                 self.intake.clone(),
             ),
             ("ALLEGRO_BRIDGE__BROKER__DLQ".into(), self.dlq.clone()),
-            ("ALLEGRO_BRIDGE__STORE__URL".into(), self.db_url.clone()),
+            ("ALLEGRO_BRIDGE__STORE__URL".into(), store_url.to_string()),
             (
                 "ALLEGRO_BRIDGE__OUTBOX__DIR".into(),
                 self.outbox.display().to_string(),

@@ -17,11 +17,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use chrono::{NaiveDate, SecondsFormat, Utc};
 use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
 
 use allegro_core::casework::edit::{self, EditError, EditOp, FieldInfo};
 use allegro_core::casework::fields::{self, FieldKind};
 use allegro_core::casework::sections;
 use allegro_core::finding::Finding;
+use allegro_core::mapping::Mapping;
 use allegro_core::pipeline::{Pipeline, Processed};
 use allegro_store::audit::{Action, NewAudit};
 use allegro_store::cases::{
@@ -222,6 +225,19 @@ fn bad_pointer(caller: &Caller, e: &EditError) -> Response {
     )
 }
 
+/// The document of the case, its mapping and the field `pointer` names,
+/// or why the page cannot offer that pointer.
+fn describe_field(
+    pipeline: &Pipeline,
+    case: &CaseDetail,
+    pointer: &str,
+) -> Result<(Value, Arc<Mapping>, FieldInfo), EditError> {
+    let (doc, mapping) = detail::document(pipeline, case);
+    let m = mapping.ok_or(EditError::Unknown)?;
+    let info = edit::describe(&m, &doc, pointer)?;
+    Ok((doc, m, info))
+}
+
 /// GET /faelle/{id}/feld?zeiger=...
 pub async fn field_page_get(
     State(state): State<WorkbenchState>,
@@ -237,12 +253,8 @@ pub async fn field_page_get(
         return layout::message_page(StatusCode::CONFLICT, Some(&caller), &n.title, &n.text);
     }
     let pipeline = state.pipeline.current();
-    let (doc, mapping) = detail::document(&pipeline, &case);
-    let Some(m) = mapping else {
-        return bad_pointer(&caller, &EditError::Unknown);
-    };
-    match edit::describe(&m, &doc, &q.zeiger) {
-        Ok(info) => field_page(&caller, &case, &info, None, vec![], false).into_response(),
+    match describe_field(&pipeline, &case, &q.zeiger) {
+        Ok((_, _, info)) => field_page(&caller, &case, &info, None, vec![], false).into_response(),
         Err(e) => bad_pointer(&caller, &e),
     }
 }
@@ -260,12 +272,8 @@ pub async fn field_page_post(
         Err(r) => return r,
     };
     let pipeline = state.pipeline.current();
-    let (mut doc, mapping) = detail::document(&pipeline, &case);
-    let Some(m) = mapping else {
-        return bad_pointer(&caller, &EditError::Unknown);
-    };
-    let info = match edit::describe(&m, &doc, &q.zeiger) {
-        Ok(info) => info,
+    let (mut doc, m, info) = match describe_field(&pipeline, &case, &q.zeiger) {
+        Ok(found) => found,
         Err(e) => return bad_pointer(&caller, &e),
     };
     let typed = form.wert.as_str();
@@ -394,6 +402,28 @@ async fn conflict(state: &WorkbenchState, caller: &Caller, case: &CaseDetail) ->
     }
 }
 
+/// The case in the caller's scope if it may still be worked on at the
+/// `sent` version (`None`: at the version it has); otherwise the refusal
+/// on the case page (409).
+async fn load_current(
+    state: &WorkbenchState,
+    caller: &Caller,
+    id: &str,
+    sent: Option<&str>,
+) -> Result<CaseDetail, Response> {
+    let case = detail::load_in_scope(state, caller, id).await?;
+    let own = case.version.to_string();
+    match check_current(&case, sent.unwrap_or(&own)) {
+        Ok(()) => Ok(case),
+        Err(n) => Err(refuse(state, caller, &case, n).await),
+    }
+}
+
+/// Back to the case page, showing the message `code`.
+fn to_case(case: &CaseDetail, code: &str) -> Response {
+    Redirect::to(&format!("/faelle/{}?meldung={code}", case.antrag_id)).into_response()
+}
+
 /// POST /faelle/{id}/pruefen: the pipeline in force over the corrected
 /// application; its findings are stored as the case's current ones (nothing
 /// is decided).
@@ -403,13 +433,10 @@ pub async fn check(
     Path(id): Path<String>,
     Form(form): Form<VersionForm>,
 ) -> Response {
-    let case = match detail::load_in_scope(&state, &caller, &id).await {
+    let case = match load_current(&state, &caller, &id, Some(&form.version)).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(n) = check_current(&case, &form.version) {
-        return refuse(&state, &caller, &case, n).await;
-    }
     let pipeline = state.pipeline.current();
     let findings = recheck_findings(
         &pipeline,
@@ -433,9 +460,7 @@ pub async fn check(
     )
     .await
     {
-        Ok(()) => {
-            Redirect::to(&format!("/faelle/{}?meldung=geprueft", case.antrag_id)).into_response()
-        }
+        Ok(()) => to_case(&case, "geprueft"),
         Err(CaseWriteError::Conflict) => conflict(&state, &caller, &case).await,
         Err(CaseWriteError::Store(e)) => layout::store_error(e),
     }
@@ -450,13 +475,10 @@ pub async fn release(
     Path(id): Path<String>,
     Form(form): Form<VersionForm>,
 ) -> Response {
-    let case = match detail::load_in_scope(&state, &caller, &id).await {
+    let case = match load_current(&state, &caller, &id, Some(&form.version)).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(n) = check_current(&case, &form.version) {
-        return refuse(&state, &caller, &case, n).await;
-    }
     let pipeline = state.pipeline.current();
     let outcome = release::release(
         &state.store,
@@ -475,7 +497,7 @@ pub async fn release(
             } else {
                 "freigegeben-ausstehend"
             };
-            Redirect::to(&format!("/faelle/{}?meldung={code}", case.antrag_id)).into_response()
+            to_case(&case, code)
         }
         Ok(ReleaseOutcome::Rejected(findings)) => {
             let n = findings.iter().filter(|f| f.is_error()).count();
@@ -590,13 +612,10 @@ async fn reason_get(
     id: String,
     kind: &'static str,
 ) -> Response {
-    let case = match detail::load_in_scope(&state, &caller, &id).await {
+    let case = match load_current(&state, &caller, &id, None).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(n) = check_current(&case, &case.version.to_string()) {
-        return refuse(&state, &caller, &case, n).await;
-    }
     reason_page(&caller, &case, kind, &ReasonForm::default(), vec![], false).into_response()
 }
 
@@ -703,9 +722,7 @@ async fn reason_post(
         "abgeschlossen"
     };
     match result {
-        Ok(_) => {
-            Redirect::to(&format!("/faelle/{}?meldung={code}", case.antrag_id)).into_response()
-        }
+        Ok(_) => to_case(&case, code),
         Err(CaseWriteError::Conflict) => {
             let errors = vec![FieldError::new("grund", detail::CONFLICT)];
             let page = reason_page(&caller, &case, kind, &form, errors, true);
