@@ -105,12 +105,12 @@ async fn check(db: Db) {
     assert_eq!(now.version, 2);
     // The list finds the case under the corrected name.
     let found = store
-        .list_cases(&cases::CaseQuery {
-            scope: cases::Scope::All,
+        .list_cases(&allegro_store::cases::CaseQuery {
+            scope: allegro_store::cases::Scope::All,
             dienststelle: None,
             rule: None,
             created_before: None,
-            search: Some(cases::Search::Name("korrigiert".into())),
+            search: Some(allegro_store::cases::Search::Name("korrigiert".into())),
             page: 0,
             per_page: 50,
         })
