@@ -1,23 +1,34 @@
 //! Benchmark of `allegro-bridge process` at the machine's limits (issue #10):
 //! N generated valid Hauptanträge (default 10,000) run through the release
-//! binary, in one run:
+//! binary, each round measuring, in this order:
 //!
+//! - the baseline: the pure pipeline on the same N bodies, in this process
+//!   on one thread (thread CPU time), as applications per CPU-second;
 //! - CPU per application of the whole command (user + sys of the child, from
 //!   `getrusage`) with the records on tmpfs (`/dev/shm`), as applications
-//!   per CPU-second; goal at least 20,000;
+//!   per CPU-second (goal of the issue: at least 20,000), and its ratio to
+//!   the baseline of the same round;
 //! - wall time with the records on the real disk (`--base`, default the
 //!   current folder), as record files per second, against the raw
 //!   `outbox::write_batch` rate of the same number and size of files in the
 //!   same folder, measured right after; goal at least 0.9 of it.
 //!
-//! Run: `cargo bench --bench process -- [--files 10000] [--base DIR] [--rounds 3]`.
+//! The medians of the rounds' ratios close the output: this machine's
+//! speed changes from minute to minute, ratios within a round much less.
+//!
+//! Run: `cargo bench --bench process -- [--files 10000] [--base DIR] [--rounds 5]`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use allegro_testkit::{bridge_exe, data_dir};
+use allegro_core::pipeline::{Pipeline, PipelineConfig};
+use allegro_testkit::{bridge_exe, data_dir, repo_root};
 use serde_json::Value;
+
+// The binary's allocator, so the baseline compares like with like.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Args {
     files: usize,
@@ -29,7 +40,7 @@ fn args() -> Args {
     let mut a = Args {
         files: 10_000,
         base: PathBuf::from("."),
-        rounds: 3,
+        rounds: 5,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -51,18 +62,41 @@ fn args() -> Args {
     a
 }
 
-/// `n` valid applications with their own antragIds in `dir`.
-fn generate(dir: &Path, n: usize) {
+/// `n` valid applications with their own antragIds in `dir`; returns the
+/// bodies too, for the in-process baseline.
+fn generate(dir: &Path, n: usize) -> Vec<Vec<u8>> {
     let text = std::fs::read_to_string(data_dir().join("hauptantrag-gueltig.json")).unwrap();
     let mut v: Value = serde_json::from_str(&text).unwrap();
-    for i in 0..n {
-        v["antragId"] = Value::String(format!("00000000-0000-4000-8000-{i:012}"));
-        std::fs::write(
-            dir.join(format!("{i:06}.json")),
-            serde_json::to_vec(&v).unwrap(),
-        )
-        .unwrap();
+    (0..n)
+        .map(|i| {
+            v["antragId"] = Value::String(format!("00000000-0000-4000-8000-{i:012}"));
+            let body = serde_json::to_vec(&v).unwrap();
+            std::fs::write(dir.join(format!("{i:06}.json")), &body).unwrap();
+            body
+        })
+        .collect()
+}
+
+/// CPU time consumed by this thread, in seconds.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// Applications per CPU-second of the pure pipeline over `bodies`, on this
+/// thread, with the same allocator as the binary.
+fn baseline(pipeline: &Pipeline, bodies: &[Vec<u8>]) -> f64 {
+    let start = thread_cpu();
+    for b in bodies {
+        std::hint::black_box(pipeline.process(b, None));
     }
+    bodies.len() as f64 / (thread_cpu() - start)
 }
 
 /// User + system CPU seconds of all waited-for children so far.
@@ -113,31 +147,87 @@ fn mean_size(dir: &Path) -> usize {
     (sizes.iter().sum::<u64>() / (sizes.len() as u64).max(1)) as usize
 }
 
+/// CPU seconds per file (this thread, user + sys) of the file work alone:
+/// reading every input file, then writing as many records of `size` bytes
+/// to tmpfs with `write_batch` in chunks of 512, as `process` does.
+fn io_floor(inputs: &Path, n: usize, size: usize) -> f64 {
+    use std::io::Read;
+    let out = tempfile::tempdir_in("/dev/shm").unwrap();
+    let body = vec![b'x'; size];
+    let names: Vec<String> = (0..n).map(|i| format!("{i}.xml")).collect();
+    let mut buf = Vec::new();
+    let start = thread_cpu();
+    for i in 0..n {
+        buf.clear();
+        let f = std::fs::File::open(inputs.join(format!("{i:06}.json"))).unwrap();
+        f.take(u64::MAX).read_to_end(&mut buf).unwrap();
+    }
+    for chunk in names.chunks(512) {
+        allegro_store::outbox::write_batch(
+            out.path(),
+            chunk.iter().map(|n| (n.as_str(), body.as_slice())),
+        )
+        .unwrap();
+    }
+    (thread_cpu() - start) / n as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let a = args();
     let inputs = tempfile::tempdir_in(&a.base).unwrap();
-    generate(inputs.path(), a.files);
+    let bodies = generate(inputs.path(), a.files);
+    let pipeline = Pipeline::load(&PipelineConfig {
+        mappings_dir: repo_root().join("mappings"),
+        schemas_dir: repo_root().join("schemas"),
+        ..PipelineConfig::default()
+    })
+    .unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("process bench: {} applications, {cores} cores", a.files);
+    let (mut cpu_ratios, mut disk_ratios, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    let mut floors = Vec::new();
     let mut kept = Vec::new();
     for round in 1..=a.rounds {
+        let base = baseline(&pipeline, &bodies);
         let shm = tempfile::tempdir_in("/dev/shm").unwrap();
         let (wall, cpu) = run_process(inputs.path(), shm.path());
+        let io = io_floor(inputs.path(), a.files, mean_size(shm.path()));
+        let rate = a.files as f64 / cpu;
+        let floor = 1.0 / (1.0 / base + io);
         println!(
-            "round {round}: records on tmpfs: {:>8.0} applications per CPU-second (user+sys {cpu:.2} s, wall {wall:.2} s)",
-            a.files as f64 / cpu
+            "round {round}: pipeline alone {base:>6.0}/CPU-s; file reads + writes alone {:.1} µs/file; both {floor:>6.0}/CPU-s; process, records on tmpfs: {rate:>6.0} applications per CPU-second (user+sys {cpu:.2} s, wall {wall:.2} s); {:.2} of pipeline alone, {:.2} of pipeline + files",
+            io * 1e6,
+            rate / base,
+            rate / floor
         );
+        floors.push(rate / floor);
         let disk = tempfile::tempdir_in(&a.base).unwrap();
         let (wall, _) = run_process(inputs.path(), disk.path());
         let files_rate = a.files as f64 / wall;
         let raw_dir = tempfile::tempdir_in(&a.base).unwrap();
         let raw = raw_write_batch(raw_dir.path(), a.files, mean_size(disk.path()));
         println!(
-            "round {round}: records on disk: {files_rate:>8.0} files/s; raw write_batch {raw:.0} files/s; ratio {:.2}",
+            "round {round}: records on disk: {files_rate:>6.0} files/s; raw write_batch {raw:.0} files/s; ratio {:.2}",
             files_rate / raw
         );
+        rates.push(rate);
+        cpu_ratios.push(rate / base);
+        disk_ratios.push(files_rate / raw);
         // Deleting 10,000 files right away would slow the next round's
         // file creation on ext4 (see docs/operations.md); keep them.
         kept.extend([shm, disk, raw_dir]);
     }
+    println!(
+        "median of {} rounds: process {:.0} applications per CPU-second, {:.2} of the pipeline alone, {:.2} of pipeline + file work; disk {:.2} of raw write_batch",
+        a.rounds,
+        median(rates),
+        median(cpu_ratios),
+        median(floors),
+        median(disk_ratios)
+    );
 }

@@ -1,7 +1,7 @@
 //! `allegro-bridge process [--json] [--out DIR] PATH...` (contract §6): the
 //! same pipeline as the daemon, on files, without a broker.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -63,8 +63,9 @@ fn count(p: &Processed, sev: Severity, nachweis: bool) -> usize {
 }
 
 /// Files per chunk: read and run through the pipeline on every core, then
-/// their records written with one directory sync (`outbox::write_batch`),
-/// then reported in the order given.
+/// their records written with one directory sync (`outbox::write_batch`)
+/// and reported in the order given, on a thread of their own while the
+/// next chunk is processed.
 const CHUNK: usize = 512;
 
 /// What became of one file.
@@ -80,18 +81,46 @@ pub fn run(config: Option<&Path>, args: ProcessArgs) -> anyhow::Result<i32> {
     let pipeline = Pipeline::load(&settings.pipeline)?;
     let out_dir = args.out.clone().unwrap_or(settings.outbox.dir.clone());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let stdout = std::io::stdout();
-    let mut report = Report::new(stdout.lock(), args.json);
     let files = collect_files(&args.paths);
-    for chunk in files.chunks(CHUNK) {
-        let mut done = process_parallel(&pipeline, chunk, workers);
-        write_records(&out_dir, &mut done);
+    let failed = std::thread::scope(|s| {
+        // One chunk waits while the next is processed: the writer's disk
+        // time overlaps the pipeline's CPU time, and memory stays bounded.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Done>>(1);
+        let writer = s.spawn(|| write_and_report(&out_dir, args.json, rx));
+        for chunk in files.chunks(CHUNK) {
+            if tx
+                .send(process_parallel(&pipeline, chunk, workers))
+                .is_err()
+            {
+                break; // the writer stopped on an error; it reports it
+            }
+        }
+        drop(tx);
+        writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })?;
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// Writes each chunk's records, then reports its files in order (flushed
+/// per chunk, so progress shows); returns how many files were not processed.
+fn write_and_report(
+    out_dir: &Path,
+    json: bool,
+    chunks: std::sync::mpsc::Receiver<Vec<Done>>,
+) -> anyhow::Result<usize> {
+    let mut report = Report::new(std::io::BufWriter::new(std::io::stdout().lock()), json);
+    for mut done in chunks {
+        write_records(out_dir, &mut done);
         for d in done {
             report.line(d)?;
         }
+        report.out.flush()?;
     }
     report.total()?;
-    Ok(if report.failed == 0 { 0 } else { 1 })
+    report.out.flush()?;
+    Ok(report.failed)
 }
 
 /// Reads and processes `files` on `workers` threads, results in input order.
@@ -105,11 +134,14 @@ fn process_parallel(
         files.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..workers.min(files.len()).max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(item) = files.get(i) else { break };
-                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(process_one(pipeline, item));
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = files.get(i) else { break };
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(process_one(pipeline, item, &mut buf));
+                }
             });
         }
     });
@@ -123,13 +155,26 @@ fn process_parallel(
         .collect()
 }
 
-fn process_one(pipeline: &Pipeline, item: &Result<PathBuf, (PathBuf, String)>) -> Done {
+/// Reads one file into `buf` (reused by the thread: no allocation and no
+/// `stat` per file) and runs it through the pipeline.
+fn process_one(
+    pipeline: &Pipeline,
+    item: &Result<PathBuf, (PathBuf, String)>,
+    buf: &mut Vec<u8>,
+) -> Done {
     let path = match item {
         Ok(p) => p.clone(),
         Err((p, e)) => return Done::Failed(p.clone(), e.clone()),
     };
-    match std::fs::read(&path) {
-        Ok(body) => Done::Processed(path, pipeline.process(&body, None), None),
+    buf.clear();
+    // Read through `take`: `File::read_to_end` would `stat` and `lseek`
+    // for a size hint the reused buffer does not need.
+    let read = std::fs::File::open(&path).and_then(|f| f.take(u64::MAX).read_to_end(buf));
+    match read {
+        Ok(_) => {
+            let processed = pipeline.process(buf, None);
+            Done::Processed(path, processed, None)
+        }
         Err(e) => Done::Failed(path, format!("cannot read: {e}")),
     }
 }

@@ -26,7 +26,10 @@ fn walk(
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let p = e.path();
-        if p.is_dir() {
+        // The entry's type comes with the listing (no `stat` per file);
+        // only a symbolic link is followed to see what it points to.
+        let ty = e.file_type()?;
+        if ty.is_dir() || (ty.is_symlink() && p.is_dir()) {
             if descend(&p) {
                 walk(&p, descend, keep, out)?;
             }
