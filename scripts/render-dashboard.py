@@ -37,7 +37,8 @@ Usage:
     ... --start 1764684000 --end 1764684720
 
 Requirements: Python 3.11 (tested with 3.11.7); rendering needs matplotlib
-(tested with 3.11.2 and its numpy, `pip install matplotlib`); the queries use
+(tested with 3.11.2 and the numpy and Pillow it brings, `pip install
+matplotlib`); the queries use
 only the standard library (urllib). Tested against Prometheus 2.42 (Debian
 12's `prometheus` package). `--check` needs nothing but python3.
 """
@@ -611,7 +612,7 @@ def draw_stat(cv, panel, results, x, y, w, h):
         ink = "#ffffff" if bg != PANEL_BG else threshold_color(panel, v)
         cv.text(bx + (bw - 4) / 2, by + 8, s.name, size=8.5, color=ink, ha="center")
         value = fmt(v, unit)
-        size = min(26, (bh - 26) * 0.55, (bw - 20) / max(len(value), 1) * 1.6)
+        size = min(26, (bh - 26) * 0.55, (bw - 24) / text_width(value or "0", 1) * 0.88)  # bold is wider
         cv.text(bx + (bw - 4) / 2, by + 22 + (bh - 22) / 2, value, size=size, color=ink,
                 weight="bold", ha="center", va="center")
 
@@ -783,7 +784,18 @@ def render(dash, args) -> int:
         drawn += 1
         print(f"panel {p['id']:>2} {p['type']:<14} {p['title']}: "
               f"{sum(len(s) for _, _, s in results)} series", file=sys.stderr)
-    cv.fig.savefig(args.out, dpi=100, facecolor=BG)
+    if args.colors:
+        # a palette PNG: the picture is flat colours and text, a third of the bytes
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        cv.fig.savefig(buf, dpi=100, facecolor=BG, format="png")
+        buf.seek(0)
+        Image.open(buf).convert("RGB").quantize(colors=args.colors).save(args.out, optimize=True)
+    else:
+        cv.fig.savefig(args.out, dpi=100, facecolor=BG)
     print(f"{args.out}: {drawn} panels, {cv.w}x{int(cv.h)} px", file=sys.stderr)
     return 0
 
@@ -813,6 +825,8 @@ def main(argv=None) -> int:
     ap.add_argument("--allow-empty", action="store_true",
                     help="draw 'No data' for a query with no result instead of failing")
     ap.add_argument("--out", default="grafana-dashboard.png", help="the PNG to write")
+    ap.add_argument("--colors", type=int, default=256,
+                    help="write a palette PNG of this many colours (Pillow, with matplotlib); 0: full colour")
     args = ap.parse_args(argv)
     try:
         dash = load(args.dashboard)
