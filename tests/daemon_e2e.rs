@@ -292,7 +292,10 @@ async fn metrics_are_served() {
         format!("127.0.0.1:{port}"),
     ));
     env.declare().await;
-    let msgs = vec![accepted(), accepted(), rejected(), no_mapping()];
+    // The dead letter twice: the second is a duplicate, so the outcomes
+    // and the duplicates add up to the deliveries acked.
+    let dead = no_mapping();
+    let msgs = vec![accepted(), accepted(), rejected(), dead.clone(), dead];
     Publisher::new(&env)
         .await
         .publish_all(&env.intake, &msgs)
@@ -309,12 +312,15 @@ async fn metrics_are_served() {
     assert!(text.contains("allegro_bridge_dead_letters_total{reason=\"no_mapping\"} 1"));
     assert!(text.contains("allegro_bridge_broker_connected 1"), "{text}");
     // The ack follows the commit the counts above waited for.
-    env.wait_for("all four acked", Duration::from_secs(20), || async {
+    env.wait_for("all five acked", Duration::from_secs(20), || async {
         http_get(port, "/metrics")
             .await
-            .contains("allegro_bridge_deliveries_acked_total 4")
+            .contains("allegro_bridge_deliveries_acked_total 5")
     })
     .await;
+    let text = http_get(port, "/metrics").await;
+    assert!(text.contains("allegro_bridge_dead_letters_total{reason=\"no_mapping\"} 1"));
+    assert!(text.contains("allegro_bridge_duplicates_total 1"), "{text}");
     for path in ["/readyz", "/healthz", "/health"] {
         let health = http_get(port, path).await;
         assert!(health.starts_with("HTTP/1.1 200"), "{path}: {health}");

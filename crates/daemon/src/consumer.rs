@@ -493,7 +493,8 @@ impl Session<'_> {
         self.publish(items, &publish).await?;
         tx.commit().await?;
         self.ctx.metrics.observe_stage("store", t0.elapsed());
-        count(&self.ctx.metrics, &tally, &publish);
+        let already = plan.letters.len() - publish.len();
+        count(&self.ctx.metrics, &tally, &publish, already);
         count_applications(&self.ctx.metrics, plan.stored(items, &stored));
         debug!(
             items = items.len(),
@@ -501,7 +502,7 @@ impl Session<'_> {
             rejected = tally.rejected,
             duplicates = tally.duplicates,
             dead_lettered = publish.len(),
-            already_dead_lettered = plan.letters.len() - publish.len(),
+            already_dead_lettered = already,
             commit_us = t0.elapsed().as_micros() as u64,
             "batch committed"
         );
@@ -540,8 +541,10 @@ impl Session<'_> {
     }
 }
 
-/// Counts a committed batch in the metrics.
-fn count(m: &Metrics, tally: &Tally, published: &[Publish<'_>]) {
+/// Counts a committed batch in the metrics. A dead letter already in the
+/// log (the same message again) is a duplicate, so that the outcomes and
+/// the duplicates add up to the deliveries acked.
+fn count(m: &Metrics, tally: &Tally, published: &[Publish<'_>], already_dead: usize) {
     let outcome = |outcome| OutcomeLabel { outcome };
     m.applications
         .get_or_create(&outcome("accepted"))
@@ -549,7 +552,7 @@ fn count(m: &Metrics, tally: &Tally, published: &[Publish<'_>]) {
     m.applications
         .get_or_create(&outcome("rejected"))
         .inc_by(tally.rejected);
-    m.duplicates.inc_by(tally.duplicates);
+    m.duplicates.inc_by(tally.duplicates + already_dead as u64);
     for p in published {
         let reason = ReasonLabel {
             reason: p.letter.reason.to_string(),
