@@ -201,6 +201,14 @@ async fn wrong_passwords_get_a_german_error_and_then_a_lockout() {
     assert!(a.body.contains("vorübergehend gesperrt"), "{}", a.body);
     assert!(!c.cookies.contains_key("bridge_session"));
     assert_eq!(c.get("/faelle").status, 303);
+    // A name without an account locks the same way, so a lock does not
+    // tell which names exist ("niemand" failed once above).
+    for _ in 1..LOCK_AFTER {
+        assert_eq!(c.login("niemand", "falsch-falsch-falsch").status, 401);
+    }
+    let a = c.login("niemand", "falsch-falsch-falsch");
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert!(a.body.contains("vorübergehend gesperrt"), "{}", a.body);
 
     // Audited, without the password.
     let actions = audit_actions(&env, "anna").await;
