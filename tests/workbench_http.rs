@@ -129,6 +129,11 @@ async fn every_page_needs_a_login_but_static_files() {
     assert_eq!(login.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(login.header("referrer-policy"), Some("no-referrer"));
     assert_eq!(login.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        login.header("strict-transport-security"),
+        None,
+        "plain HTTP"
+    );
     let login_cookie = login
         .headers
         .iter()
@@ -469,6 +474,11 @@ async fn sessions_time_out_and_end_with_the_account() {
                 && v.starts_with("bridge_session=")
                 && v.contains("; Secure")),
             "{cookie}"
+        );
+        assert_eq!(
+            a.header("strict-transport-security"),
+            Some("max-age=31536000"),
+            "behind HTTPS"
         );
         assert_eq!(c.get("/faelle").status, 200);
         assert_eq!(sessions().await, 1);

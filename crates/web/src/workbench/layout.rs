@@ -184,6 +184,18 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
+/// HSTS for a workbench served over HTTPS (`web.secure_cookies`): the
+/// browser then refuses plain HTTP to this host for a year.
+pub async fn strict_transport(mut resp: Response, https: bool) -> Response {
+    if https {
+        resp.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    resp
+}
+
 /// Where the KERN files are: `kern/` in an installed package, else the
 /// npm package's `dist/` in a checkout (after `npm ci`).
 pub fn kern_dir(assets: &Path) -> PathBuf {

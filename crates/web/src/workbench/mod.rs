@@ -72,10 +72,14 @@ pub fn router(state: WorkbenchState) -> Router {
     let public = Router::new()
         .route("/anmelden", get(auth::login_page).post(auth::login))
         .layer(middleware::from_fn(csrf::guard));
+    let https = state.config.secure_cookies;
     Router::new()
         .merge(private)
         .merge(public)
         .nest("/static", layout::static_files(&state.config))
         .layer(middleware::from_fn(layout::security_headers))
+        .layer(middleware::map_response(move |r| {
+            layout::strict_transport(r, https)
+        }))
         .with_state(state)
 }
