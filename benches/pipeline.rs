@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use allegro_core::pipeline::{Outcome, Pipeline, PipelineConfig};
 use allegro_store::outbox;
+use allegro_testkit::thread_cpu;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 // The same allocator as the binary (src/main.rs).
@@ -34,18 +35,6 @@ fn pipeline() -> Pipeline {
 
 fn example(name: &str) -> Vec<u8> {
     std::fs::read(root().join("fixtures/contract").join(name)).expect("example")
-}
-
-/// CPU time consumed by this thread, in seconds.
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// Applications per CPU-second of `f` (this thread's CPU time, so load from

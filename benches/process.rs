@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use allegro_core::pipeline::{Pipeline, PipelineConfig};
-use allegro_testkit::{bridge_exe, data_dir, repo_root};
+use allegro_testkit::{bridge_exe, data_dir, repo_root, thread_cpu};
 use serde_json::Value;
 
 // The binary's allocator, so the baseline compares like with like.
@@ -75,18 +75,6 @@ fn generate(dir: &Path, n: usize) -> Vec<Vec<u8>> {
             body
         })
         .collect()
-}
-
-/// CPU time consumed by this thread, in seconds.
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// Applications per CPU-second of the pure pipeline over `bodies`, on this

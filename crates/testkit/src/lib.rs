@@ -1053,3 +1053,16 @@ pub async fn database_dump(env: &TestEnv) -> String {
     }
     out
 }
+
+/// CPU time consumed by this thread (user + system), in seconds: what the
+/// benchmarks count, so that other load on the machine does not.
+pub fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
