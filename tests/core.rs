@@ -428,6 +428,26 @@ fn process_keeps_the_order_of_the_files_across_chunks_and_threads() {
         err.contains("hauptantrag-gueltig.json: cannot write the record"),
         "{err}"
     );
+    // Both streams into one file (as `2>&1` does): the files in their order.
+    let both = out.path().join("both.log");
+    let f = std::fs::File::create(&both).unwrap();
+    let status = bin()
+        .args(["process", "--out"])
+        .arg(&blocked)
+        .arg(examples())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let text = std::fs::read_to_string(&both).unwrap();
+    let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s} in {text}"));
+    assert!(
+        at("hauptantrag-gueltig.json: cannot write") < at("hauptantrag-mit-fehlern.json")
+            && at("hauptantrag-mit-fehlern.json") < at("weiterbewilligung-gueltig.json: cannot")
+            && at("weiterbewilligung-gueltig.json: cannot") < at("total: 3 file(s)"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -238,6 +238,17 @@ async fn users_and_sessions(db: Db) {
             .locked_until;
         assert_eq!(locked.is_some(), n >= 3, "after {n}");
     }
+    // A name without an account: counted and locked the same way.
+    let name = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    assert_eq!(store.name_locked_until(name).await.unwrap(), None);
+    for n in 1..=4 {
+        let failures = store.record_name_failure(name, now, 3, lock).await.unwrap();
+        assert_eq!(failures, n);
+        let locked = store.name_locked_until(name).await.unwrap();
+        // (PostgreSQL keeps microseconds.)
+        let off = locked.map(|t| (t - (now + lock)).num_milliseconds());
+        assert_eq!(off, (n >= 3).then_some(0), "after {n}");
+    }
     store.clear_user_failures(id).await.unwrap();
     let u = store.user_by_name("anna").await.unwrap().unwrap();
     assert_eq!((u.failed_logins, u.locked_until), (0, None));

@@ -85,16 +85,18 @@ pub fn run(config: Option<&Path>, args: ProcessArgs) -> anyhow::Result<i32> {
     let failed = std::thread::scope(|s| {
         // One chunk waits while the next is processed: the writer's disk
         // time overlaps the pipeline's CPU time, and memory stays bounded.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Done>>(1);
+        // `None` closes the run; without it (a panic here) no total is printed.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<Done>>>(1);
         let writer = s.spawn(|| write_and_report(&out_dir, args.json, rx));
         for chunk in files.chunks(CHUNK) {
             if tx
-                .send(process_parallel(&pipeline, chunk, workers))
+                .send(Some(process_parallel(&pipeline, chunk, workers)))
                 .is_err()
             {
                 break; // the writer stopped on an error; it reports it
             }
         }
+        let _ = tx.send(None);
         drop(tx);
         writer
             .join()
@@ -104,19 +106,28 @@ pub fn run(config: Option<&Path>, args: ProcessArgs) -> anyhow::Result<i32> {
 }
 
 /// Writes each chunk's records, then reports its files in order (flushed
-/// per chunk, so progress shows); returns how many files were not processed.
+/// per chunk, so progress shows), and the total once the run is closed;
+/// returns how many files were not processed.
 fn write_and_report(
     out_dir: &Path,
     json: bool,
-    chunks: std::sync::mpsc::Receiver<Vec<Done>>,
+    chunks: std::sync::mpsc::Receiver<Option<Vec<Done>>>,
 ) -> anyhow::Result<usize> {
     let mut report = Report::new(std::io::BufWriter::new(std::io::stdout().lock()), json);
-    for mut done in chunks {
-        write_records(out_dir, &mut done);
-        for d in done {
-            report.line(d)?;
+    loop {
+        match chunks.recv() {
+            Ok(Some(mut done)) => {
+                write_records(out_dir, &mut done);
+                for d in done {
+                    report.line(d)?;
+                }
+                report.out.flush()?;
+            }
+            Ok(None) => break,
+            // Gone without closing the run: the processing panicked, and
+            // that panic is what is reported; a total would mislead.
+            Err(_) => return Ok(report.failed),
         }
-        report.out.flush()?;
     }
     report.total()?;
     report.out.flush()?;
@@ -238,6 +249,8 @@ impl<W: Write> Report<W> {
     fn line(&mut self, done: Done) -> anyhow::Result<()> {
         let (path, processed, record_path) = match done {
             Done::Failed(path, e) => {
+                // The lines before it first, so that a terminal shows both in order.
+                self.out.flush()?;
                 eprintln!("{}: {e}", path.display());
                 self.failed += 1;
                 return Ok(());

@@ -28,8 +28,11 @@ fn walk(
         let p = e.path();
         // The entry's type comes with the listing (no `stat` per file);
         // only a symbolic link is followed to see what it points to.
-        let ty = e.file_type()?;
-        if ty.is_dir() || (ty.is_symlink() && p.is_dir()) {
+        let is_dir = match e.file_type() {
+            Ok(t) if !t.is_symlink() => t.is_dir(),
+            _ => p.is_dir(), // a link, or a file system without types in its listing
+        };
+        if is_dir {
             if descend(&p) {
                 walk(&p, descend, keep, out)?;
             }

@@ -87,6 +87,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention",
         include_str!("../migrations/sqlite/0005_retention.sql"),
     ),
+    (
+        6,
+        "name_failures",
+        include_str!("../migrations/sqlite/0006_name_failures.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -123,6 +128,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "retention",
         include_str!("../migrations/postgres/0007_retention.sql"),
+    ),
+    (
+        8,
+        "name_failures",
+        include_str!("../migrations/postgres/0008_name_failures.sql"),
     ),
 ];
 

@@ -255,6 +255,52 @@ impl Store {
         })
     }
 
+    /// Until when a name without an account is locked (see
+    /// [`Store::record_name_failure`]); `name_sha256` is the name's SHA-256
+    /// in hex.
+    pub async fn name_locked_until(
+        &self,
+        name_sha256: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row: Option<Option<DateTime<Utc>>> = dispatch!(self, Store, p => {
+            sqlx::query_scalar("SELECT locked_until FROM name_failures WHERE name_sha256 = $1")
+                .bind(name_sha256)
+                .fetch_optional(p)
+                .await
+        })?;
+        Ok(row.flatten())
+    }
+
+    /// A failed login under a name without an account, counted and locked
+    /// exactly as [`Store::record_user_failure`] does for an account, so
+    /// that a lock does not tell whether the name exists. Returns the
+    /// name's failures so far.
+    pub async fn record_name_failure(
+        &self,
+        name_sha256: &str,
+        now: DateTime<Utc>,
+        lock_after: i32,
+        lock_for: chrono::Duration,
+    ) -> Result<i32, StoreError> {
+        let until = now + lock_for;
+        dispatch!(self, Store, p => {
+            sqlx::query_scalar(
+                "INSERT INTO name_failures (name_sha256, failures, locked_until) \
+                 VALUES ($1, 1, CASE WHEN 1 >= $2 THEN $3 END) \
+                 ON CONFLICT (name_sha256) DO UPDATE SET \
+                 failures = name_failures.failures + 1, \
+                 locked_until = CASE WHEN name_failures.failures + 1 >= $2 THEN $3 \
+                                ELSE name_failures.locked_until END \
+                 RETURNING failures",
+            )
+            .bind(name_sha256)
+            .bind(lock_after)
+            .bind(until)
+            .fetch_one(p)
+            .await
+        })
+    }
+
     /// A successful login: the account's failure count and lock are cleared.
     pub async fn clear_user_failures(&self, user_id: i64) -> Result<(), StoreError> {
         dispatch!(self, Store, p => {

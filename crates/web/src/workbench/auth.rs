@@ -8,7 +8,8 @@
 //! - Failed logins: counted per account and per client address. Each
 //!   failure answers more slowly (slow-down); from [`LOCK_AFTER`] failures
 //!   an account is locked for [`LOCK_MINUTES`] (a name without an account
-//!   too, so a lock does not tell which names exist), and an address with
+//!   too, in `name_failures`, so a lock does not tell which names exist),
+//!   and an address with
 //!   [`ADDRESS_LIMIT`] failures within that time is refused.
 //! - Audit: `login`, `logout`, `login_failed`; no password and nothing
 //!   personal is ever logged.
@@ -366,7 +367,10 @@ async fn check_login(
     let user = store.user_by_name(name).await?;
     let account_locked = match &user {
         Some(u) => u.locked_until.is_some_and(|until| until > now),
-        None => unknown_names::locked(name, now),
+        None => store
+            .name_locked_until(&name_sha256(name))
+            .await?
+            .is_some_and(|until| until > now),
     };
 
     // A locked account or address gets no password check at all: a flood of
@@ -399,7 +403,10 @@ async fn check_login(
             .await?;
         failures = failures.max(n);
     } else {
-        failures = failures.max(unknown_names::record_failure(name, now, window));
+        let n = store
+            .record_name_failure(&name_sha256(name), now, LOCK_AFTER, window)
+            .await?;
+        failures = failures.max(n);
     }
     let actor = user.as_ref().map_or("-", |u| u.name.as_str());
     let detail = match (&user, refusal) {
@@ -481,55 +488,8 @@ pub async fn logout(State(state): State<WorkbenchState>, caller: Caller) -> Resp
     resp
 }
 
-/// Failed logins under names that have no account, counted and locked
-/// exactly like an account's, so that a lock does not tell whether an
-/// account exists. Held in memory (SHA-256 of the name), at most
-/// [`unknown_names::MAX`] names; a restart forgets them.
-mod unknown_names {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    use chrono::{DateTime, Duration, Utc};
-    use sha2::{Digest, Sha256};
-
-    use super::LOCK_AFTER;
-
-    /// Names kept at most; beyond it those not locked are forgotten first.
-    pub const MAX: usize = 10_000;
-
-    /// Failures so far and, from [`LOCK_AFTER`] on, until when it is locked.
-    type Entry = (i32, Option<DateTime<Utc>>);
-
-    static NAMES: Mutex<Option<HashMap<[u8; 32], Entry>>> = Mutex::new(None);
-
-    fn key(name: &str) -> [u8; 32] {
-        Sha256::digest(name.as_bytes()).into()
-    }
-
-    pub fn locked(name: &str, now: DateTime<Utc>) -> bool {
-        let names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-        names
-            .as_ref()
-            .and_then(|m| m.get(&key(name)))
-            .and_then(|(_, until)| *until)
-            .is_some_and(|until| until > now)
-    }
-
-    /// Counts a failure; returns the name's failures so far.
-    pub fn record_failure(name: &str, now: DateTime<Utc>, lock_for: Duration) -> i32 {
-        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-        let map = names.get_or_insert_with(HashMap::new);
-        if map.len() >= MAX {
-            map.retain(|_, (_, until)| until.is_some_and(|u| u > now));
-            if map.len() >= MAX {
-                map.clear();
-            }
-        }
-        let entry = map.entry(key(name)).or_insert((0, None));
-        entry.0 += 1;
-        if entry.0 >= LOCK_AFTER {
-            entry.1 = Some(now + lock_for);
-        }
-        entry.0
-    }
+/// How a name without an account is kept in `name_failures`: its SHA-256 in
+/// hex, so the table holds no names (a mistyped one may be personal data).
+fn name_sha256(name: &str) -> String {
+    hex::encode(Sha256::digest(name.as_bytes()))
 }
