@@ -55,7 +55,7 @@ fn args() -> Args {
         match k.as_str() {
             "--files" => a.files = v.parse().unwrap_or_else(|_| bad()),
             "--base" => a.base = PathBuf::from(v),
-            "--rounds" => a.rounds = v.parse().unwrap_or_else(|_| bad()),
+            "--rounds" => a.rounds = v.parse().ok().filter(|&n| n > 0).unwrap_or_else(|| bad()),
             _ => bad(),
         }
     }
