@@ -294,6 +294,19 @@ async fn a_post_without_its_csrf_token_is_refused_and_changes_nothing() {
         .await
         .iter()
         .any(|(a, _)| a == "logout"));
+    // A malformed request gets a German page, not the framework's English:
+    // a query with a field twice, a method the route does not take.
+    let malformed = [
+        (c.get("/faelle?seite=1&seite=2"), 400),
+        (c.get("/abmelden"), 405),
+        (c.post("/faelle", &[("csrf", &token)]), 405),
+    ];
+    for (a, status) in malformed {
+        assert_eq!(a.status, status, "{}", a.body);
+        assert!(a.body.contains("Anfrage nicht verständlich"), "{}", a.body);
+        assert!(a.body.contains("<html lang=\"de\">"), "{}", a.body);
+        assert!(!a.body.contains("Failed to"), "{}", a.body);
+    }
     // With it, the session ends.
     let a = c.post("/abmelden", &[("csrf", &token)]);
     assert_eq!((a.status, a.header("location")), (303, Some("/anmelden")));

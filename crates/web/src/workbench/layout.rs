@@ -116,6 +116,35 @@ pub fn not_found(caller: Option<&Caller>) -> Response {
     )
 }
 
+/// Middleware: axum's own refusals of a malformed request (a form field
+/// missing, a body of the wrong type, a method the route does not take:
+/// English plain text or an empty body) become a German page with the same
+/// status. Pages of the workbench's own are HTML and pass unchanged.
+pub async fn german_rejections(req: Request, next: Next) -> Response {
+    let caller = req.extensions().get::<Caller>().cloned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let refusal = matches!(status.as_u16(), 400 | 405 | 413 | 415 | 422);
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(refusal && plain) {
+        return resp;
+    }
+    let mut page = message_page(
+        status,
+        caller.as_ref(),
+        "Anfrage nicht verständlich",
+        "Die Anfrage war unvollständig oder passt nicht zu dieser Seite. \
+         Bitte laden Sie die Seite neu und versuchen Sie es erneut.",
+    );
+    if let Some(allow) = resp.headers().get(header::ALLOW) {
+        page.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    page
+}
+
 /// Fallback behind login: 404.
 pub async fn fallback(caller: Option<axum::Extension<Caller>>) -> Response {
     not_found(caller.as_ref().map(|c| &c.0))

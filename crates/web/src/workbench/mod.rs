@@ -64,6 +64,7 @@ pub fn router(state: WorkbenchState) -> Router {
         .route("/verwaltung/benutzer", get(users::page))
         .route("/abmelden", post(auth::logout))
         .fallback(layout::fallback)
+        .layer(middleware::from_fn(layout::german_rejections))
         .layer(middleware::from_fn(csrf::guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -71,6 +72,7 @@ pub fn router(state: WorkbenchState) -> Router {
         ));
     let public = Router::new()
         .route("/anmelden", get(auth::login_page).post(auth::login))
+        .layer(middleware::from_fn(layout::german_rejections))
         .layer(middleware::from_fn(csrf::guard));
     let https = state.config.secure_cookies;
     Router::new()
