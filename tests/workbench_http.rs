@@ -367,10 +367,22 @@ async fn a_caseworker_sees_only_its_own_dienststellen() {
         .body
         .contains("<td class=\"kern-table__cell\">bernd</td>"));
     assert!(users.body.contains("13101") && users.body.contains("Sachbearbeitung"));
-    assert_eq!(bernd.get("/verwaltung/benutzer").status, 404);
-    assert!(audit_actions(&env, "bernd")
+    // So is every administration page, each refusal audited.
+    let pages = [
+        "/verwaltung/benutzer",
+        "/verwaltung/protokoll",
+        "/verwaltung/nachpruefung",
+        "/verwaltung/dead-letters",
+    ];
+    for page in pages {
+        assert_eq!(bernd.get(page).status, 404, "{page}");
+    }
+    let denied = audit_actions(&env, "bernd")
         .await
-        .contains(&("denied".to_string(), None)));
+        .into_iter()
+        .filter(|a| *a == ("denied".to_string(), None))
+        .count();
+    assert_eq!(denied, pages.len());
     let home = chef.get("/");
     assert_eq!(
         (home.status, home.header("location")),

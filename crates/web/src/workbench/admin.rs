@@ -14,6 +14,7 @@ use axum::Form;
 use chrono::Utc;
 use serde::Deserialize;
 
+use allegro_store::audit::{Action, NewAudit};
 use allegro_store::release::{self, RecheckReport};
 
 use super::auth::Caller;
@@ -27,8 +28,21 @@ pub const AUDIT_PER_PAGE: usize = 50;
 pub const DEAD_LETTERS_SHOWN: usize = 500;
 
 /// The 404 page for anyone but an administrator.
-fn refuse_non_admin(caller: &Caller) -> Option<Response> {
-    (!caller.is_admin()).then(|| layout::not_found(Some(caller)))
+/// Anyone but administration gets 404 on an administration page, as for
+/// a case out of scope, audited as `denied` with the page in the detail.
+pub(super) async fn refuse_non_admin(
+    state: &WorkbenchState,
+    caller: &Caller,
+    page: &str,
+) -> Option<Response> {
+    if caller.is_admin() {
+        return None;
+    }
+    let entry = NewAudit::new(&caller.user.name, Action::Denied, None).detail(page);
+    if let Err(e) = state.store.audit(&entry, Utc::now()).await {
+        return Some(layout::store_error(e));
+    }
+    Some(layout::not_found(Some(caller)))
 }
 
 /// `?vor=<id>`: entries older than this id.
@@ -61,7 +75,7 @@ pub async fn audit_page(
     caller: Caller,
     Query(p): Query<AuditParams>,
 ) -> Response {
-    if let Some(r) = refuse_non_admin(&caller) {
+    if let Some(r) = refuse_non_admin(&state, &caller, "protokoll").await {
         return r;
     }
     let before = p.vor.trim().parse::<i64>().ok();
@@ -116,8 +130,8 @@ pub struct RecheckForm {
 }
 
 /// GET /verwaltung/nachpruefung.
-pub async fn recheck_get(State(_state): State<WorkbenchState>, caller: Caller) -> Response {
-    if let Some(r) = refuse_non_admin(&caller) {
+pub async fn recheck_get(State(state): State<WorkbenchState>, caller: Caller) -> Response {
+    if let Some(r) = refuse_non_admin(&state, &caller, "nachpruefung").await {
         return r;
     }
     RecheckPage {
@@ -134,7 +148,7 @@ pub async fn recheck_post(
     caller: Caller,
     Form(form): Form<RecheckForm>,
 ) -> Response {
-    if let Some(r) = refuse_non_admin(&caller) {
+    if let Some(r) = refuse_non_admin(&state, &caller, "nachpruefung").await {
         return r;
     }
     let outbox = (form.aktion == "freigeben").then_some(state.outbox_dir.as_path());
@@ -194,7 +208,7 @@ pub struct DeadLettersPage {
 
 /// GET /verwaltung/dead-letters.
 pub async fn dead_letters(State(state): State<WorkbenchState>, caller: Caller) -> Response {
-    if let Some(r) = refuse_non_admin(&caller) {
+    if let Some(r) = refuse_non_admin(&state, &caller, "dead-letters").await {
         return r;
     }
     let rows = match state.store.dead_letters().await {

@@ -8,8 +8,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
-use allegro_store::audit::{Action, NewAudit};
-
 use super::auth::Caller;
 use super::layout::{self, Layout};
 use super::state::WorkbenchState;
@@ -39,12 +37,8 @@ fn role_name(r: allegro_store::users::Role) -> &'static str {
 /// GET /verwaltung/benutzer: 404 (audited `denied`) for anyone but administration.
 pub async fn page(State(state): State<WorkbenchState>, caller: Caller) -> Response {
     let now = Utc::now();
-    if !caller.is_admin() {
-        let entry = NewAudit::new(&caller.user.name, Action::Denied, None).detail("benutzer");
-        if let Err(e) = state.store.audit(&entry, now).await {
-            return layout::store_error(e);
-        }
-        return layout::not_found(Some(&caller));
+    if let Some(r) = super::admin::refuse_non_admin(&state, &caller, "benutzer").await {
+        return r;
     }
     let users = match state.store.users().await {
         Ok(u) => u,
