@@ -202,10 +202,20 @@ async fn purge_removes_personal_data(db: Db) {
     let store = env.store().await;
     let mut tx = store.begin().await.unwrap();
     tx.insert_applications(&rows).await.unwrap();
-    tx.insert_dead_letters(&[dead_letter("old", old), dead_letter("new", now)])
+    // Old and replayed (its message has left the DLQ), old and still in the
+    // DLQ, recent.
+    tx.insert_dead_letters(&[
+        dead_letter("dl-old-replayed", old),
+        dead_letter("dl-old-waiting", old),
+        dead_letter("dl-new", now),
+    ])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    store
+        .mark_replayed_by_key("dl-old-replayed", old)
         .await
         .unwrap();
-    tx.commit().await.unwrap();
     store.mark_written(&[id(0), id(5)]).await.unwrap();
     for (i, status) in [(2, "open"), (3, "closed"), (4, "deferred"), (6, "released")] {
         set_case(
@@ -281,6 +291,10 @@ async fn purge_removes_personal_data(db: Db) {
     let out = env.cli(&["purge"]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(counts(&out), dry, "the purge did what the dry run said");
+    assert!(
+        stderr.contains("dead_letters=1") && stderr.contains("still in the DLQ"),
+        "the old dead letter still in the DLQ is named: {stderr}"
+    );
     for i in 0..7 {
         for m in markers(i) {
             assert!(!holds_marker(&stderr, &m), "purge's output holds {m}");
@@ -346,9 +360,14 @@ async fn purge_removes_personal_data(db: Db) {
     }
     assert_eq!(
         store.dead_letters().await.unwrap().len(),
-        1,
-        "the recent one stays"
+        2,
+        "the recent one and the old one still in the DLQ stay"
     );
+    assert!(
+        !dump.contains("dl-old-replayed"),
+        "the replayed one is gone"
+    );
+    assert!(dump.contains("dl-old-waiting") && dump.contains("dl-new"));
     store.close().await;
 
     let again = counts(&env.cli(&["purge"]));

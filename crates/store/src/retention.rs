@@ -11,7 +11,11 @@
 //!   application, and the case's `applicant`, `corrected_body`,
 //!   `corrections`, findings' messages, `defer_reason`, `close_reason`, and
 //!   the `old_value`/`new_value` of the case's audit rows.
-//! - `dead_letters`: dead-letter log rows (deleted).
+//! - `dead_letters`: dead-letter log rows (deleted) whose message has been
+//!   replayed, so it has left the DLQ. A row whose message is still in the
+//!   DLQ stays (the DLQ probe holds the queue to the log, and a replay needs
+//!   the row); such rows past their time are counted in a warning, because
+//!   the message's body in the DLQ is personal data only a replay removes.
 //! - `audit_values`: `old_value`/`new_value` of audit rows that belong to
 //!   no open or deferred case.
 //! - `sessions`: workbench sessions older than the longest a session may live.
@@ -198,6 +202,13 @@ pub fn reduce_findings(json: &str, mapping: &str, keep_pointer: PointerCheck<'_>
         .collect();
     serde_json::to_string(&reduced).unwrap_or_else(|_| "[]".into())
 }
+
+/// Which dead-letter log rows a purge deletes: first seen before `$1`, and
+/// replayed (the message has left the DLQ).
+const DEAD_LETTER_DUE: &str = "first_seen < $1 AND replayed_at IS NOT NULL";
+
+/// Dead-letter log rows past their time whose message is still in the DLQ.
+const DEAD_LETTER_WAITING: &str = "first_seen < $1 AND replayed_at IS NULL";
 
 /// Which applications a payload purge takes: accepted, no case, record
 /// written, received before `$1`.
@@ -429,7 +440,17 @@ impl Store {
         req: &PurgeRequest<'_>,
         cutoff: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        self.delete_chunked(req, "dead_letters", "id", "first_seen < $1", cutoff)
+        let waiting = self
+            .count_where("dead_letters", DEAD_LETTER_WAITING, cutoff)
+            .await?;
+        if waiting > 0 {
+            tracing::warn!(
+                dead_letters = waiting,
+                "dead letters past their retention are still in the DLQ; their bodies are \
+                 personal data: replay them once their cause is fixed (allegro-bridge dlq replay)"
+            );
+        }
+        self.delete_chunked(req, "dead_letters", "id", DEAD_LETTER_DUE, cutoff)
             .await
     }
 
