@@ -23,11 +23,7 @@ use uuid::Uuid;
 
 use allegro_core::pipeline::{Pipeline, PipelineConfig};
 
-/// Marker of the unexpected property's key of application `i`.
-fn key_marker(i: usize) -> String {
-    format!("Qkey{i}Z")
-}
-
+/// The markers application `i` carries: its personal fields and its key.
 fn markers(i: usize) -> Vec<String> {
     let mut m = personal_markers(i);
     m.push(key_marker(i));
@@ -39,15 +35,7 @@ fn markers(i: usize) -> Vec<String> {
 fn marked(i: usize) -> Msg {
     match i % 3 {
         0 => with_markers(accepted(), i),
-        1 => {
-            let m = with_markers(rejected(), i);
-            let mut v: Value = serde_json::from_slice(&m.body).unwrap();
-            v["antragsteller"][key_marker(i)] = Value::String("x".into());
-            Msg {
-                body: serde_json::to_vec(&v).unwrap(),
-                ..m
-            }
-        }
+        1 => rejected_with_key(i),
         _ => with_markers(no_mapping(), i),
     }
 }
@@ -94,20 +82,6 @@ fn assert_clean(what: &str, text: &str, ids: impl IntoIterator<Item = usize>) {
     for m in all {
         assert!(!text.contains(&m), "{what} holds {m}");
         assert!(!decoded.contains(&m), "{what} holds {m}, encoded");
-    }
-}
-
-/// Copies `from` into `to` recursively.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
     }
 }
 

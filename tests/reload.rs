@@ -13,20 +13,6 @@ use allegro_store::ApplicationRow;
 use support::*;
 use uuid::Uuid;
 
-/// Copies `from` into `to` recursively.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 /// Replaces `old` (which must occur exactly once) by `new` in `file`.
 fn edit(file: &Path, old: &str, new: &str) {
     let text = std::fs::read_to_string(file).unwrap();

@@ -18,11 +18,6 @@ use uuid::Uuid;
 use allegro_core::pipeline::{Pipeline, PipelineConfig, Processed};
 use allegro_store::{NewApplication, NewDeadLetter, Store, Verdict};
 
-/// Marker of the key of the unexpected property of application `i`.
-fn key_marker(i: usize) -> String {
-    format!("Qkey{i}Z")
-}
-
 /// The markers application `i` of the scenario carries (the accepted
 /// ones, 0, 1 and 5, have no unexpected property).
 fn markers(i: usize) -> Vec<String> {
@@ -31,17 +26,6 @@ fn markers(i: usize) -> Vec<String> {
         m.push(key_marker(i));
     }
     m
-}
-
-/// A rejected application with an unexpected property named by a marker.
-fn rejected_with_key(i: usize) -> Msg {
-    let m = with_markers(rejected(), i);
-    let mut v: Value = serde_json::from_slice(&m.body).unwrap();
-    v["antragsteller"][key_marker(i)] = Value::String("x".into());
-    Msg {
-        body: serde_json::to_vec(&v).unwrap(),
-        ..m
-    }
 }
 
 fn pipeline() -> Pipeline {

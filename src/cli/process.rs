@@ -97,7 +97,6 @@ pub fn run(config: Option<&Path>, args: ProcessArgs) -> anyhow::Result<i32> {
             }
         }
         let _ = tx.send(None);
-        drop(tx);
         writer
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))

@@ -968,6 +968,38 @@ pub fn with_markers(msg: Msg, i: usize) -> Msg {
     }
 }
 
+/// The marker of application `i` used as a property name the sender made
+/// up (the schema does not define it; purge drops its pointer).
+pub fn key_marker(i: usize) -> String {
+    format!("Qkey{i}Z")
+}
+
+/// A rejected application with [`with_markers`] and an unexpected property
+/// named by [`key_marker`] under `/antragsteller`.
+pub fn rejected_with_key(i: usize) -> Msg {
+    let m = with_markers(rejected(), i);
+    let mut v: Value = serde_json::from_slice(&m.body).unwrap();
+    v["antragsteller"][key_marker(i)] = Value::String("x".into());
+    Msg {
+        body: serde_json::to_vec(&v).unwrap(),
+        ..m
+    }
+}
+
+/// Copies `from` into `to` recursively (a test's own mapping set).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
 /// Whether `text` holds `marker` (case-insensitively: the workbench's
 /// search column is lower-cased) as is or hex-encoded (as PostgreSQL and
 /// SQLite's `quote()` show a blob, as a dependency might dump bytes).

@@ -27,7 +27,6 @@ pub const AUDIT_PER_PAGE: usize = 50;
 /// Dead letters shown at most (the CLI lists all).
 pub const DEAD_LETTERS_SHOWN: usize = 500;
 
-/// The 404 page for anyone but an administrator.
 /// Anyone but administration gets 404 on an administration page, as for
 /// a case out of scope, audited as `denied` with the page in the detail.
 pub(super) async fn refuse_non_admin(

@@ -76,7 +76,8 @@ pub fn random_token() -> String {
     hex::encode(b)
 }
 
-/// SHA-256 hex of a session token (what the database keeps).
+/// SHA-256 hex of a session token, or of a name without an account: what
+/// the database keeps of either.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -365,13 +366,13 @@ async fn check_login(
     let (from_address, last) = store.address_failures(address).await?;
     let address_locked = from_address >= ADDRESS_LIMIT && last.is_some_and(|t| now - t < window);
     let user = store.user_by_name(name).await?;
-    let account_locked = match &user {
-        Some(u) => u.locked_until.is_some_and(|until| until > now),
-        None => store
-            .name_locked_until(&name_sha256(name))
-            .await?
-            .is_some_and(|until| until > now),
+    // A name without an account is counted and locked by its hash.
+    let name_key = token_hash(name);
+    let locked_until = match &user {
+        Some(u) => u.locked_until,
+        None => store.name_locked_until(&name_key).await?,
     };
+    let account_locked = locked_until.is_some_and(|until| until > now);
 
     // A locked account or address gets no password check at all: a flood of
     // guesses then costs no hashing.
@@ -404,7 +405,7 @@ async fn check_login(
         failures = failures.max(n);
     } else {
         let n = store
-            .record_name_failure(&name_sha256(name), now, LOCK_AFTER, window)
+            .record_name_failure(&name_key, now, LOCK_AFTER, window)
             .await?;
         failures = failures.max(n);
     }
@@ -486,10 +487,4 @@ pub async fn logout(State(state): State<WorkbenchState>, caller: Caller) -> Resp
         set_cookie(&state.config, SESSION_COOKIE, "", Some(0)),
     );
     resp
-}
-
-/// How a name without an account is kept in `name_failures`: its SHA-256 in
-/// hex, so the table holds no names (a mistyped one may be personal data).
-fn name_sha256(name: &str) -> String {
-    hex::encode(Sha256::digest(name.as_bytes()))
 }
