@@ -6,7 +6,8 @@ use allegro_testkit as support;
 
 use allegro_store::audit::{Action, NewAudit};
 use allegro_store::cases::{CaseQuery, Scope, Search};
-use allegro_store::users::{is_unique_violation, NewUser, Role};
+use allegro_store::retention::{PurgeRequest, RetentionConfig};
+use allegro_store::users::{is_unique_violation, NewUser, Role, FAILURE_MEMORY};
 use allegro_store::{NewApplication, Store, Verdict};
 use chrono::{DateTime, Duration, Utc};
 use support::{Db, TestEnv};
@@ -203,6 +204,41 @@ async fn case_list_postgres() {
     case_list(Db::Postgres).await;
 }
 
+/// The retention purge deletes the per-address and per-name failure counts
+/// a day after their last failure, and no others. `last`: the latest
+/// failure the store holds so far (of 10.0.0.1, 10.0.0.2 and one name).
+async fn purges_old_failure_counts(store: &Store, last: DateTime<Utc>) {
+    let recent = last + FAILURE_MEMORY;
+    let w = Duration::minutes(15);
+    store
+        .record_address_failure("10.0.0.3", recent, w)
+        .await
+        .unwrap();
+    let fresh = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    store
+        .record_name_failure(fresh, recent, 3, w)
+        .await
+        .unwrap();
+    let config = RetentionConfig::default();
+    let purge = |dry_run| PurgeRequest {
+        config: &config,
+        now: recent + Duration::minutes(1),
+        dry_run,
+        keep_pointer: &|_, _| false,
+        session_max_age: None,
+    };
+    let counted = store.purge(&purge(true)).await.unwrap();
+    assert_eq!(counted.login_failures, 3, "two addresses and one name");
+    assert_eq!(store.purge(&purge(false)).await.unwrap(), counted);
+    let gone = store.address_failures("10.0.0.1").await.unwrap();
+    assert_eq!(gone, (0, None));
+    assert_eq!(store.address_failures("10.0.0.3").await.unwrap().0, 1);
+    assert_eq!(store.purge(&purge(false)).await.unwrap().login_failures, 0);
+    // The recent name is still counted: its next failure is its second.
+    let second = store.record_name_failure(fresh, recent, 3, w).await;
+    assert_eq!(second.unwrap(), 2);
+}
+
 async fn users_and_sessions(db: Db) {
     let env = TestEnv::new(db, "wb-users").await;
     let store = env.store().await;
@@ -249,11 +285,17 @@ async fn users_and_sessions(db: Db) {
         let off = locked.map(|t| (t - (now + lock)).num_milliseconds());
         assert_eq!(off, (n >= 3).then_some(0), "after {n}");
     }
+    // A day after the last failure a count starts again at 1.
+    let day_after = now + FAILURE_MEMORY + Duration::minutes(1);
+    let again = store.record_user_failure(id, day_after, 3, lock).await;
+    assert_eq!(again.unwrap(), 1);
+    let again = store.record_name_failure(name, day_after, 3, lock).await;
+    assert_eq!(again.unwrap(), 1);
     store.clear_user_failures(id).await.unwrap();
     let u = store.user_by_name("anna").await.unwrap().unwrap();
     assert_eq!((u.failed_logins, u.locked_until), (0, None));
 
-    // Failures per address: counted, restarted after the window, cleared.
+    // Failures per address: counted, restarted after the window.
     let w = Duration::minutes(15);
     assert_eq!(
         store
@@ -285,8 +327,7 @@ async fn users_and_sessions(db: Db) {
         1
     );
     assert_eq!(store.address_failures("10.0.0.1").await.unwrap().0, 1);
-    store.clear_address_failures("10.0.0.1").await.unwrap();
-    assert_eq!(store.address_failures("10.0.0.1").await.unwrap(), (0, None));
+    purges_old_failure_counts(&store, day_after).await;
 
     // Sessions: found with their account, touched, ended.
     store.create_session("h1", id, "csrf1", now).await.unwrap();

@@ -44,6 +44,7 @@ pub async fn purge(
             dead_letters = r.dead_letters,
             audit_values = r.audit_values,
             sessions = r.sessions,
+            login_failures = r.login_failures,
             "retention purge"
         );
     } else {

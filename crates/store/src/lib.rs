@@ -92,6 +92,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "name_failures",
         include_str!("../migrations/sqlite/0006_name_failures.sql"),
     ),
+    (
+        7,
+        "failure_memory",
+        include_str!("../migrations/sqlite/0007_failure_memory.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -133,6 +138,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "name_failures",
         include_str!("../migrations/postgres/0008_name_failures.sql"),
+    ),
+    (
+        9,
+        "failure_memory",
+        include_str!("../migrations/postgres/0009_failure_memory.sql"),
     ),
 ];
 

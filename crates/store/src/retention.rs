@@ -19,6 +19,11 @@
 //! - `audit_values`: `old_value`/`new_value` of audit rows that belong to
 //!   no open or deferred case.
 //! - `sessions`: workbench sessions older than the longest a session may live.
+//! - `login_failures`: failed-login counts per client address
+//!   (`login_failures`, an IP address is personal data) and per name without
+//!   an account (`name_failures`, the name's SHA-256) whose last failure is
+//!   older than `users::FAILURE_MEMORY` (a day); always, whatever the
+//!   settings say, as such a count is no longer used.
 //!
 //! What stays for the audit trail: the antragId, outcome, mapping, jobcenter
 //! number, body hash (a redelivery must still be recognised as one),
@@ -110,15 +115,17 @@ pub enum Kind {
     DeadLetters,
     AuditValues,
     Sessions,
+    LoginFailures,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::ApplicationPayloads,
         Kind::ClosedCases,
         Kind::DeadLetters,
         Kind::AuditValues,
         Kind::Sessions,
+        Kind::LoginFailures,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +135,7 @@ impl Kind {
             Kind::DeadLetters => "dead_letters",
             Kind::AuditValues => "audit_values",
             Kind::Sessions => "sessions",
+            Kind::LoginFailures => "login_failures",
         }
     }
 }
@@ -140,6 +148,7 @@ pub struct PurgeReport {
     pub dead_letters: u64,
     pub audit_values: u64,
     pub sessions: u64,
+    pub login_failures: u64,
 }
 
 impl PurgeReport {
@@ -150,6 +159,7 @@ impl PurgeReport {
             Kind::DeadLetters => self.dead_letters,
             Kind::AuditValues => self.audit_values,
             Kind::Sessions => self.sessions,
+            Kind::LoginFailures => self.login_failures,
         }
     }
 
@@ -265,6 +275,7 @@ impl Store {
         if let Some(age) = req.session_max_age {
             report.sessions = self.purge_sessions(req, req.now - age).await?;
         }
+        report.login_failures = self.purge_login_failures(req).await?;
         if !req.dry_run && report.total() > 0 {
             self.compact().await?;
         }
@@ -463,6 +474,29 @@ impl Store {
             .await
     }
 
+    async fn purge_login_failures(&self, req: &PurgeRequest<'_>) -> Result<u64, StoreError> {
+        let cutoff = req.now - crate::users::FAILURE_MEMORY;
+        let addresses = self
+            .delete_chunked(
+                req,
+                "login_failures",
+                "address",
+                "last_failure_at < $1",
+                cutoff,
+            )
+            .await?;
+        let names = self
+            .delete_chunked(
+                req,
+                "name_failures",
+                "name_sha256",
+                "last_failure_at IS NULL OR last_failure_at < $1",
+                cutoff,
+            )
+            .await?;
+        Ok(addresses + names)
+    }
+
     /// Deletes the rows of `table` matching `cond`, a chunk per statement.
     async fn delete_chunked(
         &self,
@@ -546,7 +580,16 @@ impl Store {
                     .await?;
             }
             Store::Postgres(p) => {
-                for table in ["applications", "records", "cases", "audit", "dead_letters"] {
+                for table in [
+                    "applications",
+                    "records",
+                    "cases",
+                    "audit",
+                    "dead_letters",
+                    "sessions",
+                    "login_failures",
+                    "name_failures",
+                ] {
                     sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM {table}")))
                         .execute(p)
                         .await?;

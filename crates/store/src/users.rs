@@ -232,7 +232,9 @@ impl Store {
     }
 
     /// Counts a failed login of an account; from `lock_after` failures on
-    /// the account is locked until `now + lock_for`. Returns the count.
+    /// the account is locked until `now + lock_for`. A count whose last
+    /// failure is older than [`FAILURE_MEMORY`] starts again at 1. Returns
+    /// the count.
     pub async fn record_user_failure(
         &self,
         user_id: i64,
@@ -241,17 +243,21 @@ impl Store {
         lock_for: chrono::Duration,
     ) -> Result<i32, StoreError> {
         let until = now + lock_for;
+        let sql = format!(
+            "UPDATE users SET failed_logins = {count}, \
+             locked_until = CASE WHEN {count} >= $1 THEN $2 ELSE locked_until END, \
+             last_failed_login_at = $3 WHERE id = $5 RETURNING failed_logins",
+            count = counted("failed_logins", "last_failed_login_at"),
+        );
         dispatch!(self, Store, p => {
-            sqlx::query_scalar(
-                "UPDATE users SET failed_logins = failed_logins + 1, \
-                 locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END \
-                 WHERE id = $3 RETURNING failed_logins",
-            )
-            .bind(lock_after)
-            .bind(until)
-            .bind(user_id)
-            .fetch_one(p)
-            .await
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(lock_after)
+                .bind(until)
+                .bind(now)
+                .bind(now - FAILURE_MEMORY)
+                .bind(user_id)
+                .fetch_one(p)
+                .await
         })
     }
 
@@ -283,21 +289,24 @@ impl Store {
         lock_for: chrono::Duration,
     ) -> Result<i32, StoreError> {
         let until = now + lock_for;
+        let sql = format!(
+            "INSERT INTO name_failures (name_sha256, failures, locked_until, last_failure_at) \
+             VALUES ($5, 1, CASE WHEN 1 >= $1 THEN $2 END, $3) \
+             ON CONFLICT (name_sha256) DO UPDATE SET failures = {count}, \
+             locked_until = CASE WHEN {count} >= $1 THEN $2 \
+                            ELSE name_failures.locked_until END, \
+             last_failure_at = $3 RETURNING failures",
+            count = counted("name_failures.failures", "name_failures.last_failure_at"),
+        );
         dispatch!(self, Store, p => {
-            sqlx::query_scalar(
-                "INSERT INTO name_failures (name_sha256, failures, locked_until) \
-                 VALUES ($1, 1, CASE WHEN 1 >= $2 THEN $3 END) \
-                 ON CONFLICT (name_sha256) DO UPDATE SET \
-                 failures = name_failures.failures + 1, \
-                 locked_until = CASE WHEN name_failures.failures + 1 >= $2 THEN $3 \
-                                ELSE name_failures.locked_until END \
-                 RETURNING failures",
-            )
-            .bind(name_sha256)
-            .bind(lock_after)
-            .bind(until)
-            .fetch_one(p)
-            .await
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(lock_after)
+                .bind(until)
+                .bind(now)
+                .bind(now - FAILURE_MEMORY)
+                .bind(name_sha256)
+                .fetch_one(p)
+                .await
         })
     }
 
@@ -350,15 +359,16 @@ impl Store {
             .await
         })
     }
+}
 
-    /// A successful login from `address` clears its count.
-    pub async fn clear_address_failures(&self, address: &str) -> Result<(), StoreError> {
-        dispatch!(self, Store, p => {
-            sqlx::query("DELETE FROM login_failures WHERE address = $1")
-                .bind(address)
-                .execute(p)
-                .await?;
-            Ok(())
-        })
-    }
+/// How long a failed login is remembered: an account's or unknown name's
+/// count whose last failure is older starts again at 1 (so that a stray typo
+/// now and then never adds up to a lock), and the retention purge deletes
+/// the per-address and per-name rows after it.
+pub const FAILURE_MEMORY: chrono::Duration = chrono::Duration::hours(24);
+
+/// The new failure count in SQL: `count + 1`, or 1 when the last failure
+/// (`last`) is unknown or before `$4`.
+fn counted(count: &str, last: &str) -> String {
+    format!("(CASE WHEN {last} IS NULL OR {last} < $4 THEN 1 ELSE {count} + 1 END)")
 }

@@ -9,8 +9,10 @@
 //!   failure answers more slowly (slow-down); from [`LOCK_AFTER`] failures
 //!   an account is locked for [`LOCK_MINUTES`] (a name without an account
 //!   too, in `name_failures`, so a lock does not tell which names exist),
-//!   and an address with
-//!   [`ADDRESS_LIMIT`] failures within that time is refused.
+//!   and an address with [`ADDRESS_LIMIT`] failures within that time is
+//!   refused. A success clears the account's count, not the address's; an
+//!   account's or name's count is forgotten a day after its last failure
+//!   (`allegro_store::users::FAILURE_MEMORY`).
 //! - Audit: `login`, `logout`, `login_failed`; no password and nothing
 //!   personal is ever logged.
 
@@ -392,8 +394,10 @@ async fn check_login(
     };
     let Some(refusal) = refusal else {
         let u = user.expect("a match needs an account");
+        // The address's count stays: it ends with its window, so that
+        // one account's success does not open the address for guessing
+        // at others.
         store.clear_user_failures(u.id).await?;
-        store.clear_address_failures(address).await?;
         return Ok(Ok(u));
     };
 
