@@ -147,7 +147,7 @@ async fn main() {
     let state = WorkbenchState {
         store: store.clone(),
         pipeline: Arc::new(FixedPipeline(Arc::new(pipeline))),
-        outbox_dir: std::env::temp_dir(),
+        records: allegro_store::release::RecordDelivery::Outbox(std::env::temp_dir()),
         config: WebConfig {
             assets_dir: root.join("crates/web/assets"),
             ..Default::default()

@@ -1,11 +1,13 @@
 //! Scale-out and the second sink: two daemons on one queue and one
 //! PostgreSQL process every application exactly once; records are also
-//! published to an AMQP exchange when configured.
+//! published to an AMQP exchange when configured, those of cases released
+//! in the workbench too.
 
 use allegro_testkit as support;
 
 use std::time::Duration;
 
+use allegro_store::audit::Action;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::ExchangeKind;
@@ -54,7 +56,8 @@ async fn two_daemons_one_queue_exactly_once() {
     env.cleanup().await;
 }
 
-/// With `sink.exchange` set, every record is also published there.
+/// With `sink.exchange` set, every record is also published there, also
+/// that of a case released in the workbench (left pending for the daemon).
 #[tokio::test(flavor = "multi_thread")]
 async fn records_also_go_to_the_sink_exchange() {
     let mut env = TestEnv::new(Db::Sqlite, "sink").await;
@@ -103,6 +106,7 @@ async fn records_also_go_to_the_sink_exchange() {
             "allegro.record".to_string(),
         ),
     ]);
+    let released = release_a_case_for_the_sink(&env).await;
     let msgs = mix(40);
     Publisher::new(&env)
         .await
@@ -110,12 +114,14 @@ async fn records_also_go_to_the_sink_exchange() {
         .await;
     let mut d = env.spawn_daemon();
     let (apps, dead) = expected_counts(&msgs);
-    env.settle_counts(apps, dead, Duration::from_secs(60)).await;
+    env.settle_counts(apps + 1, dead, Duration::from_secs(60))
+        .await;
     d.sigterm();
     assert_eq!(d.wait_exit(Duration::from_secs(30)), Some(0));
 
-    let accepted = msgs.iter().filter(|m| m.expect == Expect::Accepted).count();
+    let accepted = msgs.iter().filter(|m| m.expect == Expect::Accepted).count() + 1;
     assert_eq!(env.queue_len(&queue).await as usize, accepted);
+    assert!(env.outbox.join(format!("{released}.xml")).exists());
     let mut got = 0;
     while let Some(m) = ch
         .basic_get(
@@ -136,4 +142,40 @@ async fn records_also_go_to_the_sink_exchange() {
         .await;
     let _ = conn.close(200, "OK".into()).await;
     env.cleanup().await;
+}
+
+/// A case released in the workbench while records also go to the sink:
+/// stored, its record left pending for the daemon's dispatcher. Returns its
+/// antragId.
+async fn release_a_case_for_the_sink(env: &TestEnv) -> uuid::Uuid {
+    use allegro_store::release::{self, RecordDelivery, RecordFile, ReleaseOutcome};
+    let store = env.store().await;
+    let pipeline = allegro_core::pipeline::Pipeline::load(&Default::default()).unwrap();
+    let id = uuid::Uuid::new_v4();
+    let mut doc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data_dir().join("hauptantrag-gueltig.json")).unwrap(),
+    )
+    .unwrap();
+    doc["antragId"] = serde_json::Value::String(id.to_string());
+    support::workbench::store_rejected(&store, &pipeline, id, &doc, "81101", None).await;
+    let case = store.load_case(id).await.unwrap().unwrap();
+    let to_sink = RecordDelivery::new(&env.outbox, "the sink");
+    let at = chrono::Utc::now();
+    let out = release::release(
+        &store,
+        &pipeline,
+        &to_sink,
+        &case,
+        "sb",
+        Action::Release,
+        at,
+    );
+    assert!(matches!(
+        out.await,
+        Ok(ReleaseOutcome::Released {
+            file: RecordFile::HandedOver
+        })
+    ));
+    store.close().await;
+    id
 }

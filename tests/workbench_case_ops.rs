@@ -13,7 +13,7 @@ use allegro_core::casework::{self, EditOp};
 use allegro_core::pipeline::Pipeline;
 use allegro_store::audit::{Action, NewAudit};
 use allegro_store::cases::{CaseDraft, CaseEnd, CaseWriteError};
-use allegro_store::release::{self, ReleaseOutcome};
+use allegro_store::release::{self, RecordDelivery, RecordFile, ReleaseOutcome};
 use allegro_store::Store;
 use chrono::{NaiveDate, Utc};
 use serde_json::Value;
@@ -49,6 +49,7 @@ async fn check(db: Db) {
     let store: Store = env.store().await;
     let pipeline = Pipeline::load(&Default::default()).unwrap();
     let outbox = tempfile::tempdir().unwrap();
+    let to_outbox = RecordDelivery::Outbox(outbox.path().to_path_buf());
     let id = store_case(&store, &pipeline, FAULTY).await;
     let at = Utc::now();
 
@@ -63,7 +64,7 @@ async fn check(db: Db) {
     let out = release::release(
         &store,
         &pipeline,
-        outbox.path(),
+        &to_outbox,
         &case,
         "sb",
         Action::Release,
@@ -182,7 +183,7 @@ async fn check(db: Db) {
     let out = release::release(
         &store,
         &pipeline,
-        outbox.path(),
+        &to_outbox,
         &case,
         "sb",
         Action::Release,
@@ -191,7 +192,12 @@ async fn check(db: Db) {
     .await
     .unwrap();
     assert!(
-        matches!(out, ReleaseOutcome::Released { file_written: true }),
+        matches!(
+            out,
+            ReleaseOutcome::Released {
+                file: RecordFile::Written
+            }
+        ),
         "{out:?}"
     );
     let after = store.counts().await.unwrap();
@@ -214,7 +220,7 @@ async fn check(db: Db) {
         release::release(
             &store,
             &pipeline,
-            outbox.path(),
+            &to_outbox,
             &case,
             "sb",
             Action::Release,
@@ -284,7 +290,7 @@ async fn check(db: Db) {
     );
     assert_eq!(dry.per_rule["ALTE-REGEL"].resolved, 1);
     assert_eq!(store.load_case(pass).await.unwrap().unwrap().status, "open");
-    let run = release::recheck(&store, p, Some(outbox.path()), at)
+    let run = release::recheck(&store, p.clone(), Some(&to_outbox), at)
         .await
         .unwrap();
     assert_eq!((run.passing, run.released), (1, 1));
@@ -299,6 +305,31 @@ async fn check(db: Db) {
         ("system", "recheck_release")
     );
     assert!(outbox.path().join(format!("{pass}.xml")).exists());
+
+    // With records also going to the AMQP sink, a release leaves the record
+    // pending for the daemon's dispatcher (tests/daemon_scale.rs) and
+    // writes no file itself.
+    let handed = store_case(&store, &p, VALID).await;
+    let case = store.load_case(handed).await.unwrap().unwrap();
+    let before = store.counts().await.unwrap();
+    let to_sink = RecordDelivery::new(outbox.path(), "records");
+    assert_eq!(to_sink, RecordDelivery::Dispatcher);
+    let out = release::release(&store, &p, &to_sink, &case, "sb", Action::Release, at).await;
+    assert!(
+        matches!(
+            out,
+            Ok(ReleaseOutcome::Released {
+                file: RecordFile::HandedOver
+            })
+        ),
+        "{out:?}"
+    );
+    let after = store.counts().await.unwrap();
+    assert_eq!(after.records_pending, before.records_pending + 1);
+    assert!(!outbox.path().join(format!("{handed}.xml")).exists());
+    let pending = store.pending_records(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].antrag_id, handed);
 
     store.close().await;
     env.cleanup().await;

@@ -10,6 +10,7 @@ use clap::Args;
 use tracing::info;
 
 use allegro_core::pipeline::Pipeline;
+use allegro_store::release::RecordDelivery;
 use allegro_store::Store;
 use allegro_web::workbench::{self, FixedPipeline, WorkbenchState};
 
@@ -52,7 +53,7 @@ pub fn run(config: Option<&Path>, args: WebArgs) -> anyhow::Result<i32> {
         let state = WorkbenchState {
             store: store.clone(),
             pipeline: Arc::new(FixedPipeline(Arc::new(pipeline))),
-            outbox_dir: settings.outbox.dir.clone(),
+            records: RecordDelivery::new(&settings.outbox.dir, &settings.sink.exchange),
             config: settings.web.clone(),
         };
         info!(store = store.kind(), "workbench ready");

@@ -186,7 +186,10 @@ async fn serve_workbench(
     let state = allegro_web::workbench::WorkbenchState {
         store,
         pipeline: mappings,
-        outbox_dir: settings.outbox.dir.clone(),
+        records: allegro_store::release::RecordDelivery::new(
+            &settings.outbox.dir,
+            &settings.sink.exchange,
+        ),
         config: settings.web.clone(),
     };
     let router = allegro_web::workbench::router(state);

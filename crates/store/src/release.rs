@@ -2,7 +2,9 @@
 //! application; only when no error is left is the record built (with the
 //! corrections in its provenance), stored with the case's end in one
 //! transaction ([`Store::end_case`]) and its file written through the outbox
-//! ([`crate::outbox::dispatch`], as the daemon's dispatcher does).
+//! ([`crate::outbox::dispatch`], as the daemon's dispatcher does), or, when
+//! records also go to the AMQP sink exchange, left pending for the daemon's
+//! dispatcher, which publishes it and writes the file ([`RecordDelivery`]).
 //!
 //! The workbench's "Freigeben", its re-check page and
 //! `allegro-bridge recheck` all go through [`release`]; the re-check
@@ -10,7 +12,7 @@
 //! `system`, or only counts (dry run).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -26,12 +28,46 @@ use crate::{record_file_name, PendingRecord, Store};
 /// The actor of automatic releases.
 pub const SYSTEM: &str = "system";
 
+/// Where the record of a released case goes once it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordDelivery {
+    /// Written to this outbox folder at once; on a failure the row stays
+    /// pending and the daemon's dispatcher writes it later.
+    Outbox(PathBuf),
+    /// Left pending for the daemon's dispatcher (its sweep, every 30 s):
+    /// records also go to the AMQP sink exchange (`sink.exchange`), which
+    /// only the daemon publishes to, before it writes the file.
+    Dispatcher,
+}
+
+impl RecordDelivery {
+    /// The delivery for the settings: the dispatcher when `sink_exchange`
+    /// is set, else the outbox folder.
+    pub fn new(outbox_dir: &Path, sink_exchange: &str) -> RecordDelivery {
+        if sink_exchange.is_empty() {
+            RecordDelivery::Outbox(outbox_dir.to_path_buf())
+        } else {
+            RecordDelivery::Dispatcher
+        }
+    }
+}
+
+/// What became of a released case's record file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFile {
+    /// Written to the outbox.
+    Written,
+    /// Not written: the outbox failed; the daemon's dispatcher writes it.
+    Pending,
+    /// Left to the daemon's dispatcher on purpose ([`RecordDelivery::Dispatcher`]).
+    HandedOver,
+}
+
 /// What a release attempt came to.
 #[derive(Debug, Clone)]
 pub enum ReleaseOutcome {
-    /// Released; `file_written` is false when the outbox file could not be
-    /// written yet (the row stays pending; the daemon's sweep writes it).
-    Released { file_written: bool },
+    /// Released; the record is stored and its file is as `file` says.
+    Released { file: RecordFile },
     /// Errors remain; nothing was changed. All findings of the check.
     Rejected(Vec<Finding>),
     /// The application is not readable under the mappings in force (e.g. no
@@ -54,20 +90,20 @@ pub fn check(pipeline: &Pipeline, case: &CaseDetail) -> Processed {
 pub async fn release(
     store: &Store,
     pipeline: &Pipeline,
-    outbox_dir: &Path,
+    delivery: &RecordDelivery,
     case: &CaseDetail,
     actor: &str,
     action: Action,
     at: DateTime<Utc>,
 ) -> Result<ReleaseOutcome, CaseWriteError> {
     let processed = check(pipeline, case);
-    release_checked(store, outbox_dir, case, processed, actor, action, at).await
+    release_checked(store, delivery, case, processed, actor, action, at).await
 }
 
 /// [`release`] with the check already done.
 async fn release_checked(
     store: &Store,
-    outbox_dir: &Path,
+    delivery: &RecordDelivery,
     case: &CaseDetail,
     processed: Processed,
     actor: &str,
@@ -99,20 +135,25 @@ async fn release_checked(
             at,
         )
         .await?;
+    let RecordDelivery::Outbox(outbox_dir) = delivery else {
+        return Ok(ReleaseOutcome::Released {
+            file: RecordFile::HandedOver,
+        });
+    };
     let pending = PendingRecord {
         antrag_id: case.antrag_id,
         file_name: record_file_name(case.antrag_id),
         xml: record,
     };
-    let file_written = match crate::outbox::dispatch(store, outbox_dir, vec![pending], 1).await {
-        Ok(()) => true,
+    let file = match crate::outbox::dispatch(store, outbox_dir, vec![pending], 1).await {
+        Ok(()) => RecordFile::Written,
         Err(e) => {
             tracing::warn!(antrag_id = %case.antrag_id, error = %e,
                 "released case's record file not written yet; it stays pending");
-            false
+            RecordFile::Pending
         }
     };
-    Ok(ReleaseOutcome::Released { file_written })
+    Ok(ReleaseOutcome::Released { file })
 }
 
 /// How the errors of one rule change under the mappings in force.
@@ -151,17 +192,17 @@ fn error_rules(findings: &[Finding]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Re-runs the pipeline in force over every case open for work. With
-/// `outbox_dir` the passing ones are released as [`SYSTEM`]
+/// Re-runs the pipeline in force over every case open for work. With a
+/// `delivery` the passing ones are released as [`SYSTEM`]
 /// (`recheck_release`); without, nothing is changed (dry run).
 pub async fn recheck(
     store: &Store,
     pipeline: Arc<Pipeline>,
-    outbox_dir: Option<&Path>,
+    delivery: Option<&RecordDelivery>,
     at: DateTime<Utc>,
 ) -> anyhow::Result<RecheckReport> {
     let mut report = RecheckReport {
-        dry_run: outbox_dir.is_none(),
+        dry_run: delivery.is_none(),
         ..Default::default()
     };
     let mut after: Option<Uuid> = None;
@@ -194,10 +235,10 @@ pub async fn recheck(
                     continue;
                 }
             }
-            let Some(dir) = outbox_dir else { continue };
+            let Some(delivery) = delivery else { continue };
             match release_checked(
                 store,
-                dir,
+                delivery,
                 &case,
                 processed,
                 SYSTEM,

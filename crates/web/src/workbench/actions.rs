@@ -30,7 +30,7 @@ use allegro_store::audit::{Action, NewAudit};
 use allegro_store::cases::{
     applicant_of, error_rules_of, CaseDetail, CaseDraft, CaseEnd, CaseWriteError,
 };
-use allegro_store::release::{self, ReleaseOutcome};
+use allegro_store::release::{self, RecordFile, ReleaseOutcome};
 
 use super::auth::Caller;
 use super::detail::{self, Notice};
@@ -483,7 +483,7 @@ pub async fn release(
     let outcome = release::release(
         &state.store,
         &pipeline,
-        &state.outbox_dir,
+        &state.records,
         &case,
         &caller.user.name,
         Action::Release,
@@ -491,11 +491,11 @@ pub async fn release(
     )
     .await;
     match outcome {
-        Ok(ReleaseOutcome::Released { file_written }) => {
-            let code = if file_written {
-                "freigegeben"
-            } else {
-                "freigegeben-ausstehend"
+        Ok(ReleaseOutcome::Released { file }) => {
+            let code = match file {
+                RecordFile::Written => "freigegeben",
+                RecordFile::Pending => "freigegeben-ausstehend",
+                RecordFile::HandedOver => "freigegeben-uebergabe",
             };
             to_case(&case, code)
         }

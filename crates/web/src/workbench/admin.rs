@@ -150,9 +150,9 @@ pub async fn recheck_post(
     if let Some(r) = refuse_non_admin(&state, &caller, "nachpruefung").await {
         return r;
     }
-    let outbox = (form.aktion == "freigeben").then_some(state.outbox_dir.as_path());
+    let delivery = (form.aktion == "freigeben").then_some(&state.records);
     let pipeline = state.pipeline.current();
-    let report = match release::recheck(&state.store, pipeline, outbox, Utc::now()).await {
+    let report = match release::recheck(&state.store, pipeline, delivery, Utc::now()).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "re-check failed");

@@ -313,6 +313,10 @@ fn notice_for(code: &str, case: &CaseDetail) -> Option<Notice> {
             "Fall freigegeben",
             "Der Importdatensatz ist gespeichert; die Datei wird nachgeliefert, sobald der Ausgangsordner beschreibbar ist.".into(),
         )),
+        "freigegeben-uebergabe" => Some(Notice::success(
+            "Fall freigegeben",
+            "Der Importdatensatz ist gespeichert; der Hintergrunddienst übergibt ihn in der nächsten Minute.".into(),
+        )),
         "zurueckgestellt" => Some(Notice::success(
             "Fall zurückgestellt",
             "Der Fall ist mit Grund und Wiedervorlage zurückgestellt.".into(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use allegro_core::pipeline::Pipeline;
+use allegro_store::release::RecordDelivery;
 use allegro_store::Store;
 
 /// `[web]`: the workbench's settings.
@@ -75,7 +76,8 @@ impl PipelineSource for FixedPipeline {
 pub struct WorkbenchState {
     pub store: Store,
     pub pipeline: Arc<dyn PipelineSource>,
-    /// Where released cases' records are written.
-    pub outbox_dir: PathBuf,
+    /// Where released cases' records go (the outbox, or the daemon's
+    /// dispatcher when they also go to the AMQP sink).
+    pub records: RecordDelivery,
     pub config: WebConfig,
 }
