@@ -450,6 +450,42 @@ fn process_keeps_the_order_of_the_files_across_chunks_and_threads() {
     );
 }
 
+/// Files with the same antragId: their records go out in the order given,
+/// so the record is the last file's, every time (the records of a chunk are
+/// written in concurrent parts).
+#[test]
+fn process_with_a_repeated_antrag_id_keeps_the_last_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = example("hauptantrag-gueltig.json");
+    let ids: Vec<String> = (0..40)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+    // Sorted by name: every `a` file before every `b` file.
+    for (prefix, vornamen) in [("a", "Erstfassung"), ("b", "Zweitfassung")] {
+        for id in &ids {
+            v["antragId"] = Value::String(id.clone());
+            v["antragsteller"]["vornamen"] = Value::String(vornamen.into());
+            let name = dir.path().join(format!("{prefix}-{id}.json"));
+            std::fs::write(name, serde_json::to_vec(&v).unwrap()).unwrap();
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["process", "--out"])
+        .arg(out.path())
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for id in &ids {
+        let xml = std::fs::read_to_string(out.path().join(format!("{id}.xml"))).unwrap();
+        assert!(
+            xml.contains("Zweitfassung") && !xml.contains("Erstfassung"),
+            "{id}"
+        );
+    }
+}
+
 #[test]
 fn process_reports_invalid_files_and_still_exits_zero() {
     let dir = tempfile::tempdir().unwrap();

@@ -63,9 +63,9 @@ fn count(p: &Processed, sev: Severity, nachweis: bool) -> usize {
 }
 
 /// Files per chunk: read and run through the pipeline on every core, then
-/// their records written in a few concurrent parts, each with one directory
-/// sync (`outbox::write_batch`), and reported in the order given, on a thread of their own while the
-/// next chunk is processed.
+/// their records written in a few concurrent parts, each with one
+/// directory sync (`outbox::write_batch`), and reported in the order given,
+/// on a thread of their own while the next chunk is processed.
 const CHUNK: usize = 512;
 
 /// What became of one file.
@@ -198,21 +198,21 @@ const WRITERS: usize = 4;
 
 /// Writes the chunk's records in up to [`WRITERS`] parts at once, each with
 /// one directory sync; when a part fails, each accepted file of that part is
-/// reported as not processed (the other parts are written).
+/// reported as not processed (the other parts are written). A record goes
+/// to the part its antragId picks, so that files with the same antragId are
+/// written by one part in the order given: the last one wins, every time.
 fn write_records(out_dir: &Path, done: &mut [Done]) {
-    let names: Vec<(usize, String)> = done
-        .iter()
-        .enumerate()
-        .filter_map(|(i, d)| match d {
-            Done::Processed(_, Processed::Accepted { application, .. }, _) => {
-                Some((i, format!("{}.xml", application.antrag_id)))
-            }
-            _ => None,
-        })
-        .collect();
-    let per = names.len().div_ceil(WRITERS).max(1);
-    let results = write_parts(out_dir, done, &names, per);
-    for (part, result) in names.chunks(per).zip(results) {
+    let mut parts: Vec<Vec<(usize, String)>> = vec![Vec::new(); WRITERS];
+    for (i, d) in done.iter().enumerate() {
+        if let Done::Processed(_, Processed::Accepted { application, .. }, _) = d {
+            let id = application.antrag_id;
+            let part = (id.as_u128() % WRITERS as u128) as usize;
+            parts[part].push((i, format!("{id}.xml")));
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    let results = write_parts(out_dir, done, &parts);
+    for (part, result) in parts.iter().zip(results) {
         for (i, name) in part {
             let Done::Processed(path, _, record_path) = &mut done[*i] else {
                 continue;
@@ -228,21 +228,20 @@ fn write_records(out_dir: &Path, done: &mut [Done]) {
     }
 }
 
-/// One `write_batch` per part of `per` names, on threads of their own;
-/// the results in the parts' order.
+/// One `write_batch` per part, on threads of their own; the results in the
+/// parts' order.
 fn write_parts(
     out_dir: &Path,
     done: &[Done],
-    names: &[(usize, String)],
-    per: usize,
+    parts: &[Vec<(usize, String)>],
 ) -> Vec<std::io::Result<()>> {
     let record = |i: usize| match &done[i] {
         Done::Processed(_, Processed::Accepted { record, .. }, _) => record.as_slice(),
         _ => unreachable!("only accepted files are named"),
     };
     std::thread::scope(|s| {
-        let parts: Vec<_> = names
-            .chunks(per)
+        let handles: Vec<_> = parts
+            .iter()
             .map(|part| {
                 s.spawn(move || {
                     let files = part.iter().map(|(i, n)| (n.as_str(), record(*i)));
@@ -250,7 +249,7 @@ fn write_parts(
                 })
             })
             .collect();
-        parts
+        handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
