@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use allegro_store::{NewApplication, Verdict};
 use allegro_testkit as support;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use support::workbench::{add_user, bridge, bridge_with_stdin, start_web, Client};
 use support::{free_port, repo_root, Db, TestEnv};
 use uuid::Uuid;
@@ -543,8 +543,8 @@ async fn sessions_time_out_and_end_with_the_account() {
 }
 
 /// An address with `ADDRESS_LIMIT` (20) recent failures is refused even
-/// with a right password of another account; a success leaves the count;
-/// an older count starts over.
+/// with a right password of another account, and retrying does not prolong
+/// it; a success clears the count; an older count starts over.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_address_with_many_failures_is_refused() {
     let env = TestEnv::new(Db::Sqlite, "wb-http-address").await;
@@ -567,19 +567,27 @@ async fn an_address_with_many_failures_is_refused() {
         }
     };
     set_failures(20, 1).await;
+    let count = || async {
+        sqlx::query_as::<_, (i64, DateTime<Utc>)>(
+            "SELECT failures, last_failure_at FROM login_failures",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+    };
+    let locked = count().await;
     let mut c = Client::new(web.port);
     let a = c.login("anna", PW);
     assert_eq!(a.status, 429);
     assert!(a.body.contains("vorübergehend gesperrt"));
+    // A refusal because of the lock counts nothing: the lock ends on time
+    // however often it is retried.
+    assert_eq!(c.login("anna", "falsch-falsch-falsch").status, 429);
+    assert_eq!(count().await, locked);
     set_failures(19, 1).await;
     assert_eq!(c.login("anna", PW).status, 303, "below the limit");
-    // A success leaves the address's count: one valid account must not
-    // open the address for guessing at others.
-    let left: Option<i64> = sqlx::query_scalar("SELECT failures FROM login_failures")
-        .fetch_optional(&pool)
-        .await
-        .unwrap();
-    assert_eq!(left, Some(19));
+    // A success clears the address's count.
+    assert_eq!(count().await, None);
     set_failures(20, 16).await;
     let mut c = Client::new(web.port);
     assert_eq!(c.login("anna", PW).status, 303, "the window has passed");

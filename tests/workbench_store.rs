@@ -67,6 +67,22 @@ async fn set_status(env: &TestEnv, id: Uuid, status: &str) {
     }
 }
 
+/// Runs one statement on the test's database.
+async fn run_sql(env: &TestEnv, sql: &str) {
+    macro_rules! run {
+        ($pool:expr) => {{
+            let pool = $pool;
+            let sql = sqlx::AssertSqlSafe(sql.to_string());
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }};
+    }
+    match env.db {
+        Db::Sqlite => run!(sqlx::SqlitePool::connect(&env.db_url).await.unwrap()),
+        Db::Postgres => run!(sqlx::PgPool::connect(&env.db_url).await.unwrap()),
+    }
+}
+
 async fn case_list(db: Db) {
     let env = TestEnv::new(db, "wb-list").await;
     let store = env.store().await;
@@ -205,37 +221,51 @@ async fn case_list_postgres() {
 }
 
 /// The retention purge deletes the per-address and per-name failure counts
-/// a day after their last failure, and no others. `last`: the latest
-/// failure the store holds so far (of 10.0.0.1, 10.0.0.2 and one name).
-async fn purges_old_failure_counts(store: &Store, last: DateTime<Utc>) {
+/// a day after their last failure (or without a time, from before the
+/// migration), and no others. `last`: the latest failure the store holds so
+/// far (of 10.0.0.1 and one name).
+async fn purges_old_failure_counts(env: &TestEnv, store: &Store, last: DateTime<Utc>) {
     let recent = last + FAILURE_MEMORY;
+    let now = recent + Duration::minutes(1);
     let w = Duration::minutes(15);
+    let almost_a_day = now - FAILURE_MEMORY + Duration::minutes(2);
     store
         .record_address_failure("10.0.0.3", recent, w)
         .await
         .unwrap();
-    let fresh = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     store
-        .record_name_failure(fresh, recent, 3, w)
+        .record_address_failure("10.0.0.4", almost_a_day, w)
         .await
         .unwrap();
+    let fresh = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    store
+        .record_name_failure(fresh, almost_a_day, 3, w)
+        .await
+        .unwrap();
+    let untimed = "0000000000000000000000000000000000000000000000000000000000000000";
+    let sql = format!("INSERT INTO name_failures (name_sha256, failures) VALUES ('{untimed}', 2)");
+    run_sql(env, &sql).await;
     let config = RetentionConfig::default();
     let purge = |dry_run| PurgeRequest {
         config: &config,
-        now: recent + Duration::minutes(1),
+        now,
         dry_run,
         keep_pointer: &|_, _| false,
         session_max_age: None,
     };
     let counted = store.purge(&purge(true)).await.unwrap();
-    assert_eq!(counted.login_failures, 3, "two addresses and one name");
+    assert_eq!(
+        counted.login_failures, 3,
+        "10.0.0.1, the old and the untimed name"
+    );
     assert_eq!(store.purge(&purge(false)).await.unwrap(), counted);
     let gone = store.address_failures("10.0.0.1").await.unwrap();
     assert_eq!(gone, (0, None));
     assert_eq!(store.address_failures("10.0.0.3").await.unwrap().0, 1);
+    assert_eq!(store.address_failures("10.0.0.4").await.unwrap().0, 1);
     assert_eq!(store.purge(&purge(false)).await.unwrap().login_failures, 0);
     // The recent name is still counted: its next failure is its second.
-    let second = store.record_name_failure(fresh, recent, 3, w).await;
+    let second = store.record_name_failure(fresh, now, 3, w).await;
     assert_eq!(second.unwrap(), 2);
 }
 
@@ -285,8 +315,14 @@ async fn users_and_sessions(db: Db) {
         let off = locked.map(|t| (t - (now + lock)).num_milliseconds());
         assert_eq!(off, (n >= 3).then_some(0), "after {n}");
     }
-    // A day after the last failure a count starts again at 1.
-    let day_after = now + FAILURE_MEMORY + Duration::minutes(1);
+    // Within a day of the last failure the count goes on; a day after it,
+    // it starts again at 1.
+    let within = now + FAILURE_MEMORY - Duration::minutes(1);
+    let on = store.record_user_failure(id, within, 3, lock).await;
+    assert_eq!(on.unwrap(), 4);
+    let on = store.record_name_failure(name, within, 3, lock).await;
+    assert_eq!(on.unwrap(), 5);
+    let day_after = within + FAILURE_MEMORY + Duration::minutes(1);
     let again = store.record_user_failure(id, day_after, 3, lock).await;
     assert_eq!(again.unwrap(), 1);
     let again = store.record_name_failure(name, day_after, 3, lock).await;
@@ -327,7 +363,9 @@ async fn users_and_sessions(db: Db) {
         1
     );
     assert_eq!(store.address_failures("10.0.0.1").await.unwrap().0, 1);
-    purges_old_failure_counts(&store, day_after).await;
+    store.clear_address_failures("10.0.0.2").await.unwrap();
+    assert_eq!(store.address_failures("10.0.0.2").await.unwrap(), (0, None));
+    purges_old_failure_counts(&env, &store, day_after).await;
 
     // Sessions: found with their account, touched, ended.
     store.create_session("h1", id, "csrf1", now).await.unwrap();

@@ -359,6 +359,17 @@ impl Store {
             .await
         })
     }
+
+    /// A successful login from `address` clears its count.
+    pub async fn clear_address_failures(&self, address: &str) -> Result<(), StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query("DELETE FROM login_failures WHERE address = $1")
+                .bind(address)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
 }
 
 /// How long a failed login is remembered: an account's or unknown name's

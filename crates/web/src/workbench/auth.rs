@@ -9,9 +9,11 @@
 //!   failure answers more slowly (slow-down); from [`LOCK_AFTER`] failures
 //!   an account is locked for [`LOCK_MINUTES`] (a name without an account
 //!   too, in `name_failures`, so a lock does not tell which names exist),
-//!   and an address with [`ADDRESS_LIMIT`] failures within that time is
-//!   refused. A success clears the account's count, not the address's; an
-//!   account's or name's count is forgotten a day after its last failure
+//!   and an address with [`ADDRESS_LIMIT`] failures, each within that time
+//!   of the one before, is refused. A success clears the account's and the
+//!   address's count; a refusal because of a lock counts nothing (so a lock
+//!   ends on time however often it is retried); an account's or name's
+//!   count is forgotten a day after its last failure
 //!   (`allegro_store::users::FAILURE_MEMORY`).
 //! - Audit: `login`, `logout`, `login_failed`; no password and nothing
 //!   personal is ever logged.
@@ -45,7 +47,8 @@ pub const LOGIN_COOKIE: &str = "bridge_login";
 pub const LOCK_AFTER: i32 = 5;
 /// How long a lock lasts, and the window of the per-address count.
 pub const LOCK_MINUTES: i64 = 15;
-/// Failed logins from one address within [`LOCK_MINUTES`] after which it is refused.
+/// Failed logins from one address, each within [`LOCK_MINUTES`] of the one
+/// before, after which it is refused.
 pub const ADDRESS_LIMIT: i32 = 20;
 
 /// Hashes a password with argon2id (random salt, the crate's default
@@ -394,25 +397,22 @@ async fn check_login(
     };
     let Some(refusal) = refusal else {
         let u = user.expect("a match needs an account");
-        // The address's count stays: it ends with its window, so that
-        // one account's success does not open the address for guessing
-        // at others.
+        // The address's count too: behind a reverse proxy every client has
+        // its address, and the typos of a whole office must not add up to a
+        // lock; guessing at one account stays bounded by its own lock.
         store.clear_user_failures(u.id).await?;
+        store.clear_address_failures(address).await?;
         return Ok(Ok(u));
     };
 
-    let mut failures = store.record_address_failure(address, now, window).await?;
-    if let Some(u) = &user {
-        let n = store
-            .record_user_failure(u.id, now, LOCK_AFTER, window)
-            .await?;
-        failures = failures.max(n);
+    let failures = if refusal == Refusal::Locked {
+        // Refused without a look at the password: nothing new to count, and
+        // counting would keep a lock going for as long as anyone retries.
+        // The answer comes as late as it can.
+        ADDRESS_LIMIT
     } else {
-        let n = store
-            .record_name_failure(&name_key, now, LOCK_AFTER, window)
-            .await?;
-        failures = failures.max(n);
-    }
+        count_failure(store, user.as_ref(), &name_key, address, now).await?
+    };
     let actor = user.as_ref().map_or("-", |u| u.name.as_str());
     let detail = match (&user, refusal) {
         (_, Refusal::Locked) => "gesperrt",
@@ -431,6 +431,32 @@ async fn check_login(
     let delay = 250 * u64::try_from(failures.clamp(1, 12)).unwrap_or(1);
     tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     Ok(Err(refusal))
+}
+
+/// Counts a failed login for the address and the account (or the name
+/// without one); returns the larger count.
+async fn count_failure(
+    store: &allegro_store::Store,
+    user: Option<&User>,
+    name_key: &str,
+    address: &str,
+    now: DateTime<Utc>,
+) -> Result<i32, allegro_store::StoreError> {
+    let window = Duration::minutes(LOCK_MINUTES);
+    let from_address = store.record_address_failure(address, now, window).await?;
+    let own = match user {
+        Some(u) => {
+            store
+                .record_user_failure(u.id, now, LOCK_AFTER, window)
+                .await?
+        }
+        None => {
+            store
+                .record_name_failure(name_key, now, LOCK_AFTER, window)
+                .await?
+        }
+    };
+    Ok(from_address.max(own))
 }
 
 /// A new session for `user`: cookie set, audited, on to the case list.
