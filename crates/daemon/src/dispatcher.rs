@@ -14,9 +14,13 @@
 //! intake, what does not fit stays pending in the table only. The table is
 //! the source of truth; the dispatcher sweeps it for pending rows at start
 //! (files missing after a crash), after a failed round, when the hand-over
-//! overflowed, and every [`SWEEP_INTERVAL`] (rows another daemon left behind).
-//! A sweep may pick up a record that is also in the hand-over; it is then
-//! written twice with the same content, which is harmless.
+//! overflowed, and every [`SWEEP_INTERVAL`] (rows another daemon left behind,
+//! records of cases released in the workbench while records also go to the
+//! AMQP sink). The interval's sweep comes before the hand-over, so a steady
+//! intake cannot put it off; it leaves the rows the hand-over holds to it.
+//! A sweep may still pick up a record that is also in the hand-over (handed
+//! over after the sweep looked); it is then written twice with the same
+//! content, which is harmless.
 //!
 //! While the directory is not writable (or the disk is full, or the database
 //! is away) it retries with backoff and reports `healthy = false`, which
@@ -84,6 +88,16 @@ impl OutboxState {
         self.notify.notify_one();
     }
 
+    /// `records` without those the hand-over holds.
+    fn not_handed_over(&self, mut records: Vec<PendingRecord>) -> Vec<PendingRecord> {
+        let guard = self.handover.lock().unwrap_or_else(|p| p.into_inner());
+        let held: std::collections::HashSet<uuid::Uuid> =
+            guard.0.iter().map(|r| r.antrag_id).collect();
+        drop(guard);
+        records.retain(|r| !held.contains(&r.antrag_id));
+        records
+    }
+
     /// Takes up to `limit` handed-over records, oldest first.
     fn take(&self, limit: usize) -> Vec<PendingRecord> {
         let mut guard = self.handover.lock().unwrap_or_else(|p| p.into_inner());
@@ -119,10 +133,11 @@ impl Dispatcher {
         let mut last_sweep = Instant::now();
         remove_stale_temp_files(&self.dir);
         loop {
-            if last_sweep.elapsed() >= SWEEP_INTERVAL {
+            let interval_due = last_sweep.elapsed() >= SWEEP_INTERVAL;
+            if interval_due {
                 swept = None;
             }
-            match self.round(&mut sink, &mut swept).await {
+            match self.round(&mut sink, &mut swept, interval_due).await {
                 Ok((n, from_table)) => {
                     if from_table {
                         last_sweep = Instant::now();
@@ -167,20 +182,35 @@ impl Dispatcher {
     }
 
     /// Writes one batch of pending records: from the hand-over, or else from
-    /// the table when a sweep is due. Returns how many, and whether they came
-    /// from the table.
+    /// the table when a sweep is due (the interval's sweep first). Returns
+    /// how many, and whether the table was read.
     async fn round(
         &self,
         sink: &mut Option<Sink>,
         swept: &mut Option<u64>,
+        interval_due: bool,
     ) -> anyhow::Result<(usize, bool)> {
         let limit = self.cfg.dispatch_batch;
-        let mut pending = self.state.take(limit);
+        let mut pending = Vec::new();
         let mut from_table = false;
+        if interval_due {
+            // The table first, once per interval: rows from elsewhere (another
+            // daemon, a case released in the workbench) must not wait behind
+            // a hand-over that a steady intake never lets run empty. Rows the
+            // hand-over holds are left to it.
+            pending = self
+                .state
+                .not_handed_over(self.store.pending_records(limit).await?);
+            from_table = true;
+        }
+        if pending.is_empty() {
+            pending = self.state.take(limit);
+            from_table = false;
+        }
         if pending.is_empty() {
             let missed = self.state.missed.load(Ordering::SeqCst);
             if *swept == Some(missed) {
-                return Ok((0, false));
+                return Ok((0, interval_due));
             }
             pending = self.store.pending_records(limit).await?;
             from_table = true;
@@ -210,7 +240,7 @@ impl Dispatcher {
             debug!(antrag_id = %id, "record file written");
         }
         debug!(records = n, from_table, "records written to outbox");
-        Ok((n, from_table))
+        Ok((n, from_table || interval_due))
     }
 }
 
@@ -289,5 +319,86 @@ impl Sink {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allegro_store::{NewApplication, StoreConfig, Verdict};
+    use uuid::Uuid;
+
+    /// An accepted application committed by someone else: its record is
+    /// pending in the table and not in this process's hand-over.
+    async fn committed_elsewhere(store: &Store, n: u128) -> Uuid {
+        let id = Uuid::from_u128(n);
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_applications(&[NewApplication {
+            antrag_id: id,
+            body: b"{}".to_vec(),
+            body_sha256: id.to_string(),
+            verdict: Verdict::Accepted(b"<a/>".to_vec()),
+            mapping: "bg-ha-1.0".into(),
+            findings_json: "[]".into(),
+            dienststellennummer: None,
+            message_id: None,
+            created_at: chrono::Utc::now(),
+            applicant: None,
+            error_rules: String::new(),
+        }])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// The interval's sweep comes before a hand-over that is never empty
+    /// (a steady intake), and leaves the hand-over's own records to it.
+    #[tokio::test]
+    async fn the_interval_sweep_comes_before_a_busy_hand_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::connect(&StoreConfig {
+            url,
+            ..StoreConfig::default()
+        })
+        .await
+        .unwrap();
+        let elsewhere = committed_elsewhere(&store, 1).await;
+        let state = Arc::new(OutboxState::default());
+        let record = |id: Uuid| PendingRecord {
+            antrag_id: id,
+            file_name: allegro_store::record_file_name(id),
+            xml: b"<b/>".to_vec(),
+        };
+        let busy = Uuid::from_u128(2);
+        state.hand_over([record(busy)]);
+        let out = dir.path().join("out");
+        let d = Dispatcher {
+            store,
+            dir: out.clone(),
+            cfg: DaemonConfig::default(),
+            sink: SinkConfig::default(),
+            broker_url: String::new(),
+            state: Arc::clone(&state),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+        };
+        let file = |id: Uuid| out.join(allegro_store::record_file_name(id));
+        // A complete sweep was seen, and the interval is due.
+        let mut swept = Some(0);
+        let (n, table_read) = d.round(&mut None, &mut swept, true).await.unwrap();
+        assert_eq!((n, table_read), (1, true));
+        assert!(file(elsewhere).exists());
+        assert!(
+            !file(busy).exists(),
+            "the hand-over waits for the next round"
+        );
+        // A record both pending and handed over is left to the hand-over.
+        let both = committed_elsewhere(&d.store, 3).await;
+        state.hand_over([record(both)]);
+        let (n, _) = d.round(&mut None, &mut swept, true).await.unwrap();
+        assert_eq!(n, 2, "the hand-over's two records, the table's none");
+        assert!(file(busy).exists() && file(both).exists());
+        assert_eq!(std::fs::read(file(both)).unwrap(), b"<b/>");
     }
 }
