@@ -255,6 +255,8 @@ async fn no_personal_data_in_logs_metrics_or_purge() {
         "closed_cases",
         "dead_letters",
         "audit_values",
+        "sessions",
+        "login_failures",
     ] {
         let series = format!("allegro_bridge_retention_deleted_total{{kind=\"{kind}\"}}");
         assert_eq!(metric(&text, &series), Some(0.0), "{series}");

@@ -267,6 +267,7 @@ async fn purge_removes_personal_data(db: Db) {
         ("dead_letters", 1),
         ("audit_values", 2),
         ("sessions", 1),
+        ("login_failures", 0),
     ];
     for (kind, n) in expected {
         assert_eq!(count(&dry, kind), n, "dry run, {kind}: {dry:?}");

@@ -240,6 +240,17 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
     // Freigeben: the record file, valid, with the corrections.
     let r = sb.post(&path(id, "freigeben"), &[("csrf", &csrf), ("version", "5")]);
     assert_eq!(r.status, 303, "{}", r.body);
+    let to = r.header("location").unwrap().to_string();
+    assert!(to.ends_with("?meldung=freigegeben"), "{to}");
+    assert!(sb
+        .get(&to)
+        .body
+        .contains("Der Importdatensatz wurde geschrieben."));
+    // (With the AMQP sink configured the release hands the record over.)
+    let handed = sb.get(&format!("/faelle/{id}?meldung=freigegeben-uebergabe"));
+    assert!(handed
+        .body
+        .contains("gibt ihn in Kürze an die angeschlossenen Systeme weiter"));
     let file = env.outbox.join(format!("{id}.xml"));
     assert_valid_record(&file);
     let xml = std::fs::read_to_string(&file).unwrap();

@@ -623,7 +623,8 @@ async fn replay_one(
 /// case open for work (`open` or `deferred`); without `--dry-run` the ones
 /// that pass now are released exactly as the workbench's re-check page does
 /// (`allegro_store::release::recheck`, actor `system`), their records
-/// written to the outbox.
+/// written to the outbox (or left to the daemon's dispatcher when records
+/// also go to the AMQP sink).
 pub fn recheck(config: Option<&Path>, args: RecheckArgs) -> anyhow::Result<i32> {
     let settings = load_settings(config)?;
     let pipeline = Pipeline::load(&settings.pipeline).context("loading mappings")?;

@@ -458,6 +458,7 @@ mod tests {
             ("dead_letters", 1),
             ("audit_values", 0),
             ("sessions", 0),
+            ("login_failures", 0),
         ] {
             assert!(
                 body.contains(&format!(

@@ -2,7 +2,8 @@
 //! longer needed (`[retention]` in the settings; `allegro-bridge purge` and
 //! the daemon's periodic task run [`Store::purge`]).
 //!
-//! What is purged, each kind after its own number of days (0 = keep):
+//! What is purged, the first four kinds after their own number of days
+//! (0 = keep), the last two with every purge:
 //! - `application_payloads`: accepted applications whose record file is
 //!   written (no `outbox_pending` row) and that have no case: the body, the
 //!   record XML, the `message_id` and the findings' messages.

@@ -55,7 +55,8 @@ pub struct User {
     /// The `dienststellennummer`s a caseworker works for.
     pub dienststellen: Vec<String>,
     pub disabled: bool,
-    /// Failed logins since the last successful one.
+    /// Failed logins since the last successful one (restarted at 1 when
+    /// the last failure is older than [`FAILURE_MEMORY`]).
     pub failed_logins: i32,
     pub locked_until: Option<DateTime<Utc>>,
 }

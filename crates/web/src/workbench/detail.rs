@@ -315,7 +315,7 @@ fn notice_for(code: &str, case: &CaseDetail) -> Option<Notice> {
         )),
         "freigegeben-uebergabe" => Some(Notice::success(
             "Fall freigegeben",
-            "Der Importdatensatz ist gespeichert; der Hintergrunddienst übergibt ihn in der nächsten Minute.".into(),
+            "Der Importdatensatz ist gespeichert. Der Hintergrunddienst gibt ihn in Kürze an die angeschlossenen Systeme weiter und schreibt die Datei.".into(),
         )),
         "zurueckgestellt" => Some(Notice::success(
             "Fall zurückgestellt",

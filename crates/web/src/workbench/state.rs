@@ -1,5 +1,5 @@
 //! What every workbench handler shares: the store, the mapping set in
-//! force, the outbox folder and the `[web]` settings.
+//! force, where released records go and the `[web]` settings.
 
 use std::path::PathBuf;
 use std::sync::Arc;
