@@ -450,6 +450,18 @@ fn process_keeps_the_order_of_the_files_across_chunks_and_threads() {
     );
 }
 
+/// `process --out <a new folder> inputs`: the folder and the output.
+fn process_into_temp(inputs: &Path) -> (tempfile::TempDir, std::process::Output) {
+    let out = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["process", "--out"])
+        .arg(out.path())
+        .arg(inputs)
+        .output()
+        .unwrap();
+    (out, o)
+}
+
 /// Files with the same antragId: their records go out in the order given,
 /// so the record is the last file's, every time (the records of a chunk are
 /// written in concurrent parts).
@@ -469,13 +481,7 @@ fn process_with_a_repeated_antrag_id_keeps_the_last_file() {
             std::fs::write(name, serde_json::to_vec(&v).unwrap()).unwrap();
         }
     }
-    let out = tempfile::tempdir().unwrap();
-    let o = bin()
-        .args(["process", "--out"])
-        .arg(out.path())
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let (out, o) = process_into_temp(dir.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for id in &ids {
         let xml = std::fs::read_to_string(out.path().join(format!("{id}.xml"))).unwrap();
@@ -491,13 +497,7 @@ fn process_reports_invalid_files_and_still_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("kaputt.json"), b"{nope").unwrap();
     std::fs::write(dir.path().join("ignored.txt"), b"x").unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let o = bin()
-        .args(["process", "--out"])
-        .arg(out.path())
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let (_out, o) = process_into_temp(dir.path());
     assert!(o.status.success());
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(
