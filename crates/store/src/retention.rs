@@ -139,6 +139,18 @@ impl Kind {
             Kind::LoginFailures => "login_failures",
         }
     }
+
+    /// The tables a purge of this kind changes.
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            Kind::ApplicationPayloads => &["applications", "records"],
+            Kind::ClosedCases => &["applications", "records", "cases", "audit"],
+            Kind::DeadLetters => &["dead_letters"],
+            Kind::AuditValues => &["audit"],
+            Kind::Sessions => &["sessions"],
+            Kind::LoginFailures => &["login_failures", "name_failures"],
+        }
+    }
 }
 
 /// What a purge did (or, dry, would do): rows per kind.
@@ -278,7 +290,7 @@ impl Store {
         }
         report.login_failures = self.purge_login_failures(req).await?;
         if !req.dry_run && report.total() > 0 {
-            self.compact().await?;
+            self.compact(&report).await?;
         }
         Ok(report)
     }
@@ -572,8 +584,9 @@ impl Store {
 
     /// After a purge: old row versions and freed pages hold what was purged.
     /// SQLite: checkpoint the WAL and truncate it (freed pages were zeroed
-    /// by `secure_delete`); PostgreSQL: vacuum the purged tables.
-    async fn compact(&self) -> Result<(), StoreError> {
+    /// by `secure_delete`); PostgreSQL: vacuum the tables the purge changed
+    /// (a few aged-out login counts do not vacuum `records`).
+    async fn compact(&self, report: &PurgeReport) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(p) => {
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -581,16 +594,14 @@ impl Store {
                     .await?;
             }
             Store::Postgres(p) => {
-                for table in [
-                    "applications",
-                    "records",
-                    "cases",
-                    "audit",
-                    "dead_letters",
-                    "sessions",
-                    "login_failures",
-                    "name_failures",
-                ] {
+                let mut tables: Vec<&str> = Kind::ALL
+                    .iter()
+                    .filter(|k| report.get(**k) > 0)
+                    .flat_map(|k| k.tables().iter().copied())
+                    .collect();
+                tables.sort_unstable();
+                tables.dedup();
+                for table in tables {
                     sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM {table}")))
                         .execute(p)
                         .await?;
