@@ -182,7 +182,8 @@ async fn wrong_passwords_get_a_german_error_and_then_a_lockout() {
     assert!(a.body.contains("href=\"#benutzername\"") && a.body.contains("href=\"#passwort\""));
     assert!(a.body.contains("aria-describedby=\"benutzername-fehler\""));
 
-    // A wrong password: German, the name kept, no session.
+    // A wrong password: German, the name kept, no session; the message in
+    // the error summary, linked to the password field and beside it.
     let a = c.login("anna", "falsch-falsch-falsch");
     assert_eq!(a.status, 401);
     assert!(a.title().starts_with("Fehler: "));
@@ -191,6 +192,13 @@ async fn wrong_passwords_get_a_german_error_and_then_a_lockout() {
         "{}",
         a.body
     );
+    assert!(a.body.contains("id=\"fehlerliste\"") && a.body.contains("href=\"#passwort\""));
+    assert!(a
+        .body
+        .contains("<p class=\"kern-error\" id=\"passwort-fehler\">"));
+    assert!(a
+        .body
+        .contains("aria-describedby=\"passwort-fehler\" aria-invalid=\"true\""));
     assert!(a.body.contains("value=\"anna\""));
     assert!(!c.cookies.contains_key("bridge_session"));
     // An unknown name is told the same.

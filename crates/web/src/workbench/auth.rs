@@ -308,6 +308,14 @@ pub async fn login(
             }
             start_session(&state, &user).await
         }
+        // A wrong name or password is an error of the form: in the error
+        // summary, linked to the password field and beside it (which of the
+        // two is wrong is not told). A lock is a state, not an input error.
+        Ok(Err(Refusal::Wrong)) => again(
+            vec![FieldError::new("passwort", &Refusal::Wrong.message())],
+            None,
+            Refusal::Wrong.status(),
+        ),
         Ok(Err(refusal)) => again(vec![], Some(refusal.message()), refusal.status()),
         Err(e) => layout::store_error(e),
     }
