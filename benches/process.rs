@@ -178,12 +178,11 @@ fn io_floor(inputs: &Path, n: usize, size: usize) -> f64 {
 /// docs/operations.md); they go into `kept`, removed when the bench ends.
 fn disk_round(
     base: &Path,
-    inputs: &Path,
+    (inputs, n): (&Path, usize),
     size: usize,
     round: usize,
     kept: &mut Vec<tempfile::TempDir>,
 ) -> (f64, f64, f64) {
-    let n = std::fs::read_dir(inputs).unwrap().count();
     let dirs: Vec<_> = (0..3)
         .map(|_| tempfile::tempdir_in(base).unwrap())
         .collect();
@@ -236,7 +235,7 @@ fn main() {
         floors.push(rate / floor);
         let size = mean_size(shm.path());
         let (files_rate, raw, raw_parts) =
-            disk_round(&a.base, inputs.path(), size, round, &mut kept);
+            disk_round(&a.base, (inputs.path(), a.files), size, round, &mut kept);
         println!(
             "round {round}: records on disk: {files_rate:>6.0} files/s; raw write_batch {raw:.0} files/s (ratio {:.2}), in {PROCESS_WRITERS} parts at once {raw_parts:.0} files/s (ratio {:.2})",
             files_rate / raw,

@@ -33,7 +33,6 @@ use allegro_core::pipeline::Pipeline;
 use allegro_daemon::config::{BrokerConfig, Settings};
 use allegro_daemon::deadletter::{self, header_str};
 use allegro_daemon::topology::queue_counts;
-use allegro_store::release::RecordDelivery;
 use allegro_store::{DeadLetterRow, Store};
 
 /// `config` subcommands.
@@ -630,7 +629,7 @@ pub fn recheck(config: Option<&Path>, args: RecheckArgs) -> anyhow::Result<i32> 
     let pipeline = Pipeline::load(&settings.pipeline).context("loading mappings")?;
     runtime()?.block_on(async {
         let store = Store::connect(&settings.store).await?;
-        let delivery = RecordDelivery::new(&settings.outbox.dir, &settings.sink.exchange);
+        let delivery = settings.record_delivery();
         let report = allegro_store::release::recheck(
             &store,
             std::sync::Arc::new(pipeline),

@@ -10,7 +10,6 @@ use clap::Args;
 use tracing::info;
 
 use allegro_core::pipeline::Pipeline;
-use allegro_store::release::RecordDelivery;
 use allegro_store::Store;
 use allegro_web::workbench::{self, FixedPipeline, WorkbenchState};
 
@@ -53,7 +52,7 @@ pub fn run(config: Option<&Path>, args: WebArgs) -> anyhow::Result<i32> {
         let state = WorkbenchState {
             store: store.clone(),
             pipeline: Arc::new(FixedPipeline(Arc::new(pipeline))),
-            records: RecordDelivery::new(&settings.outbox.dir, &settings.sink.exchange),
+            records: settings.record_delivery(),
             config: settings.web.clone(),
         };
         info!(store = store.kind(), "workbench ready");

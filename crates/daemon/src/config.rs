@@ -187,6 +187,12 @@ impl Default for LogConfig {
 pub const DEFAULT_CONFIG_PATH: &str = "config/allegro-bridge.toml";
 
 impl Settings {
+    /// Where released cases' records go under these settings: the outbox,
+    /// or the daemon's dispatcher when records also go to the AMQP sink.
+    pub fn record_delivery(&self) -> allegro_store::release::RecordDelivery {
+        allegro_store::release::RecordDelivery::new(&self.outbox.dir, &self.sink.exchange)
+    }
+
     /// Loads the file (if `path` is given it must exist; the default path may
     /// be absent), then applies `ALLEGRO_BRIDGE__SECTION__KEY` overrides.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {

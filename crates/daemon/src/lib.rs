@@ -186,10 +186,7 @@ async fn serve_workbench(
     let state = allegro_web::workbench::WorkbenchState {
         store,
         pipeline: mappings,
-        records: allegro_store::release::RecordDelivery::new(
-            &settings.outbox.dir,
-            &settings.sink.exchange,
-        ),
+        records: settings.record_delivery(),
         config: settings.web.clone(),
     };
     let router = allegro_web::workbench::router(state);
