@@ -11,7 +11,6 @@
 use allegro_testkit as support;
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
 use support::*;
 use uuid::Uuid;
 
@@ -56,9 +55,7 @@ fn row(p: &Pipeline, msg: &Msg, at: DateTime<Utc>) -> NewApplication {
         dienststellennummer: app.jobcenter.clone(),
         message_id: msg.message_id.clone(),
         created_at: at,
-        applicant: serde_json::from_slice(&msg.body)
-            .ok()
-            .and_then(|doc: Value| allegro_store::cases::applicant_of(&doc)),
+        applicant: app.applicant.clone().map(|n| n.into_string()),
         error_rules: allegro_store::cases::error_rules_of(&app.findings),
     }
 }

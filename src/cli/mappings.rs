@@ -67,6 +67,9 @@ fn check(settings: &Settings) -> anyhow::Result<i32> {
                         f.rsplit('/').next().unwrap_or_default()
                     );
                 }
+                for gap in m.casework.gaps() {
+                    println!("warning: {}: {gap}", m.name);
+                }
                 let fields: usize = m.groups.iter().map(|g| g.fields.len()).sum();
                 println!(
                     "ok: {} ({} {}): {} groups, {} fields, {} checks, {} rules, schema {}, record {}",

@@ -9,6 +9,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::casework::layout::ApplicantName;
 use crate::checks;
 use crate::dates;
 use crate::finding::{Finding, Severity};
@@ -46,9 +47,12 @@ pub struct Application {
     pub antrag_id: Uuid,
     /// The mapping used, e.g. `bg-ha-1.0`.
     pub mapping: String,
-    /// `jobcenter.dienststellennummer` when it is a short plain code (the
-    /// caseworker workbench shows each jobcenter only its own cases).
+    /// The Dienststelle (`[casework] dienststelle`) when it is a short
+    /// plain code (the workbench shows each jobcenter only its own cases).
     pub jobcenter: Option<String>,
+    /// For a case: the applicant's name as written (`[casework]
+    /// applicant_name`), for the case list; `None` for an accepted one.
+    pub applicant: Option<ApplicantName>,
     /// Every finding; for an accepted application warnings and hints only.
     pub findings: Vec<Finding>,
 }
@@ -272,7 +276,11 @@ fn finish(
     let application = Application {
         antrag_id,
         mapping: m.name.clone(),
-        jobcenter: dienststelle(doc),
+        jobcenter: m.casework.dienststelle_of(doc),
+        applicant: record
+            .is_none()
+            .then(|| m.casework.applicant_of(doc))
+            .flatten(),
         findings,
     };
     match record {
@@ -302,16 +310,6 @@ fn build_record(
         schema_finding(m, &m.schema_messages["transform"], path, detail)
     };
     record::build(&m.groups, doc, &meta, &transform_error)
-}
-
-/// `/jobcenter/dienststellennummer` if it is a short alphanumeric code.
-fn dienststelle(doc: &serde_json::Value) -> Option<String> {
-    let s = match doc.get("jobcenter")?.get("dienststellennummer")? {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    (!s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric())).then_some(s)
 }
 
 fn schema_finding(m: &Mapping, sm: &SchemaMessage, path: &[Step<'_>], detail: &str) -> Finding {

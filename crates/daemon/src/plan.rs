@@ -13,6 +13,7 @@ use lapin::BasicProperties;
 use uuid::Uuid;
 
 use crate::deadletter::{self, REASON_CONFLICT};
+use allegro_core::casework::layout::ApplicantName;
 use allegro_core::pipeline::{Application, Invalid, Outcome, Processed};
 use allegro_store::{
     cases, record_file_name, NewApplication, NewDeadLetter, PendingRecord, Stored, Verdict,
@@ -64,9 +65,7 @@ impl Item {
         // The search and filter columns of a case (not needed for a record).
         let (applicant, error_rules) = match verdict {
             Verdict::Rejected => (
-                serde_json::from_slice::<serde_json::Value>(&self.body)
-                    .ok()
-                    .and_then(|doc| cases::applicant_of(&doc)),
+                app.applicant.clone().map(ApplicantName::into_string),
                 cases::error_rules_of(&app.findings),
             ),
             Verdict::Accepted(_) => (None, String::new()),
@@ -248,6 +247,7 @@ mod tests {
             antrag_id: id(n),
             mapping: "bg-ha-1.0".into(),
             jobcenter: Some("13101".into()),
+            applicant: None,
             findings: vec![error; errors],
         }
     }
@@ -282,16 +282,30 @@ mod tests {
 
     #[test]
     fn a_case_carries_its_applicant_and_error_rules_for_the_workbench() {
-        let body = r#"{"antragsteller":{"vornamen":"Ioana","familienname":"Popescu"}}"#;
+        let layout = allegro_core::casework::Layout::new(
+            allegro_core::casework::layout::general_default(),
+            vec![],
+            vec![],
+            Default::default(),
+            None,
+            vec!["/name".into()],
+        );
+        let named = |item: Item| {
+            let mut item = item;
+            if let Processed::Rejected(app) = &mut item.processed {
+                app.applicant = layout.applicant_of(&serde_json::json!({"name": "Ioana Popescu"}));
+            }
+            item
+        };
         let items = [
-            rejected(1, body),
-            accepted(2, body),
-            rejected(3, "not json"),
+            named(rejected(1, "{}")),
+            accepted(2, "{}"),
+            rejected(3, "{}"),
         ];
         let plan = Plan::new(&items, now());
-        assert_eq!(plan.apps[0].applicant.as_deref(), Some("ioana popescu"));
+        assert_eq!(plan.apps[0].applicant.as_deref(), Some("Ioana Popescu"));
         assert_eq!(plan.apps[0].error_rules, ",R,");
-        // A record needs neither; an unreadable name is no name.
+        // A record needs neither; a case without a name has none.
         assert_eq!(plan.apps[1].applicant, None);
         assert_eq!(plan.apps[1].error_rules, "");
         assert_eq!(plan.apps[2].applicant, None);

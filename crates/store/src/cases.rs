@@ -1,7 +1,8 @@
 //! Cases (Klärfälle) as the workbench sees them: the list of open work with
 //! its filters, scope and paging, and the derived columns the list searches
-//! (`applicant`, `error_rules`), computed here so the daemon and the
-//! workbench fill them the same way.
+//! (`applicant_key`, `error_rules`), computed here so the daemon and the
+//! workbench fill them the same way. The applicant's name itself comes from
+//! the mapping's `[casework] applicant_name` (`allegro_core::casework`).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{FromRow, QueryBuilder};
@@ -51,18 +52,11 @@ impl CaseStatus {
     }
 }
 
-/// The lower-cased "vornamen familienname" of an application, for the
-/// search (`None` when neither is there).
-pub fn applicant_of(doc: &serde_json::Value) -> Option<String> {
-    let part = |k: &str| doc.pointer(&format!("/antragsteller/{k}"))?.as_str();
-    let name = [part("vornamen"), part("familienname")]
-        .into_iter()
-        .flatten()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    (!name.is_empty()).then(|| name.replace('\0', "").to_lowercase())
+/// The form of a name the search matches: lower-cased (Unicode, in Rust,
+/// so both databases compare the same way), kept in `cases.applicant_key`
+/// beside the name as written.
+pub fn search_key(name: &str) -> String {
+    name.to_lowercase()
 }
 
 /// `,rule1,rule2,` of the error findings (sorted, each once; `''` for none),
@@ -106,7 +100,7 @@ impl Scope {
 pub enum Search {
     /// One antragId, exactly.
     AntragId(Uuid),
-    /// Part of the applicant's name (lower-cased, matched anywhere).
+    /// Part of the applicant's name ([`search_key`], matched anywhere).
     Name(String),
 }
 
@@ -119,7 +113,7 @@ impl Search {
         } else if let Ok(id) = Uuid::parse_str(t) {
             Some(Search::AntragId(id))
         } else {
-            Some(Search::Name(t.to_lowercase()))
+            Some(Search::Name(search_key(t)))
         }
     }
 }
@@ -232,7 +226,7 @@ where
             qb.push(" AND c.antrag_id = ").push_bind(*id);
         }
         Some(Search::Name(n)) => {
-            qb.push(" AND c.applicant LIKE ")
+            qb.push(" AND c.applicant_key LIKE ")
                 .push_bind(like_anywhere(n))
                 .push(" ESCAPE '\\'");
         }
@@ -437,8 +431,8 @@ pub struct CaseDraft<'a> {
     pub findings_json: &'a str,
     /// [`error_rules_of`] those findings.
     pub error_rules: &'a str,
-    /// [`applicant_of`] the corrected application (`None`: leave it), so the
-    /// list finds a case under its corrected name.
+    /// The applicant's name in the corrected application, as written
+    /// (`None`: leave it), so the list finds a case under its corrected name.
     pub applicant: Option<&'a str>,
 }
 
@@ -521,7 +515,7 @@ impl Store {
             sqlx::query(concat!(
                 "UPDATE cases SET corrected_body = COALESCE($3, corrected_body), corrections = $4, findings = $5, \
                  error_rules = $6, version = version + 1, updated_at = $7, \
-                 applicant = COALESCE($8, applicant)",
+                 applicant = COALESCE($8, applicant), applicant_key = COALESCE($9, applicant_key)",
                 is_current!()
             ))
             .bind(antrag_id)
@@ -532,6 +526,7 @@ impl Store {
             .bind(draft.error_rules)
             .bind(at)
             .bind(draft.applicant)
+            .bind(draft.applicant.map(search_key))
             .execute(&mut **t)
             .await?
             .rows_affected()

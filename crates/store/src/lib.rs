@@ -97,6 +97,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "failure_memory",
         include_str!("../migrations/sqlite/0007_failure_memory.sql"),
     ),
+    (
+        8,
+        "applicant_as_written",
+        include_str!("../migrations/sqlite/0008_applicant_as_written.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -143,6 +148,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "failure_memory",
         include_str!("../migrations/postgres/0009_failure_memory.sql"),
+    ),
+    (
+        10,
+        "applicant_as_written",
+        include_str!("../migrations/postgres/0010_applicant_as_written.sql"),
     ),
 ];
 
@@ -208,8 +218,9 @@ pub struct NewApplication {
     pub dienststellennummer: Option<String>,
     pub message_id: Option<String>,
     pub created_at: DateTime<Utc>,
-    /// For a case: the applicant's name for the search
-    /// ([`cases::applicant_of`]); ignored for an accepted application.
+    /// For a case: the applicant's name as written, shown in the list and
+    /// searched by its [`cases::search_key`]; ignored for an accepted
+    /// application.
     pub applicant: Option<String>,
     /// For a case: `,rule,...,` of its errors ([`cases::error_rules_of`]).
     pub error_rules: String,
@@ -792,7 +803,7 @@ impl Tx {
                 if !cases.is_empty() {
                     let mut qb = QueryBuilder::new(
                     "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at, \
-                     applicant, error_rules) ",
+                     applicant, applicant_key, error_rules) ",
                 );
                     qb.push_values(cases.iter(), |mut b, a| {
                         b.push_bind(a.antrag_id)
@@ -801,6 +812,7 @@ impl Tx {
                             .push_bind(a.created_at)
                             .push_bind(a.created_at)
                             .push_bind(a.applicant.as_deref())
+                            .push_bind(a.applicant.as_deref().map(cases::search_key))
                             .push_bind(a.error_rules.as_str());
                     });
                     qb.build().execute(&mut **tx).await?;
@@ -810,15 +822,21 @@ impl Tx {
                 if !cases.is_empty() {
                     sqlx::query(
                         "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at, \
-                         applicant, error_rules) \
-                         SELECT u.id, u.dst, 'open', u.at, u.at, u.who, u.rules \
-                         FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) \
-                         AS u(id, dst, at, who, rules)",
+                         applicant, applicant_key, error_rules) \
+                         SELECT u.id, u.dst, 'open', u.at, u.at, u.who, u.key, u.rules \
+                         FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+                         $6::text[]) AS u(id, dst, at, who, key, rules)",
                     )
                     .bind(cases.iter().map(|a| a.antrag_id).bind_iter())
                     .bind(cases.iter().map(|a| a.dienststellennummer.as_deref()).bind_iter())
                     .bind(cases.iter().map(|a| a.created_at).bind_iter())
                     .bind(cases.iter().map(|a| a.applicant.as_deref()).bind_iter())
+                    .bind(
+                        cases
+                            .iter()
+                            .map(|a| a.applicant.as_deref().map(cases::search_key))
+                            .bind_iter(),
+                    )
                     .bind(cases.iter().map(|a| a.error_rules.as_str()).bind_iter())
                     .execute(&mut **tx)
                     .await?;

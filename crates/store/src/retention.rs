@@ -9,7 +9,7 @@
 //!   record XML, the `message_id` and the findings' messages.
 //! - `closed_cases`: cases `released` or `closed` (counted from `closed_at`,
 //!   else `updated_at`) whose record, if any, is written: the same for their
-//!   application, and the case's `applicant`, `corrected_body`,
+//!   application, and the case's `applicant` (and its `applicant_key`), `corrected_body`,
 //!   `corrections`, findings' messages, `defer_reason`, `close_reason`, and
 //!   the `old_value`/`new_value` of the case's audit rows.
 //! - `dead_letters`: dead-letter log rows (deleted) whose message has been
@@ -435,7 +435,7 @@ impl Store {
                         .as_deref()
                         .map(|f| reduce_findings(f, mapping, req.keep_pointer));
                     sqlx::query(
-                        "UPDATE cases SET applicant = NULL, corrected_body = NULL, \
+                        "UPDATE cases SET applicant = NULL, applicant_key = NULL, corrected_body = NULL, \
                          corrections = '[]', findings = $1, defer_reason = NULL, \
                          close_reason = NULL WHERE antrag_id = $2 \
                          AND status IN ('released', 'closed')",

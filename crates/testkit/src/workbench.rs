@@ -30,7 +30,11 @@ pub async fn store_rejected(
     message_id: Option<String>,
 ) {
     let body = serde_json::to_vec(doc).unwrap();
-    let mut findings = pipeline.process(&body, None).findings().to_vec();
+    let processed = pipeline.process(&body, None);
+    let mapping = processed
+        .application()
+        .map_or_else(|| "bg-ha-1.0".to_string(), |a| a.mapping.clone());
+    let mut findings = processed.findings().to_vec();
     if !findings.iter().any(|f| f.is_error()) {
         findings.push(Finding {
             pointer: "/unterkunft/grundmiete".into(),
@@ -45,17 +49,24 @@ pub async fn store_rejected(
         body_sha256: allegro_daemon::deadletter::sha256_hex(&body),
         body,
         verdict: Verdict::Rejected,
-        mapping: "bg-ha-1.0".into(),
+        mapping,
         findings_json: serde_json::to_string(&findings).unwrap(),
         dienststellennummer: Some(dst.into()),
         message_id,
         created_at: Utc::now(),
-        applicant: cases::applicant_of(doc),
+        applicant: applicant_of(pipeline, doc),
         error_rules: cases::error_rules_of(&findings),
     };
     let mut tx = store.begin().await.unwrap();
     tx.insert_applications(&[app]).await.unwrap();
     tx.commit().await.unwrap();
+}
+
+/// The applicant's name as the mapping of `doc`'s form declares it.
+pub fn applicant_of(pipeline: &Pipeline, doc: &serde_json::Value) -> Option<String> {
+    let form = |k: &str| doc.pointer(&format!("/formular/{k}"))?.as_str();
+    let m = pipeline.mappings().get(form("id")?, form("version")?)?;
+    m.casework.applicant_of(doc).map(|n| n.into_string())
 }
 
 /// One HTTP answer.

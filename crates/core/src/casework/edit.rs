@@ -4,7 +4,8 @@
 //!
 //! Everything is checked before anything changes: the pointer must be well
 //! formed and short, name a location the schema defines (or, for a removal,
-//! one present in the application), not be one of the [`READ_ONLY`] places,
+//! one present in the application), not be one of the mapping's read-only
+//! places (`[casework] read_only`, [`ReadOnly`]),
 //! and the typed text must fit the schema's kind and length. A refused edit
 //! leaves the document as it was and says why in one German sentence
 //! ([`EditError::message`]). An applied edit is a [`Change`], which
@@ -13,6 +14,7 @@
 use serde_json::{Map, Value};
 
 use super::fields::{self, FieldKind};
+use super::layout::ReadOnly;
 use crate::mapping::Mapping;
 use crate::pointer;
 use crate::record::Correction;
@@ -22,17 +24,6 @@ pub const MAX_INPUT_CHARS: usize = 1000;
 
 /// Longest pointer accepted (the deepest in the schema is far shorter).
 pub const MAX_POINTER_BYTES: usize = 200;
-
-/// Places a caseworker may not change: what identifies the application and
-/// its form, the submission time (which is "today" for every rule), and the
-/// Dienststelle (which decides who sees the case). Prefixes: everything below
-/// them is read-only too.
-pub const READ_ONLY: &[&str] = &[
-    "/antragId",
-    "/formular",
-    "/eingereichtAm",
-    "/jobcenter/dienststellennummer",
-];
 
 /// What to do at a pointer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +49,7 @@ pub enum EditError {
     BadPointer,
     /// The input schema defines no such field (and it is not in the application).
     Unknown,
-    /// One of the [`READ_ONLY`] places.
+    /// One of the read-only places of the mapping ([`ReadOnly`]).
     ReadOnly,
     /// A group or a list: no single value can be typed for it.
     NotAValue,
@@ -135,21 +126,6 @@ pub fn parse_pointer(p: &str) -> Result<Vec<String>, EditError> {
     Ok(segs)
 }
 
-/// Whether the pointer is one of the [`READ_ONLY`] places or below one.
-pub fn is_read_only(p: &str) -> bool {
-    READ_ONLY
-        .iter()
-        .any(|r| p == *r || p.strip_prefix(r).is_some_and(|rest| rest.starts_with('/')))
-}
-
-/// Whether a [`READ_ONLY`] place lies below the pointer: removing it would
-/// remove that place too (`/jobcenter` holds the Dienststelle).
-pub fn holds_read_only(p: &str) -> bool {
-    READ_ONLY
-        .iter()
-        .any(|r| r.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
-}
-
 /// What the edit page needs to know about one pointer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldInfo {
@@ -176,12 +152,13 @@ pub fn describe(m: &Mapping, doc: &Value, p: &str) -> Result<FieldInfo, EditErro
     if kind.is_none() && value.is_none() {
         return Err(EditError::Unknown);
     }
-    if is_read_only(p) {
+    let read_only = &m.casework.read_only;
+    if read_only.covers(p) {
         return Err(EditError::ReadOnly);
     }
     let label = crate::mapping::labels::capitalize(&m.labels.name(&fields::steps(&segs)));
     let can_set = kind.as_ref().is_some_and(FieldKind::is_value);
-    let can_remove = value.is_some() && !holds_read_only(p);
+    let can_remove = value.is_some() && !read_only.holds(p);
     Ok(FieldInfo {
         pointer: p.to_string(),
         label,
@@ -195,12 +172,13 @@ pub fn describe(m: &Mapping, doc: &Value, p: &str) -> Result<FieldInfo, EditErro
 /// Applies one edit to `doc` under the mapping's input schema. On an error
 /// `doc` is unchanged.
 pub fn apply(m: &Mapping, doc: &mut Value, p: &str, op: &EditOp) -> Result<Change, EditError> {
-    apply_schema(&m.schema_json, doc, p, op)
+    apply_schema(&m.schema_json, &m.casework.read_only, doc, p, op)
 }
 
-/// [`apply`] with the schema given directly.
+/// [`apply`] with the schema and the read-only places given directly.
 pub fn apply_schema(
     schema: &Value,
+    read_only: &ReadOnly,
     doc: &mut Value,
     p: &str,
     op: &EditOp,
@@ -216,7 +194,7 @@ pub fn apply_schema(
     if kind.is_none() && doc.pointer(p).is_none() {
         return Err(EditError::Unknown);
     }
-    if is_read_only(p) {
+    if read_only.covers(p) {
         return Err(EditError::ReadOnly);
     }
     match op {
@@ -236,7 +214,7 @@ pub fn apply_schema(
             })
         }
         EditOp::Remove => {
-            if holds_read_only(p) {
+            if read_only.holds(p) {
                 return Err(EditError::ReadOnly);
             }
             let old = remove_at(doc, &segs)?;
@@ -417,8 +395,18 @@ mod tests {
         .unwrap()
     }
 
+    /// The read-only places of the repository's `[casework]`.
+    fn ro() -> ReadOnly {
+        ReadOnly::new([
+            "/antragId",
+            "/formular",
+            "/eingereichtAm",
+            "/jobcenter/dienststellennummer",
+        ])
+    }
+
     fn set(d: &mut Value, p: &str, v: &str) -> Result<Change, EditError> {
-        apply_schema(&schema(), d, p, &EditOp::Set(v.into()))
+        apply_schema(&schema(), &ro(), d, p, &EditOp::Set(v.into()))
     }
 
     #[test]
@@ -542,28 +530,28 @@ mod tests {
         let mut d = doc();
         d["antragsteller"]["hobby"] = json!("Schach");
         let s = schema();
-        let c = apply_schema(&s, &mut d, "/antragsteller/hobby", &EditOp::Remove).unwrap();
+        let c = apply_schema(&s, &ro(), &mut d, "/antragsteller/hobby", &EditOp::Remove).unwrap();
         assert_eq!(c.old, Some(json!("Schach")));
         assert!(d["antragsteller"].get("hobby").is_none());
-        apply_schema(&s, &mut d, "/einkommen/0", &EditOp::Remove).unwrap();
+        apply_schema(&s, &ro(), &mut d, "/einkommen/0", &EditOp::Remove).unwrap();
         assert_eq!(d["einkommen"].as_array().unwrap().len(), 2);
         assert_eq!(d["einkommen"][0]["personId"], "k2");
         let before = d.clone();
         assert_eq!(
-            apply_schema(&s, &mut d, "/bankverbindung/bic", &EditOp::Remove),
+            apply_schema(&s, &ro(), &mut d, "/bankverbindung/bic", &EditOp::Remove),
             Err(EditError::Absent)
         );
         assert_eq!(
-            apply_schema(&s, &mut d, "/einkommen/9", &EditOp::Remove),
+            apply_schema(&s, &ro(), &mut d, "/einkommen/9", &EditOp::Remove),
             Err(EditError::Absent)
         );
         assert_eq!(
-            apply_schema(&s, &mut d, "/antragId", &EditOp::Remove),
+            apply_schema(&s, &ro(), &mut d, "/antragId", &EditOp::Remove),
             Err(EditError::ReadOnly)
         );
         // A group holding a read-only place goes only with that place.
         assert_eq!(
-            apply_schema(&s, &mut d, "/jobcenter", &EditOp::Remove),
+            apply_schema(&s, &ro(), &mut d, "/jobcenter", &EditOp::Remove),
             Err(EditError::ReadOnly)
         );
         assert_eq!(d, before);
@@ -575,19 +563,18 @@ mod tests {
         let mut list = Vec::new();
         let c = set(&mut d, "/unterkunft/personenImHaushalt", "5").unwrap();
         record_correction(&mut list, &c, "sb.meier", "2026-12-02T10:00:00Z");
-        let c = apply_schema(&schema(), &mut d, "/antragsteller/email", &EditOp::Remove).unwrap();
+        let c = apply_schema(
+            &schema(),
+            &ro(),
+            &mut d,
+            "/antragsteller/email",
+            &EditOp::Remove,
+        )
+        .unwrap();
         record_correction(&mut list, &c, "sb.meier", "2026-12-02T10:01:00Z");
         assert_eq!(list[0].from.as_deref(), Some("0"));
         assert_eq!(list[0].to.as_deref(), Some("5"));
         assert_eq!(list[1].to, None);
         assert_eq!(list[1].by, "sb.meier");
-    }
-
-    #[test]
-    fn read_only_covers_prefixes_only_at_segment_borders() {
-        assert!(is_read_only("/formular/id"));
-        assert!(is_read_only("/antragId"));
-        assert!(!is_read_only("/antragIdx"));
-        assert!(!is_read_only("/jobcenter/name"));
     }
 }

@@ -1,7 +1,8 @@
 //! Casework: the caseworker's view of one application and the edits made to
 //! it before it is released (issue #12, the workbench).
 //!
-//! Pure like the rest of the core: [`sections`] arranges an application into
+//! Pure like the rest of the core: [`layout`] is the case layout a mapping
+//! declares in `[casework]`, [`sections`] arranges an application into
 //! the sections a caseworker reads (with the German labels of the mapping and
 //! every finding beside its field), [`edit`] applies one change (set, add,
 //! remove a value at a JSON Pointer) after checking it against the input
@@ -11,10 +12,12 @@
 
 pub mod edit;
 pub mod fields;
+pub mod layout;
 pub mod sections;
 
 pub use edit::{apply, record_correction, Change, EditError, EditOp};
 pub use fields::{field_kind, FieldKind};
+pub use layout::{Layout, ReadOnly, SectionDef};
 pub use sections::{view, CaseView, Section};
 
 #[cfg(test)]
@@ -42,7 +45,7 @@ mod tests {
         let m = p.mappings().get("BG-HA", "1.0").unwrap();
         let findings = p.process(FAULTY.as_bytes(), None).findings().to_vec();
         let v = view(m, &doc, &findings);
-        let titles: Vec<&str> = v.sections.iter().map(|s| s.title).collect();
+        let titles: Vec<&str> = v.sections.iter().map(|s| s.title.as_str()).collect();
         assert_eq!(
             titles,
             [

@@ -6,104 +6,18 @@
 //! Fields the schema defines but the application lacks are listed too
 //! (value `None`), so that a caseworker can add them; fields the application
 //! has but the schema does not know are listed so that they can be removed.
-//! Order: a fixed display order of the schema's property names
-//! ([`FIELD_ORDER`]; serde_json's maps are sorted by key, so the schema's
-//! own order is not available), unknown names after them.
+//! Sections, their titles and the order of the fields are the mapping's
+//! `[casework]` ([`super::layout::Layout`]; serde_json's maps are sorted by
+//! key, so the schema's own order is not available): names the order does
+//! not list come after the listed ones.
 
 use serde_json::Value;
 
-use super::edit::is_read_only;
 use super::fields::{self, FieldKind};
 use crate::finding::{Finding, Severity};
 use crate::mapping::labels::capitalize;
 use crate::mapping::Mapping;
 use crate::pointer;
-
-/// Property names in the order a caseworker reads them (the schema's order,
-/// merged over all objects).
-pub const FIELD_ORDER: &[&str] = &[
-    "formular",
-    "antragId",
-    "eingereichtAm",
-    "leistungsbeginn",
-    "jobcenter",
-    "bgNummer",
-    "kundennummer",
-    "id",
-    "version",
-    "dienststellennummer",
-    "name",
-    "familienname",
-    "vornamen",
-    "geburtsname",
-    "geburtsdatum",
-    "geburtsort",
-    "geschlecht",
-    "staatsangehoerigkeit",
-    "familienstand",
-    "beziehung",
-    "anschrift",
-    "strasse",
-    "hausnummer",
-    "adresszusatz",
-    "plz",
-    "ort",
-    "telefon",
-    "email",
-    "rentenversicherungsnummer",
-    "steuerId",
-    "erwerbsfaehig",
-    "schuelerStudentAzubi",
-    "aufenthaltstitel",
-    "iban",
-    "bic",
-    "kontoinhaber",
-    "personId",
-    "art",
-    "gueltigBis",
-    "anschriftGleichMeldeanschrift",
-    "einzugsdatum",
-    "wohnflaecheQm",
-    "personenImHaushalt",
-    "grundmiete",
-    "nebenkosten",
-    "heizkosten",
-    "mietschulden",
-    "heizungsart",
-    "warmwasser",
-    "bruttoMonatlich",
-    "nettoMonatlich",
-    "seit",
-    "arbeitgeber",
-    "erheblichesVermoegenVorhanden",
-    "positionen",
-    "wert",
-    "kasse",
-    "versichertennummer",
-    "errechneterEntbindungstermin",
-    "dateiname",
-    "sha256",
-    "groesseBytes",
-    "angabenVollstaendigUndRichtig",
-    "aenderungenUnverzueglichMitteilen",
-];
-
-/// The sections after the general one: (id, title, top-level property).
-pub const SECTIONS: &[(&str, &str, &str)] = &[
-    ("antragsteller", "Antragsteller", "antragsteller"),
-    ("weitere-personen", "Weitere Personen", "weiterePersonen"),
-    ("bankverbindung", "Bankverbindung", "bankverbindung"),
-    ("unterkunft", "Unterkunft", "unterkunft"),
-    ("einkommen", "Einkommen", "einkommen"),
-    ("vermoegen", "Vermögen", "vermoegen"),
-    (
-        "krankenversicherung",
-        "Krankenversicherung",
-        "krankenversicherung",
-    ),
-    ("mehrbedarfe", "Mehrbedarfe", "mehrbedarfe"),
-    ("nachweise", "Nachweise", "nachweise"),
-];
 
 /// The id of the list of findings that name no field shown.
 pub const GENERAL_FINDINGS_ID: &str = "weitere-befunde";
@@ -189,8 +103,8 @@ pub struct Block {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
     /// Anchor, e.g. `bankverbindung`.
-    pub id: &'static str,
-    pub title: &'static str,
+    pub id: String,
+    pub title: String,
     pub blocks: Vec<Block>,
     /// Whether the application has anything in this section.
     pub present: bool,
@@ -274,14 +188,17 @@ pub fn view(m: &Mapping, doc: &Value, findings: &[Finding]) -> CaseView {
         schema: &m.schema_json,
     };
     let mut sections = vec![b.general_section(doc)];
-    for (id, title, key) in SECTIONS {
+    for def in &m.casework.sections {
+        let Some(key) = def.property.as_deref() else {
+            continue;
+        };
         let mut blocks = Vec::new();
         let segs = vec![key.to_string()];
-        b.node(&segs, doc.get(*key), 0, None, false, &mut blocks);
+        b.node(&segs, doc.get(key), 0, None, false, &mut blocks);
         sections.push(Section {
-            id,
-            title,
-            present: doc.get(*key).is_some(),
+            id: def.id.clone(),
+            title: def.title.clone(),
+            present: doc.get(key).is_some(),
             blocks,
         });
     }
@@ -357,28 +274,27 @@ fn place(sections: &mut [Section], f: &Finding) -> Option<FindingView> {
     Some(fv)
 }
 
-/// Sort key of a property name.
-fn order(key: &str) -> (usize, String) {
-    let i = FIELD_ORDER
-        .iter()
-        .position(|k| *k == key)
-        .unwrap_or(FIELD_ORDER.len());
-    (i, key.to_string())
-}
-
 struct Builder<'a> {
     m: &'a Mapping,
     schema: &'a Value,
 }
 
 impl Builder<'_> {
+    fn order(&self, key: &str) -> (usize, String) {
+        self.m.casework.order_key(key)
+    }
+
+    fn read_only(&self, ptr: &str) -> bool {
+        self.m.casework.read_only.covers(ptr)
+    }
+
     fn label(&self, segs: &[String]) -> String {
         title(&self.m.labels.noun(&fields::steps(segs)))
     }
 
     /// The general section: top-level fields no other section shows.
     fn general_section(&self, doc: &Value) -> Section {
-        let taken: Vec<&str> = SECTIONS.iter().map(|s| s.2).collect();
+        let taken: Vec<&str> = self.m.casework.section_properties().collect();
         let mut keys = fields::properties(self.schema, &[]);
         if let Some(map) = doc.as_object() {
             keys.extend(
@@ -389,9 +305,10 @@ impl Builder<'_> {
             );
         }
         keys.retain(|k| !taken.contains(&k.as_str()));
-        keys.sort_by_key(|k| order(k));
+        keys.sort_by_key(|k| self.order(k));
+        let general = &self.m.casework.general;
         let mut own = Block {
-            id: "allgemein-felder".into(),
+            id: format!("{}-felder", general.id),
             pointer: String::new(),
             heading: None,
             depth: 0,
@@ -414,8 +331,8 @@ impl Builder<'_> {
         let mut blocks = vec![own];
         blocks.extend(nested);
         Section {
-            id: "allgemein",
-            title: "Allgemeine Angaben",
+            id: general.id.clone(),
+            title: general.title.clone(),
             blocks,
             present: true,
         }
@@ -517,8 +434,8 @@ impl Builder<'_> {
                     .collect::<Vec<_>>(),
             );
         }
-        keys.sort_by_key(|k| order(k));
-        let removable = removable && !is_read_only(&ptr);
+        keys.sort_by_key(|k| self.order(k));
+        let removable = removable && !self.read_only(&ptr);
         let mut block = Block {
             id: element_id(&ptr),
             pointer: ptr,
@@ -547,7 +464,7 @@ impl Builder<'_> {
 
     fn row(&self, segs: &[String], v: Option<&Value>) -> Row {
         let ptr = pointer::render(&fields::steps(segs));
-        let read_only = is_read_only(&ptr);
+        let read_only = self.read_only(&ptr);
         let editable = !read_only && self.kind(segs).as_ref().is_some_and(FieldKind::is_value);
         Row {
             id: element_id(&ptr),

@@ -82,6 +82,8 @@ pub struct Mapping {
     pub rule_env: RuleEnv,
     /// Absolute patterns of every mapped record field (for coverage).
     pub mapped_fields: Vec<Pattern>,
+    /// How the workbench lays out a case of this form (`[casework]`).
+    pub casework: crate::casework::Layout,
 }
 
 impl Mapping {

@@ -30,6 +30,8 @@ pub struct RawFile {
     pub constants: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     pub schema_messages: BTreeMap<String, Spanned<RawSchemaMessage>>,
+    #[serde(default)]
+    pub casework: Option<RawCasework>,
 }
 
 /// `[mapping]`: what the file maps and with which schema.
@@ -227,4 +229,54 @@ pub struct RawLabels {
 pub struct RawSchemaMessage {
     pub rule: String,
     pub message: String,
+}
+
+/// `[casework]`: how the workbench lays out a case of this form (see
+/// `crate::casework::layout`). Every key is optional; a later file's key
+/// replaces an earlier one's, except `field_order_after`, which adds.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCasework {
+    /// The first section, which shows the top-level fields no other takes.
+    #[serde(default)]
+    pub general: Option<Spanned<RawGeneral>>,
+    /// `[[casework.section]]`: the sections after it, in order.
+    #[serde(default)]
+    pub section: Option<Vec<Spanned<RawSection>>>,
+    /// Property names in display order (names not listed come after).
+    #[serde(default)]
+    pub field_order: Option<Vec<Spanned<String>>>,
+    /// Names to insert into the order after a name already in it (how a
+    /// later form version adds its fields to a shared order).
+    #[serde(default)]
+    pub field_order_after: BTreeMap<String, Spanned<Vec<String>>>,
+    /// Places a caseworker may not change (concrete pointers, with all below).
+    #[serde(default)]
+    pub read_only: Option<Vec<Spanned<String>>>,
+    /// Pointer of the Dienststelle, which decides who sees the case.
+    #[serde(default)]
+    pub dienststelle: Option<Spanned<String>>,
+    /// Pointers of the parts of the applicant's name, in reading order.
+    #[serde(default)]
+    pub applicant_name: Option<Vec<Spanned<String>>>,
+}
+
+/// `[casework.general]`: anchor and title of the general section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeneral {
+    pub id: String,
+    pub title: String,
+}
+
+/// `[[casework.section]]`: one section showing one top-level property.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSection {
+    /// Anchor (lower case letters, digits, `-`), e.g. `bankverbindung`.
+    pub id: String,
+    /// German title, e.g. `Bankverbindung`.
+    pub title: String,
+    /// The top-level property of the application it shows.
+    pub property: String,
 }

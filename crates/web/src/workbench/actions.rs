@@ -22,14 +22,13 @@ use std::sync::Arc;
 
 use allegro_core::casework::edit::{self, EditError, EditOp, FieldInfo};
 use allegro_core::casework::fields::{self, FieldKind};
+use allegro_core::casework::layout::ApplicantName;
 use allegro_core::casework::sections;
 use allegro_core::finding::Finding;
 use allegro_core::mapping::Mapping;
 use allegro_core::pipeline::{Pipeline, Processed};
 use allegro_store::audit::{Action, NewAudit};
-use allegro_store::cases::{
-    applicant_of, error_rules_of, CaseDetail, CaseDraft, CaseEnd, CaseWriteError,
-};
+use allegro_store::cases::{error_rules_of, CaseDetail, CaseDraft, CaseEnd, CaseWriteError};
 use allegro_store::release::{self, RecordFile, ReleaseOutcome};
 
 use super::auth::Caller;
@@ -317,10 +316,11 @@ pub async fn field_page_post(
         new_value: new.as_deref(),
         ..NewAudit::new(&caller.user.name, Action::Edit, Some(case.antrag_id))
     };
+    let applicant = m.casework.applicant_of(&doc);
     let saved = save_draft(
         &state,
         &case,
-        Some(&body),
+        Some((&body, applicant.as_ref().map(ApplicantName::as_str))),
         &corrections,
         &findings,
         &[audit],
@@ -359,10 +359,12 @@ fn recheck_findings(
     }
 }
 
+/// Stores the case's corrected state; `body` is the corrected application
+/// with the applicant's name in it (`None`: both unchanged).
 async fn save_draft(
     state: &WorkbenchState,
     case: &CaseDetail,
-    body: Option<&[u8]>,
+    body: Option<(&[u8], Option<&str>)>,
     corrections: &[allegro_core::record::Correction],
     findings: &[Finding],
     audit: &[NewAudit<'_>],
@@ -371,15 +373,12 @@ async fn save_draft(
     let corrections_json = serde_json::to_string(corrections).unwrap_or_else(|_| "[]".into());
     let findings_json = serde_json::to_string(findings).unwrap_or_else(|_| "[]".into());
     let rules = error_rules_of(findings);
-    let applicant = body
-        .and_then(|b| serde_json::from_slice(b).ok())
-        .and_then(|doc| applicant_of(&doc));
     let draft = CaseDraft {
-        corrected_body: body,
+        corrected_body: body.map(|(b, _)| b),
         corrections_json: &corrections_json,
         findings_json: &findings_json,
         error_rules: &rules,
-        applicant: applicant.as_deref(),
+        applicant: body.and_then(|(_, name)| name),
     };
     state
         .store

@@ -87,30 +87,13 @@ fn row(c: CaseListItem, now: DateTime<Utc>) -> Row {
     Row {
         antrag_id: c.antrag_id.to_string(),
         dienststelle: c.dienststellennummer.clone().unwrap_or_default(),
-        applicant: c
-            .applicant
-            .clone()
-            .map(|a| title_case(&a))
-            .unwrap_or_default(),
+        applicant: c.applicant.clone().unwrap_or_default(),
         received: german_date(c.created_at.date_naive()),
         age_days: days_since(c.created_at, now),
         rules: c.rules().into_iter().map(str::to_string).collect(),
         deferred: c.status == "deferred",
         follow_up: c.follow_up.map(german_date).unwrap_or_default(),
     }
-}
-
-/// "anna maria müller" → "Anna Maria Müller" (the search column is lower case).
-fn title_case(s: &str) -> String {
-    s.split(' ')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_uppercase().chain(c).collect::<String>())
-                .unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The checked filters, or the input errors.

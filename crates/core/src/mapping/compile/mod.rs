@@ -2,9 +2,10 @@
 //! (in order, then the mapping file itself) become a [`Mapping`]. Each part
 //! has its own module: `header` (schema, today, rule environment), `texts`
 //! (labels, code lists, constants, schema messages), `groups`, `checks`,
-//! `rules`; `ids` keeps rule ids unique across all of them. Every part
+//! `rules`, `casework` (the case layout); `ids` keeps rule ids unique across all of them. Every part
 //! reports all its problems; the mapping is refused if there is any.
 
+mod casework;
 mod checks;
 mod groups;
 mod header;
@@ -64,6 +65,7 @@ pub(crate) fn compile(
         rule_env: &rule_env,
     };
     let rules = rules::compile(parts, &env, &mut ids, errs);
+    let casework = casework::compile(parts, &schema, header.today.get_ref(), errs);
     if errs.count() > before {
         return None;
     }
@@ -84,5 +86,6 @@ pub(crate) fn compile(
         schema_messages: texts.schema_messages,
         rule_env,
         mapped_fields,
+        casework,
     })
 }
