@@ -49,7 +49,7 @@ use crate::reload::Mappings;
 use crate::retry::{backoff, Shutdown};
 use crate::topology::{self, TopologyError};
 use crate::watchdog::{Heartbeat, IDLE_BEAT};
-use allegro_core::pipeline::{Application, Invalid, Outcome, Pipeline, Processed};
+use allegro_core::pipeline::{Application, Invalid, InvalidReason, Outcome, Pipeline, Processed};
 use allegro_store::Store;
 use allegro_store::Stored;
 
@@ -555,7 +555,7 @@ fn count(m: &Metrics, tally: &Tally, published: &[Publish<'_>], already_dead: us
     m.duplicates.inc_by(tally.duplicates + already_dead as u64);
     for p in published {
         let reason = ReasonLabel {
-            reason: p.letter.reason.to_string(),
+            reason: p.letter.reason,
         };
         m.dead_letters.get_or_create(&reason).inc();
     }
@@ -640,7 +640,7 @@ fn guarded(delivery_tag: u64, pipeline: impl FnOnce() -> Processed) -> Processed
     catch_unwind(AssertUnwindSafe(pipeline)).unwrap_or_else(|_| {
         error!(delivery_tag, "pipeline panicked; dead-lettering");
         Processed::Invalid(Invalid::new(
-            deadletter::REASON_INTERNAL,
+            InvalidReason::InternalError,
             "the pipeline panicked on this message",
             None,
         ))
@@ -685,13 +685,13 @@ mod tests {
     fn a_panic_in_the_pipeline_is_an_internal_error() {
         let got = guarded(7, || panic!("bug"));
         let invalid = got.invalid().expect("a panic makes the delivery invalid");
-        assert_eq!(invalid.reason, deadletter::REASON_INTERNAL);
+        assert_eq!(invalid.reason, InvalidReason::InternalError);
         assert_eq!(invalid.antrag_id, None);
     }
 
     #[test]
     fn without_a_panic_the_result_passes_through() {
-        let ok = Invalid::new("not_json", "d", None);
+        let ok = Invalid::new(InvalidReason::NotJson, "d", None);
         let got = guarded(7, || Processed::Invalid(ok.clone()));
         assert_eq!(got.invalid(), Some(&ok));
     }

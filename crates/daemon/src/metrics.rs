@@ -27,7 +27,8 @@ pub struct OutcomeLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    pub reason: String,
+    /// An `InvalidReason` code.
+    pub reason: &'static str,
 }
 
 /// The result of a mapping reload: `ok` or `failed`.
