@@ -108,8 +108,8 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     }
     info!(store = store.kind(), "database ready");
 
-    if !settings.metrics.listen.is_empty() {
-        metrics::serve(&settings.metrics.listen, Arc::clone(&metrics)).await?;
+    if let Some(listen) = settings.metrics.listen {
+        metrics::serve(listen, Arc::clone(&metrics)).await?;
     }
     if !settings.web.listen.is_empty() {
         serve_workbench(&settings, store.clone(), Arc::clone(&mappings)).await?;
