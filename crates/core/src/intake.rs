@@ -19,6 +19,149 @@ pub struct Envelope {
     pub doc: Value,
 }
 
+/// Why a delivery is `invalid`: the reason codes of contract §2 and the
+/// daemon's own two (`conflict`, `internal_error`). The code ([`as_str`])
+/// is what the `x-bridge-reason` header, the dead-letter log and the metric
+/// label carry; [`FromStr`] reads it back.
+///
+/// A message the broker dead-lettered at its delivery limit has no bridge
+/// reason (its `x-death` says `delivery_limit`), so it is no variant here.
+///
+/// [`as_str`]: InvalidReason::as_str
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvalidReason {
+    /// The body is not UTF-8.
+    NotUtf8,
+    /// The body is not JSON.
+    NotJson,
+    /// The JSON nests deeper than the parser's limit.
+    TooDeep,
+    /// The body is JSON but not an object.
+    NotObject,
+    /// The body is larger than `pipeline.max_body_bytes`.
+    TooLarge,
+    /// The object has no `antragId`.
+    MissingAntragId,
+    /// `antragId` is not a UUID string.
+    BadAntragId,
+    /// The AMQP `message_id` differs from `antragId`.
+    MessageIdMismatch,
+    /// The AMQP `message_id` is not UTF-8.
+    UnparseableProperties,
+    /// No mapping for `formular.id` + `formular.version` (or they are unreadable).
+    NoMapping,
+    /// A different body under an antragId already stored (the daemon's).
+    Conflict,
+    /// The pipeline panicked on this message (the daemon's).
+    InternalError,
+}
+
+impl InvalidReason {
+    /// Every reason, in the order of contract §2, the daemon's two last.
+    pub const ALL: [InvalidReason; 12] = [
+        InvalidReason::NotUtf8,
+        InvalidReason::NotJson,
+        InvalidReason::TooDeep,
+        InvalidReason::NotObject,
+        InvalidReason::TooLarge,
+        InvalidReason::MissingAntragId,
+        InvalidReason::BadAntragId,
+        InvalidReason::MessageIdMismatch,
+        InvalidReason::UnparseableProperties,
+        InvalidReason::NoMapping,
+        InvalidReason::Conflict,
+        InvalidReason::InternalError,
+    ];
+
+    /// The wire code (docs/contract.md §2), e.g. `not_json`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::NotUtf8 => "not_utf8",
+            InvalidReason::NotJson => "not_json",
+            InvalidReason::TooDeep => "too_deep",
+            InvalidReason::NotObject => "not_object",
+            InvalidReason::TooLarge => "too_large",
+            InvalidReason::MissingAntragId => "missing_antrag_id",
+            InvalidReason::BadAntragId => "bad_antrag_id",
+            InvalidReason::MessageIdMismatch => "message_id_mismatch",
+            InvalidReason::UnparseableProperties => "unparseable_properties",
+            InvalidReason::NoMapping => "no_mapping",
+            InvalidReason::Conflict => "conflict",
+            InvalidReason::InternalError => "internal_error",
+        }
+    }
+
+    /// What the reason means, in German, for the workbench's dead-letter page.
+    pub const fn beschreibung(self) -> &'static str {
+        match self {
+            InvalidReason::NotUtf8 => "Der Inhalt ist kein gültiger UTF-8-Text.",
+            InvalidReason::NotJson => "Der Inhalt ist kein gültiges JSON.",
+            InvalidReason::TooDeep => "Das JSON ist zu tief verschachtelt.",
+            InvalidReason::NotObject => "Der Inhalt ist kein JSON-Objekt.",
+            InvalidReason::TooLarge => "Die Nachricht überschreitet die zulässige Größe.",
+            InvalidReason::MissingAntragId => "Die Antrags-ID (antragId) fehlt.",
+            InvalidReason::BadAntragId => "Die Antrags-ID (antragId) ist keine gültige UUID.",
+            InvalidReason::MessageIdMismatch => {
+                "Die Nachrichten-ID (message_id) stimmt nicht mit der Antrags-ID überein."
+            }
+            InvalidReason::UnparseableProperties => {
+                "Die Nachrichten-ID (message_id) ist nicht lesbar."
+            }
+            InvalidReason::NoMapping => {
+                "Für dieses Formular und diese Version gibt es keine Zuordnung."
+            }
+            InvalidReason::Conflict => {
+                "Unter dieser Antrags-ID ist bereits ein anderer Antrag gespeichert."
+            }
+            InvalidReason::InternalError => {
+                "Bei der Verarbeitung ist ein interner Fehler aufgetreten."
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reason code that is not one of [`InvalidReason`]'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownReason(pub String);
+
+impl std::fmt::Display for UnknownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown dead-letter reason code `{}`", self.0)
+    }
+}
+
+impl std::error::Error for UnknownReason {}
+
+impl std::str::FromStr for InvalidReason {
+    type Err = UnknownReason;
+
+    fn from_str(code: &str) -> Result<Self, Self::Err> {
+        InvalidReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == code)
+            .ok_or_else(|| UnknownReason(code.to_string()))
+    }
+}
+
+/// Compares with a wire code (headers and log rows read back, tests).
+impl PartialEq<&str> for InvalidReason {
+    fn eq(&self, code: &&str) -> bool {
+        self.as_str() == *code
+    }
+}
+
+impl From<InvalidReason> for String {
+    fn from(r: InvalidReason) -> String {
+        r.as_str().to_string()
+    }
+}
+
 /// Why a delivery is `invalid` (contract §2): not readable as an
 /// application at all, so it becomes a dead letter. (An application that is
 /// readable but has errors is *rejected*: a case, `Processed::Rejected` of
@@ -28,8 +171,8 @@ pub struct Invalid {
     /// The antragId, where it could be read (from the body or the AMQP
     /// `message_id`).
     pub antrag_id: Option<Uuid>,
-    /// Stable machine reason code, e.g. `not_utf8`, `too_large`, `no_mapping`.
-    pub reason: &'static str,
+    /// Why; its code is stable (`not_utf8`, `too_large`, `no_mapping`, ...).
+    pub reason: InvalidReason,
     /// Human-readable detail in English for IT; never contains field values
     /// other than the antragId, form id and version.
     pub detail: String,
@@ -37,7 +180,7 @@ pub struct Invalid {
 
 impl Invalid {
     /// An invalid delivery with this reason and detail.
-    pub fn new(reason: &'static str, detail: impl Into<String>, antrag_id: Option<Uuid>) -> Self {
+    pub fn new(reason: InvalidReason, detail: impl Into<String>, antrag_id: Option<Uuid>) -> Self {
         Invalid {
             antrag_id,
             reason,
@@ -46,7 +189,7 @@ impl Invalid {
     }
 }
 
-fn bad(reason: &'static str, detail: impl Into<String>, antrag_id: Option<Uuid>) -> Invalid {
+fn bad(reason: InvalidReason, detail: impl Into<String>, antrag_id: Option<Uuid>) -> Invalid {
     Invalid::new(reason, detail, antrag_id)
 }
 
@@ -64,7 +207,7 @@ pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<E
     // property that is not UTF-8 with U+FFFD in place of each bad sequence.
     if message_id.is_some_and(|m| m.contains(char::REPLACEMENT_CHARACTER)) {
         return Err(bad(
-            "unparseable_properties",
+            InvalidReason::UnparseableProperties,
             "message_id is not UTF-8 (a UUID was expected)",
             None,
         ));
@@ -72,7 +215,7 @@ pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<E
     let from_header = message_id.and_then(parse_uuid);
     if body.len() > max_bytes {
         return Err(bad(
-            "too_large",
+            InvalidReason::TooLarge,
             format!("body has {} bytes, the limit is {max_bytes}", body.len()),
             from_header,
         ));
@@ -81,7 +224,7 @@ pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<E
         Ok(t) => t,
         Err(e) => {
             return Err(bad(
-                "not_utf8",
+                InvalidReason::NotUtf8,
                 format!(
                     "body is not UTF-8 (invalid byte at offset {})",
                     e.valid_up_to()
@@ -96,9 +239,9 @@ pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<E
         Err(e) => {
             let msg = e.to_string();
             let (reason, what) = if msg.contains("recursion limit") {
-                ("too_deep", "JSON nesting is too deep")
+                (InvalidReason::TooDeep, "JSON nesting is too deep")
             } else {
-                ("not_json", "body is not valid JSON")
+                (InvalidReason::NotJson, "body is not valid JSON")
             };
             return Err(bad(
                 reason,
@@ -116,18 +259,24 @@ pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<E
             _ => "null",
         };
         return Err(bad(
-            "not_object",
+            InvalidReason::NotObject,
             format!("body is {kind}, expected a JSON object"),
             from_header,
         ));
     };
     let antrag_id = match obj.get("antragId") {
-        None => return Err(bad("missing_antrag_id", "antragId is missing", from_header)),
+        None => {
+            return Err(bad(
+                InvalidReason::MissingAntragId,
+                "antragId is missing",
+                from_header,
+            ))
+        }
         Some(Value::String(s)) => match parse_uuid(s) {
             Some(u) => u,
             None => {
                 return Err(bad(
-                    "bad_antrag_id",
+                    InvalidReason::BadAntragId,
                     "antragId is not a UUID (expected 8-4-4-4-12 hex digits)",
                     from_header,
                 ))
@@ -135,7 +284,7 @@ pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<E
         },
         Some(_) => {
             return Err(bad(
-                "bad_antrag_id",
+                InvalidReason::BadAntragId,
                 "antragId is not a string",
                 from_header,
             ))
@@ -144,7 +293,7 @@ pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<E
     if let Some(mid) = message_id {
         if parse_uuid(mid) != Some(antrag_id) {
             return Err(bad(
-                "message_id_mismatch",
+                InvalidReason::MessageIdMismatch,
                 format!("message_id differs from antragId {antrag_id}"),
                 Some(antrag_id),
             ));
@@ -154,7 +303,7 @@ pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<E
     let field = |k: &str| form.and_then(|f| f.get(k)).and_then(Value::as_str);
     let (Some(form_id), Some(version)) = (field("id"), field("version")) else {
         return Err(bad(
-            "no_mapping",
+            InvalidReason::NoMapping,
             "formular.id and formular.version must be strings",
             Some(antrag_id),
         ));
@@ -174,7 +323,7 @@ mod tests {
 
     const ID: &str = "ebb7344d-f3d2-473a-b740-3227210f4d0c";
 
-    fn reason(body: &[u8], mid: Option<&str>) -> &'static str {
+    fn reason(body: &[u8], mid: Option<&str>) -> InvalidReason {
         read(body, mid, 1024).unwrap_err().reason
     }
 
@@ -208,6 +357,41 @@ mod tests {
         let env = read(body.as_bytes(), Some(ID), 1024).unwrap();
         assert_eq!(env.antrag_id.to_string(), ID);
         assert_eq!((env.form.as_str(), env.version.as_str()), ("BG-HA", "1.0"));
+    }
+
+    #[test]
+    fn reason_codes_are_the_contracts_and_read_back() {
+        let codes: Vec<&str> = InvalidReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            codes,
+            [
+                "not_utf8",
+                "not_json",
+                "too_deep",
+                "not_object",
+                "too_large",
+                "missing_antrag_id",
+                "bad_antrag_id",
+                "message_id_mismatch",
+                "unparseable_properties",
+                "no_mapping",
+                "conflict",
+                "internal_error",
+            ]
+        );
+        for r in InvalidReason::ALL {
+            assert_eq!(r.as_str().parse::<InvalidReason>(), Ok(r));
+            assert_eq!(r.to_string(), r.as_str());
+            assert!(r.beschreibung().ends_with('.'), "{r}");
+        }
+        assert_eq!(
+            InvalidReason::NotJson.beschreibung(),
+            "Der Inhalt ist kein gültiges JSON."
+        );
+        assert_eq!(
+            "delivery_limit".parse::<InvalidReason>(),
+            Err(UnknownReason("delivery_limit".into()))
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl Outcome {
     }
 }
 
-pub use crate::intake::Invalid;
+pub use crate::intake::{Invalid, InvalidReason};
 
 /// A readable application, evaluated under its mapping.
 #[derive(Debug, Clone)]
@@ -191,7 +191,7 @@ impl Pipeline {
         };
         let Some(m) = self.mappings.get(&env.form, &env.version) else {
             return Processed::Invalid(Invalid::new(
-                "no_mapping",
+                InvalidReason::NoMapping,
                 format!(
                     "no mapping for form {:?} version {:?}",
                     truncate(&env.form, 20),

@@ -10,12 +10,18 @@
 //! `${CREDENTIALS_DIRECTORY}` (or `$CREDENTIALS_DIRECTORY`), the folder in
 //! which systemd hands a unit its `LoadCredential=` files, so the config file
 //! can name them without knowing the unit's name.
+//!
+//! A setting that may be off is parsed into an `Option` here, at the edge:
+//! an empty string in the file or the environment (`listen = ""`) is `None`
+//! and is printed back as `""`, so old files keep working; an address that
+//! does not parse is an error naming its key when the settings are loaded.
 
 use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use allegro_core::pipeline::PipelineConfig;
 pub use allegro_store::{RetentionConfig, StoreConfig};
@@ -43,7 +49,11 @@ pub struct Settings {
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `host:port` to serve metrics on (e.g. `127.0.0.1:9464`); empty = off.
-    pub listen: String,
+    #[serde(
+        deserialize_with = "socket_addr_or_empty",
+        serialize_with = "none_as_empty"
+    )]
+    pub listen: Option<SocketAddr>,
     /// Seconds between reads of the gauges that come from the database
     /// (`open_cases`, `oldest_open_case_age_seconds`).
     pub store_refresh_secs: u64,
@@ -52,7 +62,7 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
-            listen: String::new(),
+            listen: None,
             store_refresh_secs: 30,
         }
     }
@@ -159,9 +169,41 @@ impl Default for DaemonConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SinkConfig {
     /// Exchange to publish each record to (with confirms); empty = off.
-    pub exchange: String,
+    #[serde(deserialize_with = "string_or_empty", serialize_with = "none_as_empty")]
+    pub exchange: Option<String>,
     /// Routing key of the published records.
     pub routing_key: String,
+}
+
+/// An optional `host:port`: empty is `None`, anything else must parse.
+fn socket_addr_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not host:port with an IP address (e.g. 127.0.0.1:9464); \
+             empty turns it off"
+        ))
+    })
+}
+
+/// An optional name: empty is `None`.
+fn string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok((!text.is_empty()).then_some(text))
+}
+
+/// Writes `None` as `""`, the way the file turns a setting off.
+fn none_as_empty<T: std::fmt::Display, S: Serializer>(
+    value: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_str(""),
+    }
 }
 
 /// Logging.
@@ -190,7 +232,8 @@ impl Settings {
     /// Where released cases' records go under these settings: the outbox,
     /// or the daemon's dispatcher when records also go to the AMQP sink.
     pub fn record_delivery(&self) -> allegro_store::release::RecordDelivery {
-        allegro_store::release::RecordDelivery::new(&self.outbox.dir, &self.sink.exchange)
+        let exchange = self.sink.exchange.as_deref().unwrap_or_default();
+        allegro_store::release::RecordDelivery::new(&self.outbox.dir, exchange)
     }
 
     /// Loads the file (if `path` is given it must exist; the default path may
@@ -279,17 +322,12 @@ impl Settings {
         if d.retry_min_delay_ms == 0 || d.retry_min_delay_ms > d.retry_max_delay_ms {
             problems.push("daemon.retry_min_delay_ms must be in 1..=retry_max_delay_ms".into());
         }
-        if !self.sink.exchange.is_empty() && self.sink.routing_key.is_empty() {
+        if self.sink.exchange.is_some() && self.sink.routing_key.is_empty() {
             // An empty routing key is legal AMQP, but almost always a mistake.
             problems.push("sink.routing_key must be set when sink.exchange is".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push("log.format must be `text` or `json`".into());
-        }
-        if !self.metrics.listen.is_empty()
-            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            problems.push("metrics.listen must be host:port, e.g. 127.0.0.1:9464".into());
         }
         if self.metrics.store_refresh_secs == 0 {
             problems.push("metrics.store_refresh_secs must be at least 1".into());
@@ -477,6 +515,60 @@ mod tests {
         assert_eq!(packaged.masked_toml(), expected.masked_toml());
         assert!(packaged.validate().is_empty(), "{:?}", packaged.validate());
         assert_documents_every_key(&text, "packaging/allegro-bridge.toml");
+    }
+
+    #[test]
+    fn empty_means_off_and_an_address_must_parse() {
+        let off: Settings =
+            toml::from_str("[metrics]\nlisten = \"\"\n[sink]\nexchange = \"\"").unwrap();
+        assert_eq!(off.metrics.listen, None);
+        assert_eq!(off.sink.exchange, None);
+        let on: Settings = toml::from_str(
+            "[metrics]\nlisten = \"127.0.0.1:9464\"\n[sink]\nexchange = \"records\"\nrouting_key = \"r\"",
+        )
+        .unwrap();
+        assert_eq!(on.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(on.sink.exchange.as_deref(), Some("records"));
+        assert!(on.validate().is_empty(), "{:?}", on.validate());
+        // Printed back as the file writes them.
+        let printed = on.masked_toml();
+        assert!(printed.contains("listen = \"127.0.0.1:9464\""), "{printed}");
+        assert!(off.masked_toml().contains("exchange = \"\""));
+        let bad = toml::from_str::<Settings>("[metrics]\nlisten = \"localhost\"")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("listen") && bad.contains("host:port"), "{bad}");
+    }
+
+    /// The environment, as systemd or a test sets it: the error names the key.
+    #[test]
+    fn a_bad_listen_address_from_the_environment_names_its_key() {
+        let parse = |listen: &str| {
+            config::Config::builder()
+                .add_source(
+                    config::Environment::with_prefix("ALLEGRO_BRIDGE")
+                        .prefix_separator("__")
+                        .separator("__")
+                        .try_parsing(true)
+                        .source(Some(
+                            [(
+                                "ALLEGRO_BRIDGE__METRICS__LISTEN".to_string(),
+                                listen.to_string(),
+                            )]
+                            .into(),
+                        )),
+                )
+                .build()
+                .unwrap()
+                .try_deserialize::<Settings>()
+        };
+        let e = parse("127.0.0.1:99999").unwrap_err().to_string();
+        assert!(e.contains("metrics.listen"), "{e}");
+        assert_eq!(
+            parse("127.0.0.1:9464").unwrap().metrics.listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(parse("").unwrap().metrics.listen, None);
     }
 
     #[test]

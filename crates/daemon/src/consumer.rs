@@ -25,11 +25,12 @@
 //! recognised by antragId and body hash.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -37,7 +38,8 @@ use lapin::options::{
     ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
@@ -49,7 +51,7 @@ use crate::reload::Mappings;
 use crate::retry::{backoff, Shutdown};
 use crate::topology::{self, TopologyError};
 use crate::watchdog::{Heartbeat, IDLE_BEAT};
-use allegro_core::pipeline::{Application, Invalid, Outcome, Pipeline, Processed};
+use allegro_core::pipeline::{Application, Invalid, InvalidReason, Outcome, Pipeline, Processed};
 use allegro_store::Store;
 use allegro_store::Stored;
 
@@ -149,7 +151,7 @@ pub async fn session(
     on_ready: &mut (dyn FnMut() + Send),
     careful: &mut Careful,
 ) -> Result<SessionEnd, SessionError> {
-    let consuming = std::sync::atomic::AtomicBool::new(false);
+    let consuming = AtomicBool::new(false);
     let result = consume(ctx, shutdown, on_ready, careful, &consuming).await;
     if result.is_err() && consuming.load(Ordering::SeqCst) {
         let was_on = careful.is_on();
@@ -165,191 +167,169 @@ pub async fn session(
     result
 }
 
+/// One session's work: opens the [`Link`], runs the producer and the
+/// committer stages until shutdown or the end of careful mode, closes.
+/// `consuming` is set once deliveries may arrive.
 async fn consume(
     ctx: &Ctx,
     shutdown: &mut Shutdown,
     on_ready: &mut (dyn FnMut() + Send),
     careful: &mut Careful,
-    consuming: &std::sync::atomic::AtomicBool,
+    consuming: &AtomicBool,
 ) -> Result<SessionEnd, SessionError> {
     let b = &ctx.settings.broker;
-    let conn = Connection::connect(
-        &b.url,
-        ConnectionProperties::default().with_connection_name(b.connection_name.as_str().into()),
-    )
-    .await
-    .map_err(transient)?;
-    if b.declare {
-        topology::declare(&conn, b).await.map_err(|e| match e {
-            TopologyError::Mismatch { .. } => SessionError::Fatal(e.into()),
-            TopologyError::Broker { .. } => transient(e),
-        })?;
-    }
-    let consume_ch = conn.create_channel().await.map_err(transient)?;
-    let publish_ch = conn.create_channel().await.map_err(transient)?;
-    publish_ch
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(transient)?;
+    let link = Link::open(ctx).await?;
     let (prefetch, batch_size) = careful.limits(b.prefetch, ctx.settings.daemon.batch_size);
     ctx.metrics.careful_mode.set(i64::from(careful.is_on()));
-    consume_ch
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await
-        .map_err(transient)?;
-    let mut consumer = consume_ch
-        .basic_consume(
-            b.intake_queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(transient)?;
-    let tag = consumer.tag();
+    let mut consumer = link.consume(&b.intake_queue, prefetch).await?;
     consuming.store(true, Ordering::SeqCst);
     info!(queue = %b.intake_queue, prefetch, careful = careful.is_on(), "consuming");
     ctx.metrics.broker_connected.set(1);
     on_ready();
 
-    let linger = Duration::from_millis(ctx.settings.daemon.batch_linger_ms);
     let session = Session {
         ctx,
-        frame_max: conn.configuration().frame_max(),
-        consume_ch: &consume_ch,
-        publish_ch: &publish_ch,
+        frame_max: link.conn.configuration().frame_max(),
+        consume_ch: &link.consume_ch,
+        publish_ch: &link.publish_ch,
     };
+    let limits = Limits {
+        batch_size,
+        linger: Duration::from_millis(ctx.settings.daemon.batch_linger_ms),
+    };
+    let flow = Flow::new(*careful);
     // Two stages, so the pipeline of batch N+1 runs while batch N commits:
     // the producer gathers deliveries and runs the pipeline; the committer
     // stores (up to `commit_parallel` batches at once, each in its own
     // transaction), publishes dead letters and acks strictly in delivery
     // order, which the multiple-ack relies on. The channel holds one batch,
     // so a stalled committer stalls the producer: consumption pauses.
-    let (batches, mut ready) = tokio::sync::mpsc::channel::<Prepared>(1);
-    let committer_shutdown = shutdown.clone();
-    let parallel = ctx.commit_parallel();
-    // Careful mode counts down with every ack; the producer stops taking
-    // deliveries once the window is through.
-    let careful_left = std::sync::atomic::AtomicU32::new(careful.remaining);
-    // Wakes the producer when the window is through, even while no further
-    // delivery arrives.
-    let window_through = tokio::sync::Notify::new();
-    // Batches handed to the committer and not yet acked (for the heartbeat).
-    let unacked = std::sync::atomic::AtomicUsize::new(0);
-    let committer = async {
-        let mut in_flight = futures_util::stream::FuturesOrdered::new();
-        let mut open = true;
-        loop {
-            tokio::select! {
-                p = ready.recv(), if open && in_flight.len() < parallel => match p {
-                    Some(p) => in_flight.push_back(session.store(p, &committer_shutdown)),
-                    None => open = false,
-                },
-                // In submission order: batch N is acked before batch N+1.
-                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                    let n = session.ack(done?).await?;
-                    unacked.fetch_sub(1, Ordering::SeqCst);
-                    ctx.heartbeat.beat();
-                    let _ = careful_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                        Some(left.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)))
-                    });
-                    if careful_left.load(Ordering::SeqCst) == 0 {
-                        window_through.notify_one();
-                    }
-                }
-                else => break,
-            }
-        }
-        Ok::<(), SessionError>(())
-    };
-    let careful_at_start = careful.is_on();
-    let producer = async {
-        loop {
-            if careful_at_start && careful_left.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-            // Pause while the outbox cannot be written.
-            while !ctx.outbox.healthy.load(Ordering::SeqCst) {
-                ctx.heartbeat.beat();
-                if shutdown.sleep(Duration::from_millis(200)).await {
-                    break;
-                }
-            }
-            if shutdown.is_set() {
-                break;
-            }
-            // Idle on the queue is alive, unless a batch handed to the
-            // committer has not come back: then the committer's acks and
-            // retries are what beat.
-            let first = loop {
-                if unacked.load(Ordering::SeqCst) == 0 {
-                    ctx.heartbeat.beat();
-                }
-                tokio::select! {
-                    biased;
-                    _ = shutdown.wait() => break None,
-                    _ = window_through.notified(), if careful_at_start => break None,
-                    d = consumer.next() => break Some(d),
-                    _ = tokio::time::sleep(IDLE_BEAT) => {}
-                }
-            };
-            let Some(first) = first else { break };
-            let mut batch = vec![next_delivery(first)?];
-            let until = tokio::time::Instant::now() + linger;
-            while batch.len() < batch_size {
-                match tokio::time::timeout_at(until, consumer.next()).await {
-                    Ok(d) => batch.push(next_delivery(d)?),
-                    Err(_) => break,
-                }
-            }
-            let prepared = session.prepare(batch).await?;
-            unacked.fetch_add(1, Ordering::SeqCst);
-            if batches.send(prepared).await.is_err() {
-                return Ok(());
-            }
-        }
-
-        // Graceful: stop the broker from sending more, finish what was
-        // already delivered to us, ack, close.
-        if shutdown.is_set() {
-            info!("shutdown: cancelling consumer, finishing in-flight deliveries");
-        } else {
-            info!("careful mode over: the window is through; back to full speed");
-        }
-        consume_ch
-            .basic_cancel(tag.clone(), BasicCancelOptions::default())
-            .await
-            .map_err(transient)?;
-        let mut rest = Vec::new();
-        while let Ok(Some(d)) =
-            tokio::time::timeout(Duration::from_millis(100), consumer.next()).await
-        {
-            rest.push(d.map_err(transient)?);
-        }
-        while !rest.is_empty() {
-            // After shutdown, a batch that cannot be stored is left unacked;
-            // it goes back to the queue when the channel closes.
-            let tail = rest.split_off(batch_size.min(rest.len()));
-            let chunk = std::mem::replace(&mut rest, tail);
-            let prepared = session.prepare(chunk).await?;
-            if batches.send(prepared).await.is_err() {
-                return Ok(());
-            }
-        }
-        drop(batches);
-        Ok::<(), SessionError>(())
-    };
+    let (batches, ready) = tokio::sync::mpsc::channel::<Prepared>(1);
+    let committer = session.commit(ready, shutdown.clone(), &flow);
+    let producer = session.produce(&mut consumer, batches, shutdown, &flow, limits);
     let outcome = tokio::try_join!(producer, committer);
-    let acked = careful.remaining - careful_left.load(Ordering::SeqCst);
+    let acked = careful.remaining - flow.careful_left.load(Ordering::SeqCst);
     careful.acked(acked as usize);
     outcome?;
-    let _ = consume_ch.close(200, "shutdown".into()).await;
-    let _ = publish_ch.close(200, "shutdown".into()).await;
-    let _ = conn.close(200, "shutdown".into()).await;
+    link.close().await;
     if shutdown.is_set() {
         Ok(SessionEnd::Shutdown)
     } else {
         Ok(SessionEnd::FullSpeed)
+    }
+}
+
+/// The session's connection: one channel consuming the intake queue, one
+/// publishing dead letters with confirms.
+struct Link {
+    conn: Connection,
+    consume_ch: Channel,
+    publish_ch: Channel,
+}
+
+impl Link {
+    /// Connects, declares the queues when `broker.declare` says so (a
+    /// mismatch is fatal, a broker error transient) and opens the channels.
+    async fn open(ctx: &Ctx) -> Result<Link, SessionError> {
+        let b = &ctx.settings.broker;
+        let conn = Connection::connect(
+            &b.url,
+            ConnectionProperties::default().with_connection_name(b.connection_name.as_str().into()),
+        )
+        .await
+        .map_err(transient)?;
+        if b.declare {
+            topology::declare(&conn, b).await.map_err(|e| match e {
+                TopologyError::Mismatch { .. } => SessionError::Fatal(e.into()),
+                TopologyError::Broker { .. } => transient(e),
+            })?;
+        }
+        let consume_ch = conn.create_channel().await.map_err(transient)?;
+        let publish_ch = conn.create_channel().await.map_err(transient)?;
+        publish_ch
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(transient)?;
+        Ok(Link {
+            conn,
+            consume_ch,
+            publish_ch,
+        })
+    }
+
+    /// Starts consuming `queue` with this prefetch.
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, SessionError> {
+        self.consume_ch
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(transient)?;
+        self.consume_ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(transient)
+    }
+
+    async fn close(&self) {
+        let _ = self.consume_ch.close(200, "shutdown".into()).await;
+        let _ = self.publish_ch.close(200, "shutdown".into()).await;
+        let _ = self.conn.close(200, "shutdown".into()).await;
+    }
+}
+
+/// How the producer cuts batches.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    batch_size: usize,
+    /// How long a batch may wait to fill after its first delivery.
+    linger: Duration,
+}
+
+/// What the producer and the committer of one session share.
+struct Flow {
+    /// Careful mode's window still to be acked; counts down with every ack.
+    careful_left: AtomicU32,
+    /// Whether the session started in careful mode: then the producer stops
+    /// taking deliveries once the window is through.
+    careful_at_start: bool,
+    /// Wakes the producer when the window is through, even while no further
+    /// delivery arrives.
+    window_through: Notify,
+    /// Batches handed to the committer and not yet acked (for the heartbeat).
+    unacked: AtomicUsize,
+}
+
+impl Flow {
+    fn new(careful: Careful) -> Flow {
+        Flow {
+            careful_left: AtomicU32::new(careful.remaining),
+            careful_at_start: careful.is_on(),
+            window_through: Notify::new(),
+            unacked: AtomicUsize::new(0),
+        }
+    }
+
+    /// `n` deliveries were acked: counts the window down and wakes the
+    /// producer when it is through.
+    fn acked(&self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let _ = self
+            .careful_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                Some(left.saturating_sub(n))
+            });
+        if self.careful_left.load(Ordering::SeqCst) == 0 {
+            self.window_through.notify_one();
+        }
+    }
+
+    /// Careful mode's window is through: time to end the session.
+    fn window_is_through(&self) -> bool {
+        self.careful_at_start && self.careful_left.load(Ordering::SeqCst) == 0
     }
 }
 
@@ -391,6 +371,160 @@ struct Prepared {
 }
 
 impl Session<'_> {
+    /// The committer stage: stores the batches the producer sends (up to
+    /// `commit_parallel` at once) and acks them in the order sent.
+    async fn commit(
+        &self,
+        mut ready: tokio::sync::mpsc::Receiver<Prepared>,
+        shutdown: Shutdown,
+        flow: &Flow,
+    ) -> Result<(), SessionError> {
+        let parallel = self.ctx.commit_parallel();
+        let mut in_flight = FuturesOrdered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                p = ready.recv(), if open && in_flight.len() < parallel => match p {
+                    Some(p) => in_flight.push_back(self.store(p, &shutdown)),
+                    None => open = false,
+                },
+                // In submission order: batch N is acked before batch N+1.
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    let n = self.ack(done?).await?;
+                    flow.unacked.fetch_sub(1, Ordering::SeqCst);
+                    self.ctx.heartbeat.beat();
+                    flow.acked(n);
+                }
+                else => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The producer stage: gathers batches, runs the pipeline over each and
+    /// sends it to the committer until shutdown or the end of careful mode,
+    /// then drains what the broker had already delivered.
+    async fn produce(
+        &self,
+        consumer: &mut Consumer,
+        batches: tokio::sync::mpsc::Sender<Prepared>,
+        shutdown: &mut Shutdown,
+        flow: &Flow,
+        limits: Limits,
+    ) -> Result<(), SessionError> {
+        while let Some(batch) = self.next_batch(consumer, shutdown, flow, limits).await? {
+            let prepared = self.prepare(batch).await?;
+            flow.unacked.fetch_add(1, Ordering::SeqCst);
+            if batches.send(prepared).await.is_err() {
+                return Ok(());
+            }
+        }
+        self.drain(consumer, &batches, shutdown.is_set(), limits.batch_size)
+            .await
+    }
+
+    /// The next batch: a first delivery, then whatever arrives within the
+    /// linger up to the batch size. `None` when the producer is to stop.
+    async fn next_batch(
+        &self,
+        consumer: &mut Consumer,
+        shutdown: &mut Shutdown,
+        flow: &Flow,
+        limits: Limits,
+    ) -> Result<Option<Vec<Delivery>>, SessionError> {
+        if flow.window_is_through() {
+            return Ok(None);
+        }
+        self.pause_while_outbox_down(shutdown).await;
+        if shutdown.is_set() {
+            return Ok(None);
+        }
+        let Some(first) = self.first_delivery(consumer, shutdown, flow).await? else {
+            return Ok(None);
+        };
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + limits.linger;
+        while batch.len() < limits.batch_size {
+            match tokio::time::timeout_at(until, consumer.next()).await {
+                Ok(d) => batch.push(next_delivery(d)?),
+                Err(_) => break,
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    /// Takes no deliveries while the outbox cannot be written.
+    async fn pause_while_outbox_down(&self, shutdown: &mut Shutdown) {
+        while !self.ctx.outbox.healthy.load(Ordering::SeqCst) {
+            self.ctx.heartbeat.beat();
+            if shutdown.sleep(Duration::from_millis(200)).await {
+                break;
+            }
+        }
+    }
+
+    /// Waits for a batch's first delivery; `None` on shutdown or when careful
+    /// mode's window is through. Idle on the queue is alive, unless a batch
+    /// handed to the committer has not come back: then the committer's acks
+    /// and retries are what beat.
+    async fn first_delivery(
+        &self,
+        consumer: &mut Consumer,
+        shutdown: &mut Shutdown,
+        flow: &Flow,
+    ) -> Result<Option<Delivery>, SessionError> {
+        loop {
+            if flow.unacked.load(Ordering::SeqCst) == 0 {
+                self.ctx.heartbeat.beat();
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => return Ok(None),
+                _ = flow.window_through.notified(), if flow.careful_at_start => return Ok(None),
+                d = consumer.next() => return next_delivery(d).map(Some),
+                _ = tokio::time::sleep(IDLE_BEAT) => {}
+            }
+        }
+    }
+
+    /// Graceful end: stops the broker from sending more and hands what was
+    /// already delivered to the committer in batches, so it is acked before
+    /// the channels close.
+    async fn drain(
+        &self,
+        consumer: &mut Consumer,
+        batches: &tokio::sync::mpsc::Sender<Prepared>,
+        shutting_down: bool,
+        batch_size: usize,
+    ) -> Result<(), SessionError> {
+        if shutting_down {
+            info!("shutdown: cancelling consumer, finishing in-flight deliveries");
+        } else {
+            info!("careful mode over: the window is through; back to full speed");
+        }
+        self.consume_ch
+            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+            .await
+            .map_err(transient)?;
+        let mut rest = Vec::new();
+        while let Ok(Some(d)) =
+            tokio::time::timeout(Duration::from_millis(100), consumer.next()).await
+        {
+            rest.push(d.map_err(transient)?);
+        }
+        while !rest.is_empty() {
+            // After shutdown, a batch that cannot be stored is left unacked;
+            // it goes back to the queue when the channel closes.
+            let tail = rest.split_off(batch_size.min(rest.len()));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let prepared = self.prepare(chunk).await?;
+            if batches.send(prepared).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the pipeline over a batch.
     async fn prepare(&self, batch: Vec<Delivery>) -> Result<Prepared, SessionError> {
         let last_tag = batch.iter().map(|d| d.delivery_tag).max().unwrap_or(0);
@@ -555,7 +689,7 @@ fn count(m: &Metrics, tally: &Tally, published: &[Publish<'_>], already_dead: us
     m.duplicates.inc_by(tally.duplicates + already_dead as u64);
     for p in published {
         let reason = ReasonLabel {
-            reason: p.letter.reason.to_string(),
+            reason: p.letter.reason,
         };
         m.dead_letters.get_or_create(&reason).inc();
     }
@@ -640,7 +774,7 @@ fn guarded(delivery_tag: u64, pipeline: impl FnOnce() -> Processed) -> Processed
     catch_unwind(AssertUnwindSafe(pipeline)).unwrap_or_else(|_| {
         error!(delivery_tag, "pipeline panicked; dead-lettering");
         Processed::Invalid(Invalid::new(
-            deadletter::REASON_INTERNAL,
+            InvalidReason::InternalError,
             "the pipeline panicked on this message",
             None,
         ))
@@ -685,13 +819,13 @@ mod tests {
     fn a_panic_in_the_pipeline_is_an_internal_error() {
         let got = guarded(7, || panic!("bug"));
         let invalid = got.invalid().expect("a panic makes the delivery invalid");
-        assert_eq!(invalid.reason, deadletter::REASON_INTERNAL);
+        assert_eq!(invalid.reason, InvalidReason::InternalError);
         assert_eq!(invalid.antrag_id, None);
     }
 
     #[test]
     fn without_a_panic_the_result_passes_through() {
-        let ok = Invalid::new("not_json", "d", None);
+        let ok = Invalid::new(InvalidReason::NotJson, "d", None);
         let got = guarded(7, || Processed::Invalid(ok.clone()));
         assert_eq!(got.invalid(), Some(&ok));
     }

@@ -9,7 +9,7 @@
 //! | header | value |
 //! |---|---|
 //! | `x-bridge-outcome` | `invalid` |
-//! | `x-bridge-reason` | machine code: the pipeline's (`not_json`, `no_mapping`, ...), `conflict` or `internal_error` |
+//! | `x-bridge-reason` | machine code, `allegro_core::intake::InvalidReason::as_str`: the pipeline's (`not_json`, `no_mapping`, ...), `conflict` or `internal_error` |
 //! | `x-bridge-detail` | English detail for IT, at most 500 characters |
 //! | `x-bridge-first-seen` | RFC 3339 time the bridge first dead-lettered this message |
 //! | `x-bridge-dead-letter-id` | UUID of the dead-letter log row (for `dlq show` / `dlq replay`) |
@@ -33,11 +33,6 @@ pub const H_ANTRAG_ID: &str = "x-bridge-antrag-id";
 pub const H_VERSION: &str = "x-bridge-version";
 /// Names of the original's headers left out so the dead letter fits a frame.
 pub const H_DROPPED: &str = "x-bridge-dropped-headers";
-
-/// Reason code for a different body under a known antragId.
-pub const REASON_CONFLICT: &str = "conflict";
-/// Reason code for a panic inside the pipeline.
-pub const REASON_INTERNAL: &str = "internal_error";
 
 /// Hex SHA-256 of a body.
 pub fn sha256_hex(body: &[u8]) -> String {

@@ -223,12 +223,13 @@ impl Dispatcher {
             }
         }
         let n = pending.len();
-        if !self.sink.exchange.is_empty() {
+        if let Some(exchange) = &self.sink.exchange {
             if sink.is_none() {
                 *sink = Some(Sink::connect(&self.broker_url).await?);
             }
             if let Some(s) = sink.as_ref() {
-                s.publish(&self.sink, &pending).await?;
+                s.publish(exchange, &self.sink.routing_key, &pending)
+                    .await?;
             }
         }
         let ids: Vec<_> = pending.iter().map(|r| r.antrag_id).collect();
@@ -287,7 +288,12 @@ impl Sink {
     }
 
     /// Publishes every record and waits for all confirms.
-    async fn publish(&self, cfg: &SinkConfig, records: &[PendingRecord]) -> anyhow::Result<()> {
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        records: &[PendingRecord],
+    ) -> anyhow::Result<()> {
         let mut confirms = Vec::with_capacity(records.len());
         for r in records {
             let props = BasicProperties::default()
@@ -297,8 +303,8 @@ impl Sink {
             confirms.push(
                 self.channel
                     .basic_publish(
-                        cfg.exchange.as_str().into(),
-                        cfg.routing_key.as_str().into(),
+                        exchange.into(),
+                        routing_key.into(),
                         BasicPublishOptions {
                             mandatory: true,
                             ..Default::default()

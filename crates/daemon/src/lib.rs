@@ -13,6 +13,8 @@
 //! - [`metrics`]: Prometheus counters, the health check and their listener.
 //! - [`reload`]: the mapping set in force, swapped atomically on SIGHUP.
 //! - [`retention`]: the periodic purge of personal data and the open-case gauges.
+//! - [`replay`], [`submit`]: the broker side of `allegro-bridge dlq` and
+//!   `allegro-bridge submit` (the command line only parses and prints).
 //!
 //! This module wires them: the outer reconnect loop around [`consumer::session`],
 //! the dispatcher task, signal handling (SIGTERM, SIGINT with a deadline;
@@ -27,8 +29,10 @@ pub mod dispatcher;
 pub mod metrics;
 pub mod plan;
 pub mod reload;
+pub mod replay;
 pub mod retention;
 pub mod retry;
+pub mod submit;
 pub mod topology;
 pub mod watchdog;
 
@@ -108,8 +112,8 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     }
     info!(store = store.kind(), "database ready");
 
-    if !settings.metrics.listen.is_empty() {
-        metrics::serve(&settings.metrics.listen, Arc::clone(&metrics)).await?;
+    if let Some(listen) = settings.metrics.listen {
+        metrics::serve(listen, Arc::clone(&metrics)).await?;
     }
     if !settings.web.listen.is_empty() {
         serve_workbench(&settings, store.clone(), Arc::clone(&mappings)).await?;

@@ -9,6 +9,7 @@
 //! files) and the mapping set's content hash, never anything from an
 //! application: no personal data in metrics.
 
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +28,8 @@ pub struct OutcomeLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    pub reason: String,
+    /// An `InvalidReason` code.
+    pub reason: &'static str,
 }
 
 /// The result of a mapping reload: `ok` or `failed`.
@@ -388,8 +390,8 @@ impl allegro_web::ops::Probe for Metrics {
 
 /// Serves the operations endpoints (`allegro_web::ops`) on `listen` for as
 /// long as the runtime runs.
-pub async fn serve(listen: &str, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let listener = allegro_web::bind(listen, "metrics.listen").await?;
+pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let listener = allegro_web::bind(&listen.to_string(), "metrics.listen").await?;
     let router = allegro_web::ops::router(metrics);
     tokio::spawn(async move {
         if let Err(e) = allegro_web::serve(listener, router, std::future::pending()).await {

@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
 use uuid::Uuid;
 
-use crate::deadletter::{self, REASON_CONFLICT};
+use crate::deadletter;
 use allegro_core::casework::layout::ApplicantName;
-use allegro_core::pipeline::{Application, Invalid, Outcome, Processed};
+use allegro_core::pipeline::{Application, Invalid, InvalidReason, Outcome, Processed};
 use allegro_store::{
     cases, record_file_name, NewApplication, NewDeadLetter, PendingRecord, Stored, Verdict,
 };
@@ -48,7 +48,7 @@ impl Item {
         NewDeadLetter {
             dedup_key: deadletter::dedup_key(&self.body_sha256, self.message_id()),
             antrag_id: invalid.antrag_id,
-            reason: invalid.reason,
+            reason: invalid.reason.as_str(),
             detail: invalid.detail.clone(),
             body_sha256: self.body_sha256.clone(),
             body_bytes: self.body.len() as i64,
@@ -168,7 +168,7 @@ impl Plan {
                 Stored::Duplicate => tally.duplicates += 1,
                 Stored::Conflict => {
                     let why = Invalid::new(
-                        REASON_CONFLICT,
+                        InvalidReason::Conflict,
                         "a different body is already stored under this antragId",
                         Some(self.apps[k].antrag_id),
                     );
@@ -272,7 +272,7 @@ mod tests {
         item(Processed::Rejected(application(n, 1)), body)
     }
 
-    fn invalid(reason: &'static str, body: &str) -> Item {
+    fn invalid(reason: InvalidReason, body: &str) -> Item {
         item(Processed::Invalid(Invalid::new(reason, "d", None)), body)
     }
 
@@ -314,7 +314,11 @@ mod tests {
 
     #[test]
     fn readable_applications_become_rows_and_invalid_deliveries_dead_letters() {
-        let items = [accepted(1, "a"), invalid("not_json", "{"), rejected(2, "b")];
+        let items = [
+            accepted(1, "a"),
+            invalid(InvalidReason::NotJson, "{"),
+            rejected(2, "b"),
+        ];
         let plan = Plan::new(&items, now());
         let rows: Vec<_> = plan
             .apps
@@ -350,7 +354,7 @@ mod tests {
         assert_eq!(plan.apps[0].message_id.as_deref(), Some("mid"));
         let bad = Item {
             properties: it.properties.clone(),
-            ..invalid("not_json", "a")
+            ..invalid(InvalidReason::NotJson, "a")
         };
         let letters = Plan::new(&[bad], now()).letters;
         assert_eq!(
@@ -366,7 +370,7 @@ mod tests {
             rejected(2, "b"),
             accepted(3, "c"),
             accepted(4, "d"),
-            invalid("too_large", "e"),
+            invalid(InvalidReason::TooLarge, "e"),
         ];
         let mut plan = Plan::new(&items, now());
         let stored = [
@@ -398,7 +402,10 @@ mod tests {
 
     #[test]
     fn only_newly_logged_dead_letters_are_published_with_their_ids() {
-        let items = [invalid("not_json", "x"), invalid("not_utf8", "y")];
+        let items = [
+            invalid(InvalidReason::NotJson, "x"),
+            invalid(InvalidReason::NotUtf8, "y"),
+        ];
         let plan = Plan::new(&items, now());
         let publish = plan.to_publish(&[None, Some(id(9))]);
         assert_eq!(publish.len(), 1);

@@ -11,7 +11,7 @@
 use lapin::options::QueueDeclareOptions;
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ErrorKind};
+use lapin::{Channel, Connection, ConnectionProperties, ErrorKind};
 
 use crate::config::BrokerConfig;
 
@@ -31,6 +31,14 @@ pub enum TopologyError {
         #[source]
         source: lapin::Error,
     },
+}
+
+/// Connects to the broker and closes again: whether it is reachable with
+/// these settings (`config check --connect`).
+pub async fn check_connect(cfg: &BrokerConfig) -> Result<(), lapin::Error> {
+    let conn = Connection::connect(&cfg.url, ConnectionProperties::default()).await?;
+    let _ = conn.close(200, "OK".into()).await;
+    Ok(())
 }
 
 /// Arguments of the intake queue.
