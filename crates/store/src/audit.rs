@@ -145,7 +145,7 @@ impl Store {
             sqlx::query_as(concat!(select!(), " WHERE antrag_id = $1 ORDER BY at, id"))
             .bind(antrag_id)
             .fetch_all(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 
@@ -163,7 +163,7 @@ impl Store {
             .bind(before.unwrap_or(i64::MAX))
             .bind(limit as i64)
             .fetch_all(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 }

@@ -325,7 +325,7 @@ impl Store {
                  SELECT v FROM d WHERE v IS NOT NULL ORDER BY v",
             )
             .fetch_all(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 
@@ -338,7 +338,7 @@ impl Store {
             sqlx::query_as("SELECT dienststellennummer, status FROM cases WHERE antrag_id = $1")
                 .bind(antrag_id)
                 .fetch_optional(p)
-                .await
+                .await.map_err(StoreError::from)
         })
     }
 }
@@ -399,32 +399,25 @@ impl CaseDetail {
     }
 }
 
-/// A change of a case was refused: someone else changed it first (or it is
-/// no longer open for work). Nothing was written.
-#[derive(Debug)]
+/// Why a change of a case was not made. A conflict is an expected answer
+/// (someone else changed the case first, or it is no longer open for work),
+/// not a failure of the store, so it is not a [`StoreError`]. Nothing was
+/// written in either case.
+#[derive(Debug, thiserror::Error)]
 pub enum CaseWriteError {
     /// The stored version is not the one the caller started from.
+    #[error("the case was changed meanwhile")]
     Conflict,
-    /// The database failed.
-    Store(StoreError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
 }
 
-impl From<StoreError> for CaseWriteError {
-    fn from(e: StoreError) -> Self {
-        CaseWriteError::Store(e)
+impl From<sqlx::Error> for CaseWriteError {
+    fn from(e: sqlx::Error) -> Self {
+        CaseWriteError::Store(e.into())
     }
 }
-
-impl std::fmt::Display for CaseWriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CaseWriteError::Conflict => f.write_str("the case was changed meanwhile"),
-            CaseWriteError::Store(e) => write!(f, "store: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for CaseWriteError {}
 
 /// The new draft of a case after an edit or a check.
 #[derive(Debug, Clone)]
@@ -481,7 +474,7 @@ impl Store {
             sqlx::query_as(concat!(detail_select!(), " WHERE c.antrag_id = $1"))
                 .bind(antrag_id)
                 .fetch_optional(p)
-                .await
+                .await.map_err(StoreError::from)
         })
     }
 
@@ -501,7 +494,7 @@ impl Store {
             .bind(after.unwrap_or(Uuid::nil()))
             .bind(limit as i64)
             .fetch_all(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 

@@ -12,11 +12,11 @@
 //! never updated to a different body (same antragId + different body is a
 //! conflict the caller dead-letters).
 
+mod error;
 pub mod outbox;
 pub mod release;
 
-/// A database error, as the store's operations report it.
-pub use sqlx::Error as StoreError;
+pub use error::StoreError;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -431,7 +431,7 @@ impl Store {
 
     /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite, so a
     /// read-then-write never fails half-way with BUSY).
-    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
             Store::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Store::Postgres(p) => Tx::Postgres(p.begin().await?),
@@ -439,7 +439,7 @@ impl Store {
     }
 
     /// Up to `limit` records whose file is not yet written, oldest first.
-    pub async fn pending_records(&self, limit: usize) -> Result<Vec<PendingRecord>, sqlx::Error> {
+    pub async fn pending_records(&self, limit: usize) -> Result<Vec<PendingRecord>, StoreError> {
         dispatch!(self, Store, p => {
             sqlx::query_as(
                 "SELECT r.antrag_id, r.file_name, r.xml FROM outbox_pending o \
@@ -448,13 +448,13 @@ impl Store {
             )
             .bind(limit as i64)
             .fetch_all(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 
     /// Marks records as written to the outbox directory: their pending
     /// rows are deleted (the record rows themselves are never changed).
-    pub async fn mark_written(&self, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    pub async fn mark_written(&self, ids: &[Uuid]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -480,7 +480,7 @@ impl Store {
 
     /// Frees a dead letter's dedup key before it is replayed, so that the
     /// replayed message may be dead-lettered again if it is still unreadable.
-    pub async fn mark_replayed(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    pub async fn mark_replayed(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
         dispatch!(self, Store, p => {
             let r = sqlx::query(
                 "UPDATE dead_letters SET replayed_at = $1 WHERE id = $2 AND replayed_at IS NULL",
@@ -499,7 +499,7 @@ impl Store {
         &self,
         dedup_key: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         dispatch!(self, Store, p => {
             sqlx::query(
                 "UPDATE dead_letters SET replayed_at = $1 WHERE dedup_key = $2 AND replayed_at IS NULL",
@@ -519,7 +519,7 @@ impl Store {
         &self,
         dedup_key: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         dispatch!(self, Store, p => {
             sqlx::query(
                 "UPDATE dead_letters SET replayed_at = NULL \
@@ -539,7 +539,7 @@ impl Store {
         &self,
         after: Option<Uuid>,
         limit: usize,
-    ) -> Result<Vec<StoredApplication>, sqlx::Error> {
+    ) -> Result<Vec<StoredApplication>, StoreError> {
         dispatch!(self, Store, p => {
             let mut qb = QueryBuilder::new(
                 "SELECT a.antrag_id, a.body, a.message_id, a.outcome FROM applications a \
@@ -551,12 +551,12 @@ impl Store {
             }
             qb.push(" ORDER BY a.antrag_id LIMIT ");
             qb.push_bind(limit as i64);
-            qb.build_query_as().fetch_all(p).await
+            qb.build_query_as().fetch_all(p).await.map_err(StoreError::from)
         })
     }
 
     /// Every application with its case and record, ordered by antragId.
-    pub async fn applications(&self) -> Result<Vec<ApplicationRow>, sqlx::Error> {
+    pub async fn applications(&self) -> Result<Vec<ApplicationRow>, StoreError> {
         dispatch!(self, Store, p => {
             sqlx::query_as(
                 "SELECT a.antrag_id, a.outcome, a.body_sha256, a.findings, a.dienststellennummer, \
@@ -567,12 +567,12 @@ impl Store {
                  LEFT JOIN outbox_pending o ON o.antrag_id = a.antrag_id ORDER BY a.antrag_id",
             )
             .fetch_all(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 
     /// Every live (not replayed) dead-letter log row, oldest first.
-    pub async fn dead_letters(&self) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetterRow>, StoreError> {
         dispatch!(self, Store, p => {
             sqlx::query_as(
                 "SELECT id, antrag_id, reason, detail, dedup_key, body_sha256, body_bytes, \
@@ -580,13 +580,13 @@ impl Store {
                  WHERE replayed_at IS NULL ORDER BY first_seen, id",
             )
             .fetch_all(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 
     /// The live dead-letter log rows whose dead-letter id or antragId is
     /// `id` (one antragId may have several, e.g. a conflict), oldest first.
-    pub async fn dead_letters_for(&self, id: Uuid) -> Result<Vec<DeadLetterRow>, sqlx::Error> {
+    pub async fn dead_letters_for(&self, id: Uuid) -> Result<Vec<DeadLetterRow>, StoreError> {
         dispatch!(self, Store, p => {
             sqlx::query_as(
                 "SELECT id, antrag_id, reason, detail, dedup_key, body_sha256, body_bytes, \
@@ -596,23 +596,23 @@ impl Store {
             )
             .bind(id)
             .fetch_all(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 
     /// Dead letters in the log that were not replayed (what the DLQ should
     /// hold, as far as the bridge published it).
-    pub async fn open_dead_letters(&self) -> Result<i64, sqlx::Error> {
+    pub async fn open_dead_letters(&self) -> Result<i64, StoreError> {
         dispatch!(self, Store, p => {
             sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL")
                 .fetch_one(p)
-                .await
+                .await.map_err(StoreError::from)
         })
     }
 
     /// Cases open for work (`open` or `deferred`) and when the oldest of
     /// them was created (for the metrics).
-    pub async fn open_case_stats(&self) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
+    pub async fn open_case_stats(&self) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
         dispatch!(self, Store, p => {
             let (n, oldest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
                 "SELECT COUNT(*), MIN(created_at) FROM cases WHERE status IN ('open', 'deferred')",
@@ -624,7 +624,7 @@ impl Store {
     }
 
     /// Row counts of every table.
-    pub async fn counts(&self) -> Result<Counts, sqlx::Error> {
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
         dispatch!(self, Store, p => {
             sqlx::query_as(
                 "SELECT \
@@ -635,7 +635,7 @@ impl Store {
                    (SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL) AS dead_letters",
             )
             .fetch_one(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 
@@ -653,7 +653,7 @@ impl Tx {
     pub async fn insert_applications(
         &mut self,
         apps: &[NewApplication],
-    ) -> Result<Vec<Stored>, sqlx::Error> {
+    ) -> Result<Vec<Stored>, StoreError> {
         let mut result = vec![Stored::Duplicate; apps.len()];
         if apps.is_empty() {
             return Ok(result);
@@ -836,7 +836,7 @@ impl Tx {
     /// dispatcher writes the files and deletes the pending rows). The
     /// daemon's accepted applications and the workbench's released cases
     /// both come through here.
-    pub async fn insert_records(&mut self, records: &[NewRecord<'_>]) -> Result<(), sqlx::Error> {
+    pub async fn insert_records(&mut self, records: &[NewRecord<'_>]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -897,7 +897,7 @@ impl Tx {
     pub async fn insert_dead_letters(
         &mut self,
         letters: &[NewDeadLetter],
-    ) -> Result<Vec<Option<Uuid>>, sqlx::Error> {
+    ) -> Result<Vec<Option<Uuid>>, StoreError> {
         if letters.is_empty() {
             return Ok(vec![]);
         }
@@ -914,8 +914,8 @@ impl Tx {
     }
 
     /// Commits.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        dispatch!(self, Tx, tx => tx.commit().await)
+    pub async fn commit(self) -> Result<(), StoreError> {
+        dispatch!(self, Tx, tx => tx.commit().await.map_err(StoreError::from))
     }
 }
 
@@ -923,7 +923,7 @@ impl Tx {
 async fn insert_dead_letter_sqlite(
     tx: &mut Transaction<'static, Sqlite>,
     d: &NewDeadLetter,
-) -> Result<Option<Uuid>, sqlx::Error> {
+) -> Result<Option<Uuid>, StoreError> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE dedup_key = $1")
         .bind(d.dedup_key.as_str())
         .fetch_one(&mut **tx)
@@ -953,7 +953,7 @@ async fn insert_dead_letter_sqlite(
 async fn insert_dead_letters_postgres(
     tx: &mut Transaction<'static, Postgres>,
     letters: &[NewDeadLetter],
-) -> Result<Vec<Option<Uuid>>, sqlx::Error> {
+) -> Result<Vec<Option<Uuid>>, StoreError> {
     use std::collections::{HashMap, HashSet};
     let keys: Vec<&str> = letters.iter().map(|d| d.dedup_key.as_str()).collect();
     let counts: HashMap<String, i64> = sqlx::query_as(
