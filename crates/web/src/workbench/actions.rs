@@ -146,7 +146,7 @@ fn sent_version(v: &str) -> Option<i32> {
 
 /// Refuses changes to done cases and stale versions before any work.
 fn check_current(case: &CaseDetail, sent: &str) -> Result<(), Notice> {
-    if !case.case_status().is_some_and(|s| s.is_open_for_work()) {
+    if !case.status.is_open_for_work() {
         return Err(Notice::danger("Nicht möglich", detail::DONE.into()));
     }
     match sent_version(sent) {
@@ -206,9 +206,10 @@ fn field_page(
         can_set: info.can_set,
         can_remove: info.can_remove,
         findings: case
-            .finding_list()
-            .into_iter()
+            .findings
+            .iter()
             .filter(|f| f.pointer == info.pointer)
+            .cloned()
             .collect(),
         errors,
         conflict,
@@ -305,7 +306,7 @@ pub async fn field_page_post(
         }
     };
     let at = Utc::now();
-    let mut corrections = case.correction_list();
+    let mut corrections = case.corrections.clone();
     edit::record_correction(&mut corrections, &change, &caller.user.name, &now_rfc3339());
     let body = serde_json::to_vec(&doc).unwrap_or_default();
     let findings = recheck_findings(&pipeline, &case, &body, &corrections);
@@ -354,7 +355,7 @@ fn recheck_findings(
     corrections: &[allegro_core::record::Correction],
 ) -> Vec<Finding> {
     match pipeline.process_with(body, case.message_id.as_deref(), corrections) {
-        Processed::Invalid(_) => case.finding_list(),
+        Processed::Invalid(_) => case.findings.clone(),
         p => p.findings().to_vec(),
     }
 }
@@ -442,18 +443,17 @@ pub async fn check(
         &pipeline,
         &case,
         case.current_body(),
-        &case.correction_list(),
+        &case.corrections,
     );
     let errors = findings.iter().filter(|f| f.is_error()).count().to_string();
     let detail = format!("{errors} Fehler");
     let audit =
         NewAudit::new(&caller.user.name, Action::Check, Some(case.antrag_id)).detail(&detail);
-    let corrections = case.correction_list();
     match save_draft(
         &state,
         &case,
         None,
-        &corrections,
+        &case.corrections,
         &findings,
         &[audit],
         Utc::now(),

@@ -22,7 +22,7 @@ use allegro_core::finding::Finding;
 use allegro_core::mapping::Mapping;
 use allegro_core::pipeline::Pipeline;
 use allegro_store::audit::{Action, AuditRow, NewAudit};
-use allegro_store::cases::{CaseDetail, CaseStatus};
+use allegro_store::cases::{CaseDetail, CaseState};
 
 use super::auth::Caller;
 use super::layout::{self, Layout};
@@ -127,13 +127,35 @@ pub fn edit_link(antrag_id: &str, pointer: &str) -> String {
 }
 
 /// German status of a case.
-pub fn status_de(status: &str) -> &'static str {
-    match CaseStatus::parse(status) {
-        Some(CaseStatus::Open) => "Offen",
-        Some(CaseStatus::Deferred) => "Zurückgestellt",
-        Some(CaseStatus::Released) => "Freigegeben",
-        Some(CaseStatus::Closed) => "Abgeschlossen ohne Import",
-        None => "Unbekannt",
+pub fn status_de(status: &CaseState) -> &'static str {
+    match status {
+        CaseState::Open => "Offen",
+        CaseState::Deferred { .. } => "Zurückgestellt",
+        CaseState::Released => "Freigegeben",
+        CaseState::Closed { .. } => "Abgeschlossen ohne Import",
+    }
+}
+
+/// "Wiedervorlage am 15.01.2027: reason" of a deferred case (empty when
+/// it is not deferred, or a part is missing).
+fn defer_note(status: &CaseState) -> String {
+    match status {
+        CaseState::Deferred {
+            until: Some(d),
+            reason: Some(r),
+        } => format!("Wiedervorlage am {}: {r}", d.format("%d.%m.%Y")),
+        _ => String::new(),
+    }
+}
+
+/// The reason a closed case was closed (empty otherwise, or once retention
+/// removed it).
+fn close_note(status: &CaseState) -> String {
+    match status {
+        CaseState::Closed {
+            reason: Some(r), ..
+        } => r.clone(),
+        _ => String::new(),
     }
 }
 
@@ -215,7 +237,7 @@ pub async fn render(
     };
     let pipeline = state.pipeline.current();
     let (doc, mapping) = document(&pipeline, case);
-    let findings = findings.unwrap_or_else(|| case.finding_list());
+    let findings = findings.unwrap_or_else(|| case.findings.clone());
     let view = match &mapping {
         Some(m) => sections::view(m, &doc, &findings),
         None => CaseView {
@@ -244,23 +266,17 @@ pub async fn render(
             general.push(fv);
         }
     }
-    let open = case.case_status().is_some_and(CaseStatus::is_open_for_work);
     let page = DetailPage {
         layout: caller.layout(),
         antrag_id: case.antrag_id.to_string(),
         version: case.version,
         status: status_de(&case.status).into(),
-        open_for_work: open,
+        open_for_work: case.status.is_open_for_work(),
         dienststelle: case.dienststellennummer.clone().unwrap_or_default(),
         received: german_time(case.created_at),
         mapping: case.mapping.clone().unwrap_or_default(),
-        defer_note: match (&case.defer_reason, case.follow_up) {
-            (Some(r), Some(d)) if case.status == "deferred" => {
-                format!("Wiedervorlage am {}: {r}", d.format("%d.%m.%Y"))
-            }
-            _ => String::new(),
-        },
-        close_note: case.close_reason.clone().unwrap_or_default(),
+        defer_note: defer_note(&case.status),
+        close_note: close_note(&case.status),
         notice,
         unmapped: mapping.is_none(),
         sections: view.sections,
@@ -268,7 +284,7 @@ pub async fn render(
         notes: view.notes,
         general,
         owed: view.owed,
-        corrections: case.correction_list().len(),
+        corrections: case.corrections.len(),
         audit: audit.into_iter().map(audit_line).collect(),
     };
     (status, page).into_response()
@@ -288,7 +304,7 @@ fn audit_line(a: AuditRow) -> AuditLine {
 
 /// The notice for `?meldung=` (unknown codes show nothing).
 fn notice_for(code: &str, case: &CaseDetail) -> Option<Notice> {
-    let errors = case.finding_list().iter().filter(|f| f.is_error()).count();
+    let errors = case.findings.iter().filter(|f| f.is_error()).count();
     match code {
         "gespeichert" => Some(Notice::success(
             "Änderung gespeichert",

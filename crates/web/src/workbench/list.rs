@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 
-use allegro_store::cases::{CaseListItem, CaseQuery, Search};
+use allegro_store::cases::{CaseListItem, CaseQuery, CaseState, Search};
 
 use super::auth::Caller;
 use super::layout::{self, FieldError, Layout};
@@ -95,8 +95,11 @@ fn row(c: CaseListItem, now: DateTime<Utc>) -> Row {
         received: german_date(c.created_at.date_naive()),
         age_days: days_since(c.created_at, now),
         rules: c.rules().into_iter().map(str::to_string).collect(),
-        deferred: c.status == "deferred",
-        follow_up: c.follow_up.map(german_date).unwrap_or_default(),
+        deferred: matches!(c.status, CaseState::Deferred { .. }),
+        follow_up: match &c.status {
+            CaseState::Deferred { until: Some(d), .. } => german_date(*d),
+            _ => String::new(),
+        },
     }
 }
 
