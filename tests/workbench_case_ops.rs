@@ -212,7 +212,7 @@ async fn check(db: Db) {
         .await
         .unwrap()
         .into_iter()
-        .map(|a| a.action)
+        .map(|a| a.action.to_string())
         .collect();
     assert_eq!(actions, ["edit", "defer", "release"]);
     // Done: no further change.

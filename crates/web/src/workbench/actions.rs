@@ -33,7 +33,7 @@ use allegro_store::cases::{
 use allegro_store::release::{self, RecordFile, ReleaseOutcome};
 
 use super::auth::Caller;
-use super::detail::{self, Notice};
+use super::detail::{self, Notice, NoticeCode};
 use super::layout::{self, FieldError, Layout};
 use super::state::WorkbenchState;
 
@@ -54,9 +54,48 @@ pub struct FieldForm {
     version: String,
     #[serde(default)]
     wert: String,
-    /// `speichern` or `entfernen`.
     #[serde(default)]
-    aktion: String,
+    aktion: FieldAction,
+}
+
+/// The field form's button (`aktion`); another value is refused (422).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldAction {
+    /// Set the value typed (also when no button was named).
+    #[default]
+    Speichern,
+    /// Remove the value.
+    Entfernen,
+}
+
+/// Which reason page: defer or close. Shown as its path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonKind {
+    /// `zurueckstellen`: reason and follow-up date.
+    Defer,
+    /// `abschliessen`: reason only; no record is written.
+    Close,
+}
+
+impl ReasonKind {
+    pub fn is_defer(self) -> bool {
+        self == ReasonKind::Defer
+    }
+
+    /// The path segment of its page and form.
+    pub fn path(self) -> &'static str {
+        match self {
+            ReasonKind::Defer => "zurueckstellen",
+            ReasonKind::Close => "abschliessen",
+        }
+    }
+}
+
+impl std::fmt::Display for ReasonKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.path())
+    }
 }
 
 /// A form with only the version (Prüfen, Freigeben).
@@ -119,8 +158,7 @@ pub struct ReasonPage {
     pub layout: Layout,
     pub antrag_id: String,
     pub version: String,
-    /// `zurueckstellen` or `abschliessen`.
-    pub kind: &'static str,
+    pub kind: ReasonKind,
     pub heading: &'static str,
     pub intro: &'static str,
     pub grund: String,
@@ -285,10 +323,9 @@ pub async fn field_page_post(
         let page = field_page(&caller, &case, &info, Some(&shown), errors, true);
         return (StatusCode::CONFLICT, page).into_response();
     }
-    let op = if form.aktion == "entfernen" {
-        EditOp::Remove
-    } else {
-        EditOp::Set(typed.to_string())
+    let op = match form.aktion {
+        FieldAction::Entfernen => EditOp::Remove,
+        FieldAction::Speichern => EditOp::Set(typed.to_string()),
     };
     let change = match edit::apply(&m, &mut doc, &q.zeiger, &op) {
         Ok(c) => c,
@@ -332,8 +369,9 @@ pub async fn field_page_post(
         Ok(()) => {
             let target = sections::element_id(&change.pointer);
             Redirect::to(&format!(
-                "/faelle/{}?meldung=gespeichert#{target}",
-                case.antrag_id
+                "/faelle/{}?meldung={}#{target}",
+                case.antrag_id,
+                NoticeCode::Gespeichert.as_str()
             ))
             .into_response()
         }
@@ -421,8 +459,8 @@ async fn load_current(
 }
 
 /// Back to the case page, showing the message `code`.
-fn to_case(case: &CaseDetail, code: &str) -> Response {
-    Redirect::to(&format!("/faelle/{}?meldung={code}", case.antrag_id)).into_response()
+fn to_case(case: &CaseDetail, code: NoticeCode) -> Response {
+    Redirect::to(&format!("/faelle/{}?meldung={}", case.antrag_id, code.as_str())).into_response()
 }
 
 /// POST /faelle/{id}/pruefen: the pipeline in force over the corrected
@@ -460,7 +498,7 @@ pub async fn check(
     )
     .await
     {
-        Ok(()) => to_case(&case, "geprueft"),
+        Ok(()) => to_case(&case, NoticeCode::Geprueft),
         Err(CaseWriteError::Conflict) => conflict(&state, &caller, &case).await,
         Err(CaseWriteError::Store(e)) => layout::store_error(e),
     }
@@ -493,9 +531,9 @@ pub async fn release(
     match outcome {
         Ok(ReleaseOutcome::Released { file }) => {
             let code = match file {
-                RecordFile::Written => "freigegeben",
-                RecordFile::Pending => "freigegeben-ausstehend",
-                RecordFile::HandedOver => "freigegeben-uebergabe",
+                RecordFile::Written => NoticeCode::Freigegeben,
+                RecordFile::Pending => NoticeCode::FreigegebenAusstehend,
+                RecordFile::HandedOver => NoticeCode::FreigegebenUebergabe,
             };
             to_case(&case, code)
         }
@@ -535,12 +573,12 @@ pub async fn release(
 fn reason_page(
     caller: &Caller,
     case: &CaseDetail,
-    kind: &'static str,
+    kind: ReasonKind,
     form: &ReasonForm,
     errors: Vec<FieldError>,
     conflict: bool,
 ) -> ReasonPage {
-    let (heading, intro) = if kind == "zurueckstellen" {
+    let (heading, intro) = if kind.is_defer() {
         (
             "Fall zurückstellen",
             "Zum Beispiel für eine Rückfrage an die antragstellende Person. Der Fall bleibt in der Liste, mit Grund und Wiedervorlage.",
@@ -610,7 +648,7 @@ async fn reason_get(
     state: WorkbenchState,
     caller: Caller,
     id: String,
-    kind: &'static str,
+    kind: ReasonKind,
 ) -> Response {
     let case = match load_current(&state, &caller, &id, None).await {
         Ok(c) => c,
@@ -625,7 +663,7 @@ pub async fn defer_get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Response {
-    reason_get(state, caller, id, "zurueckstellen").await
+    reason_get(state, caller, id, ReasonKind::Defer).await
 }
 
 /// GET /faelle/{id}/abschliessen.
@@ -634,7 +672,7 @@ pub async fn close_get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Response {
-    reason_get(state, caller, id, "abschliessen").await
+    reason_get(state, caller, id, ReasonKind::Close).await
 }
 
 /// POST /faelle/{id}/zurueckstellen: reason + follow-up date.
@@ -644,7 +682,7 @@ pub async fn defer_post(
     Path(id): Path<String>,
     Form(form): Form<ReasonForm>,
 ) -> Response {
-    reason_post(state, caller, id, form, "zurueckstellen").await
+    reason_post(state, caller, id, form, ReasonKind::Defer).await
 }
 
 /// POST /faelle/{id}/abschliessen: reason; no record is written.
@@ -654,7 +692,7 @@ pub async fn close_post(
     Path(id): Path<String>,
     Form(form): Form<ReasonForm>,
 ) -> Response {
-    reason_post(state, caller, id, form, "abschliessen").await
+    reason_post(state, caller, id, form, ReasonKind::Close).await
 }
 
 async fn reason_post(
@@ -662,7 +700,7 @@ async fn reason_post(
     caller: Caller,
     id: String,
     form: ReasonForm,
-    kind: &'static str,
+    kind: ReasonKind,
 ) -> Response {
     let case = match detail::load_in_scope(&state, &caller, &id).await {
         Ok(c) => c,
@@ -676,7 +714,7 @@ async fn reason_post(
     let now = Utc::now();
     let reason = parse_reason(&form.grund);
     let follow_up =
-        (kind == "zurueckstellen").then(|| parse_follow_up(&form.wiedervorlage, now.date_naive()));
+        kind.is_defer().then(|| parse_follow_up(&form.wiedervorlage, now.date_naive()));
     let mut errors: Vec<FieldError> = reason.as_ref().err().cloned().into_iter().collect();
     if let Some(Err(e)) = &follow_up {
         errors.push(e.clone());
@@ -716,10 +754,9 @@ async fn reason_post(
                 .await
         }
     };
-    let code = if kind == "zurueckstellen" {
-        "zurueckgestellt"
-    } else {
-        "abgeschlossen"
+    let code = match kind {
+        ReasonKind::Defer => NoticeCode::Zurueckgestellt,
+        ReasonKind::Close => NoticeCode::Abgeschlossen,
     };
     match result {
         Ok(_) => to_case(&case, code),

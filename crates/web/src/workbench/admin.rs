@@ -95,7 +95,7 @@ pub async fn audit_page(
             .map(|r| AuditEntry {
                 at: german_time(r.at),
                 actor: r.actor,
-                action: action_de(&r.action),
+                action: action_de(r.action),
                 antrag_id: r.antrag_id.map(|u| u.to_string()).unwrap_or_default(),
                 pointer: r.pointer.unwrap_or_default(),
             })
@@ -121,11 +121,22 @@ pub struct RecheckPage {
     pub rules: Vec<RuleLine>,
 }
 
-/// The re-check form: `aktion=probelauf` or `aktion=freigeben`.
+/// The re-check form.
 #[derive(Debug, Default, Deserialize)]
 pub struct RecheckForm {
     #[serde(default)]
-    aktion: String,
+    aktion: RecheckAction,
+}
+
+/// The re-check form's button (`aktion`); another value is refused (422).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecheckAction {
+    /// Count only, change nothing (also when no button was named).
+    #[default]
+    Probelauf,
+    /// Release the cases that pass now.
+    Freigeben,
 }
 
 /// GET /verwaltung/nachpruefung.
@@ -150,7 +161,7 @@ pub async fn recheck_post(
     if let Some(r) = refuse_non_admin(&state, &caller, "nachpruefung").await {
         return r;
     }
-    let delivery = (form.aktion == "freigeben").then_some(&state.records);
+    let delivery = (form.aktion == RecheckAction::Freigeben).then_some(&state.records);
     let pipeline = state.pipeline.current();
     let report = match release::recheck(&state.store, pipeline, delivery, Utc::now()).await {
         Ok(r) => r,

@@ -21,7 +21,7 @@ use allegro_core::casework::sections::{self, CaseView, FindingView, Owed, Sectio
 use allegro_core::finding::Finding;
 use allegro_core::mapping::Mapping;
 use allegro_core::pipeline::Pipeline;
-use allegro_store::audit::{Action, AuditRow, NewAudit};
+use allegro_store::audit::{Action, AuditRow, LoggedAction, NewAudit};
 use allegro_store::cases::{CaseDetail, CaseState};
 
 use super::auth::Caller;
@@ -71,10 +71,56 @@ impl Notice {
 
 /// `?meldung=` after a redirect: which action just succeeded (a fixed
 /// code, never data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoticeCode {
+    Gespeichert,
+    Geprueft,
+    Freigegeben,
+    FreigegebenAusstehend,
+    FreigegebenUebergabe,
+    Zurueckgestellt,
+    Abgeschlossen,
+}
+
+impl NoticeCode {
+    pub const ALL: [NoticeCode; 7] = [
+        NoticeCode::Gespeichert,
+        NoticeCode::Geprueft,
+        NoticeCode::Freigegeben,
+        NoticeCode::FreigegebenAusstehend,
+        NoticeCode::FreigegebenUebergabe,
+        NoticeCode::Zurueckgestellt,
+        NoticeCode::Abgeschlossen,
+    ];
+
+    /// The code in the URL (what serde reads back).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeCode::Gespeichert => "gespeichert",
+            NoticeCode::Geprueft => "geprueft",
+            NoticeCode::Freigegeben => "freigegeben",
+            NoticeCode::FreigegebenAusstehend => "freigegeben-ausstehend",
+            NoticeCode::FreigegebenUebergabe => "freigegeben-uebergabe",
+            NoticeCode::Zurueckgestellt => "zurueckgestellt",
+            NoticeCode::Abgeschlossen => "abgeschlossen",
+        }
+    }
+}
+
+/// The query of the case page.
 #[derive(Debug, Default, Deserialize)]
 pub struct DetailParams {
-    #[serde(default)]
-    meldung: String,
+    /// An unknown code is ignored (no notice), not refused.
+    #[serde(default, deserialize_with = "known_notice")]
+    meldung: Option<NoticeCode>,
+}
+
+/// A known notice code, else `None`.
+fn known_notice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NoticeCode>, D::Error> {
+    let code = String::deserialize(d)?;
+    let de = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&code);
+    Ok(NoticeCode::deserialize(de).ok())
 }
 
 /// One audit entry as shown on the case page.
@@ -160,21 +206,27 @@ fn close_note(status: &CaseState) -> String {
 }
 
 /// German name of an audit action.
-pub fn action_de(action: &str) -> &'static str {
-    match action {
-        "view" => "angesehen",
-        "denied" => "Zugriff verweigert",
-        "edit" => "Angabe geändert",
-        "check" => "geprüft",
-        "release" => "freigegeben",
-        "defer" => "zurückgestellt",
-        "close" => "abgeschlossen ohne Import",
-        "recheck_release" => "freigegeben nach Nachprüfung",
-        "login" => "angemeldet",
-        "login_failed" => "Anmeldung fehlgeschlagen",
-        "logout" => "abgemeldet",
-        a if a.starts_with("user_") => "Benutzerverwaltung",
-        _ => "sonstige Aktion",
+pub fn action_de(action: LoggedAction) -> &'static str {
+    let LoggedAction::Known(a) = action else {
+        return "sonstige Aktion";
+    };
+    match a {
+        Action::View => "angesehen",
+        Action::Denied => "Zugriff verweigert",
+        Action::Edit => "Angabe geändert",
+        Action::Check => "geprüft",
+        Action::Release => "freigegeben",
+        Action::Defer => "zurückgestellt",
+        Action::Close => "abgeschlossen ohne Import",
+        Action::RecheckRelease => "freigegeben nach Nachprüfung",
+        Action::Login => "angemeldet",
+        Action::LoginFailed => "Anmeldung fehlgeschlagen",
+        Action::Logout => "abgemeldet",
+        Action::UserAdd
+        | Action::UserDisable
+        | Action::UserEnable
+        | Action::UserPasswd
+        | Action::UserRoles => "Benutzerverwaltung",
     }
 }
 
@@ -294,7 +346,7 @@ fn audit_line(a: AuditRow) -> AuditLine {
     AuditLine {
         at: german_time(a.at),
         actor: a.actor,
-        action: action_de(&a.action),
+        action: action_de(a.action),
         pointer: a.pointer.unwrap_or_default(),
         old_value: a.old_value.unwrap_or_default(),
         new_value: a.new_value.unwrap_or_default(),
@@ -302,46 +354,45 @@ fn audit_line(a: AuditRow) -> AuditLine {
     }
 }
 
-/// The notice for `?meldung=` (unknown codes show nothing).
-fn notice_for(code: &str, case: &CaseDetail) -> Option<Notice> {
+/// The notice for `?meldung=`.
+fn notice_for(code: NoticeCode, case: &CaseDetail) -> Notice {
     let errors = case.findings.iter().filter(|f| f.is_error()).count();
     match code {
-        "gespeichert" => Some(Notice::success(
+        NoticeCode::Gespeichert => Notice::success(
             "Änderung gespeichert",
             "Die Angabe wurde geändert und der Antrag erneut geprüft.".into(),
-        )),
-        "geprueft" if errors == 0 => Some(Notice::success(
+        ),
+        NoticeCode::Geprueft if errors == 0 => Notice::success(
             "Prüfung abgeschlossen",
             "Es ist kein Fehler mehr offen. Der Fall kann freigegeben werden.".into(),
-        )),
-        "geprueft" => Some(Notice::danger(
+        ),
+        NoticeCode::Geprueft => Notice::danger(
             "Prüfung abgeschlossen",
             format!(
                 "Es {} noch {errors} Fehler offen. Die Angaben sind unten markiert.",
                 if errors == 1 { "ist" } else { "sind" },
             ),
-        )),
-        "freigegeben" => Some(Notice::success(
+        ),
+        NoticeCode::Freigegeben => Notice::success(
             "Fall freigegeben",
             "Der Importdatensatz wurde geschrieben.".into(),
-        )),
-        "freigegeben-ausstehend" => Some(Notice::success(
+        ),
+        NoticeCode::FreigegebenAusstehend => Notice::success(
             "Fall freigegeben",
             "Der Importdatensatz ist gespeichert; die Datei wird nachgeliefert, sobald der Ausgangsordner beschreibbar ist.".into(),
-        )),
-        "freigegeben-uebergabe" => Some(Notice::success(
+        ),
+        NoticeCode::FreigegebenUebergabe => Notice::success(
             "Fall freigegeben",
             "Der Importdatensatz ist gespeichert. Der Hintergrunddienst gibt ihn in Kürze an die angeschlossenen Systeme weiter und schreibt die Datei.".into(),
-        )),
-        "zurueckgestellt" => Some(Notice::success(
+        ),
+        NoticeCode::Zurueckgestellt => Notice::success(
             "Fall zurückgestellt",
             "Der Fall ist mit Grund und Wiedervorlage zurückgestellt.".into(),
-        )),
-        "abgeschlossen" => Some(Notice::success(
+        ),
+        NoticeCode::Abgeschlossen => Notice::success(
             "Fall abgeschlossen",
             "Der Fall ist ohne Import abgeschlossen.".into(),
-        )),
-        _ => None,
+        ),
     }
 }
 
@@ -360,6 +411,25 @@ pub async fn page(
     if let Err(e) = state.store.audit(&entry, Utc::now()).await {
         return layout::store_error(e);
     }
-    let notice = notice_for(&params.meldung, &case);
+    let notice = params.meldung.map(|code| notice_for(code, &case));
     render(&state, &caller, &case, notice, None, StatusCode::OK).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(query: &str) -> DetailParams {
+        serde_urlencoded::from_str(query).unwrap()
+    }
+
+    #[test]
+    fn notice_codes_read_back_as_written_and_unknown_ones_are_ignored() {
+        for code in NoticeCode::ALL {
+            let q = format!("meldung={}", code.as_str());
+            assert_eq!(params(&q).meldung, Some(code));
+        }
+        assert_eq!(params("meldung=%3Cscript%3E").meldung, None);
+        assert_eq!(params("").meldung, None);
+    }
 }
