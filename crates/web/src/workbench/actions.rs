@@ -34,6 +34,7 @@ use allegro_store::release::{self, RecordFile, ReleaseOutcome};
 
 use super::auth::Caller;
 use super::detail::{self, Notice, NoticeCode};
+use super::error::WebError;
 use super::layout::{self, FieldError, Layout};
 use super::state::WorkbenchState;
 
@@ -283,19 +284,17 @@ pub async fn field_page_get(
     caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<FieldParams>,
-) -> Response {
-    let case = match detail::load_in_scope(&state, &caller, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = detail::load_in_scope(&state, &caller, &id).await?;
     if let Err(n) = check_current(&case, &case.version.to_string()) {
-        return layout::message_page(StatusCode::CONFLICT, Some(&caller), &n.title, &n.text);
+        let page = layout::message_page(StatusCode::CONFLICT, Some(&caller), &n.title, &n.text);
+        return Ok(page);
     }
     let pipeline = state.pipeline.current();
-    match describe_field(&pipeline, &case, &q.zeiger) {
+    Ok(match describe_field(&pipeline, &case, &q.zeiger) {
         Ok((_, _, info)) => field_page(&caller, &case, &info, None, vec![], false).into_response(),
         Err(e) => bad_pointer(&caller, &e),
-    }
+    })
 }
 
 /// POST /faelle/{id}/feld?zeiger=...: set or remove one value.
@@ -305,15 +304,12 @@ pub async fn field_page_post(
     Path(id): Path<String>,
     Query(q): Query<FieldParams>,
     Form(form): Form<FieldForm>,
-) -> Response {
-    let case = match detail::load_in_scope(&state, &caller, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = detail::load_in_scope(&state, &caller, &id).await?;
     let pipeline = state.pipeline.current();
     let (mut doc, m, info) = match describe_field(&pipeline, &case, &q.zeiger) {
         Ok(found) => found,
-        Err(e) => return bad_pointer(&caller, &e),
+        Err(e) => return Ok(bad_pointer(&caller, &e)),
     };
     let typed = form.wert.as_str();
     // Keep what was typed, but never echo more than the limit allows.
@@ -321,7 +317,7 @@ pub async fn field_page_post(
     if let Err(n) = check_current(&case, &form.version) {
         let errors = vec![FieldError::new("wert", &n.text)];
         let page = field_page(&caller, &case, &info, Some(&shown), errors, true);
-        return (StatusCode::CONFLICT, page).into_response();
+        return Ok((StatusCode::CONFLICT, page).into_response());
     }
     let op = match form.aktion {
         FieldAction::Entfernen => EditOp::Remove,
@@ -339,7 +335,7 @@ pub async fn field_page_post(
                 vec![FieldError::new("wert", &msg)],
                 false,
             );
-            return (StatusCode::UNPROCESSABLE_ENTITY, page).into_response();
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
         }
     };
     let at = Utc::now();
@@ -368,19 +364,19 @@ pub async fn field_page_post(
     match saved {
         Ok(()) => {
             let target = sections::element_id(&change.pointer);
-            Redirect::to(&format!(
+            Ok(Redirect::to(&format!(
                 "/faelle/{}?meldung={}#{target}",
                 case.antrag_id,
                 NoticeCode::Gespeichert.as_str()
             ))
-            .into_response()
+            .into_response())
         }
         Err(CaseWriteError::Conflict) => {
             let errors = vec![FieldError::new("wert", detail::CONFLICT)];
             let page = field_page(&caller, &case, &info, Some(&shown), errors, true);
-            (StatusCode::CONFLICT, page).into_response()
+            Ok((StatusCode::CONFLICT, page).into_response())
         }
-        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+        Err(CaseWriteError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -428,16 +424,24 @@ async fn save_draft(
 }
 
 /// A refusal shown on the case page (409).
-async fn refuse(state: &WorkbenchState, caller: &Caller, case: &CaseDetail, n: Notice) -> Response {
+async fn refuse(
+    state: &WorkbenchState,
+    caller: &Caller,
+    case: &CaseDetail,
+    n: Notice,
+) -> Result<Response, WebError> {
     detail::render(state, caller, case, Some(n), None, StatusCode::CONFLICT).await
 }
 
 /// After a conflict: the case as it is now, with the conflict message.
-async fn conflict(state: &WorkbenchState, caller: &Caller, case: &CaseDetail) -> Response {
-    match state.store.load_case(case.antrag_id).await {
-        Ok(Some(now)) => refuse(state, caller, &now, Notice::conflict()).await,
-        Ok(None) => layout::not_found(Some(caller)),
-        Err(e) => layout::store_error(e),
+async fn conflict(
+    state: &WorkbenchState,
+    caller: &Caller,
+    case: &CaseDetail,
+) -> Result<Response, WebError> {
+    match state.store.load_case(case.antrag_id).await? {
+        Some(now) => refuse(state, caller, &now, Notice::conflict()).await,
+        None => Err(WebError::not_found(caller)),
     }
 }
 
@@ -449,12 +453,12 @@ async fn load_current(
     caller: &Caller,
     id: &str,
     sent: Option<&str>,
-) -> Result<CaseDetail, Response> {
+) -> Result<CaseDetail, WebError> {
     let case = detail::load_in_scope(state, caller, id).await?;
     let own = case.version.to_string();
     match check_current(&case, sent.unwrap_or(&own)) {
         Ok(()) => Ok(case),
-        Err(n) => Err(refuse(state, caller, &case, n).await),
+        Err(n) => Err(refuse(state, caller, &case, n).await?.into()),
     }
 }
 
@@ -471,11 +475,8 @@ pub async fn check(
     caller: Caller,
     Path(id): Path<String>,
     Form(form): Form<VersionForm>,
-) -> Response {
-    let case = match load_current(&state, &caller, &id, Some(&form.version)).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = load_current(&state, &caller, &id, Some(&form.version)).await?;
     let pipeline = state.pipeline.current();
     let findings = recheck_findings(
         &pipeline,
@@ -498,9 +499,9 @@ pub async fn check(
     )
     .await
     {
-        Ok(()) => to_case(&case, NoticeCode::Geprueft),
+        Ok(()) => Ok(to_case(&case, NoticeCode::Geprueft)),
         Err(CaseWriteError::Conflict) => conflict(&state, &caller, &case).await,
-        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+        Err(CaseWriteError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -512,11 +513,8 @@ pub async fn release(
     caller: Caller,
     Path(id): Path<String>,
     Form(form): Form<VersionForm>,
-) -> Response {
-    let case = match load_current(&state, &caller, &id, Some(&form.version)).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = load_current(&state, &caller, &id, Some(&form.version)).await?;
     let pipeline = state.pipeline.current();
     let outcome = release::release(
         &state.store,
@@ -535,7 +533,7 @@ pub async fn release(
                 RecordFile::Pending => NoticeCode::FreigegebenAusstehend,
                 RecordFile::HandedOver => NoticeCode::FreigegebenUebergabe,
             };
-            to_case(&case, code)
+            Ok(to_case(&case, code))
         }
         Ok(ReleaseOutcome::Rejected(findings)) => {
             let n = findings.iter().filter(|f| f.is_error()).count();
@@ -566,7 +564,7 @@ pub async fn release(
             refuse(&state, &caller, &case, notice).await
         }
         Err(CaseWriteError::Conflict) => conflict(&state, &caller, &case).await,
-        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+        Err(CaseWriteError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -649,12 +647,9 @@ async fn reason_get(
     caller: Caller,
     id: String,
     kind: ReasonKind,
-) -> Response {
-    let case = match load_current(&state, &caller, &id, None).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    reason_page(&caller, &case, kind, &ReasonForm::default(), vec![], false).into_response()
+) -> Result<Response, WebError> {
+    let case = load_current(&state, &caller, &id, None).await?;
+    Ok(reason_page(&caller, &case, kind, &ReasonForm::default(), vec![], false).into_response())
 }
 
 /// GET /faelle/{id}/zurueckstellen.
@@ -662,7 +657,7 @@ pub async fn defer_get(
     State(state): State<WorkbenchState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Response {
+) -> Result<Response, WebError> {
     reason_get(state, caller, id, ReasonKind::Defer).await
 }
 
@@ -671,7 +666,7 @@ pub async fn close_get(
     State(state): State<WorkbenchState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Response {
+) -> Result<Response, WebError> {
     reason_get(state, caller, id, ReasonKind::Close).await
 }
 
@@ -681,7 +676,7 @@ pub async fn defer_post(
     caller: Caller,
     Path(id): Path<String>,
     Form(form): Form<ReasonForm>,
-) -> Response {
+) -> Result<Response, WebError> {
     reason_post(state, caller, id, form, ReasonKind::Defer).await
 }
 
@@ -691,7 +686,7 @@ pub async fn close_post(
     caller: Caller,
     Path(id): Path<String>,
     Form(form): Form<ReasonForm>,
-) -> Response {
+) -> Result<Response, WebError> {
     reason_post(state, caller, id, form, ReasonKind::Close).await
 }
 
@@ -701,15 +696,12 @@ async fn reason_post(
     id: String,
     form: ReasonForm,
     kind: ReasonKind,
-) -> Response {
-    let case = match detail::load_in_scope(&state, &caller, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = detail::load_in_scope(&state, &caller, &id).await?;
     if let Err(n) = check_current(&case, &form.version) {
         let errors = vec![FieldError::new("grund", &n.text)];
         let page = reason_page(&caller, &case, kind, &form, errors, true);
-        return (StatusCode::CONFLICT, page).into_response();
+        return Ok((StatusCode::CONFLICT, page).into_response());
     }
     let now = Utc::now();
     let reason = parse_reason(&form.grund);
@@ -721,7 +713,7 @@ async fn reason_post(
     }
     if !errors.is_empty() {
         let page = reason_page(&caller, &case, kind, &form, errors, false);
-        return (StatusCode::UNPROCESSABLE_ENTITY, page).into_response();
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
     let reason = reason.unwrap_or_default();
     let result = match follow_up {
@@ -759,13 +751,13 @@ async fn reason_post(
         ReasonKind::Close => NoticeCode::Abgeschlossen,
     };
     match result {
-        Ok(_) => to_case(&case, code),
+        Ok(_) => Ok(to_case(&case, code)),
         Err(CaseWriteError::Conflict) => {
             let errors = vec![FieldError::new("grund", detail::CONFLICT)];
             let page = reason_page(&caller, &case, kind, &form, errors, true);
-            (StatusCode::CONFLICT, page).into_response()
+            Ok((StatusCode::CONFLICT, page).into_response())
         }
-        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+        Err(CaseWriteError::Store(e)) => Err(e.into()),
     }
 }
 

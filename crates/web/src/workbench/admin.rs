@@ -1,5 +1,5 @@
-//! Administration pages (role `administration` only; anyone else gets the
-//! 404 page): `/verwaltung/protokoll` (who looked at or changed what, newest
+//! Administration pages (role `administration` only, checked by the route
+//! layer [`require_admin`]; anyone else gets the 404 page): `/verwaltung/protokoll` (who looked at or changed what, newest
 //! first, paged), `/verwaltung/nachpruefung` (re-check all cases open for
 //! work under the mappings in force: a dry run counts per rule, a run
 //! releases the passing ones as `system`) and `/verwaltung/dead-letters`
@@ -7,7 +7,8 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
+use axum::middleware::Next;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Form;
@@ -18,6 +19,7 @@ use allegro_store::audit::{Action, NewAudit};
 use allegro_store::release::{self, RecheckReport};
 
 use super::auth::Caller;
+use super::error::WebError;
 use super::detail::{action_de, german_time};
 use super::layout::{self, Layout};
 use super::state::WorkbenchState;
@@ -27,21 +29,24 @@ pub const AUDIT_PER_PAGE: usize = 50;
 /// Dead letters shown at most (the CLI lists all).
 pub const DEAD_LETTERS_SHOWN: usize = 500;
 
-/// Anyone but administration gets 404 on an administration page, as for
-/// a case out of scope, audited as `denied` with the page in the detail.
-pub(super) async fn refuse_non_admin(
-    state: &WorkbenchState,
-    caller: &Caller,
-    page: &str,
-) -> Option<Response> {
+/// Route layer of the administration pages: anyone but administration gets
+/// 404, as for a case out of scope, audited as `denied` with the page in the
+/// detail. Being a layer of the pages' router, no page can forget it.
+pub async fn require_admin(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    req: Request,
+    next: Next,
+) -> Response {
     if caller.is_admin() {
-        return None;
+        return next.run(req).await;
     }
+    let page = req.uri().path().trim_start_matches("/verwaltung/");
     let entry = NewAudit::new(&caller.user.name, Action::Denied, None).detail(page);
-    if let Err(e) = state.store.audit(&entry, Utc::now()).await {
-        return Some(layout::store_error(e));
+    match state.store.audit(&entry, Utc::now()).await {
+        Ok(()) => layout::not_found(Some(&caller)),
+        Err(e) => WebError::from(e).into_response(),
     }
-    Some(layout::not_found(Some(caller)))
 }
 
 /// `?vor=<id>`: entries older than this id.
@@ -73,22 +78,16 @@ pub async fn audit_page(
     State(state): State<WorkbenchState>,
     caller: Caller,
     Query(p): Query<AuditParams>,
-) -> Response {
-    if let Some(r) = refuse_non_admin(&state, &caller, "protokoll").await {
-        return r;
-    }
+) -> Result<Response, WebError> {
     let before = p.vor.trim().parse::<i64>().ok();
-    let rows = match state.store.audit_recent(before, AUDIT_PER_PAGE).await {
-        Ok(r) => r,
-        Err(e) => return layout::store_error(e),
-    };
+    let rows = state.store.audit_recent(before, AUDIT_PER_PAGE).await?;
     let older = (rows.len() == AUDIT_PER_PAGE)
         .then(|| {
             rows.last()
                 .map(|r| format!("/verwaltung/protokoll?vor={}", r.id))
         })
         .flatten();
-    AuditPage {
+    Ok(AuditPage {
         layout: caller.layout(),
         entries: rows
             .into_iter()
@@ -103,7 +102,7 @@ pub async fn audit_page(
         older,
         first_page: before.is_none(),
     }
-    .into_response()
+    .into_response())
 }
 
 /// One rule's line of the re-check result.
@@ -140,10 +139,7 @@ pub enum RecheckAction {
 }
 
 /// GET /verwaltung/nachpruefung.
-pub async fn recheck_get(State(state): State<WorkbenchState>, caller: Caller) -> Response {
-    if let Some(r) = refuse_non_admin(&state, &caller, "nachpruefung").await {
-        return r;
-    }
+pub async fn recheck_get(caller: Caller) -> Response {
     RecheckPage {
         layout: caller.layout(),
         report: None,
@@ -158,9 +154,6 @@ pub async fn recheck_post(
     caller: Caller,
     Form(form): Form<RecheckForm>,
 ) -> Response {
-    if let Some(r) = refuse_non_admin(&state, &caller, "nachpruefung").await {
-        return r;
-    }
     let delivery = (form.aktion == RecheckAction::Freigeben).then_some(&state.records);
     let pipeline = state.pipeline.current();
     let report = match release::recheck(&state.store, pipeline, delivery, Utc::now()).await {
@@ -217,16 +210,13 @@ pub struct DeadLettersPage {
 }
 
 /// GET /verwaltung/dead-letters.
-pub async fn dead_letters(State(state): State<WorkbenchState>, caller: Caller) -> Response {
-    if let Some(r) = refuse_non_admin(&state, &caller, "dead-letters").await {
-        return r;
-    }
-    let rows = match state.store.dead_letters().await {
-        Ok(r) => r,
-        Err(e) => return layout::store_error(e),
-    };
+pub async fn dead_letters(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+) -> Result<Response, WebError> {
+    let rows = state.store.dead_letters().await?;
     let total = rows.len();
-    DeadLettersPage {
+    Ok(DeadLettersPage {
         layout: caller.layout(),
         total,
         letters: rows
@@ -243,5 +233,5 @@ pub async fn dead_letters(State(state): State<WorkbenchState>, caller: Caller) -
             })
             .collect(),
     }
-    .into_response()
+    .into_response())
 }

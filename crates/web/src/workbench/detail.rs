@@ -25,6 +25,7 @@ use allegro_store::audit::{Action, AuditRow, LoggedAction, NewAudit};
 use allegro_store::cases::{CaseDetail, CaseState};
 
 use super::auth::Caller;
+use super::error::WebError;
 use super::layout::{self, Layout};
 use super::state::WorkbenchState;
 
@@ -241,16 +242,16 @@ pub async fn load_in_scope(
     state: &WorkbenchState,
     caller: &Caller,
     id: &str,
-) -> Result<CaseDetail, Response> {
+) -> Result<CaseDetail, WebError> {
     let Ok(antrag_id) = Uuid::parse_str(id) else {
-        return Err(layout::not_found(Some(caller)));
+        return Err(WebError::not_found(caller));
     };
     layout::case_in_scope(state, caller, antrag_id).await?;
-    match state.store.load_case(antrag_id).await {
-        Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(layout::not_found(Some(caller))),
-        Err(e) => Err(layout::store_error(e)),
-    }
+    state
+        .store
+        .load_case(antrag_id)
+        .await?
+        .ok_or_else(|| WebError::not_found(caller))
 }
 
 /// The case's application (as corrected so far) as JSON, and its mapping
@@ -282,11 +283,8 @@ pub async fn render(
     notice: Option<Notice>,
     findings: Option<Vec<Finding>>,
     status: StatusCode,
-) -> Response {
-    let audit = match state.store.audit_of(case.antrag_id).await {
-        Ok(a) => a,
-        Err(e) => return layout::store_error(e),
-    };
+) -> Result<Response, WebError> {
+    let audit = state.store.audit_of(case.antrag_id).await?;
     let pipeline = state.pipeline.current();
     let (doc, mapping) = document(&pipeline, case);
     let findings = findings.unwrap_or_else(|| case.findings.clone());
@@ -339,7 +337,7 @@ pub async fn render(
         corrections: case.corrections.len(),
         audit: audit.into_iter().map(audit_line).collect(),
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
 fn audit_line(a: AuditRow) -> AuditLine {
@@ -402,15 +400,10 @@ pub async fn page(
     caller: Caller,
     Path(id): Path<String>,
     Query(params): Query<DetailParams>,
-) -> Response {
-    let case = match load_in_scope(&state, &caller, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = load_in_scope(&state, &caller, &id).await?;
     let entry = NewAudit::new(&caller.user.name, Action::View, Some(case.antrag_id));
-    if let Err(e) = state.store.audit(&entry, Utc::now()).await {
-        return layout::store_error(e);
-    }
+    state.store.audit(&entry, Utc::now()).await?;
     let notice = params.meldung.map(|code| notice_for(code, &case));
     render(&state, &caller, &case, notice, None, StatusCode::OK).await
 }

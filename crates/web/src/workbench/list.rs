@@ -13,7 +13,8 @@ use serde::Deserialize;
 use allegro_store::cases::{CaseListItem, CaseQuery, CaseState, Search};
 
 use super::auth::Caller;
-use super::layout::{self, FieldError, Layout};
+use super::error::WebError;
+use super::layout::{FieldError, Layout};
 use super::state::WorkbenchState;
 
 /// Cases per page.
@@ -181,7 +182,7 @@ pub async fn page(
     State(state): State<WorkbenchState>,
     caller: Caller,
     Query(params): Query<ListParams>,
-) -> Response {
+) -> Result<Response, WebError> {
     let now = Utc::now();
     let (mut query, errors) = parse(&params, now);
     query.scope = caller.scope();
@@ -189,17 +190,14 @@ pub async fn page(
         state.store.list_cases(&query),
         state.store.case_dienststellen(&query.scope)
     );
-    let (found, dienststellen) = match (found, dienststellen) {
-        (Ok(f), Ok(d)) => (f, d),
-        (Err(e), _) | (_, Err(e)) => return layout::store_error(e),
-    };
+    let (found, dienststellen) = (found?, dienststellen?);
     let pages = u32::try_from((found.totals.count + i64::from(PER_PAGE) - 1) / i64::from(PER_PAGE))
         .unwrap_or(u32::MAX)
         .max(1);
     let page = query.page + 1;
     let mut layout = caller.layout();
     layout.has_errors = !errors.is_empty();
-    ListPage {
+    Ok(ListPage {
         layout,
         errors,
         rows: found.items.into_iter().map(|c| row(c, now)).collect(),
@@ -215,5 +213,5 @@ pub async fn page(
         prev_link: (page > 1).then(|| link(&params, page - 1)),
         next_link: (page < pages).then(|| link(&params, page + 1)),
     }
-    .into_response()
+    .into_response())
 }
