@@ -73,6 +73,17 @@ pub struct AuditPage {
     pub first_page: bool,
 }
 
+impl AuditPage {
+    /// The table's caption.
+    pub fn caption(&self) -> &'static str {
+        if self.first_page {
+            "Neueste Einträge"
+        } else {
+            "Ältere Einträge"
+        }
+    }
+}
+
 /// GET /verwaltung/protokoll.
 pub async fn audit_page(
     State(state): State<WorkbenchState>,

@@ -70,6 +70,11 @@ pub struct ListPage {
 }
 
 impl ListPage {
+    /// The table's caption.
+    pub fn caption(&self) -> String {
+        format!("Seite {} von {}, älteste zuerst", self.page, self.pages)
+    }
+
     fn error_for(&self, field: &str) -> Option<&FieldError> {
         self.errors.iter().find(|e| e.field == field)
     }

@@ -28,6 +28,16 @@ pub struct UsersPage {
     pub users: Vec<UserRow>,
 }
 
+impl UsersPage {
+    /// The table's caption: how many accounts.
+    pub fn caption(&self) -> String {
+        match self.users.len() {
+            1 => "1 Konto".into(),
+            n => format!("{n} Konten"),
+        }
+    }
+}
+
 fn role_name(r: allegro_store::users::Role) -> &'static str {
     match r {
         allegro_store::users::Role::Sachbearbeitung => "Sachbearbeitung",
