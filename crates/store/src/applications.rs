@@ -4,7 +4,7 @@
 //! duplicate, with another body a conflict.
 
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
+use sqlx::{FromRow, QueryBuilder};
 use uuid::Uuid;
 
 use allegro_core::pipeline::Outcome;
@@ -26,9 +26,9 @@ pub struct NewApplication {
     pub message_id: Option<String>,
     pub created_at: DateTime<Utc>,
     /// For a case: the applicant's name for the search
-    /// ([`cases::applicant_of`]); ignored for an accepted application.
+    /// ([`crate::cases::applicant_of`]); ignored for an accepted application.
     pub applicant: Option<String>,
-    /// For a case: `,rule,...,` of its errors ([`cases::error_rules_of`]).
+    /// For a case: `,rule,...,` of its errors ([`crate::cases::error_rules_of`]).
     pub error_rules: String,
 }
 

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgBindIterExt;
-use sqlx::{FromRow, Postgres, QueryBuilder, Sqlite, Transaction};
+use sqlx::{FromRow, QueryBuilder};
 use uuid::Uuid;
 
 use crate::{Store, StoreError, Tx};
