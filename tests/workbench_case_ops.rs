@@ -55,10 +55,7 @@ async fn check(db: Db) {
 
     let case = store.load_case(id).await.unwrap().expect("stored");
     assert_eq!((case.version, case.status.as_str()), (1, "open"));
-    assert_eq!(
-        case.findings.iter().filter(|f| f.is_error()).count(),
-        3
-    );
+    assert_eq!(case.findings.iter().filter(|f| f.is_error()).count(), 3);
 
     // Releasing with errors left changes nothing.
     let out = release::release(

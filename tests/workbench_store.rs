@@ -539,13 +539,24 @@ async fn corrupt_findings(db: Db) {
     assert!(store.load_case(id).await.unwrap().is_some());
 
     // The only case of this database.
-    run_sql(&env, r#"UPDATE cases SET findings = '[{"rule": "Erika Mustermann"'"#).await;
+    run_sql(
+        &env,
+        r#"UPDATE cases SET findings = '[{"rule": "Erika Mustermann"'"#,
+    )
+    .await;
     let err = store.load_case(id).await.unwrap_err();
     assert!(err.is_corrupt(), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("cases.findings") && msg.contains(&id.to_string()), "{msg}");
+    assert!(
+        msg.contains("cases.findings") && msg.contains(&id.to_string()),
+        "{msg}"
+    );
     assert!(!msg.contains("Erika"), "{msg}");
-    assert!(store.cases_open_for_work(None, 10).await.unwrap_err().is_corrupt());
+    assert!(store
+        .cases_open_for_work(None, 10)
+        .await
+        .unwrap_err()
+        .is_corrupt());
     assert_eq!(ids(&store, &query(Scope::All)).await, vec![id]);
     store.close().await;
     env.cleanup().await;

@@ -14,7 +14,7 @@ use sqlx::postgres::PgBindIterExt;
 use sqlx::{Postgres, QueryBuilder, Sqlite, Transaction};
 use uuid::Uuid;
 
-use crate::{NewApplication, NewRecord, Stored, StoreError, Tx};
+use crate::{NewApplication, NewRecord, StoreError, Stored, Tx};
 
 impl Tx {
     /// Inserts the applications with their record or case rows. Returns, in
@@ -198,10 +198,18 @@ async fn insert_applications_postgres(
     .bind(rows.iter().map(|a| a.antrag_id).bind_iter())
     .bind(rows.iter().map(|a| a.body.as_slice()).bind_iter())
     .bind(rows.iter().map(|a| a.body_sha256.as_str()).bind_iter())
-    .bind(rows.iter().map(|a| a.verdict.outcome().as_str()).bind_iter())
+    .bind(
+        rows.iter()
+            .map(|a| a.verdict.outcome().as_str())
+            .bind_iter(),
+    )
     .bind(rows.iter().map(|a| a.mapping.as_str()).bind_iter())
     .bind(rows.iter().map(|a| a.findings_json.as_str()).bind_iter())
-    .bind(rows.iter().map(|a| a.dienststellennummer.as_deref()).bind_iter())
+    .bind(
+        rows.iter()
+            .map(|a| a.dienststellennummer.as_deref())
+            .bind_iter(),
+    )
     .bind(rows.iter().map(|a| a.message_id.as_deref()).bind_iter())
     .bind(rows.iter().map(|a| a.created_at).bind_iter())
     .fetch_all(&mut **tx)
@@ -243,7 +251,12 @@ async fn insert_cases_postgres(
          AS u(id, dst, at, who, rules)",
     )
     .bind(cases.iter().map(|a| a.antrag_id).bind_iter())
-    .bind(cases.iter().map(|a| a.dienststellennummer.as_deref()).bind_iter())
+    .bind(
+        cases
+            .iter()
+            .map(|a| a.dienststellennummer.as_deref())
+            .bind_iter(),
+    )
     .bind(cases.iter().map(|a| a.created_at).bind_iter())
     .bind(cases.iter().map(|a| a.applicant.as_deref()).bind_iter())
     .bind(cases.iter().map(|a| a.error_rules.as_str()).bind_iter())

@@ -464,7 +464,12 @@ async fn load_current(
 
 /// Back to the case page, showing the message `code`.
 fn to_case(case: &CaseDetail, code: NoticeCode) -> Response {
-    Redirect::to(&format!("/faelle/{}?meldung={}", case.antrag_id, code.as_str())).into_response()
+    Redirect::to(&format!(
+        "/faelle/{}?meldung={}",
+        case.antrag_id,
+        code.as_str()
+    ))
+    .into_response()
 }
 
 /// POST /faelle/{id}/pruefen: the pipeline in force over the corrected
@@ -478,12 +483,7 @@ pub async fn check(
 ) -> Result<Response, WebError> {
     let case = load_current(&state, &caller, &id, Some(&form.version)).await?;
     let pipeline = state.pipeline.current();
-    let findings = recheck_findings(
-        &pipeline,
-        &case,
-        case.current_body(),
-        &case.corrections,
-    );
+    let findings = recheck_findings(&pipeline, &case, case.current_body(), &case.corrections);
     let errors = findings.iter().filter(|f| f.is_error()).count().to_string();
     let detail = format!("{errors} Fehler");
     let audit =
@@ -705,8 +705,9 @@ async fn reason_post(
     }
     let now = Utc::now();
     let reason = parse_reason(&form.grund);
-    let follow_up =
-        kind.is_defer().then(|| parse_follow_up(&form.wiedervorlage, now.date_naive()));
+    let follow_up = kind
+        .is_defer()
+        .then(|| parse_follow_up(&form.wiedervorlage, now.date_naive()));
     let mut errors: Vec<FieldError> = reason.as_ref().err().cloned().into_iter().collect();
     if let Some(Err(e)) = &follow_up {
         errors.push(e.clone());

@@ -8,8 +8,8 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, Request, State};
-use axum::middleware::Next;
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use chrono::Utc;
@@ -19,8 +19,8 @@ use allegro_store::audit::{Action, NewAudit};
 use allegro_store::release::{self, RecheckReport};
 
 use super::auth::Caller;
-use super::error::WebError;
 use super::detail::{action_de, german_time};
+use super::error::WebError;
 use super::layout::{self, Layout};
 use super::state::WorkbenchState;
 

@@ -299,7 +299,8 @@ pub async fn login(
         return Ok(again(errors, None, StatusCode::UNPROCESSABLE_ENTITY));
     }
 
-    Ok(match check_login(&state, &name, &form.passwort, &address).await? {
+    let checked = check_login(&state, &name, &form.passwort, &address).await?;
+    Ok(match checked {
         Ok(user) => {
             // A session this browser still held ends here: one login, one session.
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
