@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgBindIterExt;
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::{FromRow, Postgres, QueryBuilder, Sqlite, Transaction};
 use uuid::Uuid;
 
 use crate::{Store, StoreError, Tx};
@@ -82,50 +82,61 @@ impl Tx {
             return Ok(());
         }
         match self {
-            Tx::Sqlite(tx) => {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO records (antrag_id, file_name, xml, created_at) ",
-                );
-                qb.push_values(records.iter(), |mut b, r| {
-                    b.push_bind(r.antrag_id)
-                        .push_bind(record_file_name(r.antrag_id))
-                        .push_bind(r.xml)
-                        .push_bind(r.created_at);
-                });
-                qb.build().execute(&mut **tx).await?;
-                let mut qb =
-                    QueryBuilder::new("INSERT INTO outbox_pending (antrag_id, created_at) ");
-                qb.push_values(records.iter(), |mut b, r| {
-                    b.push_bind(r.antrag_id).push_bind(r.created_at);
-                });
-                qb.build().execute(&mut **tx).await?;
-            }
-            Tx::Postgres(tx) => {
-                sqlx::query(
-                    "INSERT INTO records (antrag_id, file_name, xml, created_at) \
-                     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[])",
-                )
-                .bind(records.iter().map(|r| r.antrag_id).bind_iter())
-                .bind(
-                    records
-                        .iter()
-                        .map(|r| record_file_name(r.antrag_id))
-                        .bind_iter(),
-                )
-                .bind(records.iter().map(|r| r.xml).bind_iter())
-                .bind(records.iter().map(|r| r.created_at).bind_iter())
-                .execute(&mut **tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO outbox_pending (antrag_id, created_at) \
-                     SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[])",
-                )
-                .bind(records.iter().map(|r| r.antrag_id).bind_iter())
-                .bind(records.iter().map(|r| r.created_at).bind_iter())
-                .execute(&mut **tx)
-                .await?;
-            }
+            Tx::Sqlite(tx) => insert_records_sqlite(tx, records).await,
+            Tx::Postgres(tx) => insert_records_postgres(tx, records).await,
         }
-        Ok(())
     }
+}
+
+/// SQLite: the records and their pending rows, each as one multi-row VALUES.
+async fn insert_records_sqlite(
+    tx: &mut Transaction<'static, Sqlite>,
+    records: &[NewRecord<'_>],
+) -> Result<(), StoreError> {
+    let mut qb = QueryBuilder::new("INSERT INTO records (antrag_id, file_name, xml, created_at) ");
+    qb.push_values(records.iter(), |mut b, r| {
+        b.push_bind(r.antrag_id)
+            .push_bind(record_file_name(r.antrag_id))
+            .push_bind(r.xml)
+            .push_bind(r.created_at);
+    });
+    qb.build().execute(&mut **tx).await?;
+    let mut qb = QueryBuilder::new("INSERT INTO outbox_pending (antrag_id, created_at) ");
+    qb.push_values(records.iter(), |mut b, r| {
+        b.push_bind(r.antrag_id).push_bind(r.created_at);
+    });
+    qb.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// PostgreSQL: the records and their pending rows, each as one statement
+/// over arrays.
+async fn insert_records_postgres(
+    tx: &mut Transaction<'static, Postgres>,
+    records: &[NewRecord<'_>],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO records (antrag_id, file_name, xml, created_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[])",
+    )
+    .bind(records.iter().map(|r| r.antrag_id).bind_iter())
+    .bind(
+        records
+            .iter()
+            .map(|r| record_file_name(r.antrag_id))
+            .bind_iter(),
+    )
+    .bind(records.iter().map(|r| r.xml).bind_iter())
+    .bind(records.iter().map(|r| r.created_at).bind_iter())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO outbox_pending (antrag_id, created_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[])",
+    )
+    .bind(records.iter().map(|r| r.antrag_id).bind_iter())
+    .bind(records.iter().map(|r| r.created_at).bind_iter())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
