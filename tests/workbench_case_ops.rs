@@ -12,7 +12,7 @@ use allegro_testkit as support;
 use allegro_core::casework::{self, EditOp};
 use allegro_core::pipeline::Pipeline;
 use allegro_store::audit::{Action, NewAudit};
-use allegro_store::cases::{CaseDraft, CaseEnd, CaseWriteError};
+use allegro_store::cases::{CaseDraft, CaseEnd, CaseState, CaseWriteError};
 use allegro_store::release::{self, RecordDelivery, RecordFile, ReleaseOutcome};
 use allegro_store::Store;
 use chrono::{NaiveDate, Utc};
@@ -55,10 +55,7 @@ async fn check(db: Db) {
 
     let case = store.load_case(id).await.unwrap().expect("stored");
     assert_eq!((case.version, case.status.as_str()), (1, "open"));
-    assert_eq!(
-        case.finding_list().iter().filter(|f| f.is_error()).count(),
-        3
-    );
+    assert_eq!(case.findings.iter().filter(|f| f.is_error()).count(), 3);
 
     // Releasing with errors left changes nothing.
     let out = release::release(
@@ -159,9 +156,13 @@ async fn check(db: Db) {
         4
     );
     let case = store.load_case(id).await.unwrap().unwrap();
-    assert_eq!(case.status, "deferred");
-    assert_eq!(case.follow_up, Some(day));
-    assert_eq!(case.defer_reason.as_deref(), Some("Rückfrage"));
+    assert_eq!(
+        case.status,
+        CaseState::Deferred {
+            until: Some(day),
+            reason: Some("Rückfrage".into())
+        }
+    );
     assert_eq!(store.cases_open_for_work(None, 10).await.unwrap().len(), 1);
 
     // The release transaction: record row and outbox row with the case's end.
@@ -212,7 +213,7 @@ async fn check(db: Db) {
         .await
         .unwrap()
         .into_iter()
-        .map(|a| a.action)
+        .map(|a| a.action.to_string())
         .collect();
     assert_eq!(actions, ["edit", "defer", "release"]);
     // Done: no further change.
@@ -274,9 +275,10 @@ async fn check(db: Db) {
         .await
         .unwrap();
     let c3 = store.load_case(id3).await.unwrap().unwrap();
-    assert_eq!(c3.status, "closed");
-    assert_eq!(c3.close_reason.as_deref(), Some("Papierantrag"));
-    assert!(c3.closed_at.is_some());
+    assert!(matches!(
+        &c3.status,
+        CaseState::Closed { reason: Some(r), at: Some(_) } if r == "Papierantrag"
+    ));
     assert!(!outbox.path().join(format!("{id3}.xml")).exists());
 
     // Re-check: one case that passes now, one that does not.

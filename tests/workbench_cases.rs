@@ -279,7 +279,7 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
         .await
         .unwrap()
         .into_iter()
-        .map(|a| a.action)
+        .map(|a| a.action.to_string())
         .collect();
     assert_eq!(actions.iter().filter(|a| *a == "edit").count(), 3);
     assert!(actions.contains(&"view".to_string()) && actions.contains(&"release".to_string()));

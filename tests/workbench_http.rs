@@ -62,7 +62,7 @@ async fn audit_actions(env: &TestEnv, actor: &str) -> Vec<(String, Option<Uuid>)
     let mut v: Vec<(String, Option<Uuid>)> = rows
         .into_iter()
         .filter(|r| r.actor == actor)
-        .map(|r| (r.action, r.antrag_id))
+        .map(|r| (r.action.to_string(), r.antrag_id))
         .collect();
     v.reverse();
     v
@@ -704,7 +704,7 @@ async fn the_user_command_checks_what_it_stores() {
         .unwrap()
         .into_iter()
         .rev()
-        .map(|a| a.action)
+        .map(|a| a.action.to_string())
         .collect();
     assert_eq!(actions, ["user_add", "user_roles", "user_disable"]);
     store.close().await;

@@ -534,3 +534,50 @@ async fn backfill_sqlite() {
 async fn backfill_postgres() {
     backfill(Db::Postgres, 5).await;
 }
+
+/// A case whose findings column does not decode is an error naming the
+/// table, the column and the antragId (never its content), not a case
+/// without findings; the list, which does not read findings, still shows it.
+async fn corrupt_findings(db: Db) {
+    let env = TestEnv::new(db, "wb-corrupt").await;
+    let store = env.store().await;
+    let row = case("81101", 1, "erika mustermann", ",plz,", Utc::now());
+    let id = row.antrag_id;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_applications(&[row]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.load_case(id).await.unwrap().is_some());
+
+    // The only case of this database.
+    run_sql(
+        &env,
+        r#"UPDATE cases SET findings = '[{"rule": "Erika Mustermann"'"#,
+    )
+    .await;
+    let err = store.load_case(id).await.unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cases.findings") && msg.contains(&id.to_string()),
+        "{msg}"
+    );
+    assert!(!msg.contains("Erika"), "{msg}");
+    assert!(store
+        .cases_open_for_work(None, 10)
+        .await
+        .unwrap_err()
+        .is_corrupt());
+    assert_eq!(ids(&store, &query(Scope::All)).await, vec![id]);
+    store.close().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_findings_sqlite() {
+    corrupt_findings(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_findings_postgres() {
+    corrupt_findings(Db::Postgres).await;
+}

@@ -31,6 +31,32 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order above.
+    pub const ALL: [Action; 16] = [
+        Action::View,
+        Action::Denied,
+        Action::Edit,
+        Action::Check,
+        Action::Release,
+        Action::Defer,
+        Action::Close,
+        Action::Login,
+        Action::LoginFailed,
+        Action::Logout,
+        Action::UserAdd,
+        Action::UserDisable,
+        Action::UserEnable,
+        Action::UserPasswd,
+        Action::UserRoles,
+        Action::RecheckRelease,
+    ];
+
+    /// The action whose stored name is `s`.
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The stored name (`audit.action`).
     pub fn as_str(self) -> &'static str {
         match self {
             Action::View => "view",
@@ -87,18 +113,95 @@ impl<'a> NewAudit<'a> {
     }
 }
 
+/// An action as read back from the log.
+///
+/// The log is kept for years and may hold entries of a newer version of the
+/// bridge (after a downgrade). Such an entry reads as [`LoggedAction::Unknown`]
+/// (shown as "sonstige Aktion") instead of failing: an error here would make
+/// every page that shows a case's trail fail with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoggedAction {
+    Known(Action),
+    /// A name this version does not know.
+    Unknown,
+}
+
+impl LoggedAction {
+    fn parse(s: &str) -> LoggedAction {
+        Action::parse(s).map_or(LoggedAction::Unknown, LoggedAction::Known)
+    }
+
+    /// The stored name, or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoggedAction::Known(a) => a.as_str(),
+            LoggedAction::Unknown => "unknown",
+        }
+    }
+}
+
+/// Compares with the stored name, e.g. `row.action == Action::View`.
+impl PartialEq<Action> for LoggedAction {
+    fn eq(&self, a: &Action) -> bool {
+        *self == LoggedAction::Known(*a)
+    }
+}
+
+/// Compares with the stored name, e.g. `row.action == "view"` in a test.
+impl PartialEq<&str> for LoggedAction {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
+impl std::fmt::Display for LoggedAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One stored entry.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct AuditRow {
     pub id: i64,
     pub at: DateTime<Utc>,
     pub actor: String,
     pub antrag_id: Option<Uuid>,
-    pub action: String,
+    pub action: LoggedAction,
     pub pointer: Option<String>,
     pub old_value: Option<String>,
     pub new_value: Option<String>,
     pub detail: Option<String>,
+}
+
+/// An entry as stored.
+#[derive(FromRow)]
+struct Row {
+    id: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    antrag_id: Option<Uuid>,
+    action: String,
+    pointer: Option<String>,
+    old_value: Option<String>,
+    new_value: Option<String>,
+    detail: Option<String>,
+}
+
+impl From<Row> for AuditRow {
+    fn from(r: Row) -> AuditRow {
+        AuditRow {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            antrag_id: r.antrag_id,
+            action: LoggedAction::parse(&r.action),
+            pointer: r.pointer,
+            old_value: r.old_value,
+            new_value: r.new_value,
+            detail: r.detail,
+        }
+    }
 }
 
 /// The insert of `$e` (a [`NewAudit`]) at `$at`, bound and ready to
@@ -141,12 +244,13 @@ impl Store {
 
     /// The entries of one case, oldest first.
     pub async fn audit_of(&self, antrag_id: Uuid) -> Result<Vec<AuditRow>, StoreError> {
-        dispatch!(self, Store, p => {
+        let rows: Vec<Row> = dispatch!(self, Store, p => {
             sqlx::query_as(concat!(select!(), " WHERE antrag_id = $1 ORDER BY at, id"))
             .bind(antrag_id)
             .fetch_all(p)
-            .await
-        })
+            .await?
+        });
+        Ok(rows.into_iter().map(AuditRow::from).collect())
     }
 
     /// The newest entries, newest first (`before` an id, for paging).
@@ -155,7 +259,7 @@ impl Store {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        dispatch!(self, Store, p => {
+        let rows: Vec<Row> = dispatch!(self, Store, p => {
             sqlx::query_as(concat!(
                 select!(),
                 " WHERE id < $1 ORDER BY id DESC LIMIT $2"
@@ -163,8 +267,9 @@ impl Store {
             .bind(before.unwrap_or(i64::MAX))
             .bind(limit as i64)
             .fetch_all(p)
-            .await
-        })
+            .await?
+        });
+        Ok(rows.into_iter().map(AuditRow::from).collect())
     }
 }
 

@@ -52,6 +52,103 @@ impl CaseStatus {
     }
 }
 
+/// Where a case stands, with the data that belongs to that status only.
+/// Read from `cases.status` and its columns ([`StatusColumns`]); an unknown
+/// status is a corrupt row ([`StoreError::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseState {
+    /// Waiting for a caseworker.
+    Open,
+    /// Put back. The workbench always stores both; they are `None` only for
+    /// a row changed outside it.
+    Deferred {
+        until: Option<NaiveDate>,
+        reason: Option<String>,
+    },
+    /// Released: its record was written.
+    Released,
+    /// Closed without an import. Retention removes the reason (it may be
+    /// personal) once the case is old enough.
+    Closed {
+        reason: Option<String>,
+        at: Option<DateTime<Utc>>,
+    },
+}
+
+impl CaseState {
+    /// The status without its data.
+    pub fn status(&self) -> CaseStatus {
+        match self {
+            CaseState::Open => CaseStatus::Open,
+            CaseState::Deferred { .. } => CaseStatus::Deferred,
+            CaseState::Released => CaseStatus::Released,
+            CaseState::Closed { .. } => CaseStatus::Closed,
+        }
+    }
+
+    /// The stored code (`open`, `deferred`, `released`, `closed`).
+    pub fn as_str(&self) -> &'static str {
+        self.status().as_str()
+    }
+
+    /// `open` or `deferred`: listed, may be changed.
+    pub fn is_open_for_work(&self) -> bool {
+        self.status().is_open_for_work()
+    }
+}
+
+/// Compares with the stored code, e.g. `case.status == "open"` in a test.
+impl PartialEq<&str> for CaseState {
+    fn eq(&self, code: &&str) -> bool {
+        self.as_str() == *code
+    }
+}
+
+/// The status columns of a `cases` row as stored, before they are checked.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct StatusColumns {
+    status: String,
+    defer_reason: Option<String>,
+    follow_up: Option<NaiveDate>,
+    close_reason: Option<String>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+impl StatusColumns {
+    /// The state of case `antrag_id`, or a corrupt-row error.
+    fn into_state(self, antrag_id: Uuid) -> Result<CaseState, StoreError> {
+        let status = CaseStatus::parse(&self.status).ok_or_else(|| StoreError::Corrupt {
+            table: "cases",
+            column: "status",
+            key: format!("antragId {antrag_id}"),
+            detail: "not one of open, deferred, released, closed".into(),
+        })?;
+        Ok(match status {
+            CaseStatus::Open => CaseState::Open,
+            CaseStatus::Deferred => CaseState::Deferred {
+                until: self.follow_up,
+                reason: self.defer_reason,
+            },
+            CaseStatus::Released => CaseState::Released,
+            CaseStatus::Closed => CaseState::Closed {
+                reason: self.close_reason,
+                at: self.closed_at,
+            },
+        })
+    }
+}
+
+/// Decodes the JSON column `table.column` of case `antrag_id`; a value that
+/// does not decode is a corrupt row, never an empty list.
+fn decode_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    column: &'static str,
+    antrag_id: Uuid,
+    json: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::corrupt_json(table, column, antrag_id, &e))
+}
+
 /// The form of a name the search matches: lower-cased (Unicode, in Rust,
 /// so both databases compare the same way), kept in `cases.applicant_key`
 /// beside the name as written.
@@ -135,17 +232,41 @@ pub struct CaseQuery {
 }
 
 /// One row of the list.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct CaseListItem {
     pub antrag_id: Uuid,
     pub dienststellennummer: Option<String>,
-    pub status: String,
+    pub status: CaseState,
     pub created_at: DateTime<Utc>,
     pub applicant: Option<String>,
     /// `,r1,r2,` (see [`error_rules_of`]).
     pub error_rules: String,
-    pub follow_up: Option<NaiveDate>,
-    pub defer_reason: Option<String>,
+}
+
+/// A list row as stored.
+#[derive(FromRow)]
+struct ListRow {
+    antrag_id: Uuid,
+    dienststellennummer: Option<String>,
+    #[sqlx(flatten)]
+    status: StatusColumns,
+    created_at: DateTime<Utc>,
+    applicant: Option<String>,
+    error_rules: String,
+}
+
+impl TryFrom<ListRow> for CaseListItem {
+    type Error = StoreError;
+    fn try_from(r: ListRow) -> Result<CaseListItem, StoreError> {
+        Ok(CaseListItem {
+            status: r.status.into_state(r.antrag_id)?,
+            antrag_id: r.antrag_id,
+            dienststellennummer: r.dienststellennummer,
+            created_at: r.created_at,
+            applicant: r.applicant,
+            error_rules: r.error_rules,
+        })
+    }
 }
 
 impl CaseListItem {
@@ -241,7 +362,8 @@ fn needs_fence(q: &CaseQuery) -> bool {
 }
 
 const LIST_COLUMNS: &str = "SELECT c.antrag_id, c.dienststellennummer, c.status, c.created_at, \
-     c.applicant, c.error_rules, c.follow_up, c.defer_reason FROM cases c";
+     c.applicant, c.error_rules, c.follow_up, c.defer_reason, c.close_reason, c.closed_at \
+     FROM cases c";
 
 impl Store {
     /// One page of the cases open for work that `q` selects, oldest first,
@@ -289,7 +411,11 @@ impl Store {
                 " ORDER BY c.created_at, c.antrag_id LIMIT "
             });
             qb.push_bind(take).push(" OFFSET ").push_bind(skip);
-            let mut items: Vec<CaseListItem> = qb.build_query_as().fetch_all(p).await?;
+            let rows: Vec<ListRow> = qb.build_query_as().fetch_all(p).await?;
+            let mut items = rows
+                .into_iter()
+                .map(CaseListItem::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
             if from_end {
                 items.reverse();
             }
@@ -319,7 +445,7 @@ impl Store {
                  SELECT v FROM d WHERE v IS NOT NULL ORDER BY v",
             )
             .fetch_all(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 
@@ -327,13 +453,23 @@ impl Store {
     pub async fn case_scope(
         &self,
         antrag_id: Uuid,
-    ) -> Result<Option<(Option<String>, String)>, StoreError> {
-        dispatch!(self, Store, p => {
+    ) -> Result<Option<(Option<String>, CaseStatus)>, StoreError> {
+        let row: Option<(Option<String>, String)> = dispatch!(self, Store, p => {
             sqlx::query_as("SELECT dienststellennummer, status FROM cases WHERE antrag_id = $1")
                 .bind(antrag_id)
                 .fetch_optional(p)
-                .await
+                .await?
+        });
+        row.map(|(dst, status)| match CaseStatus::parse(&status) {
+            Some(s) => Ok((dst, s)),
+            None => Err(StoreError::Corrupt {
+                table: "cases",
+                column: "status",
+                key: format!("antragId {antrag_id}"),
+                detail: "not one of open, deferred, released, closed".into(),
+            }),
         })
+        .transpose()
     }
 }
 
@@ -345,12 +481,13 @@ use crate::audit::NewAudit;
 use crate::Tx;
 use allegro_core::record::Correction;
 
-/// One case with everything the detail page and its actions need.
-#[derive(Debug, Clone, FromRow)]
+/// One case with everything the detail page and its actions need, its JSON
+/// columns decoded.
+#[derive(Debug, Clone)]
 pub struct CaseDetail {
     pub antrag_id: Uuid,
     pub dienststellennummer: Option<String>,
-    pub status: String,
+    pub status: CaseState,
     /// Optimistic lock: the version the page was rendered from.
     pub version: i32,
     pub created_at: DateTime<Utc>,
@@ -359,16 +496,12 @@ pub struct CaseDetail {
     pub body: Vec<u8>,
     /// The application with the corrections applied (`None`: unchanged).
     pub corrected_body: Option<Vec<u8>>,
-    /// JSON array of [`allegro_core::record::Correction`].
-    pub corrections: String,
-    /// JSON array of the findings of the last check.
-    pub findings: String,
+    /// The corrections made so far.
+    pub corrections: Vec<Correction>,
+    /// The findings of the last check.
+    pub findings: Vec<Finding>,
     pub message_id: Option<String>,
     pub mapping: Option<String>,
-    pub defer_reason: Option<String>,
-    pub follow_up: Option<NaiveDate>,
-    pub close_reason: Option<String>,
-    pub closed_at: Option<DateTime<Utc>>,
 }
 
 impl CaseDetail {
@@ -376,49 +509,67 @@ impl CaseDetail {
     pub fn current_body(&self) -> &[u8] {
         self.corrected_body.as_deref().unwrap_or(&self.body)
     }
+}
 
-    /// The corrections made so far (an unreadable column reads as none).
-    pub fn correction_list(&self) -> Vec<Correction> {
-        serde_json::from_str(&self.corrections).unwrap_or_default()
-    }
+/// A case as stored ([`detail_select!`]), before it is checked.
+#[derive(FromRow)]
+struct DetailRow {
+    antrag_id: Uuid,
+    dienststellennummer: Option<String>,
+    #[sqlx(flatten)]
+    status: StatusColumns,
+    version: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    body: Vec<u8>,
+    corrected_body: Option<Vec<u8>>,
+    corrections: String,
+    findings: String,
+    message_id: Option<String>,
+    mapping: Option<String>,
+}
 
-    /// The findings of the last check.
-    pub fn finding_list(&self) -> Vec<Finding> {
-        serde_json::from_str(&self.findings).unwrap_or_default()
-    }
-
-    /// The status, if it is one of the four known.
-    pub fn case_status(&self) -> Option<CaseStatus> {
-        CaseStatus::parse(&self.status)
+impl TryFrom<DetailRow> for CaseDetail {
+    type Error = StoreError;
+    fn try_from(r: DetailRow) -> Result<CaseDetail, StoreError> {
+        let id = r.antrag_id;
+        Ok(CaseDetail {
+            status: r.status.into_state(id)?,
+            corrections: decode_json("cases", "corrections", id, &r.corrections)?,
+            // The case's own findings, else the application's.
+            findings: decode_json("cases", "findings", id, &r.findings)?,
+            antrag_id: id,
+            dienststellennummer: r.dienststellennummer,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            body: r.body,
+            corrected_body: r.corrected_body,
+            message_id: r.message_id,
+            mapping: r.mapping,
+        })
     }
 }
 
-/// A change of a case was refused: someone else changed it first (or it is
-/// no longer open for work). Nothing was written.
-#[derive(Debug)]
+/// Why a change of a case was not made. A conflict is an expected answer
+/// (someone else changed the case first, or it is no longer open for work),
+/// not a failure of the store, so it is not a [`StoreError`]. Nothing was
+/// written in either case.
+#[derive(Debug, thiserror::Error)]
 pub enum CaseWriteError {
     /// The stored version is not the one the caller started from.
+    #[error("the case was changed meanwhile")]
     Conflict,
-    /// The database failed.
-    Store(StoreError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
 }
 
-impl From<StoreError> for CaseWriteError {
-    fn from(e: StoreError) -> Self {
-        CaseWriteError::Store(e)
+impl From<sqlx::Error> for CaseWriteError {
+    fn from(e: sqlx::Error) -> Self {
+        CaseWriteError::Store(e.into())
     }
 }
-
-impl std::fmt::Display for CaseWriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CaseWriteError::Conflict => f.write_str("the case was changed meanwhile"),
-            CaseWriteError::Store(e) => write!(f, "store: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for CaseWriteError {}
 
 /// The new draft of a case after an edit or a check.
 #[derive(Debug, Clone)]
@@ -469,14 +620,16 @@ macro_rules! is_current {
 }
 
 impl Store {
-    /// One case with its application, or `None`.
+    /// One case with its application, or `None`. A row whose status or
+    /// JSON columns do not decode is [`StoreError::Corrupt`].
     pub async fn load_case(&self, antrag_id: Uuid) -> Result<Option<CaseDetail>, StoreError> {
-        dispatch!(self, Store, p => {
+        let row: Option<DetailRow> = dispatch!(self, Store, p => {
             sqlx::query_as(concat!(detail_select!(), " WHERE c.antrag_id = $1"))
                 .bind(antrag_id)
                 .fetch_optional(p)
-                .await
-        })
+                .await?
+        });
+        row.map(CaseDetail::try_from).transpose()
     }
 
     /// Cases open for work (`open` or `deferred`) after `after` in antragId
@@ -486,7 +639,7 @@ impl Store {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<CaseDetail>, StoreError> {
-        dispatch!(self, Store, p => {
+        let rows: Vec<DetailRow> = dispatch!(self, Store, p => {
             sqlx::query_as(concat!(
                 detail_select!(),
                 " WHERE c.status IN ('open', 'deferred') AND c.antrag_id > $1 \
@@ -495,8 +648,9 @@ impl Store {
             .bind(after.unwrap_or(Uuid::nil()))
             .bind(limit as i64)
             .fetch_all(p)
-            .await
-        })
+            .await?
+        });
+        rows.into_iter().map(CaseDetail::try_from).collect()
     }
 
     /// Stores a new draft (corrected application, corrections, findings) if

@@ -80,7 +80,7 @@ pub fn check(pipeline: &Pipeline, case: &CaseDetail) -> Processed {
     pipeline.process_with(
         case.current_body(),
         case.message_id.as_deref(),
-        &case.correction_list(),
+        &case.corrections,
     )
 }
 
@@ -120,7 +120,7 @@ async fn release_checked(
     };
     let findings_json =
         serde_json::to_string(&application.findings).unwrap_or_else(|_| "[]".into());
-    let detail = format!("{} Korrekturen", case.correction_list().len());
+    let detail = format!("{} Korrekturen", case.corrections.len());
     let mut audit = NewAudit::new(actor, action, Some(case.antrag_id));
     audit.detail = Some(&detail);
     store
@@ -223,7 +223,7 @@ pub async fn recheck(
         .await?;
         for (case, processed) in checked {
             report.cases += 1;
-            count_rules(&mut report, &case.finding_list(), processed.findings());
+            count_rules(&mut report, &case.findings, processed.findings());
             match &processed {
                 Processed::Accepted { .. } => report.passing += 1,
                 Processed::Rejected(_) => {

@@ -121,7 +121,7 @@ pub(crate) const USER_COLUMNS: &str = "u.id, u.name, u.password_hash, u.roles, u
 
 /// Whether an error is a unique-constraint violation (the name is taken).
 pub fn is_unique_violation(e: &StoreError) -> bool {
-    matches!(e, StoreError::Database(d) if d.is_unique_violation())
+    e.is_unique_violation()
 }
 
 impl Store {
@@ -139,7 +139,7 @@ impl Store {
             .bind(u.dienststellen.join(","))
             .bind(now)
             .fetch_one(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 
@@ -258,7 +258,7 @@ impl Store {
                 .bind(now - FAILURE_MEMORY)
                 .bind(user_id)
                 .fetch_one(p)
-                .await
+                .await.map_err(StoreError::from)
         })
     }
 
@@ -307,7 +307,7 @@ impl Store {
                 .bind(now - FAILURE_MEMORY)
                 .bind(name_sha256)
                 .fetch_one(p)
-                .await
+                .await.map_err(StoreError::from)
         })
     }
 
@@ -357,7 +357,7 @@ impl Store {
             .bind(now)
             .bind(stale)
             .fetch_one(p)
-            .await
+            .await.map_err(StoreError::from)
         })
     }
 

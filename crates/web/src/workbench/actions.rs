@@ -32,7 +32,8 @@ use allegro_store::cases::{error_rules_of, CaseDetail, CaseDraft, CaseEnd, CaseW
 use allegro_store::release::{self, RecordFile, ReleaseOutcome};
 
 use super::auth::Caller;
-use super::detail::{self, Notice};
+use super::detail::{self, Notice, NoticeCode};
+use super::error::WebError;
 use super::layout::{self, FieldError, Layout};
 use super::state::WorkbenchState;
 
@@ -53,9 +54,48 @@ pub struct FieldForm {
     version: String,
     #[serde(default)]
     wert: String,
-    /// `speichern` or `entfernen`.
     #[serde(default)]
-    aktion: String,
+    aktion: FieldAction,
+}
+
+/// The field form's button (`aktion`); another value is refused (422).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldAction {
+    /// Set the value typed (also when no button was named).
+    #[default]
+    Speichern,
+    /// Remove the value.
+    Entfernen,
+}
+
+/// Which reason page: defer or close. Shown as its path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonKind {
+    /// `zurueckstellen`: reason and follow-up date.
+    Defer,
+    /// `abschliessen`: reason only; no record is written.
+    Close,
+}
+
+impl ReasonKind {
+    pub fn is_defer(self) -> bool {
+        self == ReasonKind::Defer
+    }
+
+    /// The path segment of its page and form.
+    pub fn path(self) -> &'static str {
+        match self {
+            ReasonKind::Defer => "zurueckstellen",
+            ReasonKind::Close => "abschliessen",
+        }
+    }
+}
+
+impl std::fmt::Display for ReasonKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.path())
+    }
 }
 
 /// A form with only the version (Prüfen, Freigeben).
@@ -118,8 +158,7 @@ pub struct ReasonPage {
     pub layout: Layout,
     pub antrag_id: String,
     pub version: String,
-    /// `zurueckstellen` or `abschliessen`.
-    pub kind: &'static str,
+    pub kind: ReasonKind,
     pub heading: &'static str,
     pub intro: &'static str,
     pub grund: String,
@@ -145,7 +184,7 @@ fn sent_version(v: &str) -> Option<i32> {
 
 /// Refuses changes to done cases and stale versions before any work.
 fn check_current(case: &CaseDetail, sent: &str) -> Result<(), Notice> {
-    if !case.case_status().is_some_and(|s| s.is_open_for_work()) {
+    if !case.status.is_open_for_work() {
         return Err(Notice::danger("Nicht möglich", detail::DONE.into()));
     }
     match sent_version(sent) {
@@ -205,9 +244,10 @@ fn field_page(
         can_set: info.can_set,
         can_remove: info.can_remove,
         findings: case
-            .finding_list()
-            .into_iter()
+            .findings
+            .iter()
             .filter(|f| f.pointer == info.pointer)
+            .cloned()
             .collect(),
         errors,
         conflict,
@@ -243,19 +283,17 @@ pub async fn field_page_get(
     caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<FieldParams>,
-) -> Response {
-    let case = match detail::load_in_scope(&state, &caller, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = detail::load_in_scope(&state, &caller, &id).await?;
     if let Err(n) = check_current(&case, &case.version.to_string()) {
-        return layout::message_page(StatusCode::CONFLICT, Some(&caller), &n.title, &n.text);
+        let page = layout::message_page(StatusCode::CONFLICT, Some(&caller), &n.title, &n.text);
+        return Ok(page);
     }
     let pipeline = state.pipeline.current();
-    match describe_field(&pipeline, &case, &q.zeiger) {
+    Ok(match describe_field(&pipeline, &case, &q.zeiger) {
         Ok((_, _, info)) => field_page(&caller, &case, &info, None, vec![], false).into_response(),
         Err(e) => bad_pointer(&caller, &e),
-    }
+    })
 }
 
 /// POST /faelle/{id}/feld?zeiger=...: set or remove one value.
@@ -265,15 +303,12 @@ pub async fn field_page_post(
     Path(id): Path<String>,
     Query(q): Query<FieldParams>,
     Form(form): Form<FieldForm>,
-) -> Response {
-    let case = match detail::load_in_scope(&state, &caller, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = detail::load_in_scope(&state, &caller, &id).await?;
     let pipeline = state.pipeline.current();
     let (mut doc, m, info) = match describe_field(&pipeline, &case, &q.zeiger) {
         Ok(found) => found,
-        Err(e) => return bad_pointer(&caller, &e),
+        Err(e) => return Ok(bad_pointer(&caller, &e)),
     };
     let typed = form.wert.as_str();
     // Keep what was typed, but never echo more than the limit allows.
@@ -281,12 +316,11 @@ pub async fn field_page_post(
     if let Err(n) = check_current(&case, &form.version) {
         let errors = vec![FieldError::new("wert", &n.text)];
         let page = field_page(&caller, &case, &info, Some(&shown), errors, true);
-        return (StatusCode::CONFLICT, page).into_response();
+        return Ok((StatusCode::CONFLICT, page).into_response());
     }
-    let op = if form.aktion == "entfernen" {
-        EditOp::Remove
-    } else {
-        EditOp::Set(typed.to_string())
+    let op = match form.aktion {
+        FieldAction::Entfernen => EditOp::Remove,
+        FieldAction::Speichern => EditOp::Set(typed.to_string()),
     };
     let change = match edit::apply(&m, &mut doc, &q.zeiger, &op) {
         Ok(c) => c,
@@ -300,11 +334,11 @@ pub async fn field_page_post(
                 vec![FieldError::new("wert", &msg)],
                 false,
             );
-            return (StatusCode::UNPROCESSABLE_ENTITY, page).into_response();
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
         }
     };
     let at = Utc::now();
-    let mut corrections = case.correction_list();
+    let mut corrections = case.corrections.clone();
     edit::record_correction(&mut corrections, &change, &caller.user.name, &now_rfc3339());
     let body = serde_json::to_vec(&doc).unwrap_or_default();
     let findings = recheck_findings(&pipeline, &case, &body, &corrections);
@@ -330,18 +364,19 @@ pub async fn field_page_post(
     match saved {
         Ok(()) => {
             let target = sections::element_id(&change.pointer);
-            Redirect::to(&format!(
-                "/faelle/{}?meldung=gespeichert#{target}",
-                case.antrag_id
+            Ok(Redirect::to(&format!(
+                "/faelle/{}?meldung={}#{target}",
+                case.antrag_id,
+                NoticeCode::Gespeichert.as_str()
             ))
-            .into_response()
+            .into_response())
         }
         Err(CaseWriteError::Conflict) => {
             let errors = vec![FieldError::new("wert", detail::CONFLICT)];
             let page = field_page(&caller, &case, &info, Some(&shown), errors, true);
-            (StatusCode::CONFLICT, page).into_response()
+            Ok((StatusCode::CONFLICT, page).into_response())
         }
-        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+        Err(CaseWriteError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -354,7 +389,7 @@ fn recheck_findings(
     corrections: &[allegro_core::record::Correction],
 ) -> Vec<Finding> {
     match pipeline.process_with(body, case.message_id.as_deref(), corrections) {
-        Processed::Invalid(_) => case.finding_list(),
+        Processed::Invalid(_) => case.findings.clone(),
         p => p.findings().to_vec(),
     }
 }
@@ -388,16 +423,24 @@ async fn save_draft(
 }
 
 /// A refusal shown on the case page (409).
-async fn refuse(state: &WorkbenchState, caller: &Caller, case: &CaseDetail, n: Notice) -> Response {
+async fn refuse(
+    state: &WorkbenchState,
+    caller: &Caller,
+    case: &CaseDetail,
+    n: Notice,
+) -> Result<Response, WebError> {
     detail::render(state, caller, case, Some(n), None, StatusCode::CONFLICT).await
 }
 
 /// After a conflict: the case as it is now, with the conflict message.
-async fn conflict(state: &WorkbenchState, caller: &Caller, case: &CaseDetail) -> Response {
-    match state.store.load_case(case.antrag_id).await {
-        Ok(Some(now)) => refuse(state, caller, &now, Notice::conflict()).await,
-        Ok(None) => layout::not_found(Some(caller)),
-        Err(e) => layout::store_error(e),
+async fn conflict(
+    state: &WorkbenchState,
+    caller: &Caller,
+    case: &CaseDetail,
+) -> Result<Response, WebError> {
+    match state.store.load_case(case.antrag_id).await? {
+        Some(now) => refuse(state, caller, &now, Notice::conflict()).await,
+        None => Err(WebError::not_found(caller)),
     }
 }
 
@@ -409,18 +452,23 @@ async fn load_current(
     caller: &Caller,
     id: &str,
     sent: Option<&str>,
-) -> Result<CaseDetail, Response> {
+) -> Result<CaseDetail, WebError> {
     let case = detail::load_in_scope(state, caller, id).await?;
     let own = case.version.to_string();
     match check_current(&case, sent.unwrap_or(&own)) {
         Ok(()) => Ok(case),
-        Err(n) => Err(refuse(state, caller, &case, n).await),
+        Err(n) => Err(refuse(state, caller, &case, n).await?.into()),
     }
 }
 
 /// Back to the case page, showing the message `code`.
-fn to_case(case: &CaseDetail, code: &str) -> Response {
-    Redirect::to(&format!("/faelle/{}?meldung={code}", case.antrag_id)).into_response()
+fn to_case(case: &CaseDetail, code: NoticeCode) -> Response {
+    Redirect::to(&format!(
+        "/faelle/{}?meldung={}",
+        case.antrag_id,
+        code.as_str()
+    ))
+    .into_response()
 }
 
 /// POST /faelle/{id}/pruefen: the pipeline in force over the corrected
@@ -431,37 +479,28 @@ pub async fn check(
     caller: Caller,
     Path(id): Path<String>,
     Form(form): Form<VersionForm>,
-) -> Response {
-    let case = match load_current(&state, &caller, &id, Some(&form.version)).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = load_current(&state, &caller, &id, Some(&form.version)).await?;
     let pipeline = state.pipeline.current();
-    let findings = recheck_findings(
-        &pipeline,
-        &case,
-        case.current_body(),
-        &case.correction_list(),
-    );
+    let findings = recheck_findings(&pipeline, &case, case.current_body(), &case.corrections);
     let errors = findings.iter().filter(|f| f.is_error()).count().to_string();
     let detail = format!("{errors} Fehler");
     let audit =
         NewAudit::new(&caller.user.name, Action::Check, Some(case.antrag_id)).detail(&detail);
-    let corrections = case.correction_list();
     match save_draft(
         &state,
         &case,
         None,
-        &corrections,
+        &case.corrections,
         &findings,
         &[audit],
         Utc::now(),
     )
     .await
     {
-        Ok(()) => to_case(&case, "geprueft"),
+        Ok(()) => Ok(to_case(&case, NoticeCode::Geprueft)),
         Err(CaseWriteError::Conflict) => conflict(&state, &caller, &case).await,
-        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+        Err(CaseWriteError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -473,11 +512,8 @@ pub async fn release(
     caller: Caller,
     Path(id): Path<String>,
     Form(form): Form<VersionForm>,
-) -> Response {
-    let case = match load_current(&state, &caller, &id, Some(&form.version)).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = load_current(&state, &caller, &id, Some(&form.version)).await?;
     let pipeline = state.pipeline.current();
     let outcome = release::release(
         &state.store,
@@ -492,11 +528,11 @@ pub async fn release(
     match outcome {
         Ok(ReleaseOutcome::Released { file }) => {
             let code = match file {
-                RecordFile::Written => "freigegeben",
-                RecordFile::Pending => "freigegeben-ausstehend",
-                RecordFile::HandedOver => "freigegeben-uebergabe",
+                RecordFile::Written => NoticeCode::Freigegeben,
+                RecordFile::Pending => NoticeCode::FreigegebenAusstehend,
+                RecordFile::HandedOver => NoticeCode::FreigegebenUebergabe,
             };
-            to_case(&case, code)
+            Ok(to_case(&case, code))
         }
         Ok(ReleaseOutcome::Rejected(findings)) => {
             let n = findings.iter().filter(|f| f.is_error()).count();
@@ -527,19 +563,19 @@ pub async fn release(
             refuse(&state, &caller, &case, notice).await
         }
         Err(CaseWriteError::Conflict) => conflict(&state, &caller, &case).await,
-        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+        Err(CaseWriteError::Store(e)) => Err(e.into()),
     }
 }
 
 fn reason_page(
     caller: &Caller,
     case: &CaseDetail,
-    kind: &'static str,
+    kind: ReasonKind,
     form: &ReasonForm,
     errors: Vec<FieldError>,
     conflict: bool,
 ) -> ReasonPage {
-    let (heading, intro) = if kind == "zurueckstellen" {
+    let (heading, intro) = if kind.is_defer() {
         (
             "Fall zurückstellen",
             "Zum Beispiel für eine Rückfrage an die antragstellende Person. Der Fall bleibt in der Liste, mit Grund und Wiedervorlage.",
@@ -609,13 +645,10 @@ async fn reason_get(
     state: WorkbenchState,
     caller: Caller,
     id: String,
-    kind: &'static str,
-) -> Response {
-    let case = match load_current(&state, &caller, &id, None).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    reason_page(&caller, &case, kind, &ReasonForm::default(), vec![], false).into_response()
+    kind: ReasonKind,
+) -> Result<Response, WebError> {
+    let case = load_current(&state, &caller, &id, None).await?;
+    Ok(reason_page(&caller, &case, kind, &ReasonForm::default(), vec![], false).into_response())
 }
 
 /// GET /faelle/{id}/zurueckstellen.
@@ -623,8 +656,8 @@ pub async fn defer_get(
     State(state): State<WorkbenchState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Response {
-    reason_get(state, caller, id, "zurueckstellen").await
+) -> Result<Response, WebError> {
+    reason_get(state, caller, id, ReasonKind::Defer).await
 }
 
 /// GET /faelle/{id}/abschliessen.
@@ -632,8 +665,8 @@ pub async fn close_get(
     State(state): State<WorkbenchState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Response {
-    reason_get(state, caller, id, "abschliessen").await
+) -> Result<Response, WebError> {
+    reason_get(state, caller, id, ReasonKind::Close).await
 }
 
 /// POST /faelle/{id}/zurueckstellen: reason + follow-up date.
@@ -642,8 +675,8 @@ pub async fn defer_post(
     caller: Caller,
     Path(id): Path<String>,
     Form(form): Form<ReasonForm>,
-) -> Response {
-    reason_post(state, caller, id, form, "zurueckstellen").await
+) -> Result<Response, WebError> {
+    reason_post(state, caller, id, form, ReasonKind::Defer).await
 }
 
 /// POST /faelle/{id}/abschliessen: reason; no record is written.
@@ -652,8 +685,8 @@ pub async fn close_post(
     caller: Caller,
     Path(id): Path<String>,
     Form(form): Form<ReasonForm>,
-) -> Response {
-    reason_post(state, caller, id, form, "abschliessen").await
+) -> Result<Response, WebError> {
+    reason_post(state, caller, id, form, ReasonKind::Close).await
 }
 
 async fn reason_post(
@@ -661,28 +694,26 @@ async fn reason_post(
     caller: Caller,
     id: String,
     form: ReasonForm,
-    kind: &'static str,
-) -> Response {
-    let case = match detail::load_in_scope(&state, &caller, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    kind: ReasonKind,
+) -> Result<Response, WebError> {
+    let case = detail::load_in_scope(&state, &caller, &id).await?;
     if let Err(n) = check_current(&case, &form.version) {
         let errors = vec![FieldError::new("grund", &n.text)];
         let page = reason_page(&caller, &case, kind, &form, errors, true);
-        return (StatusCode::CONFLICT, page).into_response();
+        return Ok((StatusCode::CONFLICT, page).into_response());
     }
     let now = Utc::now();
     let reason = parse_reason(&form.grund);
-    let follow_up =
-        (kind == "zurueckstellen").then(|| parse_follow_up(&form.wiedervorlage, now.date_naive()));
+    let follow_up = kind
+        .is_defer()
+        .then(|| parse_follow_up(&form.wiedervorlage, now.date_naive()));
     let mut errors: Vec<FieldError> = reason.as_ref().err().cloned().into_iter().collect();
     if let Some(Err(e)) = &follow_up {
         errors.push(e.clone());
     }
     if !errors.is_empty() {
         let page = reason_page(&caller, &case, kind, &form, errors, false);
-        return (StatusCode::UNPROCESSABLE_ENTITY, page).into_response();
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
     let reason = reason.unwrap_or_default();
     let result = match follow_up {
@@ -715,19 +746,18 @@ async fn reason_post(
                 .await
         }
     };
-    let code = if kind == "zurueckstellen" {
-        "zurueckgestellt"
-    } else {
-        "abgeschlossen"
+    let code = match kind {
+        ReasonKind::Defer => NoticeCode::Zurueckgestellt,
+        ReasonKind::Close => NoticeCode::Abgeschlossen,
     };
     match result {
-        Ok(_) => to_case(&case, code),
+        Ok(_) => Ok(to_case(&case, code)),
         Err(CaseWriteError::Conflict) => {
             let errors = vec![FieldError::new("grund", detail::CONFLICT)];
             let page = reason_page(&caller, &case, kind, &form, errors, true);
-            (StatusCode::CONFLICT, page).into_response()
+            Ok((StatusCode::CONFLICT, page).into_response())
         }
-        Err(CaseWriteError::Store(e)) => layout::store_error(e),
+        Err(CaseWriteError::Store(e)) => Err(e.into()),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Administration pages (role `administration` only; anyone else gets the
-//! 404 page): `/verwaltung/protokoll` (who looked at or changed what, newest
+//! Administration pages (role `administration` only, checked by the route
+//! layer [`require_admin`]; anyone else gets the 404 page): `/verwaltung/protokoll` (who looked at or changed what, newest
 //! first, paged), `/verwaltung/nachpruefung` (re-check all cases open for
 //! work under the mappings in force: a dry run counts per rule, a run
 //! releases the passing ones as `system`) and `/verwaltung/dead-letters`
@@ -7,8 +7,9 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use chrono::Utc;
@@ -19,6 +20,7 @@ use allegro_store::release::{self, RecheckReport};
 
 use super::auth::Caller;
 use super::detail::{action_de, german_time};
+use super::error::WebError;
 use super::layout::{self, Layout};
 use super::state::WorkbenchState;
 
@@ -27,21 +29,24 @@ pub const AUDIT_PER_PAGE: usize = 50;
 /// Dead letters shown at most (the CLI lists all).
 pub const DEAD_LETTERS_SHOWN: usize = 500;
 
-/// Anyone but administration gets 404 on an administration page, as for
-/// a case out of scope, audited as `denied` with the page in the detail.
-pub(super) async fn refuse_non_admin(
-    state: &WorkbenchState,
-    caller: &Caller,
-    page: &str,
-) -> Option<Response> {
+/// Route layer of the administration pages: anyone but administration gets
+/// 404, as for a case out of scope, audited as `denied` with the page in the
+/// detail. Being a layer of the pages' router, no page can forget it.
+pub async fn require_admin(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+    req: Request,
+    next: Next,
+) -> Response {
     if caller.is_admin() {
-        return None;
+        return next.run(req).await;
     }
+    let page = req.uri().path().trim_start_matches("/verwaltung/");
     let entry = NewAudit::new(&caller.user.name, Action::Denied, None).detail(page);
-    if let Err(e) = state.store.audit(&entry, Utc::now()).await {
-        return Some(layout::store_error(e));
+    match state.store.audit(&entry, Utc::now()).await {
+        Ok(()) => layout::not_found(Some(&caller)),
+        Err(e) => WebError::from(e).into_response(),
     }
-    Some(layout::not_found(Some(caller)))
 }
 
 /// `?vor=<id>`: entries older than this id.
@@ -68,34 +73,39 @@ pub struct AuditPage {
     pub first_page: bool,
 }
 
+impl AuditPage {
+    /// The table's caption.
+    pub fn caption(&self) -> &'static str {
+        if self.first_page {
+            "Neueste Einträge"
+        } else {
+            "Ältere Einträge"
+        }
+    }
+}
+
 /// GET /verwaltung/protokoll.
 pub async fn audit_page(
     State(state): State<WorkbenchState>,
     caller: Caller,
     Query(p): Query<AuditParams>,
-) -> Response {
-    if let Some(r) = refuse_non_admin(&state, &caller, "protokoll").await {
-        return r;
-    }
+) -> Result<Response, WebError> {
     let before = p.vor.trim().parse::<i64>().ok();
-    let rows = match state.store.audit_recent(before, AUDIT_PER_PAGE).await {
-        Ok(r) => r,
-        Err(e) => return layout::store_error(e),
-    };
+    let rows = state.store.audit_recent(before, AUDIT_PER_PAGE).await?;
     let older = (rows.len() == AUDIT_PER_PAGE)
         .then(|| {
             rows.last()
                 .map(|r| format!("/verwaltung/protokoll?vor={}", r.id))
         })
         .flatten();
-    AuditPage {
+    Ok(AuditPage {
         layout: caller.layout(),
         entries: rows
             .into_iter()
             .map(|r| AuditEntry {
                 at: german_time(r.at),
                 actor: r.actor,
-                action: action_de(&r.action),
+                action: action_de(r.action),
                 antrag_id: r.antrag_id.map(|u| u.to_string()).unwrap_or_default(),
                 pointer: r.pointer.unwrap_or_default(),
             })
@@ -103,7 +113,7 @@ pub async fn audit_page(
         older,
         first_page: before.is_none(),
     }
-    .into_response()
+    .into_response())
 }
 
 /// One rule's line of the re-check result.
@@ -121,18 +131,26 @@ pub struct RecheckPage {
     pub rules: Vec<RuleLine>,
 }
 
-/// The re-check form: `aktion=probelauf` or `aktion=freigeben`.
+/// The re-check form.
 #[derive(Debug, Default, Deserialize)]
 pub struct RecheckForm {
     #[serde(default)]
-    aktion: String,
+    aktion: RecheckAction,
+}
+
+/// The re-check form's button (`aktion`); another value is refused (422).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecheckAction {
+    /// Count only, change nothing (also when no button was named).
+    #[default]
+    Probelauf,
+    /// Release the cases that pass now.
+    Freigeben,
 }
 
 /// GET /verwaltung/nachpruefung.
-pub async fn recheck_get(State(state): State<WorkbenchState>, caller: Caller) -> Response {
-    if let Some(r) = refuse_non_admin(&state, &caller, "nachpruefung").await {
-        return r;
-    }
+pub async fn recheck_get(caller: Caller) -> Response {
     RecheckPage {
         layout: caller.layout(),
         report: None,
@@ -147,10 +165,7 @@ pub async fn recheck_post(
     caller: Caller,
     Form(form): Form<RecheckForm>,
 ) -> Response {
-    if let Some(r) = refuse_non_admin(&state, &caller, "nachpruefung").await {
-        return r;
-    }
-    let delivery = (form.aktion == "freigeben").then_some(&state.records);
+    let delivery = (form.aktion == RecheckAction::Freigeben).then_some(&state.records);
     let pipeline = state.pipeline.current();
     let report = match release::recheck(&state.store, pipeline, delivery, Utc::now()).await {
         Ok(r) => r,
@@ -206,16 +221,13 @@ pub struct DeadLettersPage {
 }
 
 /// GET /verwaltung/dead-letters.
-pub async fn dead_letters(State(state): State<WorkbenchState>, caller: Caller) -> Response {
-    if let Some(r) = refuse_non_admin(&state, &caller, "dead-letters").await {
-        return r;
-    }
-    let rows = match state.store.dead_letters().await {
-        Ok(r) => r,
-        Err(e) => return layout::store_error(e),
-    };
+pub async fn dead_letters(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+) -> Result<Response, WebError> {
+    let rows = state.store.dead_letters().await?;
     let total = rows.len();
-    DeadLettersPage {
+    Ok(DeadLettersPage {
         layout: caller.layout(),
         total,
         letters: rows
@@ -232,5 +244,5 @@ pub async fn dead_letters(State(state): State<WorkbenchState>, caller: Caller) -
             })
             .collect(),
     }
-    .into_response()
+    .into_response())
 }

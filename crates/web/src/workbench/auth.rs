@@ -36,7 +36,8 @@ use sha2::{Digest, Sha256};
 use allegro_store::audit::{Action, NewAudit};
 use allegro_store::users::{Role, User};
 
-use super::layout::{self, FieldError, Layout};
+use super::error::WebError;
+use super::layout::{FieldError, Layout};
 use super::state::WorkbenchState;
 
 /// The session cookie.
@@ -182,7 +183,7 @@ pub async fn require_login(
     let hash = token_hash(token);
     let session = match state.store.session(&hash).await {
         Ok(s) => s,
-        Err(e) => return layout::store_error(e),
+        Err(e) => return WebError::from(e).into_response(),
     };
     let now = Utc::now();
     let Some(s) = session else {
@@ -195,7 +196,7 @@ pub async fn require_login(
     // One write per half minute at most.
     if now - s.last_seen_at > Duration::seconds(30) {
         if let Err(e) = state.store.touch_session(&hash, now).await {
-            return layout::store_error(e);
+            return WebError::from(e).into_response();
         }
     }
     req.extensions_mut().insert(Caller {
@@ -265,7 +266,7 @@ pub async fn login(
     connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
-) -> Response {
+) -> Result<Response, WebError> {
     let csrf = cookie(&headers, LOGIN_COOKIE)
         .unwrap_or_default()
         .to_string();
@@ -295,30 +296,28 @@ pub async fn login(
         ));
     }
     if !errors.is_empty() {
-        return again(errors, None, StatusCode::UNPROCESSABLE_ENTITY);
+        return Ok(again(errors, None, StatusCode::UNPROCESSABLE_ENTITY));
     }
 
-    match check_login(&state, &name, &form.passwort, &address).await {
-        Ok(Ok(user)) => {
+    let checked = check_login(&state, &name, &form.passwort, &address).await?;
+    Ok(match checked {
+        Ok(user) => {
             // A session this browser still held ends here: one login, one session.
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
-                if let Err(e) = state.store.delete_session(&token_hash(old)).await {
-                    return layout::store_error(e);
-                }
+                state.store.delete_session(&token_hash(old)).await?;
             }
-            start_session(&state, &user).await
+            start_session(&state, &user).await?
         }
         // A wrong name or password is an error of the form: in the error
         // summary, linked to the password field and beside it (which of the
         // two is wrong is not told). A lock is a state, not an input error.
-        Ok(Err(Refusal::Wrong)) => again(
+        Err(Refusal::Wrong) => again(
             vec![FieldError::new("passwort", &Refusal::Wrong.message())],
             None,
             Refusal::Wrong.status(),
         ),
-        Ok(Err(refusal)) => again(vec![], Some(refusal.message()), refusal.status()),
-        Err(e) => layout::store_error(e),
-    }
+        Err(refusal) => again(vec![], Some(refusal.message()), refusal.status()),
+    })
 }
 
 /// Why a login was refused.
@@ -468,7 +467,7 @@ async fn count_failure(
 }
 
 /// A new session for `user`: cookie set, audited, on to the case list.
-async fn start_session(state: &WorkbenchState, user: &User) -> Response {
+async fn start_session(state: &WorkbenchState, user: &User) -> Result<Response, WebError> {
     let token = random_token();
     let hash = token_hash(&token);
     let now = Utc::now();
@@ -477,21 +476,16 @@ async fn start_session(state: &WorkbenchState, user: &User) -> Response {
         Duration::minutes(i64::from(state.config.session_idle_minutes)),
         Duration::hours(i64::from(state.config.session_absolute_hours)),
     );
-    let stored = async {
-        // Sessions nobody ended (a closed browser) go at the next login.
-        store
-            .delete_expired_sessions(now - idle, now - absolute)
-            .await?;
-        store
-            .create_session(&hash, user.id, &random_token(), now)
-            .await?;
-        store
-            .audit(&NewAudit::new(&user.name, Action::Login, None), now)
-            .await
-    };
-    if let Err(e) = stored.await {
-        return layout::store_error(e);
-    }
+    // Sessions nobody ended (a closed browser) go at the next login.
+    store
+        .delete_expired_sessions(now - idle, now - absolute)
+        .await?;
+    store
+        .create_session(&hash, user.id, &random_token(), now)
+        .await?;
+    store
+        .audit(&NewAudit::new(&user.name, Action::Login, None), now)
+        .await?;
     tracing::info!("workbench login");
     let mut resp = Redirect::to("/faelle").into_response();
     let h = resp.headers_mut();
@@ -503,26 +497,24 @@ async fn start_session(state: &WorkbenchState, user: &User) -> Response {
         header::SET_COOKIE,
         set_cookie(&state.config, LOGIN_COOKIE, "", Some(0)),
     );
-    resp
+    Ok(resp)
 }
 
 /// POST /abmelden: the session ends, then the login page.
-pub async fn logout(State(state): State<WorkbenchState>, caller: Caller) -> Response {
+pub async fn logout(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+) -> Result<Response, WebError> {
     let now = Utc::now();
-    let done = async {
-        state.store.delete_session(&caller.token_hash).await?;
-        state
-            .store
-            .audit(&NewAudit::new(&caller.user.name, Action::Logout, None), now)
-            .await
-    };
-    if let Err(e) = done.await {
-        return layout::store_error(e);
-    }
+    state.store.delete_session(&caller.token_hash).await?;
+    state
+        .store
+        .audit(&NewAudit::new(&caller.user.name, Action::Logout, None), now)
+        .await?;
     let mut resp = Redirect::to("/anmelden").into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&state.config, SESSION_COOKIE, "", Some(0)),
     );
-    resp
+    Ok(resp)
 }

@@ -21,10 +21,11 @@ use allegro_core::casework::sections::{self, CaseView, FindingView, Owed, Sectio
 use allegro_core::finding::Finding;
 use allegro_core::mapping::Mapping;
 use allegro_core::pipeline::Pipeline;
-use allegro_store::audit::{Action, AuditRow, NewAudit};
-use allegro_store::cases::{CaseDetail, CaseStatus};
+use allegro_store::audit::{Action, AuditRow, LoggedAction, NewAudit};
+use allegro_store::cases::{CaseDetail, CaseState};
 
 use super::auth::Caller;
+use super::error::WebError;
 use super::layout::{self, Layout};
 use super::state::WorkbenchState;
 
@@ -71,10 +72,56 @@ impl Notice {
 
 /// `?meldung=` after a redirect: which action just succeeded (a fixed
 /// code, never data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoticeCode {
+    Gespeichert,
+    Geprueft,
+    Freigegeben,
+    FreigegebenAusstehend,
+    FreigegebenUebergabe,
+    Zurueckgestellt,
+    Abgeschlossen,
+}
+
+impl NoticeCode {
+    pub const ALL: [NoticeCode; 7] = [
+        NoticeCode::Gespeichert,
+        NoticeCode::Geprueft,
+        NoticeCode::Freigegeben,
+        NoticeCode::FreigegebenAusstehend,
+        NoticeCode::FreigegebenUebergabe,
+        NoticeCode::Zurueckgestellt,
+        NoticeCode::Abgeschlossen,
+    ];
+
+    /// The code in the URL (what serde reads back).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeCode::Gespeichert => "gespeichert",
+            NoticeCode::Geprueft => "geprueft",
+            NoticeCode::Freigegeben => "freigegeben",
+            NoticeCode::FreigegebenAusstehend => "freigegeben-ausstehend",
+            NoticeCode::FreigegebenUebergabe => "freigegeben-uebergabe",
+            NoticeCode::Zurueckgestellt => "zurueckgestellt",
+            NoticeCode::Abgeschlossen => "abgeschlossen",
+        }
+    }
+}
+
+/// The query of the case page.
 #[derive(Debug, Default, Deserialize)]
 pub struct DetailParams {
-    #[serde(default)]
-    meldung: String,
+    /// An unknown code is ignored (no notice), not refused.
+    #[serde(default, deserialize_with = "known_notice")]
+    meldung: Option<NoticeCode>,
+}
+
+/// A known notice code, else `None`.
+fn known_notice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NoticeCode>, D::Error> {
+    let code = String::deserialize(d)?;
+    let de = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&code);
+    Ok(NoticeCode::deserialize(de).ok())
 }
 
 /// One audit entry as shown on the case page.
@@ -127,32 +174,60 @@ pub fn edit_link(antrag_id: &str, pointer: &str) -> String {
 }
 
 /// German status of a case.
-pub fn status_de(status: &str) -> &'static str {
-    match CaseStatus::parse(status) {
-        Some(CaseStatus::Open) => "Offen",
-        Some(CaseStatus::Deferred) => "Zurückgestellt",
-        Some(CaseStatus::Released) => "Freigegeben",
-        Some(CaseStatus::Closed) => "Abgeschlossen ohne Import",
-        None => "Unbekannt",
+pub fn status_de(status: &CaseState) -> &'static str {
+    match status {
+        CaseState::Open => "Offen",
+        CaseState::Deferred { .. } => "Zurückgestellt",
+        CaseState::Released => "Freigegeben",
+        CaseState::Closed { .. } => "Abgeschlossen ohne Import",
+    }
+}
+
+/// "Wiedervorlage am 15.01.2027: reason" of a deferred case (empty when
+/// it is not deferred, or a part is missing).
+fn defer_note(status: &CaseState) -> String {
+    match status {
+        CaseState::Deferred {
+            until: Some(d),
+            reason: Some(r),
+        } => format!("Wiedervorlage am {}: {r}", d.format("%d.%m.%Y")),
+        _ => String::new(),
+    }
+}
+
+/// The reason a closed case was closed (empty otherwise, or once retention
+/// removed it).
+fn close_note(status: &CaseState) -> String {
+    match status {
+        CaseState::Closed {
+            reason: Some(r), ..
+        } => r.clone(),
+        _ => String::new(),
     }
 }
 
 /// German name of an audit action.
-pub fn action_de(action: &str) -> &'static str {
-    match action {
-        "view" => "angesehen",
-        "denied" => "Zugriff verweigert",
-        "edit" => "Angabe geändert",
-        "check" => "geprüft",
-        "release" => "freigegeben",
-        "defer" => "zurückgestellt",
-        "close" => "abgeschlossen ohne Import",
-        "recheck_release" => "freigegeben nach Nachprüfung",
-        "login" => "angemeldet",
-        "login_failed" => "Anmeldung fehlgeschlagen",
-        "logout" => "abgemeldet",
-        a if a.starts_with("user_") => "Benutzerverwaltung",
-        _ => "sonstige Aktion",
+pub fn action_de(action: LoggedAction) -> &'static str {
+    let LoggedAction::Known(a) = action else {
+        return "sonstige Aktion";
+    };
+    match a {
+        Action::View => "angesehen",
+        Action::Denied => "Zugriff verweigert",
+        Action::Edit => "Angabe geändert",
+        Action::Check => "geprüft",
+        Action::Release => "freigegeben",
+        Action::Defer => "zurückgestellt",
+        Action::Close => "abgeschlossen ohne Import",
+        Action::RecheckRelease => "freigegeben nach Nachprüfung",
+        Action::Login => "angemeldet",
+        Action::LoginFailed => "Anmeldung fehlgeschlagen",
+        Action::Logout => "abgemeldet",
+        Action::UserAdd
+        | Action::UserDisable
+        | Action::UserEnable
+        | Action::UserPasswd
+        | Action::UserRoles => "Benutzerverwaltung",
     }
 }
 
@@ -167,16 +242,16 @@ pub async fn load_in_scope(
     state: &WorkbenchState,
     caller: &Caller,
     id: &str,
-) -> Result<CaseDetail, Response> {
+) -> Result<CaseDetail, WebError> {
     let Ok(antrag_id) = Uuid::parse_str(id) else {
-        return Err(layout::not_found(Some(caller)));
+        return Err(WebError::not_found(caller));
     };
     layout::case_in_scope(state, caller, antrag_id).await?;
-    match state.store.load_case(antrag_id).await {
-        Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(layout::not_found(Some(caller))),
-        Err(e) => Err(layout::store_error(e)),
-    }
+    state
+        .store
+        .load_case(antrag_id)
+        .await?
+        .ok_or_else(|| WebError::not_found(caller))
 }
 
 /// The case's application (as corrected so far) as JSON, and its mapping
@@ -208,14 +283,11 @@ pub async fn render(
     notice: Option<Notice>,
     findings: Option<Vec<Finding>>,
     status: StatusCode,
-) -> Response {
-    let audit = match state.store.audit_of(case.antrag_id).await {
-        Ok(a) => a,
-        Err(e) => return layout::store_error(e),
-    };
+) -> Result<Response, WebError> {
+    let audit = state.store.audit_of(case.antrag_id).await?;
     let pipeline = state.pipeline.current();
     let (doc, mapping) = document(&pipeline, case);
-    let findings = findings.unwrap_or_else(|| case.finding_list());
+    let findings = findings.unwrap_or_else(|| case.findings.clone());
     let view = match &mapping {
         Some(m) => sections::view(m, &doc, &findings),
         None => CaseView {
@@ -244,23 +316,17 @@ pub async fn render(
             general.push(fv);
         }
     }
-    let open = case.case_status().is_some_and(CaseStatus::is_open_for_work);
     let page = DetailPage {
         layout: caller.layout(),
         antrag_id: case.antrag_id.to_string(),
         version: case.version,
         status: status_de(&case.status).into(),
-        open_for_work: open,
+        open_for_work: case.status.is_open_for_work(),
         dienststelle: case.dienststellennummer.clone().unwrap_or_default(),
         received: german_time(case.created_at),
         mapping: case.mapping.clone().unwrap_or_default(),
-        defer_note: match (&case.defer_reason, case.follow_up) {
-            (Some(r), Some(d)) if case.status == "deferred" => {
-                format!("Wiedervorlage am {}: {r}", d.format("%d.%m.%Y"))
-            }
-            _ => String::new(),
-        },
-        close_note: case.close_reason.clone().unwrap_or_default(),
+        defer_note: defer_note(&case.status),
+        close_note: close_note(&case.status),
         notice,
         unmapped: mapping.is_none(),
         sections: view.sections,
@@ -268,17 +334,17 @@ pub async fn render(
         notes: view.notes,
         general,
         owed: view.owed,
-        corrections: case.correction_list().len(),
+        corrections: case.corrections.len(),
         audit: audit.into_iter().map(audit_line).collect(),
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
 fn audit_line(a: AuditRow) -> AuditLine {
     AuditLine {
         at: german_time(a.at),
         actor: a.actor,
-        action: action_de(&a.action),
+        action: action_de(a.action),
         pointer: a.pointer.unwrap_or_default(),
         old_value: a.old_value.unwrap_or_default(),
         new_value: a.new_value.unwrap_or_default(),
@@ -286,46 +352,45 @@ fn audit_line(a: AuditRow) -> AuditLine {
     }
 }
 
-/// The notice for `?meldung=` (unknown codes show nothing).
-fn notice_for(code: &str, case: &CaseDetail) -> Option<Notice> {
-    let errors = case.finding_list().iter().filter(|f| f.is_error()).count();
+/// The notice for `?meldung=`.
+fn notice_for(code: NoticeCode, case: &CaseDetail) -> Notice {
+    let errors = case.findings.iter().filter(|f| f.is_error()).count();
     match code {
-        "gespeichert" => Some(Notice::success(
+        NoticeCode::Gespeichert => Notice::success(
             "Änderung gespeichert",
             "Die Angabe wurde geändert und der Antrag erneut geprüft.".into(),
-        )),
-        "geprueft" if errors == 0 => Some(Notice::success(
+        ),
+        NoticeCode::Geprueft if errors == 0 => Notice::success(
             "Prüfung abgeschlossen",
             "Es ist kein Fehler mehr offen. Der Fall kann freigegeben werden.".into(),
-        )),
-        "geprueft" => Some(Notice::danger(
+        ),
+        NoticeCode::Geprueft => Notice::danger(
             "Prüfung abgeschlossen",
             format!(
                 "Es {} noch {errors} Fehler offen. Die Angaben sind unten markiert.",
                 if errors == 1 { "ist" } else { "sind" },
             ),
-        )),
-        "freigegeben" => Some(Notice::success(
+        ),
+        NoticeCode::Freigegeben => Notice::success(
             "Fall freigegeben",
             "Der Importdatensatz wurde geschrieben.".into(),
-        )),
-        "freigegeben-ausstehend" => Some(Notice::success(
+        ),
+        NoticeCode::FreigegebenAusstehend => Notice::success(
             "Fall freigegeben",
             "Der Importdatensatz ist gespeichert; die Datei wird nachgeliefert, sobald der Ausgangsordner beschreibbar ist.".into(),
-        )),
-        "freigegeben-uebergabe" => Some(Notice::success(
+        ),
+        NoticeCode::FreigegebenUebergabe => Notice::success(
             "Fall freigegeben",
             "Der Importdatensatz ist gespeichert. Der Hintergrunddienst gibt ihn in Kürze an die angeschlossenen Systeme weiter und schreibt die Datei.".into(),
-        )),
-        "zurueckgestellt" => Some(Notice::success(
+        ),
+        NoticeCode::Zurueckgestellt => Notice::success(
             "Fall zurückgestellt",
             "Der Fall ist mit Grund und Wiedervorlage zurückgestellt.".into(),
-        )),
-        "abgeschlossen" => Some(Notice::success(
+        ),
+        NoticeCode::Abgeschlossen => Notice::success(
             "Fall abgeschlossen",
             "Der Fall ist ohne Import abgeschlossen.".into(),
-        )),
-        _ => None,
+        ),
     }
 }
 
@@ -335,15 +400,29 @@ pub async fn page(
     caller: Caller,
     Path(id): Path<String>,
     Query(params): Query<DetailParams>,
-) -> Response {
-    let case = match load_in_scope(&state, &caller, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, WebError> {
+    let case = load_in_scope(&state, &caller, &id).await?;
     let entry = NewAudit::new(&caller.user.name, Action::View, Some(case.antrag_id));
-    if let Err(e) = state.store.audit(&entry, Utc::now()).await {
-        return layout::store_error(e);
-    }
-    let notice = notice_for(&params.meldung, &case);
+    state.store.audit(&entry, Utc::now()).await?;
+    let notice = params.meldung.map(|code| notice_for(code, &case));
     render(&state, &caller, &case, notice, None, StatusCode::OK).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(query: &str) -> DetailParams {
+        serde_urlencoded::from_str(query).unwrap()
+    }
+
+    #[test]
+    fn notice_codes_read_back_as_written_and_unknown_ones_are_ignored() {
+        for code in NoticeCode::ALL {
+            let q = format!("meldung={}", code.as_str());
+            assert_eq!(params(&q).meldung, Some(code));
+        }
+        assert_eq!(params("meldung=%3Cscript%3E").meldung, None);
+        assert_eq!(params("").meldung, None);
+    }
 }

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use allegro_store::audit::{Action, NewAudit};
 
 use super::auth::Caller;
+use super::error::WebError;
 use super::state::{WebConfig, WorkbenchState};
 
 /// What the base layout shows: who is logged in, the logout form's token,
@@ -98,8 +99,18 @@ pub fn message_page(
     heading: &str,
     text: &str,
 ) -> Response {
+    message_page_in(
+        status,
+        caller.map(Caller::layout).unwrap_or_default(),
+        heading,
+        text,
+    )
+}
+
+/// A message page with a status code in the frame `layout`.
+pub fn message_page_in(status: StatusCode, layout: Layout, heading: &str, text: &str) -> Response {
     let page = MessagePage {
-        layout: caller.map(Caller::layout).unwrap_or_default(),
+        layout,
         heading: heading.into(),
         text: text.into(),
     };
@@ -108,9 +119,14 @@ pub fn message_page(
 
 /// 404: the same page whether the thing does not exist or is out of scope.
 pub fn not_found(caller: Option<&Caller>) -> Response {
-    message_page(
+    not_found_in(caller.map(Caller::layout).unwrap_or_default())
+}
+
+/// [`not_found`] in the frame `layout`.
+pub fn not_found_in(layout: Layout) -> Response {
+    message_page_in(
         StatusCode::NOT_FOUND,
-        caller,
+        layout,
         "Seite nicht gefunden",
         "Diese Seite gibt es nicht, oder Sie haben keinen Zugriff darauf.",
     )
@@ -150,39 +166,19 @@ pub async fn fallback(caller: Option<axum::Extension<Caller>>) -> Response {
     not_found(caller.as_ref().map(|c| &c.0))
 }
 
-/// A database failure: logged (without data) and answered with 503.
-pub fn store_error(e: allegro_store::StoreError) -> Response {
-    tracing::warn!(error = %e, "workbench: database error");
-    message_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        None,
-        "Vorübergehend nicht verfügbar",
-        "Die Datenbank ist gerade nicht erreichbar. Bitte versuchen Sie es in einigen Minuten erneut.",
-    )
-}
-
 /// Whether `caller` may see case `antrag_id`. Out of scope (or unknown):
 /// the 404 page, and a `denied` audit entry.
 pub async fn case_in_scope(
     state: &WorkbenchState,
     caller: &Caller,
     antrag_id: Uuid,
-) -> Result<(), Response> {
-    let found = state
-        .store
-        .case_scope(antrag_id)
-        .await
-        .map_err(store_error)?;
-    match found {
+) -> Result<(), WebError> {
+    match state.store.case_scope(antrag_id).await? {
         Some((dst, _)) if caller.scope().covers(dst.as_deref()) => Ok(()),
         _ => {
             let entry = NewAudit::new(&caller.user.name, Action::Denied, Some(antrag_id));
-            state
-                .store
-                .audit(&entry, Utc::now())
-                .await
-                .map_err(store_error)?;
-            Err(not_found(Some(caller)))
+            state.store.audit(&entry, Utc::now()).await?;
+            Err(WebError::not_found(caller))
         }
     }
 }

@@ -10,10 +10,11 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 
-use allegro_store::cases::{CaseListItem, CaseQuery, Search};
+use allegro_store::cases::{CaseListItem, CaseQuery, CaseState, Search};
 
 use super::auth::Caller;
-use super::layout::{self, FieldError, Layout};
+use super::error::WebError;
+use super::layout::{FieldError, Layout};
 use super::state::WorkbenchState;
 
 /// Cases per page.
@@ -69,6 +70,11 @@ pub struct ListPage {
 }
 
 impl ListPage {
+    /// The table's caption.
+    pub fn caption(&self) -> String {
+        format!("Seite {} von {}, älteste zuerst", self.page, self.pages)
+    }
+
     fn error_for(&self, field: &str) -> Option<&FieldError> {
         self.errors.iter().find(|e| e.field == field)
     }
@@ -91,8 +97,11 @@ fn row(c: CaseListItem, now: DateTime<Utc>) -> Row {
         received: german_date(c.created_at.date_naive()),
         age_days: days_since(c.created_at, now),
         rules: c.rules().into_iter().map(str::to_string).collect(),
-        deferred: c.status == "deferred",
-        follow_up: c.follow_up.map(german_date).unwrap_or_default(),
+        deferred: matches!(c.status, CaseState::Deferred { .. }),
+        follow_up: match &c.status {
+            CaseState::Deferred { until: Some(d), .. } => german_date(*d),
+            _ => String::new(),
+        },
     }
 }
 
@@ -161,7 +170,7 @@ pub async fn page(
     State(state): State<WorkbenchState>,
     caller: Caller,
     Query(params): Query<ListParams>,
-) -> Response {
+) -> Result<Response, WebError> {
     let now = Utc::now();
     let (mut query, errors) = parse(&params, now);
     query.scope = caller.scope();
@@ -169,17 +178,14 @@ pub async fn page(
         state.store.list_cases(&query),
         state.store.case_dienststellen(&query.scope)
     );
-    let (found, dienststellen) = match (found, dienststellen) {
-        (Ok(f), Ok(d)) => (f, d),
-        (Err(e), _) | (_, Err(e)) => return layout::store_error(e),
-    };
+    let (found, dienststellen) = (found?, dienststellen?);
     let pages = u32::try_from((found.totals.count + i64::from(PER_PAGE) - 1) / i64::from(PER_PAGE))
         .unwrap_or(u32::MAX)
         .max(1);
     let page = query.page + 1;
     let mut layout = caller.layout();
     layout.has_errors = !errors.is_empty();
-    ListPage {
+    Ok(ListPage {
         layout,
         errors,
         rows: found.items.into_iter().map(|c| row(c, now)).collect(),
@@ -195,5 +201,5 @@ pub async fn page(
         prev_link: (page > 1).then(|| link(&params, page - 1)),
         next_link: (page < pages).then(|| link(&params, page + 1)),
     }
-    .into_response()
+    .into_response())
 }

@@ -5,6 +5,8 @@
 //! - [`auth`]: login, logout, sessions, the login slow-down and lockout, and
 //!   the middleware that puts the [`auth::Caller`] on every request behind login.
 //! - [`csrf`]: the one check of the CSRF token of every POST.
+//! - [`error`]: [`error::WebError`], the one error of every handler, rendered
+//!   as the German error page with its status.
 //! - [`layout`]: the page frame, security headers, static files, error pages,
 //!   and the scope check ([`layout::case_in_scope`]).
 //! - [`list`]: the case list `/faelle`.
@@ -22,6 +24,7 @@ pub mod admin;
 pub mod auth;
 pub mod csrf;
 pub mod detail;
+pub mod error;
 pub mod layout;
 pub mod list;
 pub mod state;
@@ -36,6 +39,19 @@ use axum::Router;
 
 /// The workbench's routes with their middleware, ready to serve.
 pub fn router(state: WorkbenchState) -> Router {
+    // Administration only: the route layer refuses anyone else (404, audited).
+    let admin = Router::new()
+        .route("/verwaltung/protokoll", get(admin::audit_page))
+        .route(
+            "/verwaltung/nachpruefung",
+            get(admin::recheck_get).post(admin::recheck_post),
+        )
+        .route("/verwaltung/dead-letters", get(admin::dead_letters))
+        .route("/verwaltung/benutzer", get(users::page))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
     // Behind login; every POST among them is checked by `csrf::guard`.
     let private = Router::new()
         .route("/", get(|| async { Redirect::to("/faelle") }))
@@ -55,14 +71,8 @@ pub fn router(state: WorkbenchState) -> Router {
             "/faelle/{id}/abschliessen",
             get(actions::close_get).post(actions::close_post),
         )
-        .route("/verwaltung/protokoll", get(admin::audit_page))
-        .route(
-            "/verwaltung/nachpruefung",
-            get(admin::recheck_get).post(admin::recheck_post),
-        )
-        .route("/verwaltung/dead-letters", get(admin::dead_letters))
-        .route("/verwaltung/benutzer", get(users::page))
         .route("/abmelden", post(auth::logout))
+        .merge(admin)
         .fallback(layout::fallback)
         .layer(middleware::from_fn(layout::german_rejections))
         .layer(middleware::from_fn(csrf::guard))

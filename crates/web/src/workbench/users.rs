@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use super::auth::Caller;
-use super::layout::{self, Layout};
+use super::error::WebError;
+use super::layout::Layout;
 use super::state::WorkbenchState;
 
 /// One account as shown.
@@ -27,6 +28,16 @@ pub struct UsersPage {
     pub users: Vec<UserRow>,
 }
 
+impl UsersPage {
+    /// The table's caption: how many accounts.
+    pub fn caption(&self) -> String {
+        match self.users.len() {
+            1 => "1 Konto".into(),
+            n => format!("{n} Konten"),
+        }
+    }
+}
+
 fn role_name(r: allegro_store::users::Role) -> &'static str {
     match r {
         allegro_store::users::Role::Sachbearbeitung => "Sachbearbeitung",
@@ -34,16 +45,13 @@ fn role_name(r: allegro_store::users::Role) -> &'static str {
     }
 }
 
-/// GET /verwaltung/benutzer: 404 (audited `denied`) for anyone but administration.
-pub async fn page(State(state): State<WorkbenchState>, caller: Caller) -> Response {
+/// GET /verwaltung/benutzer (behind [`super::admin::require_admin`]).
+pub async fn page(
+    State(state): State<WorkbenchState>,
+    caller: Caller,
+) -> Result<Response, WebError> {
     let now = Utc::now();
-    if let Some(r) = super::admin::refuse_non_admin(&state, &caller, "benutzer").await {
-        return r;
-    }
-    let users = match state.store.users().await {
-        Ok(u) => u,
-        Err(e) => return layout::store_error(e),
-    };
+    let users = state.store.users().await?;
     let rows = users
         .into_iter()
         .map(|u| UserRow {
@@ -64,9 +72,9 @@ pub async fn page(State(state): State<WorkbenchState>, caller: Caller) -> Respon
             name: u.name,
         })
         .collect();
-    UsersPage {
+    Ok(UsersPage {
         layout: caller.layout(),
         users: rows,
     }
-    .into_response()
+    .into_response())
 }
