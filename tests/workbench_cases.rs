@@ -187,6 +187,39 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
         ],
     );
     assert_eq!(r.status, 400);
+    // No page and no save for a place the application cannot have: a list
+    // position with a leading zero (not RFC 6901), one past the end, a
+    // group that holds the read-only Dienststelle; a control character in
+    // a name.
+    for (p, says) in [
+        ("/einkommen/01/art", "Die Feldangabe ist ungültig."),
+        (
+            "/einkommen/99/art",
+            "Den Eintrag, zu dem dieses Feld gehört, gibt es",
+        ),
+        (
+            "/jobcenter",
+            "Diese Gruppe enthält Angaben, die in der Klärung nicht",
+        ),
+    ] {
+        let r = sb.get(&field(id, p));
+        assert_eq!(r.status, 400, "{p}");
+        assert!(r.body.contains(says), "{p}: {}", r.body);
+        let form = [
+            ("csrf", &csrf[..]),
+            ("version", "1"),
+            ("wert", "KINDERGELD"),
+        ];
+        let r = sb.post(&field(id, p), &form);
+        assert_eq!(r.status, 400, "{p}");
+        assert!(r.body.contains(says), "{p}: {}", r.body);
+    }
+    let r = sb.post(
+        &field(id, "/antragsteller/vornamen"),
+        &[("csrf", &csrf), ("version", "1"), ("wert", "Anna\u{1b}[2J")],
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("Steuerzeichen"), "{}", r.body);
     assert_eq!(version().await, before, "no refused edit changed the case");
 
     // The three corrections.
@@ -292,7 +325,25 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
     let p = admin.get("/verwaltung/protokoll");
     assert_eq!(p.status, 200);
     assert!(p.body.contains("sb.meier") && p.body.contains(&id.to_string()));
-    assert_eq!(admin.get("/verwaltung/dead-letters").status, 200);
+    // The dead-letter page says what a reason means in German; the
+    // English technical detail stays with `dlq show`.
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_dead_letters(&[allegro_store::NewDeadLetter {
+        dedup_key: "wb-dl-1".into(),
+        antrag_id: None,
+        reason: "bad_antrag_id",
+        detail: "antragId is not a UUID (36 bytes)".into(),
+        body_sha256: "00".into(),
+        body_bytes: 120,
+        first_seen: chrono::Utc::now(),
+    }])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let dl = admin.get("/verwaltung/dead-letters");
+    assert_eq!(dl.status, 200);
+    assert!(dl.body.contains("keine gültige UUID"), "{}", dl.body);
+    assert!(!dl.body.contains("is not a UUID"), "{}", dl.body);
 
     // Re-check: the dry run counts, the run releases as `system`.
     let old = store_case(&store, &pipeline, VALID, "81101").await;

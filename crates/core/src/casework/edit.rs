@@ -51,6 +51,10 @@ pub enum EditError {
     Unknown,
     /// One of the read-only places of the mapping ([`ReadOnly`]).
     ReadOnly,
+    /// A group that holds a read-only place: only its fields can change.
+    HoldsReadOnly,
+    /// Control characters (NUL, ESC, line breaks, ...) in a typed value.
+    ControlCharacters,
     /// A group or a list: no single value can be typed for it.
     NotAValue,
     /// The list entry (or the group) this field belongs to does not exist.
@@ -78,6 +82,12 @@ impl EditError {
             EditError::BadPointer => "Die Feldangabe ist ungültig.".into(),
             EditError::Unknown => "Dieses Feld gibt es im Antragsformular nicht.".into(),
             EditError::ReadOnly => "Dieses Feld kann in der Klärung nicht geändert werden.".into(),
+            EditError::HoldsReadOnly => {
+                "Diese Gruppe enthält Angaben, die in der Klärung nicht geändert werden können; bitte ändern Sie die einzelnen Felder.".into()
+            }
+            EditError::ControlCharacters => {
+                "Der Wert enthält Steuerzeichen (etwa einen Zeilenumbruch); bitte geben Sie nur sichtbare Zeichen ein.".into()
+            }
             EditError::NotAValue => {
                 "Hier kann kein einzelner Wert eingetragen werden; bitte ändern Sie die einzelnen Felder.".into()
             }
@@ -108,6 +118,23 @@ impl EditError {
             EditError::NotAChoice => "Bitte wählen Sie einen der angebotenen Werte.".into(),
             EditError::Unchanged => "Der Wert ist unverändert; es wurde nichts geändert.".into(),
         }
+    }
+}
+
+impl EditError {
+    /// Whether the error is about the place (the pointer) rather than the
+    /// value typed: the field cannot be edited at all (400, not 422).
+    pub fn is_about_the_place(&self) -> bool {
+        matches!(
+            self,
+            EditError::BadPointer
+                | EditError::Unknown
+                | EditError::ReadOnly
+                | EditError::HoldsReadOnly
+                | EditError::NotAValue
+                | EditError::NoSuchEntry
+                | EditError::Absent
+        )
     }
 }
 
@@ -156,9 +183,17 @@ pub fn describe(m: &Mapping, doc: &Value, p: &str) -> Result<FieldInfo, EditErro
     if read_only.covers(p) {
         return Err(EditError::ReadOnly);
     }
+    check_positions(&m.schema_json, doc, &segs)?;
     let label = crate::mapping::labels::capitalize(&m.labels.name(&fields::steps(&segs)));
     let can_set = kind.as_ref().is_some_and(FieldKind::is_value);
     let can_remove = value.is_some() && !read_only.holds(p);
+    if !can_set && !can_remove {
+        return Err(if read_only.holds(p) {
+            EditError::HoldsReadOnly
+        } else {
+            EditError::NotAValue
+        });
+    }
     Ok(FieldInfo {
         pointer: p.to_string(),
         label,
@@ -197,6 +232,7 @@ pub fn apply_schema(
     if read_only.covers(p) {
         return Err(EditError::ReadOnly);
     }
+    check_positions(schema, doc, &segs)?;
     match op {
         EditOp::Set(text) => {
             let kind = kind.ok_or(EditError::Unknown)?;
@@ -215,7 +251,7 @@ pub fn apply_schema(
         }
         EditOp::Remove => {
             if read_only.holds(p) {
-                return Err(EditError::ReadOnly);
+                return Err(EditError::HoldsReadOnly);
             }
             let old = remove_at(doc, &segs)?;
             Ok(Change {
@@ -227,11 +263,44 @@ pub fn apply_schema(
     }
 }
 
+/// Every list position in the pointer is written as RFC 6901 writes an
+/// array index (`0`, or digits without a leading zero: `/einkommen/01` is
+/// no place in an application) and, but for the last step, exists in
+/// `doc` (a field of the 100th income of an application with three has no
+/// place to go).
+fn check_positions(schema: &Value, doc: &Value, segs: &[String]) -> Result<(), EditError> {
+    for (i, seg) in segs.iter().enumerate() {
+        let parent = &segs[..i];
+        let here = doc.pointer(&pointer::render(&fields::steps(parent)));
+        let is_list = here.is_some_and(Value::is_array)
+            || fields::field_kind(schema, parent) == Some(FieldKind::List);
+        if !is_list {
+            continue;
+        }
+        let canonical = seg == "0"
+            || (!seg.starts_with('0')
+                && !seg.is_empty()
+                && seg.bytes().all(|b| b.is_ascii_digit()));
+        if !canonical {
+            return Err(EditError::BadPointer);
+        }
+        let len = here.and_then(Value::as_array).map_or(0, Vec::len);
+        let index: usize = seg.parse().map_err(|_| EditError::BadPointer)?;
+        if i + 1 < segs.len() && index >= len {
+            return Err(EditError::NoSuchEntry);
+        }
+    }
+    Ok(())
+}
+
 /// The typed text as a JSON value of the field's kind.
 pub fn parse_value(kind: &FieldKind, text: &str) -> Result<Value, EditError> {
     let t = text.trim();
     if t.is_empty() {
         return Err(EditError::Empty);
+    }
+    if t.chars().any(char::is_control) {
+        return Err(EditError::ControlCharacters);
     }
     let wrong = || EditError::WrongType(kind.clone());
     match kind {
@@ -552,9 +621,53 @@ mod tests {
         // A group holding a read-only place goes only with that place.
         assert_eq!(
             apply_schema(&s, &ro(), &mut d, "/jobcenter", &EditOp::Remove),
-            Err(EditError::ReadOnly)
+            Err(EditError::HoldsReadOnly)
         );
         assert_eq!(d, before);
+    }
+
+    #[test]
+    fn list_positions_follow_rfc_6901_and_exist() {
+        let s = schema();
+        let mut d = doc();
+        let before = d.clone();
+        let mut edit = |p: &str, op: EditOp| apply_schema(&s, &ro(), &mut d, p, &op);
+        // A leading zero is no array index in RFC 6901.
+        let set = || EditOp::Set("ERWERBSTAETIGKEIT".into());
+        assert_eq!(edit("/einkommen/01/art", set()), Err(EditError::BadPointer));
+        assert_eq!(
+            edit("/einkommen/01", EditOp::Remove),
+            Err(EditError::BadPointer)
+        );
+        assert_eq!(edit("/einkommen/-1/art", set()), Err(EditError::Unknown));
+        // A field of an entry the application does not have.
+        assert_eq!(
+            edit("/einkommen/99/art", set()),
+            Err(EditError::NoSuchEntry)
+        );
+        assert_eq!(
+            edit("/mehrbedarfe/0/art", set()),
+            Err(EditError::NoSuchEntry)
+        );
+        assert_eq!(d, before);
+        assert!(EditError::NoSuchEntry.is_about_the_place());
+        assert!(!EditError::ControlCharacters.is_about_the_place());
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        let mut d = doc();
+        let before = d.clone();
+        for typed in ["Anna\u{0}", "Anna\u{1b}[31m", "An\nna"] {
+            assert_eq!(
+                set(&mut d, "/antragsteller/vornamen", typed),
+                Err(EditError::ControlCharacters),
+                "{typed:?}"
+            );
+        }
+        assert_eq!(d, before);
+        set(&mut d, "/antragsteller/vornamen", " Anna-Lena ").unwrap();
+        assert_eq!(d["antragsteller"]["vornamen"], "Anna-Lena");
     }
 
     #[test]

@@ -156,5 +156,15 @@ mod tests {
             edit::describe(m, &doc, "/formular/id"),
             Err(EditError::ReadOnly)
         );
+        // No page for a place the application cannot have, or a group
+        // with nothing a caseworker may do to it.
+        for (p, e) in [
+            ("/einkommen/01/art", EditError::BadPointer),
+            ("/einkommen/99/art", EditError::NoSuchEntry),
+            ("/jobcenter", EditError::HoldsReadOnly),
+            ("/mehrbedarfe", EditError::NotAValue),
+        ] {
+            assert_eq!(edit::describe(m, &doc, p), Err(e), "{p}");
+        }
     }
 }

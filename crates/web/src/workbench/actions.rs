@@ -324,6 +324,7 @@ pub async fn field_page_post(
     };
     let change = match edit::apply(&m, &mut doc, &q.zeiger, &op) {
         Ok(c) => c,
+        Err(e) if e.is_about_the_place() => return Ok(bad_pointer(&caller, &e)),
         Err(e) => {
             let msg = format!("{}: {}", sections::title(&info.label), e.message());
             let page = field_page(

@@ -15,6 +15,7 @@ use axum::Form;
 use chrono::Utc;
 use serde::Deserialize;
 
+use allegro_core::intake::InvalidReason;
 use allegro_store::audit::{Action, NewAudit};
 use allegro_store::release::{self, RecheckReport};
 
@@ -206,7 +207,10 @@ pub async fn recheck_post(
 pub struct DeadLetterLine {
     pub id: String,
     pub antrag_id: String,
+    /// The reason code (as in the DLQ headers and `dlq list`).
     pub reason: String,
+    /// What it means, in German. The technical detail (English, for IT)
+    /// is shown by `allegro-bridge dlq show ID`, not here.
     pub detail: String,
     pub first_seen: String,
     pub bytes: String,
@@ -218,6 +222,13 @@ pub struct DeadLettersPage {
     pub layout: Layout,
     pub total: usize,
     pub letters: Vec<DeadLetterLine>,
+}
+
+/// The German sentence for a dead letter's reason code.
+fn german_reason(code: &str) -> &'static str {
+    code.parse::<InvalidReason>()
+        .map(InvalidReason::beschreibung)
+        .unwrap_or("Unbekannter Grund; Einzelheiten zeigt allegro-bridge dlq show.")
 }
 
 /// GET /verwaltung/dead-letters.
@@ -237,8 +248,8 @@ pub async fn dead_letters(
             .map(|d| DeadLetterLine {
                 id: d.id.to_string(),
                 antrag_id: d.antrag_id.map(|u| u.to_string()).unwrap_or_default(),
+                detail: german_reason(&d.reason).to_string(),
                 reason: d.reason,
-                detail: d.detail,
                 first_seen: german_time(d.first_seen),
                 bytes: d.body_bytes.map(|b| b.to_string()).unwrap_or_default(),
             })
