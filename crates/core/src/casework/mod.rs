@@ -2,7 +2,8 @@
 //! it before it is released (issue #12, the workbench).
 //!
 //! Pure like the rest of the core: [`layout`] is the case layout a mapping
-//! declares in `[casework]`, [`sections`] arranges an application into
+//! declares in `[casework]`, [`fix`] is the form that fixes every error of
+//! a case in one submission, [`sections`] arranges an application into
 //! the sections a caseworker reads (with the German labels of the mapping and
 //! every finding beside its field), [`edit`] applies one change (set, add,
 //! remove a value at a JSON Pointer) after checking it against the input
@@ -12,6 +13,7 @@
 
 pub mod edit;
 pub mod fields;
+pub mod fix;
 pub mod layout;
 pub mod sections;
 
@@ -23,6 +25,7 @@ pub use sections::{view, CaseView, Section};
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::finding::Finding;
     use crate::pipeline::{Pipeline, PipelineConfig, Processed};
     use serde_json::Value;
 
@@ -136,6 +139,89 @@ mod tests {
         assert_eq!(xml.matches("<Korrektur ").count(), 3);
         assert!(xml.contains(r#"feld="/antragsteller/anschrift/plz" durch="sb.meier""#));
         assert!(xml.contains(r#"von="7545" nach="39104""#));
+    }
+
+    #[test]
+    fn one_submission_keeps_what_passes_and_hands_back_what_does_not() {
+        let p = pipeline();
+        let m = p.mappings().get("BG-HA", "1.0").unwrap();
+        let doc: Value = serde_json::from_str(FAULTY).unwrap();
+        let findings = p.process(FAULTY.as_bytes(), None).findings().to_vec();
+        let form = fix::fixes(m, &doc, &findings);
+        let pointers: Vec<&str> = form.iter().map(|f| f.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            [
+                "/bankverbindung/iban",
+                "/antragsteller/anschrift/plz",
+                "/unterkunft/personenImHaushalt"
+            ]
+        );
+        assert_eq!(form[0].label, "Die IBAN der Bankverbindung");
+        assert_eq!(form[0].input_id, "feld-bankverbindung-iban-neu");
+        assert_eq!(form[1].current.as_deref(), Some("7545"));
+        assert_eq!(form[2].kind, FieldKind::Integer);
+        let check = |d: &Value, changes: &[Change]| {
+            let mut corrections = Vec::new();
+            for c in changes {
+                record_correction(&mut corrections, c, "sb", "2026-12-07T10:00:00Z");
+            }
+            let body = serde_json::to_vec(d).unwrap();
+            p.process_with(&body, None, &corrections)
+                .findings()
+                .to_vec()
+        };
+        let typed = |v: [&str; 3]| -> Vec<(String, String)> {
+            pointers
+                .iter()
+                .map(|p| p.to_string())
+                .zip(v.map(String::from))
+                .collect()
+        };
+        // The PLZ typed still has four digits: it is handed back with its
+        // error; the IBAN and the household size are kept.
+        let out = fix::apply_all(
+            m,
+            &doc,
+            &typed(["DE89370400440532013000", "3910", "5"]),
+            &check,
+        );
+        assert_eq!(out.kept.len(), 2);
+        let plz = &out.not_kept["/antragsteller/anschrift/plz"];
+        assert!(matches!(plz, fix::NotKept::StillWrong(m) if m.len() == 1));
+        assert_eq!(out.doc["antragsteller"]["anschrift"]["plz"], "7545");
+        assert_eq!(out.doc["unterkunft"]["personenImHaushalt"], 5);
+        let errors: Vec<&str> = out
+            .findings
+            .iter()
+            .filter(|f| f.is_error())
+            .map(|f| f.rule.as_str())
+            .collect();
+        assert_eq!(errors, ["PLZ-FORMAT"]);
+        // A value that is not a number is refused; an unchanged or empty one
+        // is no change.
+        let out = fix::apply_all(
+            m,
+            &doc,
+            &typed(["DE78595567370598319781", "", "fünf"]),
+            &check,
+        );
+        assert!(out.kept.is_empty());
+        assert_eq!(out.not_kept.len(), 1);
+        assert!(matches!(
+            out.not_kept["/unterkunft/personenImHaushalt"],
+            fix::NotKept::Refused(EditError::WrongType(_))
+        ));
+        // All three right: nothing left.
+        let out = fix::apply_all(
+            m,
+            &doc,
+            &typed(["DE89370400440532013000", "39104", "5"]),
+            &check,
+        );
+        assert_eq!(out.kept.len(), 3);
+        assert!(out.not_kept.is_empty());
+        assert!(!out.findings.iter().any(Finding::is_error));
     }
 
     #[test]

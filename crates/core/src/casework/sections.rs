@@ -71,6 +71,11 @@ pub struct Row {
 }
 
 impl Row {
+    /// No value and nothing to say about it: shown only on request.
+    pub fn is_blank(&self) -> bool {
+        self.value.is_none() && self.findings.is_empty()
+    }
+
     pub fn has_error(&self) -> bool {
         self.findings.iter().any(FindingView::is_error)
     }
@@ -97,6 +102,13 @@ pub struct Block {
     pub removable: bool,
     /// A list without entries (or absent).
     pub empty_list: bool,
+}
+
+impl Block {
+    /// How many of its fields are [`Row::is_blank`].
+    pub fn blank_count(&self) -> usize {
+        self.rows.iter().filter(|r| r.is_blank()).count()
+    }
 }
 
 /// One section of the application.

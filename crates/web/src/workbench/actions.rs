@@ -103,6 +103,9 @@ impl std::fmt::Display for ReasonKind {
 pub struct VersionForm {
     #[serde(default)]
     version: String,
+    /// Freigeben: the checkbox that the case's warnings were looked at.
+    #[serde(default)]
+    warnungen_geprueft: Option<String>,
 }
 
 /// The defer and close forms.
@@ -173,7 +176,7 @@ impl ReasonPage {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -194,7 +197,7 @@ fn check_current(case: &CaseDetail, sent: &str) -> Result<(), Notice> {
 }
 
 /// The choices for a select (code lists and yes/no).
-fn choices(kind: &Option<FieldKind>, value: &str) -> Vec<Choice> {
+pub(super) fn choices(kind: &Option<FieldKind>, value: &str) -> Vec<Choice> {
     let codes: Vec<(String, String)> = match kind {
         Some(FieldKind::Choice(codes)) => codes.iter().map(|c| (c.clone(), c.clone())).collect(),
         Some(FieldKind::Boolean) => vec![
@@ -383,7 +386,7 @@ pub async fn field_page_post(
 
 /// The findings of the corrected application under the pipeline in force
 /// (the stored ones if it is not readable any more).
-fn recheck_findings(
+pub(super) fn recheck_findings(
     pipeline: &Pipeline,
     case: &CaseDetail,
     body: &[u8],
@@ -397,7 +400,7 @@ fn recheck_findings(
 
 /// Stores the case's corrected state; `body` is the corrected application
 /// with the applicant's name in it (`None`: both unchanged).
-async fn save_draft(
+pub(super) async fn save_draft(
     state: &WorkbenchState,
     case: &CaseDetail,
     body: Option<(&[u8], Option<&str>)>,
@@ -424,7 +427,7 @@ async fn save_draft(
 }
 
 /// A refusal shown on the case page (409).
-async fn refuse(
+pub(super) async fn refuse(
     state: &WorkbenchState,
     caller: &Caller,
     case: &CaseDetail,
@@ -434,7 +437,7 @@ async fn refuse(
 }
 
 /// After a conflict: the case as it is now, with the conflict message.
-async fn conflict(
+pub(super) async fn conflict(
     state: &WorkbenchState,
     caller: &Caller,
     case: &CaseDetail,
@@ -448,7 +451,7 @@ async fn conflict(
 /// The case in the caller's scope if it may still be worked on at the
 /// `sent` version (`None`: at the version it has); otherwise the refusal
 /// on the case page (409).
-async fn load_current(
+pub(super) async fn load_current(
     state: &WorkbenchState,
     caller: &Caller,
     id: &str,
@@ -463,7 +466,7 @@ async fn load_current(
 }
 
 /// Back to the case page, showing the message `code`.
-fn to_case(case: &CaseDetail, code: NoticeCode) -> Response {
+pub(super) fn to_case(case: &CaseDetail, code: NoticeCode) -> Response {
     Redirect::to(&format!(
         "/faelle/{}?meldung={}",
         case.antrag_id,
@@ -515,6 +518,20 @@ pub async fn release(
     Form(form): Form<VersionForm>,
 ) -> Result<Response, WebError> {
     let case = load_current(&state, &caller, &id, Some(&form.version)).await?;
+    let warned = case
+        .findings
+        .iter()
+        .any(|f| f.severity == allegro_core::finding::Severity::Warning);
+    if warned && form.warnungen_geprueft.is_none() {
+        let notice = Notice::danger(
+            "Bitte Warnungen bestätigen",
+            "Der Fall hat Warnungen. Bitte sehen Sie sie sich an und bestätigen Sie das beim \
+             Freigeben; es wurde nichts freigegeben."
+                .into(),
+        );
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return detail::render(&state, &caller, &case, Some(notice), None, status).await;
+    }
     let pipeline = state.pipeline.current();
     let outcome = release::release(
         &state.store,

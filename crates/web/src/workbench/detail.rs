@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use allegro_core::casework::fix;
 use allegro_core::casework::sections::{self, CaseView, FindingView, Owed, Section};
 use allegro_core::finding::Finding;
 use allegro_core::mapping::Mapping;
@@ -26,6 +27,7 @@ use allegro_store::cases::{CaseDetail, CaseState};
 
 use super::auth::Caller;
 use super::error::WebError;
+use super::fix::{FixLine, Typed};
 use super::layout::{self, Layout};
 use super::state::WorkbenchState;
 
@@ -65,6 +67,14 @@ impl Notice {
         }
     }
 
+    pub fn info(title: &str, text: String) -> Notice {
+        Notice {
+            kind: "info",
+            title: title.into(),
+            text,
+        }
+    }
+
     pub fn conflict() -> Notice {
         Notice::danger("Nicht gespeichert", CONFLICT.into())
     }
@@ -76,6 +86,8 @@ impl Notice {
 #[serde(rename_all = "kebab-case")]
 pub enum NoticeCode {
     Gespeichert,
+    Behoben,
+    Unveraendert,
     Geprueft,
     Freigegeben,
     FreigegebenAusstehend,
@@ -85,8 +97,10 @@ pub enum NoticeCode {
 }
 
 impl NoticeCode {
-    pub const ALL: [NoticeCode; 7] = [
+    pub const ALL: [NoticeCode; 9] = [
         NoticeCode::Gespeichert,
+        NoticeCode::Behoben,
+        NoticeCode::Unveraendert,
         NoticeCode::Geprueft,
         NoticeCode::Freigegeben,
         NoticeCode::FreigegebenAusstehend,
@@ -99,6 +113,8 @@ impl NoticeCode {
     pub fn as_str(self) -> &'static str {
         match self {
             NoticeCode::Gespeichert => "gespeichert",
+            NoticeCode::Behoben => "behoben",
+            NoticeCode::Unveraendert => "unveraendert",
             NoticeCode::Geprueft => "geprueft",
             NoticeCode::Freigegeben => "freigegeben",
             NoticeCode::FreigegebenAusstehend => "freigegeben-ausstehend",
@@ -156,11 +172,22 @@ pub struct DetailPage {
     pub notes: Vec<FindingView>,
     pub general: Vec<FindingView>,
     pub owed: Vec<Owed>,
+    /// The form „Fehler beheben“: one input per error field.
+    pub fixes: Vec<FixLine>,
+    /// The mappings in force would find something else: „Prüfen“ shown.
+    pub stale: bool,
     pub corrections: usize,
     pub audit: Vec<AuditLine>,
 }
 
 impl DetailPage {
+    /// Warnings or hints the caseworker confirms before releasing.
+    pub fn has_warnings(&self) -> bool {
+        self.notes
+            .iter()
+            .any(|n| n.severity == allegro_core::finding::Severity::Warning)
+    }
+
     /// `/faelle/{id}/feld?zeiger=...` for a pointer.
     pub fn edit_link(&self, pointer: &str) -> String {
         edit_link(&self.antrag_id, pointer)
@@ -274,6 +301,15 @@ pub fn document(
     (doc, m)
 }
 
+/// The refusal when no mapping is in force for the case's form version.
+pub fn unmapped_notice() -> Notice {
+    Notice::danger(
+        "Nicht möglich",
+        "Für die Formularversion dieses Antrags ist keine Zuordnung in Kraft; es wurde nichts geändert."
+            .into(),
+    )
+}
+
 /// Renders the case page: `findings` overrides the stored ones (after a
 /// refused release, the findings of that check).
 pub async fn render(
@@ -284,40 +320,72 @@ pub async fn render(
     findings: Option<Vec<Finding>>,
     status: StatusCode,
 ) -> Result<Response, WebError> {
+    let view = Shown {
+        notice,
+        findings,
+        typed: Typed::default(),
+    };
+    render_page(state, caller, case, view, status).await
+}
+
+/// Renders the case page with the form „Fehler beheben“ as submitted:
+/// the values not kept in their inputs, with their errors.
+pub async fn render_with(
+    state: &WorkbenchState,
+    caller: &Caller,
+    case: &CaseDetail,
+    notice: Option<Notice>,
+    typed: Typed,
+    status: StatusCode,
+) -> Result<Response, WebError> {
+    let view = Shown {
+        notice,
+        findings: None,
+        typed,
+    };
+    render_page(state, caller, case, view, status).await
+}
+
+/// What a rendering shows besides the case.
+struct Shown {
+    notice: Option<Notice>,
+    findings: Option<Vec<Finding>>,
+    typed: Typed,
+}
+
+async fn render_page(
+    state: &WorkbenchState,
+    caller: &Caller,
+    case: &CaseDetail,
+    shown: Shown,
+    status: StatusCode,
+) -> Result<Response, WebError> {
     let audit = state.store.audit_of(case.antrag_id).await?;
     let pipeline = state.pipeline.current();
     let (doc, mapping) = document(&pipeline, case);
-    let findings = findings.unwrap_or_else(|| case.findings.clone());
-    let view = match &mapping {
-        Some(m) => sections::view(m, &doc, &findings),
-        None => CaseView {
-            sections: vec![],
-            general: vec![],
-            errors: vec![],
-            notes: vec![],
-            owed: vec![],
-        },
+    let findings = shown.findings.unwrap_or_else(|| case.findings.clone());
+    let (view, fixes) = match &mapping {
+        Some(m) => (
+            sections::view(m, &doc, &findings),
+            fix::fixes(m, &doc, &findings),
+        ),
+        None => (unplaced(&findings), vec![]),
     };
+    let fixes: Vec<FixLine> = fixes
+        .into_iter()
+        .map(|f| FixLine::new(f, &shown.typed))
+        .collect();
     let mut errors = view.errors;
-    let mut general = view.general;
-    if mapping.is_none() {
-        // Without a mapping nothing can be placed: every finding is general.
-        for f in &findings {
-            let fv = FindingView {
-                severity: f.severity,
-                rule: f.rule.clone(),
-                message: f.message.clone(),
-                pointer: f.pointer.clone(),
-                target: sections::GENERAL_FINDINGS_ID.into(),
-            };
-            if f.is_error() {
-                errors.push(fv.clone());
-            }
-            general.push(fv);
+    for e in &mut errors {
+        if let Some(f) = fixes.iter().find(|f| f.fix.pointer == e.pointer) {
+            e.target = f.fix.input_id.clone();
         }
     }
+    let stale = mapping.is_some() && is_stale(&pipeline, case, &findings);
+    let mut layout = caller.layout();
+    layout.has_errors = !shown.typed.not_kept.is_empty();
     let page = DetailPage {
-        layout: caller.layout(),
+        layout,
         antrag_id: case.antrag_id.to_string(),
         version: case.version,
         status: status_de(&case.status).into(),
@@ -327,17 +395,54 @@ pub async fn render(
         mapping: case.mapping.clone().unwrap_or_default(),
         defer_note: defer_note(&case.status),
         close_note: close_note(&case.status),
-        notice,
+        notice: shown.notice,
         unmapped: mapping.is_none(),
         sections: view.sections,
         errors,
         notes: view.notes,
-        general,
+        general: view.general,
         owed: view.owed,
+        fixes,
+        stale,
         corrections: case.corrections.len(),
         audit: audit.into_iter().map(audit_line).collect(),
     };
     Ok((status, page).into_response())
+}
+
+/// Without a mapping nothing can be placed: every finding is general.
+fn unplaced(findings: &[Finding]) -> CaseView {
+    let mut view = CaseView {
+        sections: vec![],
+        general: vec![],
+        errors: vec![],
+        notes: vec![],
+        owed: vec![],
+    };
+    for f in findings {
+        let fv = FindingView {
+            severity: f.severity,
+            rule: f.rule.clone(),
+            message: f.message.clone(),
+            pointer: f.pointer.clone(),
+            target: sections::GENERAL_FINDINGS_ID.into(),
+        };
+        if f.is_error() {
+            view.errors.push(fv.clone());
+        }
+        view.general.push(fv);
+    }
+    view
+}
+
+/// Whether the mappings in force find something else than the stored
+/// findings (after a mapping change): only then does „Prüfen“ add anything.
+fn is_stale(pipeline: &Pipeline, case: &CaseDetail, findings: &[Finding]) -> bool {
+    let corrections = &case.corrections;
+    match pipeline.process_with(case.current_body(), case.message_id.as_deref(), corrections) {
+        allegro_core::pipeline::Processed::Invalid(_) => false,
+        p => p.findings() != findings,
+    }
 }
 
 fn audit_line(a: AuditRow) -> AuditLine {
@@ -359,6 +464,21 @@ fn notice_for(code: NoticeCode, case: &CaseDetail) -> Notice {
         NoticeCode::Gespeichert => Notice::success(
             "Änderung gespeichert",
             "Die Angabe wurde geändert und der Antrag erneut geprüft.".into(),
+        ),
+        NoticeCode::Behoben if errors == 0 => Notice::success(
+            "Alle Fehler behoben",
+            "Die Angaben sind gespeichert und der Antrag ist erneut geprüft: Es ist kein Fehler mehr offen. Der Fall kann freigegeben werden.".into(),
+        ),
+        NoticeCode::Behoben => Notice::danger(
+            "Angaben gespeichert",
+            format!(
+                "Die Angaben sind gespeichert und der Antrag ist erneut geprüft. Es {} noch {errors} Fehler offen; sie sind oben im Formular aufgeführt.",
+                if errors == 1 { "ist" } else { "sind" },
+            ),
+        ),
+        NoticeCode::Unveraendert => Notice::info(
+            "Nichts geändert",
+            "Sie haben keinen Wert geändert; es wurde nichts gespeichert.".into(),
         ),
         NoticeCode::Geprueft if errors == 0 => Notice::success(
             "Prüfung abgeschlossen",

@@ -25,6 +25,7 @@ pub mod auth;
 pub mod csrf;
 pub mod detail;
 pub mod error;
+pub mod fix;
 pub mod layout;
 pub mod list;
 pub mod state;
@@ -61,6 +62,7 @@ pub fn router(state: WorkbenchState) -> Router {
             "/faelle/{id}/feld",
             get(actions::field_page_get).post(actions::field_page_post),
         )
+        .route("/faelle/{id}/beheben", post(fix::post))
         .route("/faelle/{id}/pruefen", post(actions::check))
         .route("/faelle/{id}/freigeben", post(actions::release))
         .route(
