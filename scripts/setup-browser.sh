@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the browser tests (tests/workbench_browser.rs and the testkit's
+# Installs what the browser tests (tests/it/workbench_browser.rs and the testkit's
 # browser self-test) need, when it is missing: Debian's `chromium` and
 # `chromium-driver` (no browser or driver is downloaded at test time), npm,
 # and axe-core as pinned in tests/browser/package-lock.json (`npm ci`).

@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
-# The Debian package end to end: builds it with cargo-deb (a release build;
-# cargo-deb is installed if missing), installs it with dpkg, checks what it
-# put where, runs the installed binary the way allegro-bridge.service would
-# (its user, config, working directory, umask, environment file and
-# credentials folder) -- `config check --connect`, then `submit` of the
-# contract's valid Hauptantrag to a queue of its own and a short `run` that
-# must turn it into a record in /var/lib/allegro-bridge/outbox and exit 0 on
-# SIGTERM -- and finally purges the package and checks that it is gone.
+# The Debian package end to end: builds it with cargo-deb (installed if
+# missing), installs it with dpkg, checks what it put where, runs the
+# installed binary the way allegro-bridge.service would (its user, config,
+# working directory, umask, environment file and credentials folder) --
+# `config check --connect`, then `submit` of the contract's valid Hauptantrag
+# to a queue of its own and a short `run` that must turn it into a record in
+# /var/lib/allegro-bridge/outbox and exit 0 on SIGTERM -- and finally purges
+# the package and checks that it is gone.
+#
+#   scripts/test-package.sh             # package a debug build (cargo build; quick)
+#   scripts/test-package.sh --no-build  # package target/debug/allegro-bridge as it is
+#                                       # (scripts/test.sh: the binary the tests built)
+#   scripts/test-package.sh --release   # `cargo deb`: the release package operators get
+#
+# The first two package the debug binary (`cargo deb --profile dev
+# --no-build`; cargo-deb maps the asset target/release/allegro-bridge to the
+# profile's folder and warns that it is meant for release builds): what is
+# tested here is the packaging, the install, the unit's way of running and
+# the purge, not the optimizer. Build the package for servers with plain
+# `cargo deb` (release; stripped, debug info in the -dbgsym .ddeb), as
+# docs/operations.md says, or test exactly that one with --release.
 #
 # Needs root (dpkg) on Debian with RabbitMQ on 127.0.0.1:5672 (guest/guest;
 # scripts/start-services.sh). Idempotent: a package left by an aborted run is
@@ -17,6 +30,14 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 CARGO_DEB_VERSION=3.8.0 # builds with Rust >= 1.85
+mode=${1:-build}
+case "$mode" in
+build | --no-build | --release) ;;
+*)
+    echo "usage: scripts/test-package.sh [--no-build | --release]" >&2
+    exit 2
+    ;;
+esac
 PKG=allegro-bridge
 UNIT_USER=allegro-bridge
 STATE=/var/lib/allegro-bridge
@@ -85,8 +106,23 @@ purge
 # --fast: lighter xz compression (the debug symbols' .ddeb took 3 minutes).
 step "workbench styles (npm ci, packaged from crates/web/assets)"
 bash scripts/web-assets.sh
-step "cargo deb --fast (release build)"
-deb=$(cargo deb --locked --fast --output "$work/" | grep '\.deb$' | tail -n 1)
+case "$mode" in
+--release)
+    step "cargo deb --fast (release build)"
+    deb_args=()
+    ;;
+*)
+    if [ "$mode" = build ]; then
+        step "cargo build (debug)"
+        cargo build --locked
+    fi
+    bin="${CARGO_TARGET_DIR:-target}/debug/allegro-bridge"
+    [ -x "$bin" ] || fail "$bin not built (cargo build, or scripts/test-package.sh without --no-build)"
+    step "cargo deb --fast --profile dev --no-build ($bin, built $(date -u -r "$bin" '+%F %T UTC'))"
+    deb_args=(--profile dev --no-build)
+    ;;
+esac
+deb=$(cargo deb --locked --fast "${deb_args[@]}" --output "$work/" | grep '\.deb$' | tail -n 1)
 [ -f "${deb:-}" ] || fail "cargo deb printed no package path"
 echo "$deb"
 dpkg-deb --info "$deb" | sed -n '/Package:/,$p'

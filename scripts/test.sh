@@ -2,25 +2,25 @@
 # The test command of README.md: installs what the tests need (Chromium,
 # chromedriver and axe-core for the browser tests: scripts/setup-browser.sh),
 # starts the services (PostgreSQL, RabbitMQ), then runs formatting and lint
-# checks, the whole test suite, the mapping lint and the fixture suite with full rule
-# coverage, then the systemd unit check and the Debian package test (build,
-# install, run as the unit would, purge; a release build, about 5 minutes
-# more; needs root, skipped otherwise or with ALLEGRO_BRIDGE_SKIP_PACKAGE=1).
-# Works on a fresh Debian machine with the Rust toolchain.
+# checks, builds the tests, runs the mapping lint and the fixture suite with
+# full rule coverage (with the binary the tests use), the whole test suite,
+# then the systemd unit check and the Debian package test (that same binary
+# packaged, installed, run as the unit would, purged; needs root, skipped
+# otherwise or with ALLEGRO_BRIDGE_SKIP_PACKAGE=1). Each phase prints its
+# start in seconds since the beginning. Works on a fresh Debian machine with
+# the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$(date +%s)
+phase() { echo "== [$(($(date +%s) - start)) s] $*"; }
 
+phase "setup: packages, services, web assets"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 if ! command -v xmllint >/dev/null 2>&1; then
     echo "installing libxml2-utils (xmllint, for the record XSD tests)" >&2
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libxml2-utils >/dev/null
-fi
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "installing python3 (the dashboard renderer's --check)" >&2
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 >/dev/null
 fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "installing systemd (systemd-analyze, for the unit check)" >&2
@@ -31,27 +31,32 @@ bash scripts/setup-browser.sh
 bash scripts/start-services.sh
 bash scripts/web-assets.sh
 
-echo "== cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== the core stays pure (no async runtime, database, broker or HTTP; no clock)"
+phase "the core stays pure (no async runtime, database, broker or HTTP; no clock)"
 bash scripts/check-core-deps.sh
-echo "== cargo clippy"
+phase "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== the dashboard renderer can draw every panel (python3 only, no network)"
-python3 scripts/render-dashboard.py --check docs/grafana-dashboard.json
-echo "== mapping lint"
-cargo run --locked -q -- mappings check
-echo "== fixture suite (every check and rule must be exercised)"
-cargo run --locked -q -- mappings test --strict | tail -n 25
-echo "== cargo test"
+# One build for everything below: the binary `cargo test` builds (with the
+# dev-dependencies' features) also runs the mapping lint and fixture suite
+# and goes into the package; `cargo run` would build it a second time.
+phase "cargo test --no-run (build)"
+cargo test --workspace --locked --lib --bins --tests --examples --no-run
+bin="${CARGO_TARGET_DIR:-target}/debug/allegro-bridge"
+phase "mapping lint"
+"$bin" mappings check
+phase "fixture suite (every check and rule must be exercised)"
+"$bin" mappings test --strict | tail -n 25
+phase "cargo test"
 cargo test --workspace --locked --lib --bins --tests --examples
-echo "== systemd unit: verify, exposure at most 1.5"
+phase "systemd unit: verify, exposure at most 1.5"
 bash scripts/check-unit.sh
 if [ -n "${ALLEGRO_BRIDGE_SKIP_PACKAGE:-}" ]; then
-    echo "== Debian package: skipped (ALLEGRO_BRIDGE_SKIP_PACKAGE)"
+    phase "Debian package: skipped (ALLEGRO_BRIDGE_SKIP_PACKAGE)"
 elif [ "$(id -u)" -ne 0 ]; then
-    echo "== Debian package: skipped (needs root: sudo bash scripts/test-package.sh)"
+    phase "Debian package: skipped (needs root: sudo bash scripts/test-package.sh)"
 else
-    echo "== Debian package: build, install, run as the unit, purge"
-    bash scripts/test-package.sh
+    phase "Debian package of the tested binary: install, run as the unit, purge"
+    bash scripts/test-package.sh --no-build
 fi
+phase "all passed"

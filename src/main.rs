@@ -6,7 +6,8 @@ mod cli;
 use clap::Parser;
 
 // mimalloc: the pipeline allocates many small, short-lived values per
-// application; measured ~20% faster than glibc malloc (see README, Speed).
+// application; measured ~20% faster than glibc malloc (see the dependency
+// table in ARCHITECTURE.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

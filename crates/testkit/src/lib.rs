@@ -110,8 +110,10 @@ pub struct TestEnv {
 
 /// A file lock on the shared RabbitMQ: every test environment holds it
 /// shared; a test that restarts the broker holds it exclusively, so it
-/// waits for the others and they wait for it, whichever runner is used
-/// (`cargo test` runs test binaries one after another, nextest does not).
+/// waits for the others and they wait for it, whichever runner is used:
+/// within one process (all of `tests/it` is one test binary; each lock
+/// opens the file anew, and `flock` treats separate opens independently) and
+/// across processes (nextest, or test binaries of other crates).
 pub struct BrokerLock(std::fs::File);
 
 impl BrokerLock {

@@ -20,8 +20,8 @@ use serde_json::Value;
 use support::{Db, TestEnv};
 use uuid::Uuid;
 
-const FAULTY: &str = include_str!("../fixtures/contract/hauptantrag-mit-fehlern.json");
-const VALID: &str = include_str!("../fixtures/contract/hauptantrag-gueltig.json");
+const FAULTY: &str = include_str!("../../fixtures/contract/hauptantrag-mit-fehlern.json");
+const VALID: &str = include_str!("../../fixtures/contract/hauptantrag-gueltig.json");
 
 /// `body` with a fresh antragId, stored as a case with the pipeline's
 /// findings (also for a body that passes: a case from an older mapping set).
@@ -309,7 +309,7 @@ async fn check(db: Db) {
     assert!(outbox.path().join(format!("{pass}.xml")).exists());
 
     // With records also going to the AMQP sink, a release leaves the record
-    // pending for the daemon's dispatcher (tests/daemon_scale.rs) and
+    // pending for the daemon's dispatcher (tests/it/daemon_scale.rs) and
     // writes no file itself.
     let handed = store_case(&store, &p, VALID).await;
     let case = store.load_case(handed).await.unwrap().unwrap();

@@ -7,7 +7,7 @@
 //! (unknown pointer, wrong type, oversized value, a pointer into another
 //! case, a stale version) gets a German message and changes nothing; the
 //! administration pages answer admins only; `recheck` releases as `system`.
-//! (The browser run of the same story is tests/workbench_browser.rs.)
+//! (The browser run of the same story is tests/it/workbench_browser.rs.)
 
 use std::path::Path;
 use std::process::Command;
@@ -21,8 +21,8 @@ use support::workbench::{add_user, start_web, Client};
 use support::{Db, TestEnv};
 use uuid::Uuid;
 
-const FAULTY: &str = include_str!("../fixtures/contract/hauptantrag-mit-fehlern.json");
-const VALID: &str = include_str!("../fixtures/contract/hauptantrag-gueltig.json");
+const FAULTY: &str = include_str!("../../fixtures/contract/hauptantrag-mit-fehlern.json");
+const VALID: &str = include_str!("../../fixtures/contract/hauptantrag-gueltig.json");
 const PASSWORD: &str = "Sehr-geheim-2026";
 
 /// Logs `name` in with the test password; the login must succeed.
@@ -43,7 +43,7 @@ async fn store_case(store: &Store, pipeline: &Pipeline, body: &str, dst: &str) -
 }
 
 /// The record validates against the XSD its root names (xmllint, as in
-/// tests/record_xsd.rs).
+/// tests/it/record_xsd.rs).
 fn assert_valid_record(file: &Path) {
     let xml = std::fs::read_to_string(file).unwrap();
     let v = xml

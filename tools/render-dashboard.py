@@ -26,10 +26,10 @@ empty in silence.
 Usage:
 
     # no network, python3 only: every panel type, unit and variable supported?
-    python3 scripts/render-dashboard.py --check docs/grafana-dashboard.json
+    python3 tools/render-dashboard.py --check docs/grafana-dashboard.json
 
     # render the last 15 minutes from a Prometheus scraping every 5 s
-    python3 scripts/render-dashboard.py docs/grafana-dashboard.json \\
+    python3 tools/render-dashboard.py docs/grafana-dashboard.json \\
         --prometheus http://127.0.0.1:9091 --scrape-interval 5 \\
         --last 15m --out docs/grafana-dashboard.png
 
@@ -755,7 +755,7 @@ def render(dash, args) -> int:
     stamp = lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     cv.text(cv.pad, 16, dash.get("title", ""), size=14, weight="bold")
     cv.text(cv.w - cv.pad, 18,
-            f"{stamp(start)} to {stamp(end)} UTC · rendered by scripts/render-dashboard.py "
+            f"{stamp(start)} to {stamp(end)} UTC · rendered by tools/render-dashboard.py "
             f"from the dashboard's own queries (not Grafana)",
             size=8.5, color=TEXT_DIM, ha="right")
     drawn = 0
