@@ -116,7 +116,7 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
     assert!(row.contains("class=\"befund"), "{row}");
     assert!(row.contains("IBAN"), "{row}");
     assert!(page.body.contains("id=\"fehlerliste\""));
-    assert!(page.body.contains("href=\"#feld-bankverbindung-iban\""));
+    assert!(page.body.contains("href=\"#feld-bankverbindung-iban-neu\""));
     assert!(
         page.body.contains("MIETVERTRAG"),
         "documents owed are listed"
@@ -371,5 +371,100 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
         .any(|a| a.actor == "system" && a.action == "recheck_release"));
 
     store.close().await;
+    env.cleanup().await;
+}
+
+/// The form „Fehler beheben“ over HTTP: a value that still fails its check
+/// is handed back in its input with the error beside it and is not saved;
+/// the values that pass are saved and the page says so; once all pass, one
+/// redirect to the case with „Alle Fehler behoben“.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fix_form_saves_only_what_passes() {
+    let env = TestEnv::new(Db::Sqlite, "wb-fix").await;
+    let store = env.store().await;
+    let pipeline = Pipeline::load(&Default::default()).unwrap();
+    let id = store_case(&store, &pipeline, FAULTY, "81101").await;
+    add_user(
+        &env,
+        "sb.fix",
+        PASSWORD,
+        &["--rolle", "sachbearbeitung", "--dienststelle", "81101"],
+    );
+    let web = start_web(&env);
+    let mut sb = Client::new(web.port);
+    login(&mut sb, "sb.fix");
+    let page = sb.get(&format!("/faelle/{id}"));
+    let csrf = page.input("csrf");
+    for input in [
+        "wert:/bankverbindung/iban",
+        "wert:/antragsteller/anschrift/plz",
+        "wert:/unterkunft/personenImHaushalt",
+    ] {
+        assert!(page.body.contains(&format!("name=\"{input}\"")), "{input}");
+    }
+    let fix = |plz: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("version", String::new()),
+            (
+                "wert:/bankverbindung/iban",
+                "DE89 3704 0044 0532 0130 00".to_string(),
+            ),
+            ("wert:/antragsteller/anschrift/plz", plz.to_string()),
+            ("wert:/unterkunft/personenImHaushalt", "5".to_string()),
+        ]
+    };
+    let send = |sb: &mut Client, mut form: Vec<(&str, String)>, version: i32| {
+        form[1].1 = version.to_string();
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        sb.post(&format!("/faelle/{id}/beheben"), &pairs)
+    };
+    // The PLZ still has four digits: not saved, kept in its input with the
+    // error; the IBAN and the household size are saved, and the page says so.
+    let r = send(&mut sb, fix("3910"), 1);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.title().starts_with("Fehler: "), "{}", r.title());
+    assert!(r.body.contains("2 Angabe(n) gespeichert"), "{}", r.body);
+    assert!(!r.body.contains("Änderung gespeichert"));
+    assert!(r.body.contains("value=\"3910\""));
+    assert!(r
+        .body
+        .contains("href=\"#feld-antragsteller-anschrift-plz-neu\""));
+    let case = store.load_case(id).await.unwrap().unwrap();
+    assert_eq!(case.version, 2, "one version step for the two kept values");
+    let doc: Value = serde_json::from_slice(case.current_body()).unwrap();
+    assert_eq!(
+        doc["antragsteller"]["anschrift"]["plz"], "7545",
+        "the failing PLZ is not saved"
+    );
+    assert_eq!(doc["unterkunft"]["personenImHaushalt"], 5);
+    let errors: Vec<&str> = case
+        .findings
+        .iter()
+        .filter(|f| f.is_error())
+        .map(|f| f.rule.as_str())
+        .collect();
+    assert_eq!(errors, ["PLZ-FORMAT"]);
+    // A stale version changes nothing.
+    let r = send(&mut sb, fix("39104"), 1);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(store.load_case(id).await.unwrap().unwrap().version, 2);
+    // Now right: saved, one redirect, nothing left.
+    let r = send(&mut sb, fix("39104"), 2);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/faelle/{id}?meldung=behoben").as_str())
+    );
+    let page = sb.get(&format!("/faelle/{id}?meldung=behoben"));
+    assert!(page.body.contains("Alle Fehler behoben"), "{}", page.body);
+    assert!(
+        !page.body.contains("id=\"beheben\""),
+        "no form when nothing is wrong"
+    );
+    let case = store.load_case(id).await.unwrap().unwrap();
+    assert!(!case.findings.iter().any(|f| f.is_error()));
+    assert_eq!(case.corrections.len(), 3);
+    drop(web);
     env.cleanup().await;
 }

@@ -139,7 +139,7 @@ async fn a_form_version_declared_as_data_shows_in_the_workbench() {
         iban.contains("KURZ-IBAN") || iban.contains("befund"),
         "{iban}"
     );
-    assert!(page.body.contains("href=\"#feld-konto-iban\""));
+    assert!(page.body.contains("href=\"#feld-konto-iban-neu\""));
     // The Dienststelle is read-only: no edit link, and an edit is refused.
     let stelle = element(&page.body, "feld-stelle-nummer");
     assert!(!stelle.contains("/feld?"), "{stelle}");

@@ -359,16 +359,36 @@ pub async fn axe(client: &Client) -> Vec<Violation> {
     violations
 }
 
+/// The narrow width every page is also checked at (WCAG 1.4.10 Reflow:
+/// 320 CSS pixels).
+pub const NARROW: u32 = 320;
+
 /// Fails the test with the readable report when axe finds anything on the
-/// page the client shows; `page` names it in the message.
+/// page the client shows, at the normal width and at [`NARROW`]; `page`
+/// names it in the message.
 pub async fn assert_accessible(client: &Client, page: &str) {
-    let v = axe(client).await;
-    assert!(
-        v.is_empty(),
-        "axe-core: {} WCAG 2.1 A/AA violation(s) on the {page} page:\n{}",
-        v.len(),
-        report(&v)
-    );
+    let (w, h) = WINDOW;
+    for width in [w, NARROW] {
+        client.set_window_size(width, h).await.unwrap();
+        let inner = client
+            .execute("return window.innerWidth;", vec![])
+            .await
+            .ok()
+            .and_then(|v| v.as_u64());
+        assert!(
+            inner.is_some_and(|i| i <= u64::from(width)),
+            "the window did not narrow to {width} px (inner width {inner:?})"
+        );
+        let v = axe(client).await;
+        assert!(
+            v.is_empty(),
+            "axe-core: {} WCAG 2.1 A/AA violation(s) on the {page} page at {width} px \
+             (inner width {inner:?}):\n{}",
+            v.len(),
+            report(&v)
+        );
+    }
+    client.set_window_size(w, h).await.unwrap();
 }
 
 /// Writes a PNG of the whole page (at most 4000 pixels high).

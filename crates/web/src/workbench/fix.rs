@@ -149,7 +149,9 @@ pub async fn post(
         .await;
         match saved {
             Ok(()) => {}
-            Err(CaseWriteError::Conflict) => return actions::conflict(&state, &caller, &case).await,
+            Err(CaseWriteError::Conflict) => {
+                return actions::conflict(&state, &caller, &case).await
+            }
             Err(CaseWriteError::Store(e)) => return Err(e.into()),
         }
     }
