@@ -30,7 +30,8 @@ pub struct Fix {
     /// The value now in the application, as shown (`None`: missing).
     pub current: Option<String>,
     pub kind: FieldKind,
-    /// What to type, in German.
+    /// What to type, in German: the `input_hint` of the error's check or
+    /// rule in the mapping, else what the field's kind takes.
     pub hint: String,
     /// The error messages at this field, in the pipeline's order.
     pub messages: Vec<String>,
@@ -56,12 +57,13 @@ pub fn fixes(m: &Mapping, doc: &Value, findings: &[Finding]) -> Vec<Fix> {
         let Some(kind) = info.kind.filter(|_| info.can_set) else {
             continue;
         };
+        let hint = m.input_hints.get(&f.rule).cloned();
         out.push(Fix {
             input_id: input_id(&f.pointer),
             pointer: f.pointer.clone(),
             label: title(&info.label),
             current: info.value.as_ref().map(fields::display),
-            hint: kind.hint(),
+            hint: hint.unwrap_or_else(|| kind.hint()),
             kind,
             messages: vec![f.message.clone()],
         });

@@ -159,6 +159,11 @@ mod tests {
         );
         assert_eq!(form[0].label, "Die IBAN der Bankverbindung");
         assert_eq!(form[0].input_id, "feld-bankverbindung-iban-neu");
+        assert_eq!(
+            form[0].hint,
+            "22 Zeichen, beginnt mit DE; Leerzeichen sind erlaubt"
+        );
+        assert_eq!(form[1].hint, "fünf Ziffern, z. B. 39104");
         assert_eq!(form[1].current.as_deref(), Some("7545"));
         assert_eq!(form[2].kind, FieldKind::Integer);
         let check = |d: &Value, changes: &[Change]| {

@@ -84,6 +84,9 @@ pub struct Mapping {
     pub mapped_fields: Vec<Pattern>,
     /// How the workbench lays out a case of this form (`[casework]`).
     pub casework: crate::casework::Layout,
+    /// Rule id → what to type when its error is fixed (`input_hint` of a
+    /// check or rule).
+    pub input_hints: HashMap<String, String>,
 }
 
 impl Mapping {

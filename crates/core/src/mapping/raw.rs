@@ -122,6 +122,8 @@ pub struct RawCheck {
     pub severity: String,
     pub message: String,
     pub nachweis: Option<String>,
+    /// What to type, for the workbench's form „Fehler beheben“.
+    pub input_hint: Option<String>,
     /// The kind with its options, or what is wrong with them.
     pub kind: Result<RawKind, String>,
 }
@@ -136,9 +138,18 @@ struct RawCheckCommon {
     message: String,
     #[serde(default)]
     nachweis: Option<String>,
+    #[serde(default)]
+    input_hint: Option<String>,
 }
 
-const COMMON_KEYS: &[&str] = &["id", "fields", "severity", "message", "nachweis"];
+const COMMON_KEYS: &[&str] = &[
+    "id",
+    "fields",
+    "severity",
+    "message",
+    "nachweis",
+    "input_hint",
+];
 
 impl<'de> Deserialize<'de> for RawCheck {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawCheck, D::Error> {
@@ -158,6 +169,7 @@ impl<'de> Deserialize<'de> for RawCheck {
             severity: c.severity,
             message: c.message,
             nachweis: c.nachweis,
+            input_hint: c.input_hint,
             kind: RawKind::from_table(kind),
         })
     }
@@ -186,6 +198,9 @@ pub struct RawRule {
     pub message: String,
     #[serde(default)]
     pub nachweis: Option<String>,
+    /// What to type, for the workbench's form „Fehler beheben“.
+    #[serde(default)]
+    pub input_hint: Option<String>,
 }
 
 /// A variable of a rule: a pointer (value, or list for a wildcard pattern),

@@ -87,5 +87,20 @@ pub(crate) fn compile(
         rule_env,
         mapped_fields,
         casework,
+        input_hints: input_hints(parts),
     })
+}
+
+/// The `input_hint` of every check and rule, by rule id.
+fn input_hints(parts: &[&Parsed]) -> std::collections::HashMap<String, String> {
+    let checks = parts
+        .iter()
+        .flat_map(|p| &p.file.check)
+        .map(|c| c.get_ref());
+    let rules = parts.iter().flat_map(|p| &p.file.rule).map(|r| r.get_ref());
+    checks
+        .map(|c| (&c.id, &c.input_hint))
+        .chain(rules.map(|r| (&r.id, &r.input_hint)))
+        .filter_map(|(id, h)| Some((id.clone(), h.clone()?)))
+        .collect()
 }
