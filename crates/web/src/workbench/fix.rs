@@ -122,35 +122,12 @@ pub async fn post(
     };
     let out = fix::apply_all(&m, &doc, &typed, &check);
     if !out.kept.is_empty() {
-        let corrections = corrections_with(&case, &out.kept, &caller.user.name);
-        let body = serde_json::to_vec(&out.doc).unwrap_or_default();
         let name = m.casework.applicant_of(&out.doc);
-        let values: Vec<_> = out.kept.iter().map(audit_values).collect();
-        let audit: Vec<NewAudit<'_>> = out
-            .kept
-            .iter()
-            .zip(&values)
-            .map(|(c, (old, new))| NewAudit {
-                pointer: Some(&c.pointer),
-                old_value: old.as_deref(),
-                new_value: new.as_deref(),
-                ..NewAudit::new(&caller.user.name, Action::Edit, Some(case.antrag_id))
-            })
-            .collect();
-        let saved = actions::save_draft(
-            &state,
-            &case,
-            Some((&body, name.as_ref().map(|n| n.as_str()))),
-            &corrections,
-            &out.findings,
-            &audit,
-            Utc::now(),
-        )
-        .await;
-        match saved {
+        let name = name.as_ref().map(|n| n.as_str());
+        match save(&state, &case, &caller, &out, name).await {
             Ok(()) => {}
             Err(CaseWriteError::Conflict) => {
-                return actions::conflict(&state, &caller, &case).await
+                return actions::conflict(&state, &caller, &case).await;
             }
             Err(CaseWriteError::Store(e)) => return Err(e.into()),
         }
@@ -164,6 +141,43 @@ pub async fn post(
         return Ok(actions::to_case(&case, code));
     }
     show_again(&state, &caller, &case, typed, out).await
+}
+
+/// Stores the kept changes in one version step, one `edit` audit entry each.
+async fn save(
+    state: &WorkbenchState,
+    case: &CaseDetail,
+    caller: &Caller,
+    out: &fix::Outcome,
+    applicant: Option<&str>,
+) -> Result<(), CaseWriteError> {
+    let who = &caller.user.name;
+    let corrections = corrections_with(case, &out.kept, who);
+    let body = serde_json::to_vec(&out.doc).unwrap_or_default();
+    let values: Vec<_> = out.kept.iter().map(audit_values).collect();
+    let audit: Vec<NewAudit<'_>> = out
+        .kept
+        .iter()
+        .zip(&values)
+        .map(|(c, (old, new))| NewAudit {
+            pointer: Some(&c.pointer),
+            old_value: old.as_deref(),
+            new_value: new.as_deref(),
+            ..NewAudit::new(who, Action::Edit, Some(case.antrag_id))
+        })
+        .collect();
+    let at = Utc::now();
+    let findings = &out.findings;
+    actions::save_draft(
+        state,
+        case,
+        Some((&body, applicant)),
+        &corrections,
+        findings,
+        &audit,
+        at,
+    )
+    .await
 }
 
 /// The case page again (422): the values not kept in their inputs with
