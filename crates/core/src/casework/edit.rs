@@ -560,7 +560,18 @@ mod tests {
         assert_eq!(n("1.234").as_deref(), Some("1.234"));
         assert_eq!(n("612.5").as_deref(), Some("612.5"));
         // Thousands points only between groups of three digits.
-        for bad in ["1.23,4", "12.34.567", "1234.567,8", "1.2345,6", ".234,5", "1,2,3", "1,234.56", "€", "1 €5", "--1"] {
+        for bad in [
+            "1.23,4",
+            "12.34.567",
+            "1234.567,8",
+            "1.2345,6",
+            ".234,5",
+            "1,2,3",
+            "1,234.56",
+            "€",
+            "1 €5",
+            "--1",
+        ] {
             assert_eq!(n(bad), None, "{bad}");
         }
     }

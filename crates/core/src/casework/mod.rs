@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(info.input.as_deref(), Some("ROU"));
         let info = edit::describe(m, &doc, "/antragsteller/geschlecht").unwrap();
         assert_eq!(info.input.as_deref(), Some("WEIBLICH"));
-        assert_eq!(info.code_labels.get("DIVERS").map(String::as_str), Some("divers"));
+        assert_eq!(
+            info.code_labels.get("DIVERS").map(String::as_str),
+            Some("divers")
+        );
         let info = edit::describe(m, &doc, "/bankverbindung/iban").unwrap();
         assert!(info.can_set && info.can_remove);
         let info = edit::describe(m, &doc, "/einkommen/1").unwrap();

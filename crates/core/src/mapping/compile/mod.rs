@@ -68,7 +68,9 @@ pub(crate) fn compile(
     };
     let rules = rules::compile(parts, &env, &mut ids, errs);
     let casework = casework::compile(parts, &schema, header.today.get_ref(), errs);
-    let labels = texts.labels.with_values(values::compile(parts, &schema, errs));
+    let labels = texts
+        .labels
+        .with_values(values::compile(parts, &schema, errs));
     if errs.count() > before {
         return None;
     }
