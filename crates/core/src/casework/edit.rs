@@ -108,10 +108,12 @@ impl EditError {
                 format!("Der Wert ist zu lang: höchstens {max} Zeichen sind erlaubt.")
             }
             EditError::WrongType(kind) => match kind {
-                FieldKind::Number => "Bitte geben Sie eine Zahl ein, z. B. 845,26.".into(),
+                FieldKind::Number => {
+                    "Bitte geben Sie eine Zahl ein, z. B. 845,26 oder 1.234,56.".into()
+                }
                 FieldKind::Integer => "Bitte geben Sie eine ganze Zahl ein, z. B. 3.".into(),
                 FieldKind::Date => {
-                    "Bitte geben Sie ein Datum im Format JJJJ-MM-TT ein, z. B. 2026-11-01.".into()
+                    "Bitte geben Sie ein Datum im Format TT.MM.JJJJ ein, z. B. 01.11.2026.".into()
                 }
                 FieldKind::Boolean => "Bitte wählen Sie „ja“ oder „nein“.".into(),
                 _ => "Der Wert hat nicht die erwartete Form.".into(),

@@ -49,8 +49,8 @@ impl FieldKind {
         match self {
             FieldKind::Text { max_chars: Some(n) } => format!("Text, höchstens {n} Zeichen"),
             FieldKind::Text { max_chars: None } => "Text".into(),
-            FieldKind::Date => "Datum im Format JJJJ-MM-TT, z. B. 2026-11-01".into(),
-            FieldKind::Number => "Zahl, z. B. 845,26".into(),
+            FieldKind::Date => "Datum im Format TT.MM.JJJJ, z. B. 01.11.2026".into(),
+            FieldKind::Number => "Zahl, z. B. 845,26 oder 1.234,56".into(),
             FieldKind::Integer => "ganze Zahl, z. B. 3".into(),
             FieldKind::Boolean => "ja oder nein".into(),
             FieldKind::Choice(_) => "einer der angebotenen Werte".into(),
