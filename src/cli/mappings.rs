@@ -67,6 +67,12 @@ fn check(settings: &Settings) -> anyhow::Result<i32> {
                         f.rsplit('/').next().unwrap_or_default()
                     );
                 }
+                for (f, code) in m.unlabeled_codes() {
+                    println!(
+                        "warning: {}: no German label for code {code} of {f} (the workbench would show the code); add one under [labels.values]",
+                        m.name
+                    );
+                }
                 for gap in m.casework.gaps() {
                     println!("warning: {}: {gap}", m.name);
                 }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::fields::{self, FieldKind};
 use super::layout::ReadOnly;
+use crate::mapping::labels::ValueLabels;
 use crate::mapping::Mapping;
 use crate::pointer;
 use crate::record::Correction;
@@ -107,10 +108,12 @@ impl EditError {
                 format!("Der Wert ist zu lang: höchstens {max} Zeichen sind erlaubt.")
             }
             EditError::WrongType(kind) => match kind {
-                FieldKind::Number => "Bitte geben Sie eine Zahl ein, z. B. 845,26.".into(),
+                FieldKind::Number => {
+                    "Bitte geben Sie eine Zahl ein, z. B. 845,26 oder 1.234,56.".into()
+                }
                 FieldKind::Integer => "Bitte geben Sie eine ganze Zahl ein, z. B. 3.".into(),
                 FieldKind::Date => {
-                    "Bitte geben Sie ein Datum im Format JJJJ-MM-TT ein, z. B. 2026-11-01.".into()
+                    "Bitte geben Sie ein Datum im Format TT.MM.JJJJ ein, z. B. 01.11.2026.".into()
                 }
                 FieldKind::Boolean => "Bitte wählen Sie „ja“ oder „nein“.".into(),
                 _ => "Der Wert hat nicht die erwartete Form.".into(),
@@ -164,6 +167,12 @@ pub struct FieldInfo {
     pub kind: Option<FieldKind>,
     /// The current value, if present.
     pub value: Option<Value>,
+    /// The current value as a caseworker reads it ([`fields::Format::show`]).
+    pub shown: Option<String>,
+    /// The current value as the input offers it ([`fields::Format::input`]).
+    pub input: Option<String>,
+    /// The German labels of the field's codes (empty: none declared).
+    pub code_labels: ValueLabels,
     /// A value may be typed.
     pub can_set: bool,
     /// It may be removed.
@@ -194,10 +203,18 @@ pub fn describe(m: &Mapping, doc: &Value, p: &str) -> Result<FieldInfo, EditErro
             EditError::NotAValue
         });
     }
+    let format = fields::format(m, &segs);
+    let code_labels = match format {
+        fields::Format::Code(labels) => labels.clone(),
+        _ => ValueLabels::new(),
+    };
     Ok(FieldInfo {
         pointer: p.to_string(),
         label,
         kind,
+        shown: value.as_ref().map(|v| format.show(v)),
+        input: value.as_ref().map(|v| format.input(v)),
+        code_labels,
         value,
         can_set,
         can_remove,
@@ -345,19 +362,31 @@ fn parse_date(t: &str) -> Option<String> {
     Some(d.format("%Y-%m-%d").to_string())
 }
 
-/// A decimal with `,` or `.` as separator, kept digit for digit.
+/// A decimal as a caseworker types it, kept digit for digit: `1234.56`,
+/// `1234,56`, `1.234,56` and `1.234,56 €` are all 1234.56.
+///
+/// A `.` is a thousands point only where that is unambiguous: before a
+/// decimal comma (`1.234,56`) or when there are several (`1.234.567`), and
+/// then every group after the first has exactly three digits. A single `.`
+/// without a comma is the decimal point (`1.234` is 1.234, which an amount
+/// check then refuses for its third place, rather than silently 1234).
+/// A trailing `€` is ignored.
 fn parse_number(t: &str) -> Option<Value> {
+    let t = t.strip_suffix('€').map_or(t, str::trim_end);
     let (neg, body) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, t),
     };
-    let body = body.replace(',', ".");
-    let (int, frac) = match body.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (body.as_str(), None),
+    let (int, frac) = match body.split_once(',') {
+        Some((i, f)) => (ungroup(i)?, Some(f)),
+        None if body.matches('.').count() > 1 => (ungroup(body)?, None),
+        None => match body.split_once('.') {
+            Some((i, f)) => (i.to_string(), Some(f)),
+            None => (body.to_string(), None),
+        },
     };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(int) || frac.is_some_and(|f| !digits(f)) || int.len() > 15 {
+    if !digits(&int) || frac.is_some_and(|f| !digits(f)) || int.len() > 15 {
         return None;
     }
     let int = int.trim_start_matches('0');
@@ -372,6 +401,24 @@ fn parse_number(t: &str) -> Option<Value> {
         s.push_str(f);
     }
     serde_json::from_str(&s).ok()
+}
+
+/// The integer part without its thousands points: `1.234` → `1234`; with
+/// points, the first group has one to three digits and every other three.
+fn ungroup(int: &str) -> Option<String> {
+    let mut groups = int.split('.');
+    let first = groups.next()?;
+    if int.contains('.') && !(1..=3).contains(&first.len()) {
+        return None;
+    }
+    let mut out = first.to_string();
+    for g in groups {
+        if g.len() != 3 {
+            return None;
+        }
+        out.push_str(g);
+    }
+    Some(out)
 }
 
 /// Sets `new` at `segs`, creating missing groups the schema defines on the
@@ -494,6 +541,41 @@ mod tests {
         assert_eq!(d["unterkunft"]["anschriftGleichMeldeanschrift"], false);
         set(&mut d, "/unterkunft/einzugsdatum", "01.02.2020").unwrap();
         assert_eq!(d["unterkunft"]["einzugsdatum"], "2020-02-01");
+    }
+
+    #[test]
+    fn amounts_are_typed_in_german_and_stored_as_the_contract_writes_them() {
+        let n = |t: &str| {
+            parse_value(&FieldKind::Number, t)
+                .ok()
+                .map(|v| v.to_string())
+        };
+        for typed in ["1.234,56", "1234,56", "1.234,56 €", "1.234,56€", "1234.56"] {
+            assert_eq!(n(typed).as_deref(), Some("1234.56"), "{typed}");
+        }
+        assert_eq!(n("-1.234,5").as_deref(), Some("-1234.5"));
+        assert_eq!(n("0").as_deref(), Some("0"));
+        assert_eq!(n("0,00 €").as_deref(), Some("0.00"));
+        assert_eq!(n("1.234.567").as_deref(), Some("1234567"));
+        assert_eq!(n("1.234.567,89").as_deref(), Some("1234567.89"));
+        // A single point without a comma is the decimal point.
+        assert_eq!(n("1.234").as_deref(), Some("1.234"));
+        assert_eq!(n("612.5").as_deref(), Some("612.5"));
+        // Thousands points only between groups of three digits.
+        for bad in [
+            "1.23,4",
+            "12.34.567",
+            "1234.567,8",
+            "1.2345,6",
+            ".234,5",
+            "1,2,3",
+            "1,234.56",
+            "€",
+            "1 €5",
+            "--1",
+        ] {
+            assert_eq!(n(bad), None, "{bad}");
+        }
     }
 
     #[test]

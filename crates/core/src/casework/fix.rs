@@ -17,6 +17,7 @@ use super::edit::{self, Change, EditError, EditOp};
 use super::fields::{self, FieldKind};
 use super::sections::{element_id, title};
 use crate::finding::Finding;
+use crate::mapping::labels::ValueLabels;
 use crate::mapping::Mapping;
 
 /// One input of the form.
@@ -29,6 +30,11 @@ pub struct Fix {
     pub label: String,
     /// The value now in the application, as shown (`None`: missing).
     pub current: Option<String>,
+    /// The value now in the application as the input offers it (what can
+    /// be typed back: `26.11.1990`, `1.234,56`, a code).
+    pub input: Option<String>,
+    /// The German labels of the field's codes (empty: none declared).
+    pub code_labels: ValueLabels,
     pub kind: FieldKind,
     /// What to type, in German: the `input_hint` of the error's check or
     /// rule in the mapping, else what the field's kind takes.
@@ -62,7 +68,9 @@ pub fn fixes(m: &Mapping, doc: &Value, findings: &[Finding]) -> Vec<Fix> {
             input_id: input_id(&f.pointer),
             pointer: f.pointer.clone(),
             label: title(&info.label),
-            current: info.value.as_ref().map(fields::display),
+            current: info.shown.clone(),
+            input: info.input.clone(),
+            code_labels: info.code_labels.clone(),
             hint: hint.unwrap_or_else(|| kind.hint()),
             kind,
             messages: vec![f.message.clone()],

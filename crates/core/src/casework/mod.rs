@@ -84,6 +84,19 @@ mod tests {
             "Postleitzahl"
         );
         assert_eq!(row("feld-formular-id").label, "Formularkennung");
+        // Values in German, by the field's format (schema and mapping data).
+        for (id, shown) in [
+            ("feld-eingereichtAm", "20.11.2026, 07:26 Uhr"),
+            ("feld-antragsteller-geburtsdatum", "26.11.1990"),
+            ("feld-antragsteller-geschlecht", "weiblich"),
+            ("feld-antragsteller-staatsangehoerigkeit", "Rumänien"),
+            ("feld-unterkunft-art", "Mietwohnung"),
+            ("feld-unterkunft-grundmiete", "845,26 €"),
+            ("feld-einkommen-0-art", "Kindergeld"),
+            ("feld-formular-id", "Hauptantrag"),
+        ] {
+            assert_eq!(row(id).value.as_deref(), Some(shown), "{id}");
+        }
         assert_eq!(row("feld-antragsteller-id").label, "Personenkennung");
         assert_eq!(
             row("feld-leistungsbeginn").label,
@@ -236,6 +249,20 @@ mod tests {
         let doc: Value = serde_json::from_str(FAULTY).unwrap();
         let info = edit::describe(m, &doc, "/bankverbindung/iban").unwrap();
         assert_eq!(info.label, "Die IBAN der Bankverbindung");
+        // The page shows the German form and offers what may be typed back.
+        let info = edit::describe(m, &doc, "/unterkunft/grundmiete").unwrap();
+        assert_eq!(info.shown.as_deref(), Some("845,26 €"));
+        assert_eq!(info.input.as_deref(), Some("845,26"));
+        let info = edit::describe(m, &doc, "/antragsteller/staatsangehoerigkeit").unwrap();
+        assert_eq!(info.shown.as_deref(), Some("Rumänien"));
+        assert_eq!(info.input.as_deref(), Some("ROU"));
+        let info = edit::describe(m, &doc, "/antragsteller/geschlecht").unwrap();
+        assert_eq!(info.input.as_deref(), Some("WEIBLICH"));
+        assert_eq!(
+            info.code_labels.get("DIVERS").map(String::as_str),
+            Some("divers")
+        );
+        let info = edit::describe(m, &doc, "/bankverbindung/iban").unwrap();
         assert!(info.can_set && info.can_remove);
         let info = edit::describe(m, &doc, "/einkommen/1").unwrap();
         assert!(!info.can_set && info.can_remove);

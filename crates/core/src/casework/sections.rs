@@ -61,7 +61,9 @@ pub struct Row {
     pub pointer: String,
     /// German label, e.g. `Postleitzahl`.
     pub label: String,
-    /// The value as shown; `None` when the application lacks it.
+    /// The value as shown, in the field's German [`fields::Format`]
+    /// (`26.11.1990`, `1.234,56 €`, `weiblich`); `None` when the
+    /// application lacks it.
     pub value: Option<String>,
     pub findings: Vec<FindingView>,
     /// A value may be typed (the schema defines a single value here).
@@ -481,7 +483,7 @@ impl Builder<'_> {
         Row {
             id: element_id(&ptr),
             label: self.label(segs),
-            value: v.map(fields::display),
+            value: v.map(|v| fields::format(self.m, segs).show(v)),
             findings: Vec::new(),
             editable,
             removable: !read_only && v.is_some(),

@@ -3,7 +3,8 @@
 //! A field is named by a noun phrase (`die Steuer-Identifikationsnummer`) and
 //! the genitive of its owner (`der 2. weiteren Person`), both declared in the
 //! mapping files' `[labels]`; `{n}` in a label is the 1-based position of the
-//! element matched by the last `*` of its pattern.
+//! element matched by the last `*` of its pattern. A code is shown by its
+//! German label from `[labels.values]` ([`Labels::code`]).
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,19 @@ pub struct Labels {
     full: Vec<(Pattern, String)>,
     /// property name → noun phrase
     by_name: BTreeMap<String, String>,
+    /// The German labels of codes by full pointer pattern, and by property
+    /// name (the pattern wins).
+    values: CodeLabels,
+}
+
+/// Code → German label, for one field.
+pub type ValueLabels = BTreeMap<String, String>;
+
+/// `[labels.values]` compiled: by full pointer pattern and by property name.
+#[derive(Debug, Default, Clone)]
+pub struct CodeLabels {
+    pub full: Vec<(Pattern, ValueLabels)>,
+    pub by_name: BTreeMap<String, ValueLabels>,
 }
 
 impl Labels {
@@ -30,7 +44,30 @@ impl Labels {
             owners,
             full,
             by_name,
+            values: CodeLabels::default(),
         }
+    }
+
+    /// These labels with the German labels of codes.
+    pub fn with_values(self, values: CodeLabels) -> Labels {
+        Labels { values, ..self }
+    }
+
+    /// The code labels of the field at `path`: of the first full pointer
+    /// pattern matching it, else of its property name.
+    pub fn values(&self, path: &[Step<'_>]) -> Option<&ValueLabels> {
+        if let Some((_, v)) = self.values.full.iter().find(|(p, _)| p.matches_path(path)) {
+            return Some(v);
+        }
+        match path.last() {
+            Some(Step::Key(k)) => self.values.by_name.get(*k),
+            _ => None,
+        }
+    }
+
+    /// The German label of `code` at `path`, if declared.
+    pub fn code(&self, path: &[Step<'_>], code: &str) -> Option<&str> {
+        self.values(path)?.get(code).map(String::as_str)
     }
 
     /// The German phrase for a concrete location, e.g.
@@ -240,6 +277,26 @@ mod tests {
             "die 3. Einkommensangabe"
         );
         assert_eq!(l.noun(&[Step::Key("foo")]), "die Angabe „foo“");
+    }
+
+    #[test]
+    fn codes_by_pattern_before_name() {
+        let one = |c: &str, l: &str| ValueLabels::from([(c.to_string(), l.to_string())]);
+        let mut by_name = BTreeMap::new();
+        by_name.insert("art".to_string(), one("MIETE", "Miete"));
+        let l = labels().with_values(CodeLabels {
+            full: vec![(
+                Pattern::parse("/einkommen/*/art").unwrap(),
+                one("RENTE", "Rente"),
+            )],
+            by_name,
+        });
+        let income = [Step::Key("einkommen"), Step::Index(3), Step::Key("art")];
+        assert_eq!(l.code(&income, "RENTE"), Some("Rente"));
+        assert_eq!(l.code(&income, "MIETE"), None);
+        let home = [Step::Key("unterkunft"), Step::Key("art")];
+        assert_eq!(l.code(&home, "MIETE"), Some("Miete"));
+        assert_eq!(l.code(&[Step::Key("x")], "MIETE"), None);
     }
 
     #[test]

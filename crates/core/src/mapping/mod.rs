@@ -94,6 +94,39 @@ impl Mapping {
     /// patterns; findings about them would say "die Angabe „x“".
     pub fn unlabeled_fields(&self) -> Vec<String> {
         let mut out = BTreeSet::new();
+        for (p, _) in self.schema_fields() {
+            if self.labels.name(&example_path(&p)).contains('„') {
+                out.insert(p.render());
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Codes the JSON Schema lists (`enum`) that `[labels.values]` gives no
+    /// German label, as (pointer pattern, code); the workbench would show
+    /// the bare code.
+    pub fn unlabeled_codes(&self) -> Vec<(String, String)> {
+        let root = &*self.schema_json;
+        let mut out = BTreeSet::new();
+        for (p, node) in self.schema_fields() {
+            let path = example_path(&p);
+            let labels = self.labels.values(&path);
+            for n in schema::resolve(root, node) {
+                let codes = n.get("enum").and_then(Value::as_array);
+                for code in codes.into_iter().flatten().filter_map(Value::as_str) {
+                    if !labels.is_some_and(|l| l.contains_key(code)) {
+                        out.insert((p.render(), code.to_string()));
+                    }
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Every property the JSON Schema defines (to a depth of 8), as a
+    /// pattern with its schema node.
+    fn schema_fields(&self) -> Vec<(Pattern, &Value)> {
+        let mut out = Vec::new();
         let mut stack = vec![(Pattern { segs: vec![] }, &*self.schema_json)];
         let root = &*self.schema_json;
         while let Some((pat, node)) = stack.pop() {
@@ -105,17 +138,7 @@ impl Mapping {
                     for (k, child) in props {
                         let mut p = pat.clone();
                         p.segs.push(Seg::Key(k.clone()));
-                        let concrete: Vec<crate::pointer::Step<'_>> = p
-                            .segs
-                            .iter()
-                            .map(|s| match s {
-                                Seg::Key(k) => crate::pointer::Step::Key(k.as_str()),
-                                Seg::Any => crate::pointer::Step::Index(0),
-                            })
-                            .collect();
-                        if self.labels.name(&concrete).contains('„') {
-                            out.insert(p.render());
-                        }
+                        out.push((p.clone(), child));
                         stack.push((p, child));
                     }
                 }
@@ -126,8 +149,19 @@ impl Mapping {
                 }
             }
         }
-        out.into_iter().collect()
+        out
     }
+}
+
+/// A concrete path matching `p` (every `*` the first entry).
+fn example_path(p: &Pattern) -> Vec<crate::pointer::Step<'_>> {
+    p.segs
+        .iter()
+        .map(|s| match s {
+            Seg::Key(k) => crate::pointer::Step::Key(k.as_str()),
+            Seg::Any => crate::pointer::Step::Index(0),
+        })
+        .collect()
 }
 
 impl fmt::Debug for Mapping {

@@ -236,6 +236,11 @@ pub struct RawLabels {
     /// (starting with `/`, used as is without an owner).
     #[serde(default)]
     pub fields: BTreeMap<String, Spanned<String>>,
+    /// `[labels.values.<field>]`: the German label of each code of a field
+    /// (`WEIBLICH = "weiblich"`), by property name or by full pointer
+    /// pattern (starting with `/`, which wins over the name).
+    #[serde(default)]
+    pub values: BTreeMap<String, Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 /// `[schema_messages.<kind>]`: rule id and message for a JSON Schema violation kind.

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use allegro_core::casework::edit::{self, EditError, EditOp, FieldInfo};
 use allegro_core::casework::fields::{self, FieldKind};
 use allegro_core::casework::layout::ApplicantName;
+use allegro_core::mapping::labels::ValueLabels;
 use allegro_core::casework::sections;
 use allegro_core::finding::Finding;
 use allegro_core::mapping::Mapping;
@@ -196,10 +197,21 @@ fn check_current(case: &CaseDetail, sent: &str) -> Result<(), Notice> {
     }
 }
 
-/// The choices for a select (code lists and yes/no).
-pub(super) fn choices(kind: &Option<FieldKind>, value: &str) -> Vec<Choice> {
+/// The choices for a select (code lists, shown by their German labels,
+/// and yes/no).
+fn choices(info: &FieldInfo, value: &str) -> Vec<Choice> {
+    choices_for(&info.kind, &info.code_labels, value)
+}
+
+/// [`choices`] for a kind with its code labels.
+pub(super) fn choices_for(
+    kind: &Option<FieldKind>,
+    labels: &ValueLabels,
+    value: &str,
+) -> Vec<Choice> {
+    let label = |c: &String| labels.get(c).unwrap_or(c).clone();
     let codes: Vec<(String, String)> = match kind {
-        Some(FieldKind::Choice(codes)) => codes.iter().map(|c| (c.clone(), c.clone())).collect(),
+        Some(FieldKind::Choice(codes)) => codes.iter().map(|c| (c.clone(), label(c))).collect(),
         Some(FieldKind::Boolean) => vec![
             ("ja".to_string(), "ja".to_string()),
             ("nein".to_string(), "nein".to_string()),
@@ -227,10 +239,10 @@ fn field_page(
     errors: Vec<FieldError>,
     conflict: bool,
 ) -> FieldPage {
-    let current = info.value.as_ref().map(fields::display);
+    let current = info.shown.clone();
     let value = typed
         .map(str::to_string)
-        .unwrap_or_else(|| current.clone().unwrap_or_default());
+        .unwrap_or_else(|| info.input.clone().unwrap_or_default());
     let mut layout = caller.layout();
     layout.has_errors = !errors.is_empty();
     FieldPage {
@@ -242,7 +254,7 @@ fn field_page(
         label: info.label.clone(),
         current,
         hint: info.kind.as_ref().map(FieldKind::hint).unwrap_or_default(),
-        choices: choices(&info.kind, &value),
+        choices: choices(info, &value),
         value,
         can_set: info.can_set,
         can_remove: info.can_remove,

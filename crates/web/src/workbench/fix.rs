@@ -58,9 +58,9 @@ impl FixLine {
             .values
             .get(&fix.pointer)
             .cloned()
-            .unwrap_or_else(|| fix.current.clone().unwrap_or_default());
+            .unwrap_or_else(|| fix.input.clone().unwrap_or_default());
         let not_kept = typed.not_kept.get(&fix.pointer);
-        let choices = actions::choices(&Some(fix.kind.clone()), &value);
+        let choices = actions::choices_for(&Some(fix.kind.clone()), &fix.code_labels, &value);
         FixLine {
             messages: not_kept.cloned().unwrap_or_else(|| fix.messages.clone()),
             refused: not_kept.is_some(),

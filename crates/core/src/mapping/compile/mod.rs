@@ -2,7 +2,8 @@
 //! (in order, then the mapping file itself) become a [`Mapping`]. Each part
 //! has its own module: `header` (schema, today, rule environment), `texts`
 //! (labels, code lists, constants, schema messages), `groups`, `checks`,
-//! `rules`, `casework` (the case layout); `ids` keeps rule ids unique across all of them. Every part
+//! `rules`, `casework` (the case layout), `values` (the German labels of
+//! codes); `ids` keeps rule ids unique across all of them. Every part
 //! reports all its problems; the mapping is refused if there is any.
 
 mod casework;
@@ -14,6 +15,7 @@ mod rules;
 #[cfg(test)]
 mod testing;
 mod texts;
+mod values;
 
 use std::sync::Arc;
 
@@ -66,6 +68,9 @@ pub(crate) fn compile(
     };
     let rules = rules::compile(parts, &env, &mut ids, errs);
     let casework = casework::compile(parts, &schema, header.today.get_ref(), errs);
+    let labels = texts
+        .labels
+        .with_values(values::compile(parts, &schema, errs));
     if errs.count() > before {
         return None;
     }
@@ -82,7 +87,7 @@ pub(crate) fn compile(
         groups,
         checks,
         rules,
-        labels: texts.labels,
+        labels,
         schema_messages: texts.schema_messages,
         rule_env,
         mapped_fields,
