@@ -119,6 +119,17 @@ async fn session(store: &Store, name: &str, roles: Vec<Role>, dst: Vec<String>) 
     token
 }
 
+/// `/faelle?suche=ID` for `text` saved as a search of the session `cookie`
+/// (as `POST /faelle` saves it).
+async fn saved_search(store: &Store, cookie: &str, text: &str) -> String {
+    let id = auth::random_token()[..32].to_string();
+    store
+        .save_search(&auth::token_hash(cookie), &id, text, Utc::now())
+        .await
+        .unwrap();
+    format!("/faelle?suche={id}")
+}
+
 #[tokio::main]
 async fn main() {
     let n = arg("--cases", 100_000);
@@ -212,22 +223,22 @@ async fn main() {
         (
             "search, rare name (0.1 %)",
             &admin_cookie,
-            "/faelle?suche=zwiebel".into(),
+            saved_search(&store, &admin_cookie, "zwiebel").await,
         ),
         (
             "search, common name",
             &admin_cookie,
-            "/faelle?suche=popescu".into(),
+            saved_search(&store, &admin_cookie, "popescu").await,
         ),
         (
             "search, caseworker, name",
             &worker_cookie,
-            "/faelle?suche=popescu".into(),
+            saved_search(&store, &worker_cookie, "popescu").await,
         ),
         (
             "search, antragId",
             &admin_cookie,
-            format!("/faelle?suche={some_id}"),
+            saved_search(&store, &admin_cookie, &some_id.to_string()).await,
         ),
     ];
     println!(

@@ -3,8 +3,10 @@
 //! (`[web] listen`) after it consumed the contract's faulty Hauptantrag from
 //! the real RabbitMQ:
 //!
-//! - a caseworker logs in, finds the case by its antragId, sees the IBAN
-//!   error beside the field and in the error summary, corrects IBAN, PLZ and
+//! - a caseworker logs in, searches by the applicant's name (neither the
+//!   address nor the tab's history then holds the name), finds the case by
+//!   its antragId, sees the IBAN error beside the field and in the error
+//!   summary, corrects IBAN, PLZ and
 //!   household size, "Prüfen" shows no error, "Freigeben" writes the record:
 //!   it holds the corrected values, validates against the XSD, and its
 //!   provenance names the caseworker and the three corrections;
@@ -73,6 +75,23 @@ impl Flow {
         self.submissions += 1;
         self.loaded(c).await;
     }
+}
+
+/// Every URL of the tab's session history, from the current entry back to
+/// the first (walking back through it: where the tab ends up is the first).
+async fn history_urls(c: &Client) -> Vec<String> {
+    let length = c
+        .execute("return history.length;", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    let mut urls = vec![browser::page_url(c).await];
+    for _ in 1..length {
+        c.back().await.unwrap();
+        urls.push(browser::page_url(c).await);
+    }
+    urls
 }
 
 /// The daemon with its workbench, three cases of the faulty example in the
@@ -326,6 +345,22 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
     let links = c.find_all(Locator::Css("a.fall-link")).await.unwrap();
     assert_eq!(links.len(), 3, "the list shows the three open cases");
     browser::screenshot(&c, &shots.join("workbench-list.png")).await;
+    // A name search (issue #19): typed into the form, it lists the case, and
+    // neither the address nor any entry of the tab's history holds the name.
+    browser::fill(&c, "#suche", "Ioana Popescu").await;
+    browser::click_and_load(&c, "#suchen").await;
+    let links = c.find_all(Locator::Css("a.fall-link")).await.unwrap();
+    assert!(!links.is_empty(), "the name search finds the cases");
+    let found_at = browser::page_url(&c).await;
+    assert!(found_at.contains("/faelle?suche="), "{found_at}");
+    browser::assert_accessible(&c, "case list (name search)").await;
+    let visited = history_urls(&c).await;
+    assert!(visited.contains(&found_at), "{visited:?}");
+    for url in &visited {
+        let url = url.to_lowercase();
+        assert!(!url.contains("popescu") && !url.contains("ioana"), "{url}");
+    }
+    c.goto(&found_at).await.unwrap();
     browser::fill(&c, "#suche", &wb.antrag.to_string()).await;
     browser::click_and_load(&c, "#suchen").await;
     let links = c.find_all(Locator::Css("a.fall-link")).await.unwrap();

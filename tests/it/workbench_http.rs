@@ -12,6 +12,8 @@
 //!   Dienststelle's case is not listed, not found by its antragId, and its
 //!   URL answers 404 and is audited `denied`;
 //!   a bad filter value gets the error summary;
+//! - a name search is a POST: the addresses it leads to, another session's
+//!   view of them and the server's log hold no name;
 //! - sessions end by idle and absolute timeout and with their account;
 //!   an address with many failures is refused; the `user` command checks
 //!   what it stores; the daemon with `[web] listen` serves the workbench.
@@ -101,6 +103,7 @@ async fn every_page_needs_a_login_but_static_files() {
     }
     for path in [
         "/abmelden",
+        "/faelle",
         &format!("{case}/freigeben"),
         &format!("{case}/pruefen"),
     ] {
@@ -352,7 +355,7 @@ async fn a_caseworker_sees_only_its_own_dienststellen() {
     );
     assert!(!list.body.contains(&theirs.to_string()));
     assert!(list.body.contains("1 offener Fall"));
-    let found = bernd.get(&format!("/faelle?suche={theirs}"));
+    let found = bernd.search(&[("suche", &theirs.to_string())]);
     assert!(!found.body.contains(&theirs.to_string()) || !found.body.contains("fall-link"));
     assert!(found.body.contains("Keine offenen Fälle gefunden."));
     let other = bernd.get("/faelle?dienststelle=81101");
@@ -397,7 +400,7 @@ async fn a_caseworker_sees_only_its_own_dienststellen() {
         (303, Some("/faelle"))
     );
     // A bad filter value: German message, linked from the summary, nothing lost.
-    let bad = chef.get("/faelle?alter=zwei&suche=popescu");
+    let bad = chef.search(&[("alter", "zwei"), ("suche", "popescu")]);
     assert_eq!(bad.status, 200);
     assert!(bad.title().starts_with("Fehler: "), "{}", bad.title());
     assert!(bad.body.contains("href=\"#alter\"") && bad.body.contains("ganze Zahl von Tagen"));
@@ -413,6 +416,99 @@ async fn a_caseworker_sees_only_its_own_dienststellen() {
         .await
         .contains(&("denied".to_string(), Some(theirs))));
     drop(web);
+    env.cleanup().await;
+}
+
+/// How a typed name could show in a URL or a log: as typed, lower-cased,
+/// URL-encoded (either way of writing a space), or its family name alone.
+fn name_forms(name: &str) -> Vec<String> {
+    let lower = name.to_lowercase();
+    let encoded = serde_urlencoded::to_string([("x", &lower)]).unwrap()[2..].to_string();
+    let family = lower.rsplit(' ').next().unwrap().to_string();
+    vec![
+        lower.clone(),
+        encoded.clone(),
+        encoded.replace('+', "%20"),
+        family,
+    ]
+}
+
+/// Issue #19, nothing personal in a URL: the search is a POST answered
+/// with 303 to an address holding only an opaque id; that address lists
+/// the case for the same session only (another session, a name typed into
+/// the address, a search after logout: an empty search with a notice);
+/// the server's log, at trace level, holds no name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_search_puts_no_name_in_a_url_or_the_log() {
+    let mut env = TestEnv::new(Db::Sqlite, "wb-http-search").await;
+    env.extra_env.push(("RUST_LOG".into(), "trace".into()));
+    let id = add_case(&env, "81101").await;
+    add_user(&env, "chef", PW, &["--rolle", "administration"]);
+    add_user(&env, "bea", PW, &["--rolle", "administration"]);
+    let web = start_web(&env);
+    let mut chef = Client::new(web.port);
+    assert_eq!(chef.login("chef", PW).status, 303);
+
+    let typed = "Ioana Popescu";
+    let posted = chef.search_post(&[("suche", typed), ("regel", "iban_pruefziffer")]);
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    let to = posted.header("location").unwrap().to_string();
+    for form in name_forms(typed) {
+        assert!(!to.to_lowercase().contains(&form), "{form:?} in {to}");
+    }
+    assert!(
+        to.starts_with("/faelle?regel=iban_pruefziffer&suche="),
+        "{to}"
+    );
+    let found = chef.get(&to);
+    assert_eq!(found.status, 200);
+    assert!(
+        found.body.contains(&format!("href=\"/faelle/{id}\"")),
+        "{}",
+        found.body
+    );
+    assert!(found.body.contains("1 offener Fall"));
+    assert_eq!(found.input("suche"), typed);
+    assert!(!found.body.contains("Suche nicht verfügbar"));
+
+    // Another session's id reveals nothing: no search text, a notice.
+    let mut bea = Client::new(web.port);
+    assert_eq!(bea.login("bea", PW).status, 303);
+    let theirs = bea.get(&to);
+    assert_eq!(theirs.status, 200);
+    assert_eq!(theirs.input("suche"), "");
+    assert!(theirs.body.contains("Suche nicht verfügbar"));
+    // A name typed into the address is no search either.
+    let typed_in = chef.get("/faelle?suche=popescu");
+    assert_eq!(typed_in.input("suche"), "");
+    assert!(typed_in.body.contains("Suche nicht verfügbar"));
+    // An empty search: no id at all.
+    let empty = chef.search_post(&[("suche", "  ")]);
+    assert_eq!(empty.header("location"), Some("/faelle?seite=1"));
+
+    // The searches end with the session.
+    let pool = sqlx::SqlitePool::connect(&env.db_url).await.unwrap();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM searches")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 1);
+    let csrf = chef.get("/faelle").input("csrf");
+    assert_eq!(chef.post("/abmelden", &[("csrf", &csrf)]).status, 303);
+    assert_eq!(count().await, 0);
+    pool.close().await;
+
+    let port = web.port;
+    drop(web);
+    let log = std::fs::read_to_string(env.dir.path().join(format!("web-{port}.log")))
+        .unwrap()
+        .to_lowercase();
+    assert!(log.contains("listening"), "the log is written: {log}");
+    for form in name_forms(typed) {
+        assert!(!log.contains(&form), "{form:?} in the log:\n{log}");
+    }
     env.cleanup().await;
 }
 
@@ -459,7 +555,7 @@ async fn the_daemon_serves_the_workbench_with_the_cases_it_stores() {
     let mut c = Client::new(port);
     assert_eq!(c.get("/metrics").status, 303, "no ops endpoint here");
     assert_eq!(c.login("anna", PW).status, 303, "{}", daemon.log_text());
-    let found = c.get("/faelle?suche=popescu");
+    let found = c.search(&[("suche", "popescu")]);
     assert!(
         found.body.contains(&format!("href=\"/faelle/{id}\"")),
         "{}",
@@ -471,7 +567,7 @@ async fn the_daemon_serves_the_workbench_with_the_cases_it_stores() {
         "{}",
         found.body
     );
-    let by_id = c.get(&format!("/faelle?suche={id}"));
+    let by_id = c.search(&[("suche", &id.to_string())]);
     assert!(by_id.body.contains("1 offener Fall"));
     drop(daemon);
     env.cleanup().await;

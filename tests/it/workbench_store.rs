@@ -7,6 +7,7 @@ use allegro_testkit as support;
 use allegro_store::audit::{Action, NewAudit};
 use allegro_store::cases::{CaseQuery, Scope, Search};
 use allegro_store::retention::{PurgeRequest, RetentionConfig};
+use allegro_store::sessions::SEARCHES_PER_SESSION;
 use allegro_store::users::{is_unique_violation, NewUser, Role, FAILURE_MEMORY};
 use allegro_store::{NewApplication, Store, Verdict};
 use chrono::{DateTime, Duration, Utc};
@@ -394,6 +395,27 @@ async fn users_and_sessions(db: Db) {
     assert_eq!(gone, 1);
     assert!(store.session("h2").await.unwrap().is_none());
 
+    // Saved searches: found by their own session only, the newest
+    // SEARCHES_PER_SESSION kept, gone with the session (below).
+    store.create_session("h4", id, "csrf4", now).await.unwrap();
+    store.save_search("h1", "s0", "Popescu", now).await.unwrap();
+    assert_eq!(
+        store.saved_search("h1", "s0").await.unwrap().as_deref(),
+        Some("Popescu")
+    );
+    assert_eq!(store.saved_search("h4", "s0").await.unwrap(), None);
+    assert_eq!(store.saved_search("h1", "s9").await.unwrap(), None);
+    for i in 1..=SEARCHES_PER_SESSION {
+        let at = now + Duration::seconds(i);
+        store
+            .save_search("h1", &format!("s{i}"), "x", at)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.saved_search("h1", "s0").await.unwrap(), None);
+    assert!(store.saved_search("h1", "s1").await.unwrap().is_some());
+    store.delete_session("h4").await.unwrap();
+
     // Roles, password and disabling; the last two end the sessions.
     assert!(store
         .set_user_roles("anna", &[Role::Administration], &[], now)
@@ -410,6 +432,7 @@ async fn users_and_sessions(db: Db) {
         .await
         .unwrap());
     assert!(store.session("h1").await.unwrap().is_none());
+    assert_eq!(store.saved_search("h1", "s1").await.unwrap(), None);
     store.create_session("h3", id, "c", now).await.unwrap();
     assert!(store.set_user_disabled("anna", true, now).await.unwrap());
     assert!(store.session("h3").await.unwrap().is_none());

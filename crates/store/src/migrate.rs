@@ -49,6 +49,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "applicant_as_written",
         include_str!("../migrations/sqlite/0008_applicant_as_written.sql"),
     ),
+    (
+        9,
+        "searches",
+        include_str!("../migrations/sqlite/0009_searches.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -100,6 +105,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "applicant_as_written",
         include_str!("../migrations/postgres/0010_applicant_as_written.sql"),
+    ),
+    (
+        11,
+        "searches",
+        include_str!("../migrations/postgres/0011_searches.sql"),
     ),
 ];
 

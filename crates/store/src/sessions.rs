@@ -2,12 +2,19 @@
 //! `bridge_session` cookie; the database holds only its SHA-256, the
 //! account, the session's CSRF token and its two clocks (created, last seen)
 //! for the absolute and the idle timeout.
+//!
+//! A session also keeps the case list's searches (`searches`): the text
+//! typed into the search box under an opaque id that only this session can
+//! resolve, deleted with the session (foreign key, `ON DELETE CASCADE`).
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use crate::users::{User, UserRow, USER_COLUMNS};
 use crate::{Store, StoreError};
+
+/// Searches a session keeps (the oldest beyond go).
+pub const SEARCHES_PER_SESSION: i64 = 50;
 
 /// A live session with its account.
 #[derive(Debug, Clone)]
@@ -128,6 +135,58 @@ impl Store {
             .execute(p)
             .await?;
             Ok(r.rows_affected())
+        })
+    }
+
+    /// Keeps `text` as search `id` of the session `session_hash`; of the
+    /// session's searches only the newest [`SEARCHES_PER_SESSION`] stay.
+    pub async fn save_search(
+        &self,
+        session_hash: &str,
+        id: &str,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, Store, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(
+                "INSERT INTO searches (id, session_hash, text, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(session_hash)
+            .bind(text)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM searches WHERE session_hash = $1 AND id NOT IN \
+                 (SELECT id FROM searches WHERE session_hash = $1 \
+                  ORDER BY created_at DESC, id LIMIT $2)",
+            )
+            .bind(session_hash)
+            .bind(SEARCHES_PER_SESSION)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// The text of search `id`, if the session `session_hash` saved it
+    /// (another session's id is as unknown as a made-up one).
+    pub async fn saved_search(
+        &self,
+        session_hash: &str,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        dispatch!(self, Store, p => {
+            Ok(sqlx::query_scalar(
+                "SELECT text FROM searches WHERE id = $1 AND session_hash = $2",
+            )
+            .bind(id)
+            .bind(session_hash)
+            .fetch_optional(p)
+            .await?)
         })
     }
 }

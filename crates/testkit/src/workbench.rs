@@ -202,6 +202,24 @@ impl Client {
         self.send("POST", path, Some(form))
     }
 
+    /// Searches the case list as its form does: POST /faelle with the page's
+    /// CSRF token and `fields` (`suche`, `alter`, ...); the answer, a 303
+    /// to the list under an opaque search id when all is well.
+    pub fn search_post(&mut self, fields: &[(&str, &str)]) -> Answer {
+        let csrf = self.get("/faelle").input("csrf");
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.post("/faelle", &form)
+    }
+
+    /// [`Client::search_post`], then the list it redirects to.
+    pub fn search(&mut self, fields: &[(&str, &str)]) -> Answer {
+        let posted = self.search_post(fields);
+        assert_eq!(posted.status, 303, "{}", posted.body);
+        let to = posted.header("location").expect("a Location").to_string();
+        self.get(&to)
+    }
+
     /// GET /anmelden, then POST the form with its CSRF token.
     pub fn login(&mut self, name: &str, password: &str) -> Answer {
         let csrf = self.get("/anmelden").input("csrf");

@@ -9,7 +9,8 @@
 //!   as the German error page with its status.
 //! - [`layout`]: the page frame, security headers, static files, error pages,
 //!   and the scope check ([`layout::case_in_scope`]).
-//! - [`list`]: the case list `/faelle`.
+//! - [`list`]: the case list `/faelle` (the search posted, kept under an
+//!   opaque id: no name in a URL).
 //! - [`detail`]: the case page `/faelle/{id}` (sections, findings, audit trail).
 //! - [`actions`]: field edits, Prüfen, Freigeben, Zurückstellen, Abschließen.
 //! - [`admin`]: `/verwaltung/protokoll`, `/verwaltung/nachpruefung`,
@@ -56,7 +57,7 @@ pub fn router(state: WorkbenchState) -> Router {
     // Behind login; every POST among them is checked by `csrf::guard`.
     let private = Router::new()
         .route("/", get(|| async { Redirect::to("/faelle") }))
-        .route("/faelle", get(list::page))
+        .route("/faelle", get(list::page).post(list::search))
         .route("/faelle/{id}", get(detail::page))
         .route(
             "/faelle/{id}/feld",
