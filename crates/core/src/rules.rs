@@ -106,6 +106,9 @@ pub struct Rule {
     pub pointer: PointerTemplate,
     pub message: Template,
     pub nachweis: Option<String>,
+    /// CEL over the rule's own variables whose value fills `{detail}` when
+    /// the rule fails (what it compared, e.g. how many persons are named).
+    pub detail: Option<Program>,
 }
 
 impl std::fmt::Debug for Rule {
@@ -466,14 +469,15 @@ impl<'a> Eval<'a> {
         match rule.program.execute(&scope) {
             Ok(CelValue::Bool(true)) => 0,
             Ok(CelValue::Bool(false)) => {
-                out.push(self.finding(rule, path));
+                let detail = rule.detail.as_ref().map(|d| detail_text(d.execute(&scope)));
+                out.push(self.finding(rule, path, detail.as_deref().unwrap_or("")));
                 0
             }
             Ok(_) | Err(_) => 1,
         }
     }
 
-    fn finding(&self, rule: &Rule, each: &pointer::Path<'_>) -> Finding {
+    fn finding(&self, rule: &Rule, each: &pointer::Path<'_>, detail: &str) -> Finding {
         let mut path: Vec<Step<'_>> = if rule.pointer.from_each {
             each.clone()
         } else {
@@ -492,11 +496,22 @@ impl<'a> Eval<'a> {
             rule: rule.id.clone(),
             message: rule.message.render(&Fill {
                 feld: &feld,
-                detail: "",
+                detail,
                 nachweis: rule.nachweis.as_deref().unwrap_or(""),
             }),
             nachweis: rule.nachweis.clone(),
         }
+    }
+}
+
+/// A rule's `detail` value as text (a string as is, a number in digits;
+/// anything else, or an error, says nothing).
+fn detail_text(v: Result<CelValue, ExecutionError>) -> String {
+    match v {
+        Ok(CelValue::String(s)) => s.to_string(),
+        Ok(CelValue::Int(i)) => i.to_string(),
+        Ok(CelValue::UInt(u)) => u.to_string(),
+        _ => String::new(),
     }
 }
 
@@ -533,6 +548,7 @@ mod tests {
             pointer: PointerTemplate::parse(pointer).unwrap(),
             message: Template::parse("{Feld} passt nicht.").unwrap(),
             nachweis: None,
+            detail: None,
         }
     }
 

@@ -119,6 +119,13 @@ mod tests {
                 "feld-unterkunft-personenImHaushalt"
             ]
         );
+        // The household rule says what it compared (its `detail`).
+        let named = 1 + doc["weiterePersonen"].as_array().map_or(0, Vec::len);
+        let household = &v.errors[2].message;
+        assert!(
+            household.ends_with(&format!("(genannt: {named}).")),
+            "{household}"
+        );
         assert_eq!(v.owed.len(), 1);
         assert_eq!(v.owed[0].nachweis, "MIETVERTRAG");
         assert!(v.general.is_empty());

@@ -201,6 +201,10 @@ pub struct RawRule {
     /// What to type, for the workbench's form „Fehler beheben“.
     #[serde(default)]
     pub input_hint: Option<String>,
+    /// CEL over the rule's `let` variables and constants whose value fills
+    /// `{detail}` in the message when the rule fails.
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// A variable of a rule: a pointer (value, or list for a wildcard pattern),

@@ -66,6 +66,10 @@ fn rule(item: &Item<'_>, raw: &RawRule, env: &Env<'_>, errs: &mut Errs) -> Optio
         .map(|p| uses(item, raw, p, &bindings, &for_each, env, errs))
         .unwrap_or_default();
     let pointer = pointer(item, raw, &for_each, errs);
+    let detail = raw
+        .detail
+        .as_deref()
+        .and_then(|d| detail(item, d, &bindings, env, errs));
     let message = Template::parse(&raw.message)
         .map_err(|e| errs.item(item, e))
         .ok();
@@ -86,7 +90,38 @@ fn rule(item: &Item<'_>, raw: &RawRule, env: &Env<'_>, errs: &mut Errs) -> Optio
         pointer: pointer?,
         message: message?,
         nachweis: raw.nachweis.clone(),
+        detail,
     })
+}
+
+/// The `detail` expression: CEL over the rule's own variables and the
+/// constants only (it runs in the scope the rule failed in).
+fn detail(
+    item: &Item<'_>,
+    text: &str,
+    bindings: &[Binding],
+    env: &Env<'_>,
+    errs: &mut Errs,
+) -> Option<cel::Program> {
+    let program = env
+        .rule_env
+        .compile(text)
+        .map_err(|e| errs.item(item, format!("detail: {e}")))
+        .ok()?;
+    let refs = program.references();
+    let unknown: Vec<&str> = refs
+        .variables()
+        .into_iter()
+        .filter(|v| !bindings.iter().any(|b| b.name == *v) && !env.constants.contains_key(*v))
+        .collect();
+    if !unknown.is_empty() {
+        let msg = format!(
+            "detail uses {unknown:?}; it may use only the rule's let variables and constants"
+        );
+        errs.item(item, msg);
+        return None;
+    }
+    Some(program)
 }
 
 fn for_each(item: &Item<'_>, raw: &RawRule, schema: &Schema, errs: &mut Errs) -> Vec<Pattern> {
@@ -465,5 +500,16 @@ mod tests {
             &[("message", "nachweis = \"MIETVERTRAG\"\nmessage")],
             "nachweis is only for severity info (a document owed)",
         );
+    }
+
+    #[test]
+    fn detail_uses_only_the_rules_variables() {
+        let m = compiled(&r(&[("message", "detail = \"'Art ' + a\"\nmessage")]));
+        assert!(m.rules[0].detail.is_some());
+        one(
+            &[("message", "detail = \"'Art ' + b\"\nmessage")],
+            "detail uses [\"b\"]; it may use only the rule's let variables and constants",
+        );
+        one(&[("message", "detail = \"a +\"\nmessage")], "detail: …");
     }
 }
