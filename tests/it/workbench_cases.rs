@@ -118,7 +118,7 @@ async fn caseworker_corrects_checks_and_releases_a_case() {
     assert!(page.body.contains("id=\"fehlerliste\""));
     assert!(page.body.contains("href=\"#feld-bankverbindung-iban-neu\""));
     assert!(
-        page.body.contains("MIETVERTRAG"),
+        page.body.contains("<strong>Mietvertrag</strong>"),
         "documents owed are listed"
     );
     assert_unique_ids(&page.body);

@@ -82,6 +82,9 @@ pub struct Layout {
     pub dienststelle: Option<String>,
     /// Where the parts of the applicant's name stand, joined by a space.
     pub applicant_name: Vec<String>,
+    /// The field whose code labels name the documents owed (`None`: they
+    /// are shown by their codes).
+    pub documents: Option<crate::pointer::Pattern>,
 }
 
 impl Default for Layout {
@@ -153,7 +156,13 @@ impl Layout {
             read_only,
             dienststelle,
             applicant_name,
+            documents: None,
         }
+    }
+
+    /// This layout with the field that names the documents owed.
+    pub fn with_documents(self, documents: Option<crate::pointer::Pattern>) -> Layout {
+        Layout { documents, ..self }
     }
 
     /// What the lint warns about: parts a form usually declares and this

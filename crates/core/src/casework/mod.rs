@@ -128,6 +128,7 @@ mod tests {
         );
         assert_eq!(v.owed.len(), 1);
         assert_eq!(v.owed[0].nachweis, "MIETVERTRAG");
+        assert_eq!(v.owed[0].label, "Mietvertrag");
         assert!(v.general.is_empty());
         let persons = &v.sections[2];
         assert!(persons.blocks.iter().any(|b| b.heading.as_deref()

@@ -283,6 +283,10 @@ pub struct RawCasework {
     /// Pointers of the parts of the applicant's name, in reading order.
     #[serde(default)]
     pub applicant_name: Option<Vec<Spanned<String>>>,
+    /// Pattern of the field whose code labels name the documents owed
+    /// (`[labels.values]`), e.g. `/nachweise/*/art`.
+    #[serde(default)]
+    pub documents: Option<Spanned<String>>,
 }
 
 /// `[casework.general]`: anchor and title of the general section.

@@ -42,6 +42,7 @@ struct Merged<'a> {
     read_only: Option<(&'a Parsed, &'a [Spanned<String>])>,
     dienststelle: Option<At<'a, String>>,
     applicant: Option<(&'a Parsed, &'a [Spanned<String>])>,
+    documents: Option<At<'a, String>>,
 }
 
 fn merge<'a>(parts: &[&'a Parsed]) -> Merged<'a> {
@@ -70,6 +71,9 @@ fn merge<'a>(parts: &[&'a Parsed]) -> Merged<'a> {
         }
         if let Some(a) = &c.applicant_name {
             m.applicant = Some((part, a.as_slice()));
+        }
+        if let Some(d) = &c.documents {
+            m.documents = Some(at(part, d));
         }
     }
     m
@@ -111,6 +115,10 @@ pub(super) fn compile(parts: &[&Parsed], schema: &Schema, today: &str, errs: &mu
         .and_then(|d| concrete(d, "dienststelle", schema, errs));
     read_only.extend(pointer::parse_concrete(today).map(|_| today.to_string()));
     read_only.extend(dienststelle.clone());
+    let documents = m
+        .documents
+        .as_ref()
+        .and_then(|d| documents(d, schema, errs));
     Layout::new(
         general,
         sections,
@@ -119,6 +127,26 @@ pub(super) fn compile(parts: &[&Parsed], schema: &Schema, today: &str, errs: &mu
         dienststelle,
         applicant_name,
     )
+    .with_documents(documents)
+}
+
+/// The pattern of the documents' kind field, which the schema must define.
+fn documents(d: &At<'_, String>, schema: &Schema, errs: &mut Errs) -> Option<Pattern> {
+    match Pattern::parse(d.value) {
+        Ok(p) if schema.knows(&p) => Some(p),
+        Ok(_) => {
+            let msg = format!(
+                "[casework] documents: {:?} is not in schema {}",
+                d.value, schema.name
+            );
+            errs.at(d.part, d.span.clone(), msg);
+            None
+        }
+        Err(e) => {
+            errs.at(d.part, d.span.clone(), format!("[casework] documents: {e}"));
+            None
+        }
+    }
 }
 
 /// An id is an anchor: lower-case ASCII letters, digits and `-`.
@@ -304,6 +332,16 @@ property = "anschrift"
         let mut keys = vec!["plz", "name", "ort", "art"];
         keys.sort_by_key(|k| l.order_key(k));
         assert_eq!(keys, ["ort", "name", "plz", "art"]);
+    }
+
+    #[test]
+    fn the_documents_field_must_be_in_the_schema() {
+        let m = compiled("[casework]\ndocuments = \"/personen/*/name\"\n");
+        assert!(m.casework.documents.is_some());
+        check(
+            "[casework]\ndocuments = \"/unterlagen/*/art\"\n",
+            &["t.toml:2: [casework] documents: \"/unterlagen/*/art\" is not in schema s.json"],
+        );
     }
 
     #[test]
