@@ -2,6 +2,7 @@
 //! broker: the same database as the daemon, its own copy of the mapping set
 //! (loaded once at start; restart it after a mapping change).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,26 +18,26 @@ use super::ops::{init_logging, load_settings};
 
 /// Where `allegro-bridge web` listens when neither `--listen` nor
 /// `web.listen` says.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
 
 /// Arguments of `web`.
 #[derive(Debug, Args)]
 pub struct WebArgs {
     /// host:port to listen on (default: web.listen, else 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
+    pub listen: Option<SocketAddr>,
 }
 
 /// Runs the workbench until SIGTERM/SIGINT.
 pub fn run(config: Option<&Path>, args: WebArgs) -> anyhow::Result<i32> {
     let mut settings = load_settings(config)?;
     init_logging(&settings);
-    if let Some(l) = args.listen {
-        settings.web.listen = l;
-    }
-    if settings.web.listen.is_empty() {
-        settings.web.listen = DEFAULT_LISTEN.into();
-    }
+    let listen = args
+        .listen
+        .or(settings.web.listen)
+        .unwrap_or(DEFAULT_LISTEN);
+    settings.web.listen = Some(listen);
     let problems = settings.web.validate();
     if !problems.is_empty() {
         bail!("invalid configuration:\n  {}", problems.join("\n  "));
@@ -48,7 +49,7 @@ pub fn run(config: Option<&Path>, args: WebArgs) -> anyhow::Result<i32> {
         .build()?;
     rt.block_on(async move {
         let store = Store::connect(&settings.store).await?;
-        let listener = allegro_web::bind(&settings.web.listen, "web.listen").await?;
+        let listener = allegro_web::bind(&listen.to_string(), "web.listen").await?;
         let state = WorkbenchState {
             store: store.clone(),
             pipeline: Arc::new(FixedPipeline(Arc::new(pipeline))),

@@ -21,10 +21,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use allegro_core::pipeline::PipelineConfig;
 pub use allegro_store::{RetentionConfig, StoreConfig};
+use allegro_web::settings::{none_as_empty, socket_addr_or_empty, string_or_empty};
 pub use allegro_web::WebConfig;
 
 /// All settings of the bridge.
@@ -173,37 +174,6 @@ pub struct SinkConfig {
     pub exchange: Option<String>,
     /// Routing key of the published records.
     pub routing_key: String,
-}
-
-/// An optional `host:port`: empty is `None`, anything else must parse.
-fn socket_addr_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    let text = String::deserialize(d)?;
-    if text.is_empty() {
-        return Ok(None);
-    }
-    text.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "`{text}` is not host:port with an IP address (e.g. 127.0.0.1:9464); \
-             empty turns it off"
-        ))
-    })
-}
-
-/// An optional name: empty is `None`.
-fn string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let text = String::deserialize(d)?;
-    Ok((!text.is_empty()).then_some(text))
-}
-
-/// Writes `None` as `""`, the way the file turns a setting off.
-fn none_as_empty<T: std::fmt::Display, S: Serializer>(
-    value: &Option<T>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(v) => s.collect_str(v),
-        None => s.serialize_str(""),
-    }
 }
 
 /// Logging.
@@ -535,6 +505,19 @@ mod tests {
         assert!(printed.contains("listen = \"127.0.0.1:9464\""), "{printed}");
         assert!(off.masked_toml().contains("exchange = \"\""));
         let bad = toml::from_str::<Settings>("[metrics]\nlisten = \"localhost\"")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("listen") && bad.contains("host:port"), "{bad}");
+        // [web] listen the same way.
+        let web: Settings = toml::from_str("[web]\nlisten = \"127.0.0.1:8080\"").unwrap();
+        assert_eq!(web.web.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(off.web.listen, None);
+        assert!(
+            off.masked_toml().contains("[web]\nlisten = \"\""),
+            "{}",
+            off.masked_toml()
+        );
+        let bad = toml::from_str::<Settings>("[web]\nlisten = \"8080\"")
             .unwrap_err()
             .to_string();
         assert!(bad.contains("listen") && bad.contains("host:port"), "{bad}");

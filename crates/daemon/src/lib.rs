@@ -115,8 +115,8 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     if let Some(listen) = settings.metrics.listen {
         metrics::serve(listen, Arc::clone(&metrics)).await?;
     }
-    if !settings.web.listen.is_empty() {
-        serve_workbench(&settings, store.clone(), Arc::clone(&mappings)).await?;
+    if let Some(listen) = settings.web.listen {
+        serve_workbench(listen, &settings, store.clone(), Arc::clone(&mappings)).await?;
     }
     metrics.store_healthy.set(1);
     metrics.outbox_healthy.set(1);
@@ -182,11 +182,12 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
 /// Serves the caseworker workbench on `web.listen` (nothing else there:
 /// the ops endpoints stay on `metrics.listen`) for as long as the process runs.
 async fn serve_workbench(
+    listen: std::net::SocketAddr,
     settings: &Settings,
     store: Store,
     mappings: Arc<reload::Mappings>,
 ) -> anyhow::Result<()> {
-    let listener = allegro_web::bind(&settings.web.listen, "web.listen").await?;
+    let listener = allegro_web::bind(&listen.to_string(), "web.listen").await?;
     let state = allegro_web::workbench::WorkbenchState {
         store,
         pipeline: mappings,

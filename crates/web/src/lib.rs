@@ -7,6 +7,7 @@
 //! workbench can run without a broker.
 
 pub mod ops;
+pub mod settings;
 pub mod workbench;
 
 pub use workbench::WebConfig;

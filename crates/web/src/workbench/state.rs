@@ -1,6 +1,7 @@
 //! What every workbench handler shares: the store, the mapping set in
 //! force, where released records go and the `[web]` settings.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,9 +15,13 @@ use allegro_store::Store;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
-    /// `host:port` of the workbench in the daemon; empty = off
-    /// (`allegro-bridge web` uses 127.0.0.1:8080 when empty).
-    pub listen: String,
+    /// `host:port` of the workbench in the daemon; `""` in the file = off
+    /// (`allegro-bridge web` uses 127.0.0.1:8080 then).
+    #[serde(
+        deserialize_with = "crate::settings::socket_addr_or_empty",
+        serialize_with = "crate::settings::none_as_empty"
+    )]
+    pub listen: Option<SocketAddr>,
     /// Folder of `app.css` and the KERN files (`kern/` or, in a checkout,
     /// `node_modules/@kern-ux/native/dist` after `npm ci`).
     pub assets_dir: PathBuf,
@@ -31,7 +36,7 @@ pub struct WebConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
-            listen: String::new(),
+            listen: None,
             assets_dir: "crates/web/assets".into(),
             secure_cookies: false,
             session_idle_minutes: 30,
@@ -44,9 +49,6 @@ impl WebConfig {
     /// What is wrong with the values (empty: fine).
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
-            problems.push("web.listen must be host:port, e.g. 127.0.0.1:8080".into());
-        }
         if self.session_idle_minutes == 0 || self.session_absolute_hours == 0 {
             problems.push(
                 "web.session_idle_minutes and web.session_absolute_hours must be at least 1".into(),
