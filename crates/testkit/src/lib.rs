@@ -411,13 +411,22 @@ impl TestEnv {
         );
     }
 
+    /// The test's store, migrated. A daemon the test started may be
+    /// migrating the same SQLite file at this moment (two migrators race on
+    /// a deferred transaction: "duplicate column"), so a failed connect is
+    /// tried again once the other has finished.
     pub async fn store(&self) -> Store {
-        Store::connect(&StoreConfig {
+        let config = StoreConfig {
             url: self.db_url.clone(),
             ..StoreConfig::default()
-        })
-        .await
-        .unwrap()
+        };
+        for _ in 0..10 {
+            if let Ok(store) = Store::connect(&config).await {
+                return store;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Store::connect(&config).await.unwrap()
     }
 
     /// Messages ready in `queue` (0 if it does not exist).
