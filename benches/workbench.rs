@@ -82,6 +82,7 @@ fn case(i: usize, now: chrono::DateTime<Utc>) -> NewApplication {
         created_at: now - Days::minutes((i as i64 * 2880) % (200 * 1440)),
         applicant: Some(format!("{} {last}", FIRST[i % 12])),
         error_rules: format!(",{},", rules.join(",")),
+        owed: Vec::new(),
     }
 }
 

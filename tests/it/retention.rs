@@ -57,6 +57,7 @@ fn row(p: &Pipeline, msg: &Msg, at: DateTime<Utc>) -> NewApplication {
         created_at: at,
         applicant: app.applicant.clone().map(|n| n.into_string()),
         error_rules: allegro_store::cases::error_rules_of(&app.findings),
+        owed: app.owed.clone(),
     }
 }
 

@@ -25,6 +25,7 @@ fn app(id: Uuid, body: &[u8], accepted: bool) -> NewApplication {
         created_at: Utc::now(),
         applicant: None,
         error_rules: String::new(),
+        owed: Vec::new(),
     }
 }
 

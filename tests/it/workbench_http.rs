@@ -49,6 +49,7 @@ async fn add_case(env: &TestEnv, dst: &str) -> Uuid {
         created_at: Utc::now(),
         applicant: Some("ioana popescu".into()),
         error_rules: ",iban_pruefziffer,".into(),
+        owed: Vec::new(),
     }])
     .await
     .unwrap();

@@ -29,6 +29,7 @@ fn case(dst: &str, days: i64, applicant: &str, rules: &str, now: DateTime<Utc>) 
         created_at: now - Duration::days(days),
         applicant: Some(applicant.into()),
         error_rules: rules.into(),
+        owed: Vec::new(),
     }
 }
 

@@ -54,11 +54,20 @@ pub enum InvalidReason {
     Conflict,
     /// The pipeline panicked on this message (the daemon's).
     InternalError,
+    /// A Nachreichung that does not follow its JSON Schema (contract §8).
+    BadNachreichung,
+    /// A Nachreichung of a document kind no mapping knows.
+    UnknownDocumentKind,
+    /// A Nachreichung for an antragId the store does not hold (the daemon's).
+    UnknownApplication,
+    /// A Nachreichung of a kind the application does not owe (the daemon's).
+    DocumentNotOwed,
 }
 
 impl InvalidReason {
-    /// Every reason, in the order of contract §2, the daemon's two last.
-    pub const ALL: [InvalidReason; 12] = [
+    /// Every reason, in the order of contract §2 (the daemon's two), then those of
+    /// the Nachreichung (contract §8).
+    pub const ALL: [InvalidReason; 16] = [
         InvalidReason::NotUtf8,
         InvalidReason::NotJson,
         InvalidReason::TooDeep,
@@ -71,6 +80,10 @@ impl InvalidReason {
         InvalidReason::NoMapping,
         InvalidReason::Conflict,
         InvalidReason::InternalError,
+        InvalidReason::BadNachreichung,
+        InvalidReason::UnknownDocumentKind,
+        InvalidReason::UnknownApplication,
+        InvalidReason::DocumentNotOwed,
     ];
 
     /// The wire code (docs/contract.md §2), e.g. `not_json`.
@@ -88,6 +101,10 @@ impl InvalidReason {
             InvalidReason::NoMapping => "no_mapping",
             InvalidReason::Conflict => "conflict",
             InvalidReason::InternalError => "internal_error",
+            InvalidReason::BadNachreichung => "bad_nachreichung",
+            InvalidReason::UnknownDocumentKind => "unknown_document_kind",
+            InvalidReason::UnknownApplication => "unknown_application",
+            InvalidReason::DocumentNotOwed => "document_not_owed",
         }
     }
 
@@ -115,6 +132,16 @@ impl InvalidReason {
             }
             InvalidReason::InternalError => {
                 "Bei der Verarbeitung ist ein interner Fehler aufgetreten."
+            }
+            InvalidReason::BadNachreichung => {
+                "Die Nachreichung entspricht nicht ihrem Schema (Schnittstellenvertrag § 8)."
+            }
+            InvalidReason::UnknownDocumentKind => "Die Art des nachgereichten Nachweises ist unbekannt.",
+            InvalidReason::UnknownApplication => {
+                "Zu dieser Antrags-ID ist kein Antrag gespeichert."
+            }
+            InvalidReason::DocumentNotOwed => {
+                "Dieser Nachweis wird für den Antrag nicht (mehr) erwartet."
             }
         }
     }
@@ -201,8 +228,33 @@ pub fn parse_uuid(s: &str) -> Option<Uuid> {
     Uuid::try_parse(s).ok()
 }
 
-/// Reads one delivery.
+/// What a readable delivery holds: an application, or a *Nachreichung*
+/// (a document handed in later, contract §8), told apart by its `typ`.
+#[derive(Debug)]
+pub enum Body {
+    Application(Envelope),
+    /// The parsed object; `mitwirkung::nachreichung` reads it.
+    Nachreichung(Value),
+}
+
+/// The `typ` a Nachreichung message carries (applications carry none).
+pub const NACHREICHUNG_TYP: &str = "NACHREICHUNG";
+
+/// Reads one delivery that must be an application.
 pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<Envelope, Invalid> {
+    match read_any(body, message_id, max_bytes)? {
+        Body::Application(env) => Ok(env),
+        Body::Nachreichung(_) => Err(bad(
+            InvalidReason::NoMapping,
+            "a Nachreichung is not an application",
+            None,
+        )),
+    }
+}
+
+/// Reads one delivery: an application or a Nachreichung. The checks up to
+/// "a JSON object" are common; the application's own follow.
+pub fn read_any(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<Body, Invalid> {
     // The AMQP client (patched, see crates/vendor/README.md) hands over a
     // property that is not UTF-8 with U+FFFD in place of each bad sequence.
     if message_id.is_some_and(|m| m.contains(char::REPLACEMENT_CHARACTER)) {
@@ -264,6 +316,9 @@ pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<E
             from_header,
         ));
     };
+    if obj.get("typ").and_then(Value::as_str) == Some(NACHREICHUNG_TYP) {
+        return Ok(Body::Nachreichung(doc));
+    }
     let antrag_id = match obj.get("antragId") {
         None => {
             return Err(bad(
@@ -309,12 +364,12 @@ pub fn read(body: &[u8], message_id: Option<&str>, max_bytes: usize) -> Result<E
         ));
     };
     let (form_id, version) = (form_id.to_string(), version.to_string());
-    Ok(Envelope {
+    Ok(Body::Application(Envelope {
         antrag_id,
         form: form_id,
         version,
         doc,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -377,6 +432,10 @@ mod tests {
                 "no_mapping",
                 "conflict",
                 "internal_error",
+                "bad_nachreichung",
+                "unknown_document_kind",
+                "unknown_application",
+                "document_not_owed",
             ]
         );
         for r in InvalidReason::ALL {

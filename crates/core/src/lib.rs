@@ -14,6 +14,7 @@ pub mod dates;
 pub mod finding;
 pub mod intake;
 pub mod mapping;
+pub mod mitwirkung;
 pub mod money;
 pub mod pipeline;
 pub mod pointer;

@@ -6,6 +6,8 @@
 //! the clock; the daemon, `process`, `dlq replay` and the caseworker's re-check
 //! all go through it.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -16,6 +18,7 @@ use crate::finding::{Finding, Severity};
 use crate::intake;
 use crate::mapping::labels::Fill;
 use crate::mapping::{self, Mapping, MappingSet, SchemaMessage};
+use crate::mitwirkung::{self, nachreichung, nachreichung::Nachreichung};
 use crate::pointer::{self, Step};
 use crate::record::{self, Correction, RecordMeta};
 use crate::rules;
@@ -55,6 +58,9 @@ pub struct Application {
     pub applicant: Option<ApplicantName>,
     /// Every finding; for an accepted application warnings and hints only.
     pub findings: Vec<Finding>,
+    /// The documents it owes, per kind and person (from the `nachweis`
+    /// findings; followed by the store, see `mitwirkung`).
+    pub owed: Vec<mitwirkung::OwedDocument>,
 }
 
 /// The result of processing one delivery: one of the three outcomes of
@@ -144,11 +150,23 @@ impl Default for PipelineConfig {
     }
 }
 
+/// What one delivery on the intake queue is: an application with its
+/// outcome (an unreadable delivery of either kind is `Processed::Invalid`),
+/// or a readable *Nachreichung* (contract §8).
+#[derive(Debug, Clone)]
+pub enum Message {
+    Application(Processed),
+    Nachreichung(Nachreichung),
+}
+
 /// The compiled mappings and schemas; cheap to share between threads.
 #[derive(Debug)]
 pub struct Pipeline {
     config: PipelineConfig,
     mappings: MappingSet,
+    /// Every document kind a mapping knows (a Nachreichung of another is
+    /// refused).
+    document_kinds: BTreeSet<String>,
 }
 
 impl Pipeline {
@@ -156,9 +174,15 @@ impl Pipeline {
     /// (the error lists every problem as `file:line: what`).
     pub fn load(config: &PipelineConfig) -> anyhow::Result<Pipeline> {
         let mappings = mapping::load(&config.mappings_dir, &config.schemas_dir)?;
+        let document_kinds = mappings
+            .all()
+            .into_iter()
+            .flat_map(|m| mitwirkung::document_kinds(m))
+            .collect();
         Ok(Pipeline {
             config: config.clone(),
             mappings,
+            document_kinds,
         })
     }
 
@@ -170,6 +194,28 @@ impl Pipeline {
     /// The configuration it was loaded with.
     pub fn config(&self) -> &PipelineConfig {
         &self.config
+    }
+
+    /// Reads one delivery of the intake queue: a Nachreichung is read and
+    /// checked against its schema and the known document kinds; anything
+    /// else goes through [`Pipeline::process`].
+    pub fn receive(&self, body: &[u8], message_id: Option<&str>) -> Message {
+        match intake::read_any(body, message_id, self.config.max_body_bytes) {
+            Ok(intake::Body::Nachreichung(doc)) => {
+                let known = |k: &str| self.document_kinds.contains(k);
+                match nachreichung::read(&doc, message_id, known) {
+                    Ok(n) => Message::Nachreichung(n),
+                    Err(invalid) => Message::Application(Processed::Invalid(invalid)),
+                }
+            }
+            Ok(intake::Body::Application(env)) => Message::Application(self.evaluate_envelope(env, &[])),
+            Err(invalid) => Message::Application(Processed::Invalid(invalid)),
+        }
+    }
+
+    /// Every document kind the mappings know.
+    pub fn document_kinds(&self) -> &BTreeSet<String> {
+        &self.document_kinds
     }
 
     /// Runs one delivery through the whole pipeline.
@@ -185,10 +231,14 @@ impl Pipeline {
         message_id: Option<&str>,
         corrections: &[Correction],
     ) -> Processed {
-        let env = match intake::read(body, message_id, self.config.max_body_bytes) {
-            Ok(env) => env,
-            Err(invalid) => return Processed::Invalid(invalid),
-        };
+        match intake::read(body, message_id, self.config.max_body_bytes) {
+            Ok(env) => self.evaluate_envelope(env, corrections),
+            Err(invalid) => Processed::Invalid(invalid),
+        }
+    }
+
+    /// A read application under its mapping.
+    fn evaluate_envelope(&self, env: intake::Envelope, corrections: &[Correction]) -> Processed {
         let Some(m) = self.mappings.get(&env.form, &env.version) else {
             return Processed::Invalid(Invalid::new(
                 InvalidReason::NoMapping,
@@ -281,6 +331,7 @@ fn finish(
             .is_none()
             .then(|| m.casework.applicant_of(doc))
             .flatten(),
+        owed: mitwirkung::owed(m, doc, &findings),
         findings,
     };
     match record {

@@ -51,7 +51,9 @@ use crate::reload::Mappings;
 use crate::retry::{backoff, Shutdown};
 use crate::topology::{self, TopologyError};
 use crate::watchdog::{Heartbeat, IDLE_BEAT};
-use allegro_core::pipeline::{Application, Invalid, InvalidReason, Outcome, Pipeline, Processed};
+use allegro_core::pipeline::{
+    Application, Invalid, InvalidReason, Message, Outcome, Pipeline, Processed,
+};
 use allegro_store::Store;
 use allegro_store::Stored;
 
@@ -621,7 +623,11 @@ impl Session<'_> {
         let mut plan = Plan::new(items, now);
         let mut tx = self.ctx.store.begin().await?;
         let stored = tx.insert_applications(&plan.apps).await?;
-        let tally = plan.settle(items, &stored, now);
+        let mut tally = plan.settle(items, &stored, now);
+        let received = tx
+            .receive_nachreichungen(&plan.nachreichungen(items), now)
+            .await?;
+        let follow_ups = plan.settle_nachreichungen(items, received, now, &mut tally);
         let logged = tx.insert_dead_letters(&plan.letters).await?;
         let publish = plan.to_publish(&logged);
         self.publish(items, &publish).await?;
@@ -642,6 +648,7 @@ impl Session<'_> {
         );
         // The new records are durable: hand them to the dispatcher in memory.
         self.ctx.outbox.hand_over(plan.new_records(&stored));
+        self.ctx.outbox.hand_over(follow_ups);
         Ok(())
     }
 
@@ -764,20 +771,20 @@ fn process_one(p: &Pipeline, delivery: Delivery) -> Item {
         .message_id()
         .as_ref()
         .map(|m| m.as_str());
-    let processed = guarded(delivery.delivery_tag, || p.process(&delivery.data, mid));
-    Item::new(processed, delivery.data, delivery.properties)
+    let message = guarded(delivery.delivery_tag, || p.receive(&delivery.data, mid));
+    Item::new(message, delivery.data, delivery.properties)
 }
 
 /// Runs `pipeline`, turning a panic into an `internal_error` dead letter: a
 /// bug costs one message, not the daemon.
-fn guarded(delivery_tag: u64, pipeline: impl FnOnce() -> Processed) -> Processed {
+fn guarded(delivery_tag: u64, pipeline: impl FnOnce() -> Message) -> Message {
     catch_unwind(AssertUnwindSafe(pipeline)).unwrap_or_else(|_| {
         error!(delivery_tag, "pipeline panicked; dead-lettering");
-        Processed::Invalid(Invalid::new(
+        Message::Application(Processed::Invalid(Invalid::new(
             InvalidReason::InternalError,
             "the pipeline panicked on this message",
             None,
-        ))
+        )))
     })
 }
 
@@ -817,7 +824,9 @@ mod tests {
 
     #[test]
     fn a_panic_in_the_pipeline_is_an_internal_error() {
-        let got = guarded(7, || panic!("bug"));
+        let Message::Application(got) = guarded(7, || panic!("bug")) else {
+            panic!("a panic makes the delivery invalid");
+        };
         let invalid = got.invalid().expect("a panic makes the delivery invalid");
         assert_eq!(invalid.reason, InvalidReason::InternalError);
         assert_eq!(invalid.antrag_id, None);
@@ -826,7 +835,10 @@ mod tests {
     #[test]
     fn without_a_panic_the_result_passes_through() {
         let ok = Invalid::new(InvalidReason::NotJson, "d", None);
-        let got = guarded(7, || Processed::Invalid(ok.clone()));
+        let got = guarded(7, || Message::Application(Processed::Invalid(ok.clone())));
+        let Message::Application(got) = got else {
+            panic!("passes through");
+        };
         assert_eq!(got.invalid(), Some(&ok));
     }
 }

@@ -351,6 +351,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             applicant: None,
             error_rules: String::new(),
+            owed: Vec::new(),
         }])
         .await
         .unwrap();

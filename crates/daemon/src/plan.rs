@@ -14,14 +14,15 @@ use uuid::Uuid;
 
 use crate::deadletter;
 use allegro_core::casework::layout::ApplicantName;
-use allegro_core::pipeline::{Application, Invalid, InvalidReason, Outcome, Processed};
+use allegro_core::pipeline::{Application, Invalid, InvalidReason, Message, Outcome, Processed};
+use allegro_store::mitwirkung::{NewNachreichung, Received};
 use allegro_store::{
     cases, record_file_name, NewApplication, NewDeadLetter, PendingRecord, Stored, Verdict,
 };
 
 /// One delivery after the pipeline.
 pub struct Item {
-    pub processed: Processed,
+    pub message: Message,
     pub body: Vec<u8>,
     pub properties: BasicProperties,
     pub body_sha256: String,
@@ -29,10 +30,10 @@ pub struct Item {
 
 impl Item {
     /// The pipeline's result for a delivery with this body and properties.
-    pub fn new(processed: Processed, body: Vec<u8>, properties: BasicProperties) -> Item {
+    pub fn new(message: Message, body: Vec<u8>, properties: BasicProperties) -> Item {
         let body_sha256 = deadletter::sha256_hex(&body);
         Item {
-            processed,
+            message,
             body,
             properties,
             body_sha256,
@@ -82,6 +83,7 @@ impl Item {
             created_at: now,
             applicant,
             error_rules,
+            owed: app.owed.clone(),
         }
     }
 }
@@ -102,6 +104,8 @@ pub struct Plan {
     pub letters: Vec<NewDeadLetter>,
     /// The item of each dead letter.
     letter_items: Vec<usize>,
+    /// The items that are Nachreichungen, in delivery order.
+    nachreichung_items: Vec<usize>,
 }
 
 /// What a stored batch added, for the metrics.
@@ -110,6 +114,8 @@ pub struct Tally {
     pub accepted: u64,
     pub rejected: u64,
     pub duplicates: u64,
+    /// Nachreichungen matched to a document owed.
+    pub nachreichungen: u64,
 }
 
 /// A dead letter to publish: the item whose body and properties it carries,
@@ -126,7 +132,14 @@ impl Plan {
     pub fn new(items: &[Item], now: DateTime<Utc>) -> Plan {
         let mut plan = Plan::default();
         for (i, it) in items.iter().enumerate() {
-            match &it.processed {
+            let processed = match &it.message {
+                Message::Application(p) => p,
+                Message::Nachreichung(_) => {
+                    plan.nachreichung_items.push(i);
+                    continue;
+                }
+            };
+            match processed {
                 Processed::Accepted {
                     application,
                     record,
@@ -192,7 +205,9 @@ impl Plan {
             .into_iter()
             .zip(stored)
             .filter_map(move |(item, s)| {
-                let p = &items[item].processed;
+                let Message::Application(p) = &items[item].message else {
+                    return None;
+                };
                 p.application().map(|a| (a, p.outcome(), *s))
             })
     }
@@ -206,6 +221,68 @@ impl Plan {
             .zip(logged)
             .filter_map(|((letter, &item), id)| id.map(|id| Publish { item, letter, id }))
             .collect()
+    }
+
+    /// The Nachreichungen of the batch, for the store (after the
+    /// applications, so one for an application of the same batch matches).
+    pub fn nachreichungen<'a>(&self, items: &'a [Item]) -> Vec<NewNachreichung<'a>> {
+        self.nachreichung_items
+            .iter()
+            .filter_map(|&i| match &items[i].message {
+                Message::Nachreichung(n) => Some(NewNachreichung {
+                    nachreichung: n,
+                    body_sha256: &items[i].body_sha256,
+                }),
+                Message::Application(_) => None,
+            })
+            .collect()
+    }
+
+    /// Takes what the store did with each Nachreichung (`received`, in the
+    /// order of [`Plan::nachreichungen`]): what it could not match becomes
+    /// a dead letter with its reason; the follow-up records of the matched
+    /// ones are returned for the dispatcher. Counts go into `tally`.
+    pub fn settle_nachreichungen(
+        &mut self,
+        items: &[Item],
+        received: Vec<Received>,
+        now: DateTime<Utc>,
+        tally: &mut Tally,
+    ) -> Vec<PendingRecord> {
+        let mut follow_ups = Vec::new();
+        for (k, r) in received.into_iter().enumerate() {
+            let item = self.nachreichung_items[k];
+            let Message::Nachreichung(n) = &items[item].message else {
+                continue;
+            };
+            let (reason, detail) = match r {
+                Received::Matched { follow_up, .. } => {
+                    tally.nachreichungen += 1;
+                    follow_ups.extend(follow_up);
+                    continue;
+                }
+                Received::Duplicate => {
+                    tally.duplicates += 1;
+                    continue;
+                }
+                Received::Conflict => (
+                    InvalidReason::Conflict,
+                    "a different body is already stored under this nachreichungId",
+                ),
+                Received::UnknownApplication => (
+                    InvalidReason::UnknownApplication,
+                    "no application is stored under this antragId",
+                ),
+                Received::NotOwed => (
+                    InvalidReason::DocumentNotOwed,
+                    "the application owes no document of this kind for this person",
+                ),
+            };
+            let why = Invalid::new(reason, detail, Some(n.antrag_id));
+            let letter = items[item].dead_letter(&why, now);
+            self.letter(item, letter);
+        }
+        follow_ups
     }
 
     /// The records of newly inserted accepted applications, for the
@@ -249,12 +326,13 @@ mod tests {
             jobcenter: Some("13101".into()),
             applicant: None,
             findings: vec![error; errors],
+            owed: vec![],
         }
     }
 
     fn item(processed: Processed, body: &str) -> Item {
         Item::new(
-            processed,
+            Message::Application(processed),
             body.as_bytes().to_vec(),
             BasicProperties::default(),
         )
@@ -292,7 +370,7 @@ mod tests {
         );
         let named = |item: Item| {
             let mut item = item;
-            if let Processed::Rejected(app) = &mut item.processed {
+            if let Message::Application(Processed::Rejected(app)) = &mut item.message {
                 app.applicant = layout.applicant_of(&serde_json::json!({"name": "Ioana Popescu"}));
             }
             item

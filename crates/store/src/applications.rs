@@ -31,6 +31,8 @@ pub struct NewApplication {
     pub applicant: Option<String>,
     /// For a case: `,rule,...,` of its errors ([`crate::cases::error_rules_of`]).
     pub error_rules: String,
+    /// The documents it owes (`documents_owed`, see [`crate::mitwirkung`]).
+    pub owed: Vec<allegro_core::mitwirkung::OwedDocument>,
 }
 
 /// What becomes of a readable application: a record for the outbox, or a

@@ -28,11 +28,18 @@ pub enum Action {
     UserPasswd,
     UserRoles,
     RecheckRelease,
+    /// Mitwirkung: a document requested (by letter), with its deadline.
+    DocumentRequested,
+    DeadlineExtended,
+    DocumentReceived,
+    DocumentWaived,
+    /// A request letter written (`detail`: how many documents, the deadline).
+    LetterCreated,
 }
 
 impl Action {
     /// Every action, in the order above.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 21] = [
         Action::View,
         Action::Denied,
         Action::Edit,
@@ -49,6 +56,11 @@ impl Action {
         Action::UserPasswd,
         Action::UserRoles,
         Action::RecheckRelease,
+        Action::DocumentRequested,
+        Action::DeadlineExtended,
+        Action::DocumentReceived,
+        Action::DocumentWaived,
+        Action::LetterCreated,
     ];
 
     /// The action whose stored name is `s`.
@@ -75,6 +87,11 @@ impl Action {
             Action::UserPasswd => "user_passwd",
             Action::UserRoles => "user_roles",
             Action::RecheckRelease => "recheck_release",
+            Action::DocumentRequested => "document_requested",
+            Action::DeadlineExtended => "deadline_extended",
+            Action::DocumentReceived => "document_received",
+            Action::DocumentWaived => "document_waived",
+            Action::LetterCreated => "letter_created",
         }
     }
 }

@@ -111,6 +111,7 @@ impl Tx {
     /// The record of each new accepted application, the case of each new
     /// rejected one.
     async fn insert_outcomes(&mut self, new: &[&NewApplication]) -> Result<(), StoreError> {
+        self.insert_owed(new).await?;
         let records: Vec<NewRecord<'_>> = new
             .iter()
             .filter_map(|a| {

@@ -54,6 +54,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "searches",
         include_str!("../migrations/sqlite/0009_searches.sql"),
     ),
+    (
+        10,
+        "mitwirkung",
+        include_str!("../migrations/sqlite/0010_mitwirkung.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -110,6 +115,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "searches",
         include_str!("../migrations/postgres/0011_searches.sql"),
+    ),
+    (
+        12,
+        "mitwirkung",
+        include_str!("../migrations/postgres/0012_mitwirkung.sql"),
     ),
 ];
 

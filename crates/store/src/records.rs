@@ -22,9 +22,13 @@ pub struct NewRecord<'a> {
     pub created_at: DateTime<Utc>,
 }
 
-/// A record waiting in the outbox table for its file.
-#[derive(Debug, Clone, FromRow)]
+/// A record waiting in the outbox table for its file: an import record
+/// (keyed by its antragId) or a follow-up record (`follow_up_records`,
+/// keyed by its own id; see [`crate::mitwirkung`]).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct PendingRecord {
+    /// The outbox key (`outbox_pending.antrag_id`): the antragId of an
+    /// import record, the id of a follow-up record. The sink's `message_id`.
     pub antrag_id: Uuid,
     pub file_name: String,
     pub xml: Vec<u8>,
@@ -35,8 +39,11 @@ impl Store {
     pub async fn pending_records(&self, limit: usize) -> Result<Vec<PendingRecord>, StoreError> {
         dispatch!(self, Store, p => {
             sqlx::query_as(
-                "SELECT r.antrag_id, r.file_name, r.xml FROM outbox_pending o \
-                 JOIN records r ON r.antrag_id = o.antrag_id \
+                "SELECT o.antrag_id, coalesce(r.file_name, f.file_name) AS file_name, \
+                 coalesce(r.xml, f.xml) AS xml FROM outbox_pending o \
+                 LEFT JOIN records r ON r.antrag_id = o.antrag_id \
+                 LEFT JOIN follow_up_records f ON f.id = o.antrag_id \
+                 WHERE r.antrag_id IS NOT NULL OR f.id IS NOT NULL \
                  ORDER BY o.created_at LIMIT $1",
             )
             .bind(limit as i64)

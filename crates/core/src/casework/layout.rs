@@ -85,6 +85,11 @@ pub struct Layout {
     /// The field whose code labels name the documents owed (`None`: they
     /// are shown by their codes).
     pub documents: Option<crate::pointer::Pattern>,
+    /// Who in the application a document owed is for (`[casework.persons]`).
+    pub persons: super::persons::Persons,
+    /// The applicant's postal address for letters, line by line (each
+    /// line's parts joined by a space).
+    pub address: Vec<Vec<String>>,
 }
 
 impl Default for Layout {
@@ -157,7 +162,23 @@ impl Layout {
             dienststelle,
             applicant_name,
             documents: None,
+            persons: Default::default(),
+            address: Vec::new(),
         }
+    }
+
+    /// This layout with the persons and the address a letter needs.
+    pub fn with_persons(self, persons: super::persons::Persons, address: Vec<Vec<String>>) -> Layout {
+        Layout {
+            persons,
+            address,
+            ..self
+        }
+    }
+
+    /// The applicant's postal address lines in `doc`.
+    pub fn address_of(&self, doc: &Value) -> Vec<String> {
+        super::persons::address_of(&self.address, doc)
     }
 
     /// This layout with the field that names the documents owed.

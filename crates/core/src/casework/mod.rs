@@ -15,6 +15,7 @@ pub mod edit;
 pub mod fields;
 pub mod fix;
 pub mod layout;
+pub mod persons;
 pub mod sections;
 
 pub use edit::{apply, record_correction, Change, EditError, EditOp};

@@ -237,7 +237,7 @@ pub fn view(m: &Mapping, doc: &Value, findings: &[Finding]) -> CaseView {
         .iter()
         .filter_map(|f| {
             f.nachweis.as_ref().map(|n| Owed {
-                label: document_label(m, n),
+                label: crate::mitwirkung::document_label(m, n),
                 nachweis: n.clone(),
                 message: f.message.clone(),
             })
@@ -250,23 +250,6 @@ pub fn view(m: &Mapping, doc: &Value, findings: &[Finding]) -> CaseView {
         notes,
         owed,
     }
-}
-
-/// The German label of a document code, by the code labels of the field
-/// `[casework] documents` names; the code itself without one.
-fn document_label(m: &Mapping, code: &str) -> String {
-    let label = m.casework.documents.as_ref().and_then(|p| {
-        let path: Vec<pointer::Step<'_>> = p
-            .segs
-            .iter()
-            .map(|s| match s {
-                pointer::Seg::Key(k) => pointer::Step::Key(k.as_str()),
-                pointer::Seg::Any => pointer::Step::Index(0),
-            })
-            .collect();
-        m.labels.code(&path, code).map(str::to_string)
-    });
-    label.unwrap_or_else(|| code.to_string())
 }
 
 fn finding_view(f: &Finding, target: String) -> FindingView {

@@ -287,6 +287,27 @@ pub struct RawCasework {
     /// (`[labels.values]`), e.g. `/nachweise/*/art`.
     #[serde(default)]
     pub documents: Option<Spanned<String>>,
+    /// `[casework.persons]`: who a document owed is for.
+    #[serde(default)]
+    pub persons: Option<Spanned<RawPersons>>,
+    /// The applicant's postal address, line by line, each a list of pointers.
+    #[serde(default)]
+    pub address: Option<Spanned<Vec<Vec<String>>>>,
+}
+
+/// `[casework.persons]`: where person objects stand and how they are named
+/// and referred to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPersons {
+    /// Patterns of the person objects, e.g. `/weiterePersonen/*`.
+    pub at: Vec<String>,
+    /// The id property of a person object.
+    pub id: String,
+    /// The name properties, in reading order.
+    pub name: Vec<String>,
+    /// The property by which other entries refer to a person.
+    pub reference: String,
 }
 
 /// `[casework.general]`: anchor and title of the general section.

@@ -14,7 +14,8 @@ use super::Schema;
 use crate::casework::layout::{general_default, Layout, ReadOnly, SectionDef};
 use crate::mapping::error::Errs;
 use crate::mapping::load::Parsed;
-use crate::mapping::raw::{RawGeneral, RawSection};
+use crate::casework::persons::Persons;
+use crate::mapping::raw::{RawGeneral, RawPersons, RawSection};
 use crate::pointer::{self, Pattern, Seg};
 
 /// A value with the part and place it was written at.
@@ -43,6 +44,8 @@ struct Merged<'a> {
     dienststelle: Option<At<'a, String>>,
     applicant: Option<(&'a Parsed, &'a [Spanned<String>])>,
     documents: Option<At<'a, String>>,
+    persons: Option<At<'a, RawPersons>>,
+    address: Option<At<'a, Vec<Vec<String>>>>,
 }
 
 fn merge<'a>(parts: &[&'a Parsed]) -> Merged<'a> {
@@ -74,6 +77,12 @@ fn merge<'a>(parts: &[&'a Parsed]) -> Merged<'a> {
         }
         if let Some(d) = &c.documents {
             m.documents = Some(at(part, d));
+        }
+        if let Some(p) = &c.persons {
+            m.persons = Some(at(part, p));
+        }
+        if let Some(a) = &c.address {
+            m.address = Some(at(part, a));
         }
     }
     m
@@ -128,6 +137,60 @@ pub(super) fn compile(parts: &[&Parsed], schema: &Schema, today: &str, errs: &mu
         applicant_name,
     )
     .with_documents(documents)
+    .with_persons(
+        m.persons.as_ref().map(|p| persons(p, schema, errs)).unwrap_or_default(),
+        m.address.as_ref().map(|a| address(a, schema, errs)).unwrap_or_default(),
+    )
+}
+
+/// `[casework.persons]`: every `at` pattern and its id and name properties
+/// must be in the schema.
+fn persons(p: &At<'_, RawPersons>, schema: &Schema, errs: &mut Errs) -> Persons {
+    let mut out = Persons {
+        at: Vec::new(),
+        id: p.value.id.clone(),
+        name: p.value.name.clone(),
+        reference: p.value.reference.clone(),
+    };
+    for a in &p.value.at {
+        let fail = |why: String, errs: &mut Errs| {
+            errs.at(p.part, p.span.clone(), format!("[casework.persons] at {a:?}: {why}"))
+        };
+        let Ok(pattern) = Pattern::parse(a) else {
+            fail("not a pointer pattern".into(), errs);
+            continue;
+        };
+        for key in std::iter::once(&out.id).chain(&out.name) {
+            let mut below = pattern.clone();
+            below.segs.push(Seg::Key(key.clone()));
+            if !schema.knows(&below) {
+                fail(format!("{key:?} is not in schema {}", schema.name), errs);
+            }
+        }
+        out.at.push(pattern);
+    }
+    out
+}
+
+/// `[casework] address`: concrete pointers the schema knows, line by line.
+fn address(a: &At<'_, Vec<Vec<String>>>, schema: &Schema, errs: &mut Errs) -> Vec<Vec<String>> {
+    a.value
+        .iter()
+        .map(|line| {
+            line.iter()
+                .filter(|p| {
+                    let known = pointer::parse_concrete(p).is_some()
+                        && Pattern::parse(p).is_ok_and(|q| schema.knows(&q));
+                    if !known {
+                        let msg = format!("[casework] address: {p:?} is not in schema {}", schema.name);
+                        errs.at(a.part, a.span.clone(), msg);
+                    }
+                    known
+                })
+                .cloned()
+                .collect()
+        })
+        .collect()
 }
 
 /// The pattern of the documents' kind field, which the schema must define.
