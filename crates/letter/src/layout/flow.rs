@@ -138,13 +138,7 @@ impl Flow<'_, '_> {
         let count = lines.len();
         let mut first = None;
         for (n, text) in lines.into_iter().enumerate() {
-            let together = if n == 0 {
-                count.min(2)
-            } else if n + 2 == count {
-                2
-            } else {
-                1
-            };
+            let together = lines_together(n, count);
             self.room_for(leading * together as f32);
             first.get_or_insert((self.sheet.last_page(), self.y));
             self.sheet
@@ -180,5 +174,18 @@ impl Flow<'_, '_> {
         self.sheet.new_page();
         self.y = TOP;
         self.fresh = true;
+    }
+}
+
+/// How many lines from line `n` of `count` on must fit on the page for
+/// line `n` to go there: the first two together (all three of a
+/// three-line paragraph, which cannot be split without leaving one
+/// alone), the last two together, any other line alone.
+fn lines_together(n: usize, count: usize) -> usize {
+    match n {
+        0 if count <= 3 => count,
+        0 => 2,
+        _ if n + 2 == count => 2,
+        _ => 1,
     }
 }

@@ -217,6 +217,8 @@ impl<'a> Sheet<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::content::parts;
     use crate::tests::example;
@@ -308,6 +310,47 @@ mod tests {
                 assert!(!metrics(last.style).keep_with_next, "{last:?}");
             }
         }
+    }
+
+    /// Pages a paragraph's (or list item's) lines are on, by part.
+    fn pages_of_parts(layout: &Layout) -> HashMap<Mark, Vec<usize>> {
+        let mut pages: HashMap<Mark, Vec<usize>> = HashMap::new();
+        for (page, lines) in layout.pages.iter().enumerate() {
+            for line in lines
+                .iter()
+                .filter(|l| matches!(l.mark, Mark::Content { .. }))
+            {
+                pages.entry(line.mark).or_default().push(page);
+            }
+        }
+        pages
+    }
+
+    #[test]
+    fn a_paragraph_split_by_a_page_leaves_no_line_alone() {
+        let sentence = "Das ist ein Satz der Rechtsfolgenbelehrung mit einigen Wörtern. ";
+        let mut split = 0;
+        // One-line paragraphs before the long ones move the page breaks
+        // through every line of them.
+        for shift in 0..12 {
+            let mut letter = example();
+            letter.legal_notice = vec!["Kurz.".to_owned(); shift];
+            letter
+                .legal_notice
+                .extend((0..20).map(|n| sentence.repeat(4 + n % 5)));
+            for (mark, pages) in pages_of_parts(&laid_out(&letter)) {
+                let (first, last) = (pages[0], pages[pages.len() - 1]);
+                if first != last {
+                    split += 1;
+                    let on = |page| pages.iter().filter(|p| **p == page).count();
+                    assert!(
+                        on(first) >= 2 && on(last) >= 2,
+                        "{mark:?} on pages {pages:?}"
+                    );
+                }
+            }
+        }
+        assert!(split >= 12, "only {split} paragraphs cross a page");
     }
 
     #[test]
