@@ -246,6 +246,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn blank_fields_leave_their_parts_out_but_the_letter_renders() {
+        let mut letter = example();
+        letter.letterhead = Letterhead {
+            authority: " ".into(),
+            address: vec![],
+            contact: vec!["".into()],
+            signature: "".into(),
+        };
+        letter.recipient = Recipient {
+            name: "".into(),
+            address: vec!["\t".into()],
+        };
+        letter.persons[0].person = " ".into();
+        letter.persons[1].documents.push("".into());
+        letter.reference = "".into();
+        assert!(render(&letter).unwrap().starts_with(b"%PDF-"));
+    }
+
+    #[test]
+    fn a_control_character_is_an_error_not_a_panic() {
+        let mut letter = example();
+        letter.persons[0].documents[0] = "Miet\u{7}vertrag".into();
+        assert_eq!(
+            render(&letter),
+            Err(LetterError::MissingGlyph { character: '\u{7}' })
+        );
+    }
+
+    #[test]
     fn rule_names_carry_no_text() {
         use krilla::configure::ValidationError;
         assert_eq!(
