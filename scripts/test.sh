@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command of README.md: installs what the tests need (Chromium,
+# The test command of README.md: installs what the tests need (xmllint;
+# poppler-utils and qpdf for the letter PDF tests; Chromium,
 # chromedriver and axe-core for the browser tests: scripts/setup-browser.sh),
 # starts the services (PostgreSQL, RabbitMQ), then runs formatting and lint
 # checks, builds the tests, runs the mapping lint and the fixture suite with
@@ -21,6 +22,16 @@ if ! command -v xmllint >/dev/null 2>&1; then
     echo "installing libxml2-utils (xmllint, for the record XSD tests)" >&2
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libxml2-utils >/dev/null
+fi
+if ! command -v pdftotext >/dev/null 2>&1; then
+    echo "installing poppler-utils (pdftotext, pdffonts, pdfinfo, for the letter PDF tests)" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq poppler-utils >/dev/null
+fi
+if ! command -v qpdf >/dev/null 2>&1; then
+    echo "installing qpdf (qpdf --check, for the letter PDF tests)" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qpdf >/dev/null
 fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "installing systemd (systemd-analyze, for the unit check)" >&2
