@@ -136,7 +136,9 @@ impl InvalidReason {
             InvalidReason::BadNachreichung => {
                 "Die Nachreichung entspricht nicht ihrem Schema (Schnittstellenvertrag § 8)."
             }
-            InvalidReason::UnknownDocumentKind => "Die Art des nachgereichten Nachweises ist unbekannt.",
+            InvalidReason::UnknownDocumentKind => {
+                "Die Art des nachgereichten Nachweises ist unbekannt."
+            }
             InvalidReason::UnknownApplication => {
                 "Zu dieser Antrags-ID ist kein Antrag gespeichert."
             }

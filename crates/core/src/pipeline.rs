@@ -208,7 +208,9 @@ impl Pipeline {
                     Err(invalid) => Message::Application(Processed::Invalid(invalid)),
                 }
             }
-            Ok(intake::Body::Application(env)) => Message::Application(self.evaluate_envelope(env, &[])),
+            Ok(intake::Body::Application(env)) => {
+                Message::Application(self.evaluate_envelope(env, &[]))
+            }
             Err(invalid) => Message::Application(Processed::Invalid(invalid)),
         }
     }

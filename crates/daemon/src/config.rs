@@ -43,6 +43,8 @@ pub struct Settings {
     pub retention: RetentionConfig,
     /// The caseworker workbench (`[web]`).
     pub web: WebConfig,
+    /// The request letters of Mitwirkung (`[mitwirkung]`).
+    pub mitwirkung: allegro_web::letters::MitwirkungSettings,
 }
 
 /// Prometheus metrics endpoint.
@@ -304,6 +306,7 @@ impl Settings {
         }
         problems.extend(self.retention.validate());
         problems.extend(self.web.validate());
+        problems.extend(self.mitwirkung.validate());
         if self.pipeline.max_body_bytes == 0 {
             problems.push("pipeline.max_body_bytes must be at least 1".into());
         }

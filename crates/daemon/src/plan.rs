@@ -463,7 +463,8 @@ mod tests {
             Tally {
                 accepted: 1,
                 rejected: 1,
-                duplicates: 1
+                duplicates: 1,
+                nachreichungen: 0,
             }
         );
         let reasons: Vec<_> = plan.letters.iter().map(|l| l.reason).collect();

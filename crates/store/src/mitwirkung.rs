@@ -257,8 +257,10 @@ impl Tx {
     /// Inserts the documents the new applications owe (with the
     /// application, in its transaction).
     pub(crate) async fn insert_owed(&mut self, apps: &[&NewApplication]) -> Result<(), StoreError> {
-        let rows: Vec<(&NewApplication, &OwedDocument)> =
-            apps.iter().flat_map(|a| a.owed.iter().map(move |o| (*a, o))).collect();
+        let rows: Vec<(&NewApplication, &OwedDocument)> = apps
+            .iter()
+            .flat_map(|a| a.owed.iter().map(move |o| (*a, o)))
+            .collect();
         for chunk in rows.chunks(500) {
             dispatch!(self, Tx, tx => {
                 let mut qb = QueryBuilder::new(
@@ -478,8 +480,17 @@ impl Tx {
             DocState::Eingegangen { .. } => doc.state.clone(),
             _ => doc
                 .state
-                .apply(&Change::Eingang { on: today, via: Eingangsweg::Nachreichung }, today)
-                .unwrap_or(DocState::Eingegangen { on: today, via: Eingangsweg::Nachreichung }),
+                .apply(
+                    &Change::Eingang {
+                        on: today,
+                        via: Eingangsweg::Nachreichung,
+                    },
+                    today,
+                )
+                .unwrap_or(DocState::Eingegangen {
+                    on: today,
+                    via: Eingangsweg::Nachreichung,
+                }),
         };
         let changed = state != doc.state;
         if changed {
@@ -499,8 +510,17 @@ impl Tx {
             .execute(&mut **tx)
             .await?;
         });
-        let detail = format!("{} ({})", doc.kind, if changed { "eingegangen" } else { "bereits eingegangen" });
-        let mut audit = NewAudit::new("system", Action::DocumentReceived, Some(doc.antrag_id)).detail(&detail);
+        let detail = format!(
+            "{} ({})",
+            doc.kind,
+            if changed {
+                "eingegangen"
+            } else {
+                "bereits eingegangen"
+            }
+        );
+        let mut audit =
+            NewAudit::new("system", Action::DocumentReceived, Some(doc.antrag_id)).detail(&detail);
         audit.pointer = Some(&doc.pointer);
         self.audit(&audit, now).await?;
         let follow_up = if changed {
@@ -553,7 +573,10 @@ impl Tx {
             .fetch_all(&mut **tx)
             .await?
         });
-        let rows = rows.into_iter().map(Row::decode).collect::<Result<Vec<_>, _>>()?;
+        let rows = rows
+            .into_iter()
+            .map(Row::decode)
+            .collect::<Result<Vec<_>, _>>()?;
         let pick = rows
             .iter()
             .find(|r| r.person_id == nr.person_id)
@@ -576,7 +599,11 @@ impl Store {
     }
 
     /// One document, if it is in `scope`.
-    pub async fn owed_document(&self, id: i64, scope: &Scope) -> Result<Option<OwedRow>, StoreError> {
+    pub async fn owed_document(
+        &self,
+        id: i64,
+        scope: &Scope,
+    ) -> Result<Option<OwedRow>, StoreError> {
         let row: Option<Row> = dispatch!(self, Store, p => {
             sqlx::query_as(concat!(select!(), " WHERE d.id = $1"))
                 .bind(id)
@@ -626,7 +653,10 @@ impl Store {
                 .push_bind(q.offset as i64);
             qb.build_query_as().fetch_all(p).await?
         });
-        let mut rows = rows.into_iter().map(Row::decode).collect::<Result<Vec<_>, _>>()?;
+        let mut rows = rows
+            .into_iter()
+            .map(Row::decode)
+            .collect::<Result<Vec<_>, _>>()?;
         let more = rows.len() > q.limit;
         rows.truncate(q.limit);
         Ok((rows, more))
@@ -654,7 +684,10 @@ impl Store {
         if doc.version != version {
             return Err(ChangeError::Stale);
         }
-        let state = doc.state.apply(change, today).map_err(ChangeError::Refused)?;
+        let state = doc
+            .state
+            .apply(change, today)
+            .map_err(ChangeError::Refused)?;
         if !tx.write_state(id, version, &state, now).await? {
             return Err(ChangeError::Stale);
         }
@@ -698,18 +731,40 @@ impl Store {
             .await?
         });
         for &doc in documents {
-            let Some(row) = tx.owed_row(doc).await? else { continue };
+            let Some(row) = tx.owed_row(doc).await? else {
+                continue;
+            };
             let request = Change::Anfordern { deadline };
             if let Ok(state) = row.state.apply(&request, deadline) {
                 tx.write_state(doc, row.version, &state, now).await?;
                 let detail = format!("{} (Frist {})", row.kind, deadline.format("%d.%m.%Y"));
-                let mut audit = NewAudit::new(actor, Action::DocumentRequested, Some(antrag_id)).detail(&detail);
+                let mut audit = NewAudit::new(actor, Action::DocumentRequested, Some(antrag_id))
+                    .detail(&detail);
                 audit.pointer = Some(&row.pointer);
                 tx.audit(&audit, now).await?;
             }
         }
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// The application as it stands now (a case's corrected body, else the
+    /// body received) with its Dienststelle; `None` when unknown or purged.
+    pub async fn current_application(
+        &self,
+        antrag_id: Uuid,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query_as(
+                "SELECT coalesce(c.corrected_body, a.body), a.dienststellennummer \
+                 FROM applications a LEFT JOIN cases c ON c.antrag_id = a.antrag_id \
+                 WHERE a.antrag_id = $1 AND a.purged_at IS NULL",
+            )
+            .bind(antrag_id)
+            .fetch_optional(p)
+            .await
+            .map_err(StoreError::from)
+        })
     }
 
     /// The letters of an application, newest first.
@@ -806,12 +861,14 @@ fn follow_up_id(antrag_id: Uuid, document: i64) -> Uuid {
 fn audit_of_change(change: &Change, kind: &str) -> (Action, String) {
     let date = |d: &NaiveDate| d.format("%d.%m.%Y").to_string();
     match change {
-        Change::Anfordern { deadline } => {
-            (Action::DocumentRequested, format!("{kind} (Frist {})", date(deadline)))
-        }
-        Change::FristVerlaengern { deadline } => {
-            (Action::DeadlineExtended, format!("{kind} (Frist {})", date(deadline)))
-        }
+        Change::Anfordern { deadline } => (
+            Action::DocumentRequested,
+            format!("{kind} (Frist {})", date(deadline)),
+        ),
+        Change::FristVerlaengern { deadline } => (
+            Action::DeadlineExtended,
+            format!("{kind} (Frist {})", date(deadline)),
+        ),
         Change::Eingang { on, via } => (
             Action::DocumentReceived,
             format!("{kind} (eingegangen {}, {})", date(on), via.as_str()),

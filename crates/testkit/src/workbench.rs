@@ -56,7 +56,10 @@ pub async fn store_rejected(
         created_at: Utc::now(),
         applicant: applicant_of(pipeline, doc),
         error_rules: cases::error_rules_of(&findings),
-        owed: processed.application().map(|a| a.owed.clone()).unwrap_or_default(),
+        owed: processed
+            .application()
+            .map(|a| a.owed.clone())
+            .unwrap_or_default(),
     };
     let mut tx = store.begin().await.unwrap();
     tx.insert_applications(&[app]).await.unwrap();

@@ -6,6 +6,7 @@
 //! small traits ([`ops::Probe`], [`workbench::PipelineSource`]), so the
 //! workbench can run without a broker.
 
+pub mod letters;
 pub mod ops;
 pub mod settings;
 pub mod workbench;

@@ -168,7 +168,11 @@ impl Layout {
     }
 
     /// This layout with the persons and the address a letter needs.
-    pub fn with_persons(self, persons: super::persons::Persons, address: Vec<Vec<String>>) -> Layout {
+    pub fn with_persons(
+        self,
+        persons: super::persons::Persons,
+        address: Vec<Vec<String>>,
+    ) -> Layout {
         Layout {
             persons,
             address,

@@ -65,7 +65,10 @@ impl Persons {
 
     /// The name of the person with this id (empty when unnamed or unknown).
     pub fn name_of(&self, doc: &Value, id: &str) -> Option<String> {
-        self.all(doc).into_iter().find(|(i, _)| i == id).map(|(_, n)| n)
+        self.all(doc)
+            .into_iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, n)| n)
     }
 
     fn name_in(&self, person: &Value) -> String {
@@ -138,8 +141,14 @@ mod tests {
         let p = persons();
         let d = doc();
         let of = |s: &str| p.person_of(&d, s);
-        assert_eq!(of("/antragsteller/staatsangehoerigkeit").as_deref(), Some("p1"));
-        assert_eq!(of("/weiterePersonen/0/staatsangehoerigkeit").as_deref(), Some("k1"));
+        assert_eq!(
+            of("/antragsteller/staatsangehoerigkeit").as_deref(),
+            Some("p1")
+        );
+        assert_eq!(
+            of("/weiterePersonen/0/staatsangehoerigkeit").as_deref(),
+            Some("k1")
+        );
         assert_eq!(of("/einkommen/0").as_deref(), Some("k1"));
         assert_eq!(of("/einkommen/0/art").as_deref(), Some("k1"));
         assert_eq!(of("/unterkunft/art"), None);
@@ -153,14 +162,26 @@ mod tests {
         let d = doc();
         assert_eq!(
             p.all(&d),
-            vec![("p1".into(), "Erika Mustermann".into()), ("k1".into(), "Max Mustermann".into())]
+            vec![
+                ("p1".into(), "Erika Mustermann".into()),
+                ("k1".into(), "Max Mustermann".into())
+            ]
         );
         assert_eq!(p.name_of(&d, "k1").as_deref(), Some("Max Mustermann"));
         let lines = vec![
-            vec!["/antragsteller/anschrift/strasse".into(), "/antragsteller/anschrift/hausnummer".into()],
+            vec![
+                "/antragsteller/anschrift/strasse".into(),
+                "/antragsteller/anschrift/hausnummer".into(),
+            ],
             vec!["/antragsteller/anschrift/adresszusatz".into()],
-            vec!["/antragsteller/anschrift/plz".into(), "/antragsteller/anschrift/ort".into()],
+            vec![
+                "/antragsteller/anschrift/plz".into(),
+                "/antragsteller/anschrift/ort".into(),
+            ],
         ];
-        assert_eq!(address_of(&lines, &d), ["Musterstraße 1", "12345 Musterstadt"]);
+        assert_eq!(
+            address_of(&lines, &d),
+            ["Musterstraße 1", "12345 Musterstadt"]
+        );
     }
 }

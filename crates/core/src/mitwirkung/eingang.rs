@@ -47,7 +47,10 @@ impl Nachweiseingang<'_> {
         attrs.extend(self.person_id.map(|p| ("personId", p)));
         attrs.extend([("regel", self.rule), ("feld", self.pointer)]);
         element(&mut x, "Nachweis", &attrs);
-        x.push_str(&format!("  <EingegangenAm>{}</EingegangenAm>\n", self.received_on));
+        x.push_str(&format!(
+            "  <EingegangenAm>{}</EingegangenAm>\n",
+            self.received_on
+        ));
         x.push_str(&format!("  <Weg>{}</Weg>\n", self.via.as_str()));
         let mut file = Vec::new();
         file.extend(self.file_sha256.map(|h| ("sha256", h)));
@@ -114,7 +117,10 @@ mod tests {
         assert!(xml.contains(&format!("<AntragId>{antrag}</AntragId>")));
         assert!(xml.contains(r#"<Nachweis art="LOHNABRECHNUNG" personId="p1" regel="NACHWEIS-LOHNABRECHNUNG" feld="/einkommen/0"/>"#));
         assert!(xml.contains("<EingegangenAm>2026-12-03</EingegangenAm>"));
-        assert!(xml.contains(r#"<Datei referenz="a&amp;b&quot;&lt;c&gt;"/>"#), "{xml}");
+        assert!(
+            xml.contains(r#"<Datei referenz="a&amp;b&quot;&lt;c&gt;"/>"#),
+            "{xml}"
+        );
         assert_eq!(file_name(antrag, id), format!("{antrag}-nachweis-{id}.xml"));
     }
 }

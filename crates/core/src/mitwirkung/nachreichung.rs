@@ -58,20 +58,30 @@ pub fn read(
     message_id: Option<&str>,
     known_kind: impl Fn(&str) -> bool,
 ) -> Result<Nachreichung, Invalid> {
-    let antrag_id = doc.get("antragId").and_then(Value::as_str).and_then(parse_uuid);
+    let antrag_id = doc
+        .get("antragId")
+        .and_then(Value::as_str)
+        .and_then(parse_uuid);
     if let Some(e) = validator().iter_errors(doc).next() {
         let at = e.instance_path().to_string();
         let at = if at.is_empty() { "/".to_string() } else { at };
         return Err(Invalid::new(
             InvalidReason::BadNachreichung,
-            format!("Nachreichung does not follow its schema at {at} (schema {})", e.schema_path()),
+            format!(
+                "Nachreichung does not follow its schema at {at} (schema {})",
+                e.schema_path()
+            ),
             antrag_id,
         ));
     }
     let s = |p: &str| doc.pointer(p).and_then(Value::as_str);
     let id = s("/nachreichungId").and_then(parse_uuid);
     let (Some(id), Some(antrag_id)) = (id, antrag_id) else {
-        return Err(Invalid::new(InvalidReason::BadNachreichung, "ids are not UUIDs", antrag_id));
+        return Err(Invalid::new(
+            InvalidReason::BadNachreichung,
+            "ids are not UUIDs",
+            antrag_id,
+        ));
     };
     if message_id.is_some_and(|m| parse_uuid(m) != Some(id)) {
         return Err(Invalid::new(
@@ -131,8 +141,14 @@ mod tests {
     #[test]
     fn reads_a_good_one() {
         let n = read(&body(), Some(N), known).unwrap();
-        assert_eq!((n.id.to_string(), n.antrag_id.to_string()), (N.into(), A.into()));
-        assert_eq!((n.kind.as_str(), n.person_id.as_deref()), ("LOHNABRECHNUNG", Some("p1")));
+        assert_eq!(
+            (n.id.to_string(), n.antrag_id.to_string()),
+            (N.into(), A.into())
+        );
+        assert_eq!(
+            (n.kind.as_str(), n.person_id.as_deref()),
+            ("LOHNABRECHNUNG", Some("p1"))
+        );
         assert_eq!(n.received_on().to_string(), "2026-12-03");
         assert_eq!(n.file_ref.as_deref(), Some("portal:4711"));
     }
@@ -148,17 +164,26 @@ mod tests {
         assert_eq!(e.antrag_id.map(|u| u.to_string()).as_deref(), Some(A));
         let mut b = body();
         b.as_object_mut().unwrap().remove("eingegangenAm");
-        assert_eq!(read(&b, None, known).unwrap_err().reason, InvalidReason::BadNachreichung);
+        assert_eq!(
+            read(&b, None, known).unwrap_err().reason,
+            InvalidReason::BadNachreichung
+        );
         let mut b = body();
         b["eingegangenAm"] = json!("2026-13-45T25:00:00Z");
-        assert_eq!(read(&b, None, known).unwrap_err().reason, InvalidReason::BadNachreichung);
+        assert_eq!(
+            read(&b, None, known).unwrap_err().reason,
+            InvalidReason::BadNachreichung
+        );
     }
 
     #[test]
     fn refuses_an_unknown_kind_and_a_foreign_message_id() {
         let mut b = body();
         b["nachweis"]["art"] = json!("ZEUGNIS");
-        assert_eq!(read(&b, None, known).unwrap_err().reason, InvalidReason::UnknownDocumentKind);
+        assert_eq!(
+            read(&b, None, known).unwrap_err().reason,
+            InvalidReason::UnknownDocumentKind
+        );
         let e = read(&body(), Some(A), known).unwrap_err();
         assert_eq!(e.reason, InvalidReason::MessageIdMismatch);
     }

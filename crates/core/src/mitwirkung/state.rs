@@ -232,12 +232,27 @@ mod tests {
     fn a_document_goes_from_open_to_requested_to_received() {
         let today = d("2026-12-07");
         let s = DocState::Offen
-            .apply(&Change::Anfordern { deadline: d("2026-12-21") }, today)
+            .apply(
+                &Change::Anfordern {
+                    deadline: d("2026-12-21"),
+                },
+                today,
+            )
             .unwrap();
-        assert_eq!(s, DocState::Angefordert { deadline: d("2026-12-21") });
+        assert_eq!(
+            s,
+            DocState::Angefordert {
+                deadline: d("2026-12-21")
+            }
+        );
         assert!(!s.is_overdue(d("2026-12-21")) && s.is_overdue(d("2026-12-22")));
         let s = s
-            .apply(&Change::FristVerlaengern { deadline: d("2027-01-04") }, today)
+            .apply(
+                &Change::FristVerlaengern {
+                    deadline: d("2027-01-04"),
+                },
+                today,
+            )
             .unwrap();
         let got = Change::Eingang {
             on: d("2026-12-07"),
@@ -246,34 +261,81 @@ mod tests {
         let s = s.apply(&got, today).unwrap();
         assert_eq!(s.code(), StateCode::Eingegangen);
         assert!(!s.is_pending() && !s.is_overdue(d("2030-01-01")));
-        assert_eq!(s.apply(&got, today), Err(Refused::NotNow(StateCode::Eingegangen)));
+        assert_eq!(
+            s.apply(&got, today),
+            Err(Refused::NotNow(StateCode::Eingegangen))
+        );
     }
 
     #[test]
     fn refusals_name_what_is_wrong() {
         let today = d("2026-12-07");
-        let req = DocState::Angefordert { deadline: d("2026-12-21") };
-        let earlier = Change::FristVerlaengern { deadline: d("2026-12-20") };
+        let req = DocState::Angefordert {
+            deadline: d("2026-12-21"),
+        };
+        let earlier = Change::FristVerlaengern {
+            deadline: d("2026-12-20"),
+        };
         assert_eq!(req.apply(&earlier, today), Err(Refused::DeadlineNotLater));
-        let past = Change::Anfordern { deadline: d("2026-12-06") };
-        assert_eq!(DocState::Offen.apply(&past, today), Err(Refused::DeadlineInPast));
-        let extend = Change::FristVerlaengern { deadline: d("2027-01-01") };
+        let past = Change::Anfordern {
+            deadline: d("2026-12-06"),
+        };
+        assert_eq!(
+            DocState::Offen.apply(&past, today),
+            Err(Refused::DeadlineInPast)
+        );
+        let extend = Change::FristVerlaengern {
+            deadline: d("2027-01-01"),
+        };
         assert_eq!(
             DocState::Offen.apply(&extend, today),
             Err(Refused::NotNow(StateCode::Offen))
         );
-        let blank = Change::Verzichten { reason: "  ".into(), by: "sb".into() };
-        assert_eq!(DocState::Offen.apply(&blank, today), Err(Refused::ReasonMissing));
-        let future = Change::Eingang { on: d("2026-12-08"), via: Eingangsweg::Sachbearbeitung };
-        assert_eq!(DocState::Offen.apply(&future, today), Err(Refused::ReceivedInFuture));
+        let blank = Change::Verzichten {
+            reason: "  ".into(),
+            by: "sb".into(),
+        };
+        assert_eq!(
+            DocState::Offen.apply(&blank, today),
+            Err(Refused::ReasonMissing)
+        );
+        let future = Change::Eingang {
+            on: d("2026-12-08"),
+            via: Eingangsweg::Sachbearbeitung,
+        };
+        assert_eq!(
+            DocState::Offen.apply(&future, today),
+            Err(Refused::ReceivedInFuture)
+        );
         let waived = DocState::Offen
-            .apply(&Change::Verzichten { reason: " liegt vor ".into(), by: "sb".into() }, today)
+            .apply(
+                &Change::Verzichten {
+                    reason: " liegt vor ".into(),
+                    by: "sb".into(),
+                },
+                today,
+            )
             .unwrap();
-        assert_eq!(waived, DocState::Verzichtet { reason: "liegt vor".into(), by: "sb".into() });
+        assert_eq!(
+            waived,
+            DocState::Verzichtet {
+                reason: "liegt vor".into(),
+                by: "sb".into()
+            }
+        );
         // A waived document that arrives anyway is received.
-        let late = Change::Eingang { on: today, via: Eingangsweg::Nachreichung };
-        assert_eq!(waived.apply(&late, today).unwrap().code(), StateCode::Eingegangen);
-        for r in [Refused::DeadlineInPast, Refused::NotNow(StateCode::Verzichtet)] {
+        let late = Change::Eingang {
+            on: today,
+            via: Eingangsweg::Nachreichung,
+        };
+        assert_eq!(
+            waived.apply(&late, today).unwrap().code(),
+            StateCode::Eingegangen
+        );
+        for r in [
+            Refused::DeadlineInPast,
+            Refused::NotNow(StateCode::Verzichtet),
+        ] {
             assert!(r.meldung().ends_with('.'));
         }
     }

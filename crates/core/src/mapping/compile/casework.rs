@@ -12,9 +12,9 @@ use toml::Spanned;
 
 use super::Schema;
 use crate::casework::layout::{general_default, Layout, ReadOnly, SectionDef};
+use crate::casework::persons::Persons;
 use crate::mapping::error::Errs;
 use crate::mapping::load::Parsed;
-use crate::casework::persons::Persons;
 use crate::mapping::raw::{RawGeneral, RawPersons, RawSection};
 use crate::pointer::{self, Pattern, Seg};
 
@@ -138,8 +138,14 @@ pub(super) fn compile(parts: &[&Parsed], schema: &Schema, today: &str, errs: &mu
     )
     .with_documents(documents)
     .with_persons(
-        m.persons.as_ref().map(|p| persons(p, schema, errs)).unwrap_or_default(),
-        m.address.as_ref().map(|a| address(a, schema, errs)).unwrap_or_default(),
+        m.persons
+            .as_ref()
+            .map(|p| persons(p, schema, errs))
+            .unwrap_or_default(),
+        m.address
+            .as_ref()
+            .map(|a| address(a, schema, errs))
+            .unwrap_or_default(),
     )
 }
 
@@ -154,7 +160,11 @@ fn persons(p: &At<'_, RawPersons>, schema: &Schema, errs: &mut Errs) -> Persons 
     };
     for a in &p.value.at {
         let fail = |why: String, errs: &mut Errs| {
-            errs.at(p.part, p.span.clone(), format!("[casework.persons] at {a:?}: {why}"))
+            errs.at(
+                p.part,
+                p.span.clone(),
+                format!("[casework.persons] at {a:?}: {why}"),
+            )
         };
         let Ok(pattern) = Pattern::parse(a) else {
             fail("not a pointer pattern".into(), errs);
@@ -182,7 +192,8 @@ fn address(a: &At<'_, Vec<Vec<String>>>, schema: &Schema, errs: &mut Errs) -> Ve
                     let known = pointer::parse_concrete(p).is_some()
                         && Pattern::parse(p).is_ok_and(|q| schema.knows(&q));
                     if !known {
-                        let msg = format!("[casework] address: {p:?} is not in schema {}", schema.name);
+                        let msg =
+                            format!("[casework] address: {p:?} is not in schema {}", schema.name);
                         errs.at(a.part, a.span.clone(), msg);
                     }
                     known
