@@ -767,6 +767,24 @@ impl Store {
         })
     }
 
+    /// The follow-up records of an application still waiting for their file.
+    pub async fn pending_follow_ups(
+        &self,
+        antrag_id: Uuid,
+    ) -> Result<Vec<PendingRecord>, StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query_as(
+                "SELECT f.id AS antrag_id, f.file_name, f.xml FROM follow_up_records f \
+                 JOIN outbox_pending o ON o.antrag_id = f.id WHERE f.antrag_id = $1 \
+                 ORDER BY f.created_at, f.id",
+            )
+            .bind(antrag_id)
+            .fetch_all(p)
+            .await
+            .map_err(StoreError::from)
+        })
+    }
+
     /// The letters of an application, newest first.
     pub async fn letters_of(&self, antrag_id: Uuid) -> Result<Vec<LetterRow>, StoreError> {
         dispatch!(self, Store, p => {
