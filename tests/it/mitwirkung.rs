@@ -541,3 +541,25 @@ async fn letters_due_from_the_command_line() {
     store.close().await;
     env.cleanup().await;
 }
+
+/// The contract's example Nachreichung (§8) is read as one, for the
+/// contract's example application, and its follow-up follows the XSD.
+#[test]
+fn the_contract_example_is_a_nachreichung() {
+    let path = repo_root().join("fixtures/contract/1.1/nachreichung-aufenthaltstitel.json");
+    let body = std::fs::read(path).unwrap();
+    let Message::Nachreichung(n) = pipeline().receive(&body, None) else {
+        panic!("not read as a Nachreichung");
+    };
+    let app = example("hauptantrag-gueltig.json");
+    assert_eq!(n.antrag_id.to_string(), app["antragId"].as_str().unwrap());
+    assert_eq!((n.kind.as_str(), n.person_id.as_deref()), ("AUFENTHALTSTITEL", Some("k2")));
+    // An application with a `typ` of its own is still an application.
+    let mut other = app.clone();
+    other["typ"] = json!("ANTRAG");
+    let Message::Application(p) = pipeline().receive(&serde_json::to_vec(&other).unwrap(), None)
+    else {
+        panic!("an application");
+    };
+    assert!(p.application().is_some());
+}
