@@ -16,7 +16,9 @@ use allegro_core::mitwirkung::state::{Change, DocState, Eingangsweg, Refused, St
 use allegro_core::pipeline::{Message, Pipeline, PipelineConfig, Processed};
 use allegro_daemon::deadletter::header_str;
 use allegro_store::cases::Scope;
-use allegro_store::mitwirkung::{ChangeError, ListState, NewNachreichung, OwedQuery, Received};
+use allegro_store::mitwirkung::{
+    ChangeError, ListState, NewNachreichung, OwedChange, OwedQuery, Received,
+};
 use allegro_store::{NewApplication, Store, Verdict};
 use allegro_web::letters::{write_letter, MitwirkungSettings};
 use chrono::{Days, NaiveDate, Utc};
@@ -205,7 +207,17 @@ async fn documents_in_the_store(db: Db) {
         deadline: deadline.checked_add_days(Days::new(7)).unwrap(),
     };
     let r = store
-        .change_owed(miet.id, miet.version, &extend, "sb1", &scope, today, now)
+        .change_owed(
+            &OwedChange {
+                id: miet.id,
+                version: miet.version,
+                change: &extend,
+                actor: "sb1",
+                scope: &scope,
+            },
+            today,
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(r, None, "not received: no follow-up record");
@@ -219,15 +231,45 @@ async fn documents_in_the_store(db: Db) {
         via: Eingangsweg::Sachbearbeitung,
     };
     store
-        .change_owed(miet.id, v, &waive, "sb1", &scope, today, now)
+        .change_owed(
+            &OwedChange {
+                id: miet.id,
+                version: v,
+                change: &waive,
+                actor: "sb1",
+                scope: &scope,
+            },
+            today,
+            now,
+        )
         .await
         .unwrap();
     let second = store
-        .change_owed(miet.id, v, &got, "sb2", &scope, today, now)
+        .change_owed(
+            &OwedChange {
+                id: miet.id,
+                version: v,
+                change: &got,
+                actor: "sb2",
+                scope: &scope,
+            },
+            today,
+            now,
+        )
         .await;
     assert!(matches!(second, Err(ChangeError::Stale)), "{second:?}");
     let again = store
-        .change_owed(miet.id, v + 1, &extend, "sb2", &scope, today, now)
+        .change_owed(
+            &OwedChange {
+                id: miet.id,
+                version: v + 1,
+                change: &extend,
+                actor: "sb2",
+                scope: &scope,
+            },
+            today,
+            now,
+        )
         .await;
     assert!(
         matches!(
@@ -238,7 +280,17 @@ async fn documents_in_the_store(db: Db) {
     );
     let foreign = Scope::Dienststellen(vec!["99999".into()]);
     let hidden = store
-        .change_owed(miet.id, v + 1, &got, "sb2", &foreign, today, now)
+        .change_owed(
+            &OwedChange {
+                id: miet.id,
+                version: v + 1,
+                change: &got,
+                actor: "sb2",
+                scope: &foreign,
+            },
+            today,
+            now,
+        )
         .await;
     assert!(matches!(hidden, Err(ChangeError::NotFound)), "{hidden:?}");
 
@@ -553,7 +605,10 @@ fn the_contract_example_is_a_nachreichung() {
     };
     let app = example("hauptantrag-gueltig.json");
     assert_eq!(n.antrag_id.to_string(), app["antragId"].as_str().unwrap());
-    assert_eq!((n.kind.as_str(), n.person_id.as_deref()), ("AUFENTHALTSTITEL", Some("k2")));
+    assert_eq!(
+        (n.kind.as_str(), n.person_id.as_deref()),
+        ("AUFENTHALTSTITEL", Some("k2"))
+    );
     // An application with a `typ` of its own is still an application.
     let mut other = app.clone();
     other["typ"] = json!("ANTRAG");

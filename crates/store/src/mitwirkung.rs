@@ -181,6 +181,19 @@ pub struct OwedQuery {
     pub limit: usize,
 }
 
+/// A caseworker's change of one document ([`Store::change_owed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OwedChange<'a> {
+    pub id: i64,
+    /// The version the form was shown with.
+    pub version: i32,
+    pub change: &'a Change,
+    /// Who (the audit's actor).
+    pub actor: &'a str,
+    /// What they may see.
+    pub scope: &'a Scope,
+}
+
 /// Why a caseworker's change was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
@@ -668,14 +681,17 @@ impl Store {
     /// outbox).
     pub async fn change_owed(
         &self,
-        id: i64,
-        version: i32,
-        change: &Change,
-        actor: &str,
-        scope: &Scope,
+        c: &OwedChange<'_>,
         today: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<Option<PendingRecord>, ChangeError> {
+        let OwedChange {
+            id,
+            version,
+            change,
+            actor,
+            scope,
+        } = *c;
         let mut tx = self.begin().await?;
         let doc = tx.owed_row(id).await?;
         let doc = doc
