@@ -166,6 +166,10 @@ async fn documents_in_the_store(db: Db) {
         .filter(|a| a.action == "document_requested")
         .count();
     assert_eq!(requested, 2);
+    assert_eq!(
+        audit.iter().filter(|a| a.action == "letter_created").count(),
+        1
+    );
 
     // Overdue once the deadline has passed; first in the list.
     let later = deadline.checked_add_days(Days::new(1)).unwrap();

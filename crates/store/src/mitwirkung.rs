@@ -483,32 +483,20 @@ impl Tx {
         if known == 0 {
             return Ok(Received::UnknownApplication);
         }
-        let Some(doc) = self.match_owed(nr).await? else {
-            return Ok(Received::NotOwed);
+        // A caseworker may change the document between the read and the
+        // write (PostgreSQL, read committed): then read it again.
+        let mut tries = 0;
+        let (doc, state, changed) = loop {
+            let Some(doc) = self.match_owed(nr).await? else {
+                return Ok(Received::NotOwed);
+            };
+            let state = received_state(&doc.state, nr.received_on());
+            let changed = state != doc.state;
+            if !changed || self.write_received(&doc, &state, nr, now).await? || tries == 3 {
+                break (doc, state, changed);
+            }
+            tries += 1;
         };
-        let today = nr.received_on();
-        let state = match doc.state {
-            // Received already (by a caseworker, another Nachreichung): the
-            // arrival is logged, the state stays.
-            DocState::Eingegangen { .. } => doc.state.clone(),
-            _ => doc
-                .state
-                .apply(
-                    &Change::Eingang {
-                        on: today,
-                        via: Eingangsweg::Nachreichung,
-                    },
-                    today,
-                )
-                .unwrap_or(DocState::Eingegangen {
-                    on: today,
-                    via: Eingangsweg::Nachreichung,
-                }),
-        };
-        let changed = state != doc.state;
-        if changed {
-            self.write_received(&doc, &state, nr, now).await?;
-        }
         dispatch!(self, Tx, tx => {
             sqlx::query(
                 "INSERT INTO nachreichungen (id, antrag_id, document_id, body_sha256, received_at, \
@@ -554,15 +542,17 @@ impl Tx {
     }
 
     /// Marks a document received by a Nachreichung, with the file's hash
-    /// and reference.
+    /// and reference; false when it changed since it was read.
     async fn write_received(
         &mut self,
         doc: &OwedRow,
         state: &DocState,
         nr: &Nachreichung,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.write_state(doc.id, doc.version, state, now).await?;
+    ) -> Result<bool, StoreError> {
+        if !self.write_state(doc.id, doc.version, state, now).await? {
+            return Ok(false);
+        }
         dispatch!(self, Tx, tx => {
             sqlx::query("UPDATE documents_owed SET file_sha256 = $1, file_ref = $2 WHERE id = $3")
                 .bind(nr.file_sha256.as_deref())
@@ -571,7 +561,7 @@ impl Tx {
                 .execute(&mut **tx)
                 .await?;
         });
-        Ok(())
+        Ok(true)
     }
 
     /// The document a Nachreichung delivers: of its kind for its person;
@@ -751,8 +741,12 @@ impl Store {
                 continue;
             };
             let request = Change::Anfordern { deadline };
-            if let Ok(state) = row.state.apply(&request, deadline) {
-                tx.write_state(doc, row.version, &state, now).await?;
+            let Ok(state) = row.state.apply(&request, now.date_naive()) else {
+                continue;
+            };
+            // Changed meanwhile (in the same instant): the letter asks for
+            // it, its state stays what the other change made it.
+            if tx.write_state(doc, row.version, &state, now).await? {
                 let detail = format!("{} (Frist {})", row.kind, deadline.format("%d.%m.%Y"));
                 let mut audit = NewAudit::new(actor, Action::DocumentRequested, Some(antrag_id))
                     .detail(&detail);
@@ -760,6 +754,13 @@ impl Store {
                 tx.audit(&audit, now).await?;
             }
         }
+        let detail = format!(
+            "{} Nachweis(e), Frist {}",
+            documents.len(),
+            deadline.format("%d.%m.%Y")
+        );
+        let letter = NewAudit::new(actor, Action::LetterCreated, Some(antrag_id)).detail(&detail);
+        tx.audit(&letter, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -873,6 +874,18 @@ impl Store {
             by_state_kind,
             oldest_overdue_request: oldest,
         })
+    }
+}
+
+/// The state a Nachreichung received on `on` leaves a document in: one
+/// received already stays as it is (its arrival is only logged).
+fn received_state(state: &DocState, on: NaiveDate) -> DocState {
+    let via = Eingangsweg::Nachreichung;
+    match state {
+        DocState::Eingegangen { .. } => state.clone(),
+        _ => state
+            .apply(&Change::Eingang { on, via }, on)
+            .unwrap_or(DocState::Eingegangen { on, via }),
     }
 }
 
