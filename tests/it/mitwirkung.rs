@@ -167,7 +167,10 @@ async fn documents_in_the_store(db: Db) {
         .count();
     assert_eq!(requested, 2);
     assert_eq!(
-        audit.iter().filter(|a| a.action == "letter_created").count(),
+        audit
+            .iter()
+            .filter(|a| a.action == "letter_created")
+            .count(),
         1
     );
 
