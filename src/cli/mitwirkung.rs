@@ -1,3 +1,6 @@
+//! `allegro-bridge mitwirkung nachtragen`: derives the documents owed of
+//! applications stored before they were tracked.
+//!
 //! `allegro-bridge mitwirkung briefe`: writes the letters *Aufforderung zur
 //! Mitwirkung* (`allegro_web::letters::write_letter`, the same code as the
 //! workbench's „Aufforderung erstellen“) — for the applications given, or
@@ -16,6 +19,7 @@ use uuid::Uuid;
 
 use allegro_core::pipeline::Pipeline;
 use allegro_store::cases::Scope;
+use allegro_store::mitwirkung::OwedOf;
 use allegro_store::Store;
 use allegro_web::letters::{write_letter, LetterError};
 
@@ -26,6 +30,10 @@ use super::ops::{init_logging, load_settings};
 pub enum MitwirkungCommand {
     /// Write request letters for documents owed.
     Briefe(BriefeArgs),
+    /// Derive the documents owed of applications stored before the bridge
+    /// tracked them (after an upgrade to contract 1.1), under the mappings
+    /// in force; idempotent.
+    Nachtragen,
 }
 
 /// Arguments of `mitwirkung briefe`.
@@ -47,7 +55,10 @@ pub struct BriefeArgs {
 
 /// `allegro-bridge mitwirkung ...`.
 pub fn run(config: Option<&Path>, cmd: MitwirkungCommand) -> anyhow::Result<i32> {
-    let MitwirkungCommand::Briefe(args) = cmd;
+    let args = match cmd {
+        MitwirkungCommand::Briefe(args) => args,
+        MitwirkungCommand::Nachtragen => return backfill(config),
+    };
     if !args.faellig && args.antrag.is_empty() {
         bail!("name applications with --antrag ID, or write all due letters with --faellig");
     }
@@ -107,6 +118,61 @@ async fn letters(
     }
     eprintln!("{written} letter(s) written, {failed} not");
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// `mitwirkung nachtragen`: documents owed for every stored application
+/// that has none, by the pipeline over its stored body.
+fn backfill(config: Option<&Path>) -> anyhow::Result<i32> {
+    let settings = load_settings(config)?;
+    init_logging(&settings);
+    let pipeline = Pipeline::load(&settings.pipeline).context("loading mappings")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (apps, docs) = rt.block_on(async {
+        let store = Store::connect(&settings.store).await?;
+        let r = backfill_all(&store, &pipeline).await;
+        store.close().await;
+        r
+    })?;
+    println!("{docs} document(s) owed added for {apps} application(s)");
+    Ok(0)
+}
+
+async fn backfill_all(store: &Store, pipeline: &Pipeline) -> anyhow::Result<(u64, u64)> {
+    let (mut after, mut apps, mut docs) = (None, 0, 0);
+    loop {
+        let page = store.untracked_applications(after, 500).await?;
+        let Some(last) = page.last() else {
+            return Ok((apps, docs));
+        };
+        after = Some(last.antrag_id);
+        let owed: Vec<_> = page
+            .iter()
+            .map(|a| {
+                let processed = pipeline.process(&a.body, None);
+                let owed = processed
+                    .application()
+                    .map(|app| app.owed.clone())
+                    .unwrap_or_default();
+                (a, owed)
+            })
+            .collect();
+        let rows: Vec<OwedOf<'_>> = owed
+            .iter()
+            .filter(|(_, o)| !o.is_empty())
+            .map(|(a, o)| OwedOf {
+                antrag_id: a.antrag_id,
+                dienststelle: a.dienststellennummer.as_deref(),
+                created_at: a.created_at,
+                owed: o,
+            })
+            .collect();
+        let mut tx = store.begin().await?;
+        docs += tx.insert_owed(&rows).await?;
+        tx.commit().await?;
+        apps += rows.len() as u64;
+    }
 }
 
 async fn save(store: &Store, dir: &Path, id: Uuid, letter: i64) -> anyhow::Result<()> {

@@ -625,3 +625,36 @@ fn the_contract_example_is_a_nachreichung() {
     };
     assert!(p.application().is_some());
 }
+
+/// After an upgrade: applications stored before documents were tracked get
+/// them from `mitwirkung nachtragen`, once.
+#[tokio::test]
+async fn documents_of_older_applications_are_derived_once() {
+    let env = TestEnv::new(Db::Sqlite, "nachtragen").await;
+    let store = env.store().await;
+    let p = pipeline();
+    let msg = owing_two();
+    let id = msg.antrag_id.unwrap();
+    let mut old = row(&p, &msg);
+    old.owed.clear();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_applications(&[old]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.owed_of(id).await.unwrap().is_empty());
+    let run = || {
+        let out = env.cli(&["mitwirkung", "nachtragen"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(run(), "2 document(s) owed added for 1 application(s)\n");
+    let owed = store.owed_of(id).await.unwrap();
+    assert_eq!(owed.len(), 2);
+    assert!(owed.iter().all(|d| d.dienststelle.is_some()));
+    assert_eq!(run(), "0 document(s) owed added for 0 application(s)\n");
+    store.close().await;
+    env.cleanup().await;
+}

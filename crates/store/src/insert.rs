@@ -111,7 +111,8 @@ impl Tx {
     /// The record of each new accepted application, the case of each new
     /// rejected one.
     async fn insert_outcomes(&mut self, new: &[&NewApplication]) -> Result<(), StoreError> {
-        self.insert_owed(new).await?;
+        let owed: Vec<crate::mitwirkung::OwedOf<'_>> = new.iter().map(|a| (*a).into()).collect();
+        self.insert_owed(&owed).await?;
         let records: Vec<NewRecord<'_>> = new
             .iter()
             .filter_map(|a| {

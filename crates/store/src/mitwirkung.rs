@@ -266,23 +266,56 @@ fn person_key(p: &Option<String>) -> &str {
     p.as_deref().unwrap_or("")
 }
 
+/// The documents one application owes, for [`Tx::insert_owed`].
+#[derive(Debug, Clone, Copy)]
+pub struct OwedOf<'a> {
+    pub antrag_id: Uuid,
+    pub dienststelle: Option<&'a str>,
+    /// When the application was received.
+    pub created_at: DateTime<Utc>,
+    pub owed: &'a [OwedDocument],
+}
+
+impl<'a> From<&'a NewApplication> for OwedOf<'a> {
+    fn from(a: &'a NewApplication) -> OwedOf<'a> {
+        OwedOf {
+            antrag_id: a.antrag_id,
+            dienststelle: a.dienststellennummer.as_deref(),
+            created_at: a.created_at,
+            owed: &a.owed,
+        }
+    }
+}
+
+/// A stored application whose documents owed were never tracked (stored
+/// before the bridge tracked them).
+#[derive(Debug, Clone, FromRow)]
+pub struct Untracked {
+    pub antrag_id: Uuid,
+    pub body: Vec<u8>,
+    pub dienststellennummer: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
 impl Tx {
-    /// Inserts the documents the new applications owe (with the
-    /// application, in its transaction).
-    pub(crate) async fn insert_owed(&mut self, apps: &[&NewApplication]) -> Result<(), StoreError> {
-        let rows: Vec<(&NewApplication, &OwedDocument)> = apps
+    /// Inserts documents owed (the daemon: with the new applications, in
+    /// their transaction); one already there is skipped. Returns how many
+    /// were inserted.
+    pub async fn insert_owed(&mut self, apps: &[OwedOf<'_>]) -> Result<u64, StoreError> {
+        let rows: Vec<(&OwedOf<'_>, &OwedDocument)> = apps
             .iter()
-            .flat_map(|a| a.owed.iter().map(move |o| (*a, o)))
+            .flat_map(|a| a.owed.iter().map(move |o| (a, o)))
             .collect();
+        let mut inserted = 0;
         for chunk in rows.chunks(500) {
-            dispatch!(self, Tx, tx => {
+            inserted += dispatch!(self, Tx, tx => {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO documents_owed (antrag_id, dienststellennummer, kind, person_id, \
                      pointer, rule, created_at, updated_at) ",
                 );
                 qb.push_values(chunk.iter(), |mut b, (a, o)| {
                     b.push_bind(a.antrag_id)
-                        .push_bind(a.dienststellennummer.as_deref())
+                        .push_bind(a.dienststelle)
                         .push_bind(o.kind.as_str())
                         .push_bind(person_key(&o.person_id))
                         .push_bind(o.pointer.as_str())
@@ -291,10 +324,10 @@ impl Tx {
                         .push_bind(a.created_at);
                 });
                 qb.push(" ON CONFLICT (antrag_id, kind, person_id) DO NOTHING");
-                qb.build().execute(&mut **tx).await?;
+                qb.build().execute(&mut **tx).await?.rows_affected()
             });
         }
-        Ok(())
+        Ok(inserted)
     }
 
     async fn owed_row(&mut self, id: i64) -> Result<Option<OwedRow>, StoreError> {
@@ -799,6 +832,28 @@ impl Store {
             .fetch_all(p)
             .await
             .map_err(StoreError::from)
+        })
+    }
+
+    /// Stored applications (not purged) that have no documents owed yet,
+    /// `after` an antragId (paging): what `mitwirkung nachtragen` derives
+    /// them for. An application that owes none is listed again each run.
+    pub async fn untracked_applications(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Untracked>, StoreError> {
+        dispatch!(self, Store, p => {
+            let mut qb = QueryBuilder::new(
+                "SELECT a.antrag_id, a.body, a.dienststellennummer, a.created_at FROM applications a \
+                 WHERE a.purged_at IS NULL AND NOT EXISTS \
+                 (SELECT 1 FROM documents_owed d WHERE d.antrag_id = a.antrag_id)",
+            );
+            if let Some(after) = after {
+                qb.push(" AND a.antrag_id > ").push_bind(after);
+            }
+            qb.push(" ORDER BY a.antrag_id LIMIT ").push_bind(limit as i64);
+            qb.build_query_as().fetch_all(p).await.map_err(StoreError::from)
         })
     }
 
