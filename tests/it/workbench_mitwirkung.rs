@@ -16,10 +16,17 @@
 //! - Eingang vermerken: the document received, an audit row, and the
 //!   follow-up record (the import record exists) in the outbox.
 //!
-//! The browser run (axe-core, overdue after the clock moved) is
-//! `workbench_browser::mitwirkung_*`.
+//! In Chromium (`mitwirkung_in_the_browser_request_overdue_received`, the
+//! workbench served in this process so that the test can move its clock):
+//! /mitwirkung from the navigation, the application page, „Aufforderung
+//! erstellen“, a refused waiver, the request overdue 15 days later (first
+//! in the list, marked), „Eingang vermerken“; axe-core (WCAG 2.1 A/AA, at
+//! 1280 and 320 px) on each of those pages. `ALLEGRO_BRIDGE_SCREENSHOTS=1`
+//! writes the list with the overdue document to
+//! docs/workbench-mitwirkung.png.
 
 use std::process::Command;
+use std::sync::Arc;
 
 use allegro_testkit as support;
 
@@ -27,14 +34,20 @@ use allegro_core::mitwirkung::state::{DocState, Eingangsweg};
 use allegro_core::pipeline::Pipeline;
 use allegro_store::audit::{Action, LoggedAction};
 use allegro_store::mitwirkung::OwedRow;
+use allegro_store::release::RecordDelivery;
 use allegro_store::Store;
+use allegro_testkit::browser::{self, Chromedriver};
+use allegro_web::workbench::{Clock, FixedPipeline, WebConfig, WorkbenchState};
 use chrono::{Days, Utc};
 use serde_json::Value;
-use support::workbench::{add_user, start_web, store_accepted, Answer, Client, Web};
+use support::workbench::{
+    add_user, start_web, store_accepted, store_rejected, Answer, Client, Web,
+};
 use support::{Db, TestEnv};
 use uuid::Uuid;
 
 const VALID: &str = include_str!("../../fixtures/contract/hauptantrag-gueltig.json");
+const FAULTY: &str = include_str!("../../fixtures/contract/hauptantrag-mit-fehlern.json");
 const PASSWORD: &str = "Sehr-geheim-2026";
 const DIENSTSTELLE: &str = "13101";
 const CASEWORKER: &str = "sb.schwerin";
@@ -426,6 +439,177 @@ async fn aufforderung_and_eingang_vermerken() {
     assert!(
         !page.body.contains(&format!("id=\"eingang-{}\"", doc.id)),
         "no more forms"
+    );
+    w.stop().await;
+}
+
+/// The workbench served in this process (so the test can move its clock),
+/// on the test's store, with the accepted application and a case.
+struct InProcess {
+    env: TestEnv,
+    store: Store,
+    clock: Clock,
+    port: u16,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    antrag: Uuid,
+    case: Uuid,
+}
+
+impl InProcess {
+    async fn start(name: &str) -> InProcess {
+        let env = TestEnv::new(Db::Sqlite, name).await;
+        let store = env.store().await;
+        let pipeline = Arc::new(Pipeline::load(&Default::default()).unwrap());
+        let antrag = Uuid::new_v4();
+        let mut doc: Value = serde_json::from_str(VALID).unwrap();
+        doc["antragId"] = Value::String(antrag.to_string());
+        store_accepted(&store, &pipeline, antrag, &doc, DIENSTSTELLE).await;
+        let case = Uuid::new_v4();
+        let mut doc: Value = serde_json::from_str(FAULTY).unwrap();
+        doc["antragId"] = Value::String(case.to_string());
+        doc["jobcenter"]["dienststellennummer"] = Value::String(DIENSTSTELLE.into());
+        store_rejected(&store, &pipeline, case, &doc, DIENSTSTELLE, None).await;
+        let own = ["--rolle", "sachbearbeitung", "--dienststelle", DIENSTSTELLE];
+        add_user(&env, CASEWORKER, PASSWORD, &own);
+        let clock = Clock::system();
+        let state = WorkbenchState {
+            store: store.clone(),
+            pipeline: Arc::new(FixedPipeline(pipeline)),
+            records: RecordDelivery::Outbox(env.outbox.clone()),
+            config: WebConfig {
+                assets_dir: support::repo_root().join("crates/web/assets"),
+                ..WebConfig::default()
+            },
+            mitwirkung: Default::default(),
+            clock: clock.clone(),
+        };
+        let listener = allegro_web::bind("127.0.0.1:0", "workbench").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let router = allegro_web::workbench::router(state);
+        let server = tokio::spawn(allegro_web::serve(listener, router, std::future::pending()));
+        InProcess {
+            env,
+            store,
+            clock,
+            port,
+            server,
+            antrag,
+            case,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn doc(&self) -> OwedRow {
+        self.store.owed_of(self.antrag).await.unwrap().remove(0)
+    }
+
+    async fn stop(self) {
+        self.server.abort();
+        self.env.cleanup().await;
+    }
+}
+
+/// Where the screenshot goes: docs/ with `ALLEGRO_BRIDGE_SCREENSHOTS=1`.
+fn screenshot_path(env: &TestEnv) -> std::path::PathBuf {
+    let dir = if std::env::var_os("ALLEGRO_BRIDGE_SCREENSHOTS").is_some() {
+        support::repo_root().join("docs")
+    } else {
+        env.dir.path().to_path_buf()
+    };
+    dir.join("workbench-mitwirkung.png")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mitwirkung_in_the_browser_request_overdue_received() {
+    let w = InProcess::start("wb-mw-browser").await;
+    let driver = Chromedriver::start().await;
+    let c = driver.session().await;
+    c.goto(&w.url("/anmelden")).await.unwrap();
+    browser::fill(&c, "#benutzername", CASEWORKER).await;
+    browser::fill(&c, "#passwort", PASSWORD).await;
+    browser::click_and_load(&c, "#anmelden").await;
+
+    // /mitwirkung from the main navigation: both documents, still open.
+    browser::click_and_load(&c, "nav a[href='/mitwirkung']").await;
+    let rows = browser::text(&c, "#nachweise tbody").await;
+    assert!(
+        rows.contains("Noah Ibrahim") && rows.contains("Bedarfsgemeinschaft"),
+        "{rows}"
+    );
+    browser::assert_accessible(&c, "Mitwirkung").await;
+
+    // The application page; Aufforderung erstellen requests the document.
+    let link = format!("a.antrag-link[href^='/antraege/{}']", w.antrag);
+    browser::click_and_load(&c, &link).await;
+    browser::assert_accessible(&c, "Antrag").await;
+    browser::click_and_load(&c, "#aufforderung").await;
+    let doc = w.doc().await;
+    let anchor = format!("#nachweis-{}", doc.id);
+    let deadline = w.clock.today().checked_add_days(Days::new(14)).unwrap();
+    assert_eq!(doc.state, DocState::Angefordert { deadline });
+    assert_eq!(
+        browser::text(&c, &format!("{anchor} .status")).await,
+        "angefordert"
+    );
+    assert!(
+        browser::exists(&c, "a.brief-link").await,
+        "the letter is listed"
+    );
+
+    // A waiver without reason: the error pattern, checked by axe too.
+    browser::click_and_load(&c, &format!("#grund-{}-senden", doc.id)).await;
+    assert!(c.title().await.unwrap().starts_with("Fehler: "));
+    browser::assert_accessible(&c, "Antrag mit Eingabefehler").await;
+
+    // 15 days later the request is overdue: first in the list, marked.
+    w.clock.advance(chrono::Duration::days(15));
+    c.goto(&w.url("/mitwirkung")).await.unwrap();
+    let first = browser::text(&c, "#nachweise tbody tr:first-child").await;
+    assert!(first.contains(&w.antrag.to_string()), "{first}");
+    assert!(first.contains("überfällig"), "{first}");
+    assert!(browser::exists(&c, "tr.nachweis--ueberfaellig .kern-badge--danger").await);
+    let second = browser::text(&c, "#nachweise tbody tr:nth-child(2)").await;
+    assert!(
+        second.contains(&w.case.to_string()) && second.contains("offen"),
+        "{second}"
+    );
+    browser::screenshot_top(&c, &screenshot_path(&w.env), 900).await;
+    browser::assert_accessible(&c, "Mitwirkung mit überfälligem Nachweis").await;
+
+    // Filtered to the overdue ones (codes in the address, no name).
+    c.goto(&w.url("/mitwirkung?stand=ueberfaellig"))
+        .await
+        .unwrap();
+    let rows = browser::text(&c, "#nachweise tbody").await;
+    assert!(rows.contains(&w.antrag.to_string()) && !rows.contains(&w.case.to_string()));
+
+    // Eingang vermerken with today's (moved) date, the default.
+    browser::click_and_load(&c, &link).await;
+    assert_eq!(
+        browser::text(&c, &format!("{anchor} .status")).await,
+        "überfällig"
+    );
+    browser::click_and_load(&c, &format!("#eingang-{}-senden", doc.id)).await;
+    assert_eq!(
+        browser::text(&c, &format!("{anchor} .status")).await,
+        "eingegangen"
+    );
+    assert_eq!(
+        w.doc().await.state,
+        DocState::Eingegangen {
+            on: w.clock.today(),
+            via: Eingangsweg::Sachbearbeitung
+        }
+    );
+    browser::assert_accessible(&c, "Antrag nach Eingang").await;
+    c.goto(&w.url("/mitwirkung")).await.unwrap();
+    let rows = browser::text(&c, "#nachweise tbody").await;
+    assert!(
+        !rows.contains(&w.antrag.to_string()),
+        "no longer waited for: {rows}"
     );
     w.stop().await;
 }

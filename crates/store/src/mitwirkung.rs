@@ -679,6 +679,7 @@ impl Store {
     /// changed meanwhile or not allowed now; audited; a document received
     /// after the import record gets its follow-up record (returned for the
     /// outbox).
+    #[allow(clippy::too_many_arguments)] // what, on which version, by whom, where, when
     pub async fn change_owed(
         &self,
         id: i64,
