@@ -83,6 +83,16 @@ impl World {
         }
     }
 
+    /// Another application of the same Dienststelle.
+    async fn another_application(&self) -> Uuid {
+        let pipeline = Pipeline::load(&Default::default()).unwrap();
+        let id = Uuid::new_v4();
+        let mut doc: Value = serde_json::from_str(VALID).unwrap();
+        doc["antragId"] = Value::String(id.to_string());
+        store_accepted(&self.store, &pipeline, id, &doc, DIENSTSTELLE).await;
+        id
+    }
+
     fn client(&self, name: &str) -> Client {
         let mut c = Client::new(self.web.port);
         let r = c.login(name, PASSWORD);
@@ -213,12 +223,15 @@ async fn mitwirkung_is_scoped_and_csrf_checked() {
     let pdf = format!("{}/briefe/{letter}", w.page());
     assert_eq!(other.get(&pdf).status, 404);
     assert_eq!(sb.get(&pdf).status, 200);
-    // A letter id under another (unknown) application: 404 too.
+    // The letter under another application, unknown or in scope: 404.
     assert_eq!(
         sb.get(&format!("/antraege/{}/briefe/{letter}", Uuid::new_v4()))
             .status,
         404
     );
+    let second = w.another_application().await;
+    let r = sb.get(&format!("/antraege/{second}/briefe/{letter}"));
+    assert_eq!(r.status, 404, "a letter of another application");
     let denied = w.store.audit_of(w.antrag).await.unwrap();
     assert!(denied
         .iter()
