@@ -8,6 +8,7 @@
 //! owed for and the document's German label, and how a document's state
 //! reads ([`state_text`]).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -252,11 +253,10 @@ async fn lines(
     let mut docs: HashMap<Uuid, AppDoc> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        if !docs.contains_key(&r.antrag_id) {
-            let d = AppDoc::load(&state.store, &pipeline, r.antrag_id).await?;
-            docs.insert(r.antrag_id, d);
-        }
-        let d = &docs[&r.antrag_id];
+        let d = match docs.entry(r.antrag_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(AppDoc::load(&state.store, &pipeline, r.antrag_id).await?),
+        };
         out.push(OwedLine {
             antrag_id: r.antrag_id.to_string(),
             person: d.person(r.person_id.as_deref()),
