@@ -386,6 +386,15 @@ async fn aufforderung_and_eingang_vermerken() {
     assert_eq!(letters[0].deadline, deadline);
     let doc = w.doc().await;
     assert_eq!(doc.state, DocState::Angefordert { deadline });
+    let audit = w.store.audit_of(w.antrag).await.unwrap();
+    for action in [Action::LetterCreated, Action::DocumentRequested] {
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.actor == CASEWORKER && a.action == LoggedAction::Known(action)),
+            "{action:?} audited"
+        );
+    }
     let page = sb.get(&to);
     assert!(page.body.contains("Aufforderung erstellt"));
     assert!(

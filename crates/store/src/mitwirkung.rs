@@ -720,7 +720,8 @@ impl Store {
 
     /// Stores a request letter and marks the documents it asks for as
     /// requested with its deadline (open ones; requested ones get the new
-    /// deadline if later), in one transaction, audited.
+    /// deadline if later), in one transaction, audited (`letter_created`,
+    /// and `document_requested` per document).
     pub async fn insert_letter(
         &self,
         antrag_id: Uuid,
@@ -744,6 +745,9 @@ impl Store {
             .fetch_one(&mut **t)
             .await?
         });
+        let detail = format!("Schreiben {id}, Frist {}", deadline.format("%d.%m.%Y"));
+        let audit = NewAudit::new(actor, Action::LetterCreated, Some(antrag_id)).detail(&detail);
+        tx.audit(&audit, now).await?;
         for &doc in documents {
             let Some(row) = tx.owed_row(doc).await? else {
                 continue;
