@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 pub mod fixtures;
 pub mod mappings;
+pub mod mitwirkung;
 pub mod ops;
 pub mod process;
 pub mod purge;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Manage the workbench's accounts.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Mitwirkung: write the letters that request documents owed.
+    #[command(subcommand)]
+    Mitwirkung(mitwirkung::MitwirkungCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -68,5 +72,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Purge(args) => purge::run(cli.config.as_deref(), args),
         Command::Web(args) => web::run(cli.config.as_deref(), args),
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
+        Command::Mitwirkung(cmd) => mitwirkung::run(cli.config.as_deref(), cmd),
     }
 }

@@ -261,13 +261,19 @@ fn label_names(rest: &str) -> Vec<String> {
 }
 
 /// A running daemon's `/metrics` after an accepted, a rejected and an
-/// invalid application, so that the labelled families have samples.
+/// invalid application (the first two owe documents), so that the labelled
+/// families have samples.
 async fn scrape() -> String {
     let mut env = TestEnv::new(Db::Sqlite, "dashboard").await;
     let port = free_port();
     env.extra_env.push((
         "ALLEGRO_BRIDGE__METRICS__LISTEN".into(),
         format!("127.0.0.1:{port}"),
+    ));
+    // The gauges read from the database (documents owed) every second.
+    env.extra_env.push((
+        "ALLEGRO_BRIDGE__METRICS__STORE_REFRESH_SECS".into(),
+        "1".into(),
     ));
     env.declare().await;
     let msgs = [accepted(), rejected(), no_mapping()];
@@ -283,6 +289,7 @@ async fn scrape() -> String {
             let text = http_get(port, "/metrics").await;
             text.contains("allegro_bridge_deliveries_acked_total 3")
                 && text.contains("allegro_bridge_records_written_total 1")
+                && text.contains("allegro_bridge_documents_owed{")
         },
     )
     .await;

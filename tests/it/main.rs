@@ -17,6 +17,7 @@ mod daemon_scale;
 mod dlq;
 mod grafana_dashboard;
 mod hostile;
+mod mitwirkung;
 mod no_personal_data;
 mod poison;
 mod properties;

@@ -2,7 +2,8 @@
 //! the daemon allows: `RUST_LOG=trace` for every crate, applications whose
 //! personal fields all carry marker strings (and, for the rejected ones, an
 //! unexpected property whose key is a marker), accepted, rejected and
-//! dead-lettered ones (no mapping, conflict), a mapping reload that works and
+//! dead-lettered ones (no mapping, conflict), Nachreichungen for the
+//! documents the accepted ones owe, a mapping reload that works and
 //! one that is refused, the outbox failing and recovering, `purge --dry-run`
 //! and the daemon's own purge, in text and in JSON format. The log is
 //! searched as written and after decoding what a dependency may dump (byte
@@ -216,11 +217,36 @@ async fn no_personal_data_in_logs_metrics_or_purge() {
     )
     .await;
 
+    // Documents handed in later (contract §8) for every accepted one that
+    // owes one: matched at trace level too.
+    let mut sent = 0.0;
+    for m in &msgs {
+        let Some(id) = m.antrag_id else { continue };
+        let owed = store.owed_of(id).await.unwrap();
+        let Some(doc) = owed.first() else { continue };
+        let mut nachweis = serde_json::json!({ "art": doc.kind });
+        if let Some(p) = &doc.person_id {
+            nachweis["personId"] = Value::String(p.clone());
+        }
+        let body = serde_json::json!({
+            "typ": "NACHREICHUNG", "version": "1.0",
+            "nachreichungId": Uuid::new_v4().to_string(), "antragId": id.to_string(),
+            "nachweis": nachweis, "eingegangenAm": "2026-12-03T09:15:00+01:00"
+        });
+        let body = serde_json::to_vec(&body).unwrap();
+        publisher
+            .publish_with(&env.intake, &body, lapin::BasicProperties::default())
+            .await;
+        sent += 1.0;
+    }
+    assert!(sent > 0.0, "some accepted application owes a document");
+
     // The metrics: the new series, plausible, and nothing personal.
     let want = expected_findings(&msgs, &repo_root());
     assert!(!want.is_empty());
-    let text = scrape_until(port, "open cases counted", |text| {
+    let text = scrape_until(port, "open cases and Nachreichungen counted", |text| {
         metric(text, "allegro_bridge_open_cases") == Some(10.0)
+            && metric(text, "allegro_bridge_nachreichungen_total") == Some(sent)
     })
     .await;
     assert_clean("/metrics", &text, 0..30);

@@ -265,3 +265,22 @@ async fn outbox_migration_sqlite() {
 async fn outbox_migration_postgres() {
     outbox_migration(Db::Postgres, 3).await;
 }
+
+/// Several processes opening a new SQLite file at once (the daemon and
+/// `allegro-bridge web` started together) all get a migrated store: the
+/// one that loses a migration's race tries again instead of failing.
+#[tokio::test]
+async fn a_new_sqlite_file_opened_by_many_at_once_is_migrated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("race.db").display());
+    let opens = (0..6).map(|_| {
+        let config = allegro_store::StoreConfig {
+            url: url.clone(),
+            ..Default::default()
+        };
+        tokio::spawn(async move { Store::connect(&config).await.map(|_| ()) })
+    });
+    for r in futures_util::future::join_all(opens).await {
+        r.unwrap().expect("every opener gets a migrated store");
+    }
+}

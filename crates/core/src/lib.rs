@@ -18,6 +18,7 @@ pub mod mitwirkung;
 pub mod money;
 pub mod pipeline;
 pub mod pointer;
+pub mod pruefung;
 pub mod record;
 pub mod rules;
 pub mod walk;

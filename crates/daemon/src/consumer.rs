@@ -694,6 +694,7 @@ fn count(m: &Metrics, tally: &Tally, published: &[Publish<'_>], already_dead: us
         .get_or_create(&outcome("rejected"))
         .inc_by(tally.rejected);
     m.duplicates.inc_by(tally.duplicates + already_dead as u64);
+    m.nachreichungen.inc_by(tally.nachreichungen);
     for p in published {
         let reason = ReasonLabel {
             reason: p.letter.reason,

@@ -71,6 +71,14 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// A document owed by its state (`offen`, `angefordert` within its
+/// deadline, `ueberfaellig`, `eingegangen`, `verzichtet`) and kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DocumentLabel {
+    pub state: &'static str,
+    pub kind: String,
+}
+
 /// The stages timed in `stage_seconds`.
 pub const STAGES: [&str; 3] = ["pipeline", "store", "ack"];
 
@@ -136,6 +144,14 @@ pub struct Metrics {
     pub applications_by_mapping: Family<MappingLabel, Counter>,
     /// Rows purged by retention, by kind.
     pub retention_deleted: Family<KindLabel, Counter>,
+    /// Documents owed by state and kind, from the database.
+    pub documents_owed: Family<DocumentLabel, Gauge>,
+    /// Documents requested and past their deadline.
+    pub documents_overdue: Gauge,
+    /// Age in seconds of the oldest overdue request (0: none).
+    pub oldest_overdue_request_age: Gauge,
+    /// Nachreichungen matched to a document owed.
+    pub nachreichungen: Counter,
 }
 
 impl Default for Metrics {
@@ -167,6 +183,10 @@ impl Default for Metrics {
             oldest_open_case_age: Gauge::default(),
             applications_by_mapping: Family::default(),
             retention_deleted: Family::default(),
+            documents_owed: Family::default(),
+            documents_overdue: Gauge::default(),
+            oldest_overdue_request_age: Gauge::default(),
+            nachreichungen: Counter::default(),
             registry: Registry::default(),
         };
         // Every stage and retention kind from the start.
@@ -297,6 +317,26 @@ impl Default for Metrics {
             "retention_deleted",
             "Rows whose personal data retention removed, by kind",
             m.retention_deleted.clone(),
+        );
+        registry.register(
+            "documents_owed",
+            "Documents owed (Mitwirkung) by state and kind, from the database",
+            m.documents_owed.clone(),
+        );
+        registry.register(
+            "documents_overdue",
+            "Documents requested whose deadline has passed, from the database",
+            m.documents_overdue.clone(),
+        );
+        registry.register(
+            "oldest_overdue_request_age_seconds",
+            "Age of the oldest overdue document request, in seconds (0: none)",
+            m.oldest_overdue_request_age.clone(),
+        );
+        registry.register(
+            "nachreichungen",
+            "Nachreichungen matched to a document owed",
+            m.nachreichungen.clone(),
         );
         Metrics { registry, ..m }
     }

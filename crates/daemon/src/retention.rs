@@ -102,7 +102,35 @@ pub fn spawn_case_gauges(settings: &Settings, store: Store, metrics: Arc<Metrics
                 }
                 Err(e) => debug!(error = %e, "open-case gauges not read"),
             }
+            match store.owed_stats(Utc::now().date_naive()).await {
+                Ok(stats) => set_document_gauges(&metrics, &stats),
+                Err(e) => debug!(error = %e, "document gauges not read"),
+            }
             tokio::time::sleep(every).await;
         }
     });
+}
+
+/// Sets the Mitwirkung gauges from one read; a state and kind no longer
+/// counted drops to 0.
+fn set_document_gauges(metrics: &Metrics, stats: &allegro_store::mitwirkung::OwedStats) {
+    use crate::metrics::DocumentLabel;
+    use allegro_store::mitwirkung::ListState;
+    metrics.documents_owed.clear();
+    let mut overdue = 0;
+    for (state, kind, n) in &stats.by_state_kind {
+        let label = DocumentLabel {
+            state: state.as_str(),
+            kind: kind.clone(),
+        };
+        metrics.documents_owed.get_or_create(&label).set(*n);
+        if *state == ListState::Ueberfaellig {
+            overdue += n;
+        }
+    }
+    metrics.documents_overdue.set(overdue);
+    let age = stats
+        .oldest_overdue_request
+        .map_or(0, |t| (Utc::now() - t).num_seconds().max(0));
+    metrics.oldest_overdue_request_age.set(age);
 }

@@ -772,6 +772,9 @@ impl Store {
                     created_at: at,
                 }])
                 .await?;
+                // Documents that arrived while the case was open: ALLEGRO
+                // learns of them after the record.
+                tx.follow_ups_for_received(antrag_id, at).await?;
             }
         }
         finish_case_write(tx, n, std::slice::from_ref(audit), at).await?;

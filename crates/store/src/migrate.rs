@@ -123,6 +123,9 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// How often a failed SQLite migration is tried again (see `migrate_until`).
+const SQLITE_MIGRATE_TRIES: u32 = 20;
+
 fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
     Migrator::with_migrations(
         list.iter()
@@ -155,7 +158,25 @@ impl Store {
             migrator(&keep)
         };
         match self {
-            Store::Sqlite(p) => upto(SQLITE_MIGRATIONS).run(p).await,
+            Store::Sqlite(p) => {
+                let m = upto(SQLITE_MIGRATIONS);
+                // SQLite has no lock sqlx could take across processes: two
+                // starting at once (the daemon and `allegro-bridge web` on a
+                // new file) may both try a migration; the loser's statement
+                // fails against what the winner applied. Trying again reads
+                // the applied versions anew and skips them.
+                let mut tries = 0;
+                loop {
+                    match m.run(p).await {
+                        Err(e) if tries < SQLITE_MIGRATE_TRIES => {
+                            tries += 1;
+                            tracing::debug!(error = %e, tries, "migration raced another process; trying again");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        r => break r,
+                    }
+                }
+            }
             Store::Postgres(p) => upto(POSTGRES_MIGRATIONS).run(p).await,
         }
         .context("database migration failed")

@@ -181,6 +181,19 @@ pub struct OwedQuery {
     pub limit: usize,
 }
 
+/// A caseworker's change of one document ([`Store::change_owed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OwedChange<'a> {
+    pub id: i64,
+    /// The version the form was shown with.
+    pub version: i32,
+    pub change: &'a Change,
+    /// Who (the audit's actor).
+    pub actor: &'a str,
+    /// What they may see.
+    pub scope: &'a Scope,
+}
+
 /// Why a caseworker's change was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
@@ -483,32 +496,20 @@ impl Tx {
         if known == 0 {
             return Ok(Received::UnknownApplication);
         }
-        let Some(doc) = self.match_owed(nr).await? else {
-            return Ok(Received::NotOwed);
+        // A caseworker may change the document between the read and the
+        // write (PostgreSQL, read committed): then read it again.
+        let mut tries = 0;
+        let (doc, state, changed) = loop {
+            let Some(doc) = self.match_owed(nr).await? else {
+                return Ok(Received::NotOwed);
+            };
+            let state = received_state(&doc.state, nr.received_on());
+            let changed = state != doc.state;
+            if !changed || self.write_received(&doc, &state, nr, now).await? || tries == 3 {
+                break (doc, state, changed);
+            }
+            tries += 1;
         };
-        let today = nr.received_on();
-        let state = match doc.state {
-            // Received already (by a caseworker, another Nachreichung): the
-            // arrival is logged, the state stays.
-            DocState::Eingegangen { .. } => doc.state.clone(),
-            _ => doc
-                .state
-                .apply(
-                    &Change::Eingang {
-                        on: today,
-                        via: Eingangsweg::Nachreichung,
-                    },
-                    today,
-                )
-                .unwrap_or(DocState::Eingegangen {
-                    on: today,
-                    via: Eingangsweg::Nachreichung,
-                }),
-        };
-        let changed = state != doc.state;
-        if changed {
-            self.write_received(&doc, &state, nr, now).await?;
-        }
         dispatch!(self, Tx, tx => {
             sqlx::query(
                 "INSERT INTO nachreichungen (id, antrag_id, document_id, body_sha256, received_at, \
@@ -554,15 +555,17 @@ impl Tx {
     }
 
     /// Marks a document received by a Nachreichung, with the file's hash
-    /// and reference.
+    /// and reference; false when it changed since it was read.
     async fn write_received(
         &mut self,
         doc: &OwedRow,
         state: &DocState,
         nr: &Nachreichung,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.write_state(doc.id, doc.version, state, now).await?;
+    ) -> Result<bool, StoreError> {
+        if !self.write_state(doc.id, doc.version, state, now).await? {
+            return Ok(false);
+        }
         dispatch!(self, Tx, tx => {
             sqlx::query("UPDATE documents_owed SET file_sha256 = $1, file_ref = $2 WHERE id = $3")
                 .bind(nr.file_sha256.as_deref())
@@ -571,7 +574,7 @@ impl Tx {
                 .execute(&mut **tx)
                 .await?;
         });
-        Ok(())
+        Ok(true)
     }
 
     /// The document a Nachreichung delivers: of its kind for its person;
@@ -679,17 +682,19 @@ impl Store {
     /// changed meanwhile or not allowed now; audited; a document received
     /// after the import record gets its follow-up record (returned for the
     /// outbox).
-    #[allow(clippy::too_many_arguments)] // what, on which version, by whom, where, when
     pub async fn change_owed(
         &self,
-        id: i64,
-        version: i32,
-        change: &Change,
-        actor: &str,
-        scope: &Scope,
+        c: &OwedChange<'_>,
         today: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<Option<PendingRecord>, ChangeError> {
+        let OwedChange {
+            id,
+            version,
+            change,
+            actor,
+            scope,
+        } = *c;
         let mut tx = self.begin().await?;
         let doc = tx.owed_row(id).await?;
         let doc = doc
@@ -720,8 +725,7 @@ impl Store {
 
     /// Stores a request letter and marks the documents it asks for as
     /// requested with its deadline (open ones; requested ones get the new
-    /// deadline if later), in one transaction, audited (`letter_created`,
-    /// and `document_requested` per document).
+    /// deadline if later), in one transaction, audited.
     pub async fn insert_letter(
         &self,
         antrag_id: Uuid,
@@ -745,16 +749,17 @@ impl Store {
             .fetch_one(&mut **t)
             .await?
         });
-        let detail = format!("Schreiben {id}, Frist {}", deadline.format("%d.%m.%Y"));
-        let audit = NewAudit::new(actor, Action::LetterCreated, Some(antrag_id)).detail(&detail);
-        tx.audit(&audit, now).await?;
         for &doc in documents {
             let Some(row) = tx.owed_row(doc).await? else {
                 continue;
             };
             let request = Change::Anfordern { deadline };
-            if let Ok(state) = row.state.apply(&request, deadline) {
-                tx.write_state(doc, row.version, &state, now).await?;
+            let Ok(state) = row.state.apply(&request, now.date_naive()) else {
+                continue;
+            };
+            // Changed meanwhile (in the same instant): the letter asks for
+            // it, its state stays what the other change made it.
+            if tx.write_state(doc, row.version, &state, now).await? {
                 let detail = format!("{} (Frist {})", row.kind, deadline.format("%d.%m.%Y"));
                 let mut audit = NewAudit::new(actor, Action::DocumentRequested, Some(antrag_id))
                     .detail(&detail);
@@ -762,6 +767,13 @@ impl Store {
                 tx.audit(&audit, now).await?;
             }
         }
+        let detail = format!(
+            "{} Nachweis(e), Frist {}",
+            documents.len(),
+            deadline.format("%d.%m.%Y")
+        );
+        let letter = NewAudit::new(actor, Action::LetterCreated, Some(antrag_id)).detail(&detail);
+        tx.audit(&letter, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -800,6 +812,24 @@ impl Store {
             )
             .bind(antrag_id)
             .fetch_optional(p)
+            .await
+            .map_err(StoreError::from)
+        })
+    }
+
+    /// The follow-up records of an application still waiting for their file.
+    pub async fn pending_follow_ups(
+        &self,
+        antrag_id: Uuid,
+    ) -> Result<Vec<PendingRecord>, StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query_as(
+                "SELECT f.id AS antrag_id, f.file_name, f.xml FROM follow_up_records f \
+                 JOIN outbox_pending o ON o.antrag_id = f.id WHERE f.antrag_id = $1 \
+                 ORDER BY f.created_at, f.id",
+            )
+            .bind(antrag_id)
+            .fetch_all(p)
             .await
             .map_err(StoreError::from)
         })
@@ -877,6 +907,18 @@ impl Store {
             by_state_kind,
             oldest_overdue_request: oldest,
         })
+    }
+}
+
+/// The state a Nachreichung received on `on` leaves a document in: one
+/// received already stays as it is (its arrival is only logged).
+fn received_state(state: &DocState, on: NaiveDate) -> DocState {
+    let via = Eingangsweg::Nachreichung;
+    match state {
+        DocState::Eingegangen { .. } => state.clone(),
+        _ => state
+            .apply(&Change::Eingang { on, via }, on)
+            .unwrap_or(DocState::Eingegangen { on, via }),
     }
 }
 

@@ -145,7 +145,9 @@ async fn release_checked(
         file_name: record_file_name(case.antrag_id),
         xml: record,
     };
-    let file = match crate::outbox::dispatch(store, outbox_dir, vec![pending], 1).await {
+    let mut files = vec![pending];
+    files.extend(store.pending_follow_ups(case.antrag_id).await?);
+    let file = match crate::outbox::dispatch(store, outbox_dir, files, 1).await {
         Ok(()) => RecordFile::Written,
         Err(e) => {
             tracing::warn!(antrag_id = %case.antrag_id, error = %e,

@@ -262,6 +262,37 @@ struct Victim {
     case_findings: Option<String>,
 }
 
+/// Mitwirkung of a purged application, in its transaction `$tx` (a macro:
+/// each dialect's transaction is its own type): its letters (name,
+/// address) are deleted; of its documents owed only what the figures need
+/// stays (kind, state, dates, rule, place), the waiver's free text and the
+/// file's hash and reference go; written follow-up records keep their row,
+/// not their XML.
+macro_rules! purge_mitwirkung {
+    ($tx:expr, $antrag_id:expr) => {{
+        let empty: &[u8] = &[];
+        sqlx::query("DELETE FROM letters WHERE antrag_id = $1")
+            .bind($antrag_id)
+            .execute(&mut *$tx)
+            .await?;
+        sqlx::query(
+            "UPDATE documents_owed SET waiver_reason = NULL, file_sha256 = NULL, \
+             file_ref = NULL WHERE antrag_id = $1",
+        )
+        .bind($antrag_id)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "UPDATE follow_up_records SET xml = $1 WHERE antrag_id = $2 AND NOT EXISTS \
+             (SELECT 1 FROM outbox_pending o WHERE o.antrag_id = follow_up_records.id)",
+        )
+        .bind(empty)
+        .bind($antrag_id)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
 impl Store {
     /// Purges (or with `dry_run` counts) what the retention settings say is
     /// due at `now`. See the module documentation.
@@ -429,6 +460,7 @@ impl Store {
                 .bind(v.antrag_id)
                 .execute(&mut *tx)
                 .await?;
+                purge_mitwirkung!(tx, v.antrag_id);
                 if with_case {
                     let case_findings = v
                         .case_findings

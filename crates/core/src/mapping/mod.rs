@@ -208,6 +208,11 @@ impl MappingSet {
     }
 
     /// All mappings, sorted by name.
+    /// The mapping called `name` (e.g. `bg-ha-1.0`).
+    pub fn by_name(&self, name: &str) -> Option<Arc<Mapping>> {
+        self.by_form.values().find(|m| m.name == name).cloned()
+    }
+
     pub fn all(&self) -> Vec<&Arc<Mapping>> {
         let mut v: Vec<_> = self.by_form.values().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));

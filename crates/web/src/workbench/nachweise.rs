@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use allegro_core::mitwirkung::state::{Change, Eingangsweg, Refused};
 use allegro_store::audit::{Action, NewAudit};
-use allegro_store::mitwirkung::{ApplicationHead, ChangeError, OwedRow};
+use allegro_store::mitwirkung::{ApplicationHead, ChangeError, OwedChange, OwedRow};
 use allegro_store::release::{RecordDelivery, RecordFile};
 use allegro_store::PendingRecord;
 
@@ -200,18 +200,14 @@ pub async fn change(
     };
     let now = state.clock.now();
     let scope = caller.scope();
-    let result = state
-        .store
-        .change_owed(
-            doc.id,
-            version,
-            &change,
-            &caller.user.name,
-            &scope,
-            now.date_naive(),
-            now,
-        )
-        .await;
+    let owed = OwedChange {
+        id: doc.id,
+        version,
+        change: &change,
+        actor: &caller.user.name,
+        scope: &scope,
+    };
+    let result = state.store.change_owed(&owed, now.date_naive(), now).await;
     match result {
         Ok(follow_up) => {
             let file = match follow_up {
