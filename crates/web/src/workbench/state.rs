@@ -123,3 +123,19 @@ impl Clock {
         self.ahead.fetch_add(by.num_seconds(), Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_moved_ahead_moves_every_clone() {
+        let clock = Clock::system();
+        let shared = clock.clone();
+        let before = Utc::now();
+        assert!(clock.now() >= before && clock.now() - before < Duration::minutes(1));
+        shared.advance(Duration::days(15));
+        assert!(clock.now() - before >= Duration::days(15));
+        assert_eq!(clock.today(), shared.today());
+    }
+}
