@@ -164,6 +164,8 @@ async fn main() {
             assets_dir: root.join("crates/web/assets"),
             ..Default::default()
         },
+        mitwirkung: Default::default(),
+        clock: Default::default(),
     };
     let router = workbench::router(state);
     let admin_cookie = session(&store, "chef", vec![Role::Administration], vec![]).await;

@@ -55,6 +55,8 @@ pub fn run(config: Option<&Path>, args: WebArgs) -> anyhow::Result<i32> {
             pipeline: Arc::new(FixedPipeline(Arc::new(pipeline))),
             records: settings.record_delivery(),
             config: settings.web.clone(),
+            mitwirkung: settings.mitwirkung.clone(),
+            clock: workbench::state::Clock::system(),
         };
         info!(store = store.kind(), "workbench ready");
         allegro_web::serve(listener, workbench::router(state), shutdown_signal()).await?;

@@ -33,4 +33,5 @@ mod workbench_case_ops;
 mod workbench_cases;
 mod workbench_form_layout;
 mod workbench_http;
+mod workbench_mitwirkung;
 mod workbench_store;

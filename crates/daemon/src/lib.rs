@@ -193,6 +193,8 @@ async fn serve_workbench(
         pipeline: mappings,
         records: settings.record_delivery(),
         config: settings.web.clone(),
+        mitwirkung: settings.mitwirkung.clone(),
+        clock: allegro_web::workbench::state::Clock::system(),
     };
     let router = allegro_web::workbench::router(state);
     tokio::spawn(async move {

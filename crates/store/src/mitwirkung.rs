@@ -252,6 +252,19 @@ pub struct LetterRow {
     pub deadline: NaiveDate,
 }
 
+/// An application as its page's head shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct ApplicationHead {
+    pub antrag_id: Uuid,
+    /// `accepted` or `rejected` (a case).
+    pub outcome: String,
+    pub mapping: Option<String>,
+    pub dienststellennummer: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// The case's status when there is a case.
+    pub case_status: Option<String>,
+}
+
 /// Counts for the metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OwedStats {
@@ -808,6 +821,26 @@ impl Store {
             sqlx::query_as(
                 "SELECT coalesce(c.corrected_body, a.body), a.dienststellennummer \
                  FROM applications a LEFT JOIN cases c ON c.antrag_id = a.antrag_id \
+                 WHERE a.antrag_id = $1 AND a.purged_at IS NULL",
+            )
+            .bind(antrag_id)
+            .fetch_optional(p)
+            .await
+            .map_err(StoreError::from)
+        })
+    }
+
+    /// What the workbench's application page shows at its top; `None` when
+    /// unknown or purged.
+    pub async fn application_head(
+        &self,
+        antrag_id: Uuid,
+    ) -> Result<Option<ApplicationHead>, StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query_as(
+                "SELECT a.antrag_id, a.outcome, a.mapping, a.dienststellennummer, a.created_at, \
+                 c.status AS case_status FROM applications a \
+                 LEFT JOIN cases c ON c.antrag_id = a.antrag_id \
                  WHERE a.antrag_id = $1 AND a.purged_at IS NULL",
             )
             .bind(antrag_id)

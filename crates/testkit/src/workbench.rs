@@ -66,6 +66,37 @@ pub async fn store_rejected(
     tx.commit().await.unwrap();
 }
 
+/// Stores `doc` (whose antragId is `id`, valid under the mappings) as the
+/// daemon stores an accepted application of Dienststelle `dst`: with its
+/// record (pending for the outbox) and the documents it owes.
+pub async fn store_accepted(store: &Store, pipeline: &Pipeline, id: Uuid, doc: &Value, dst: &str) {
+    let body = serde_json::to_vec(doc).unwrap();
+    let allegro_core::pipeline::Processed::Accepted {
+        application,
+        record,
+    } = pipeline.process(&body, None)
+    else {
+        panic!("the application {id} is not accepted by the mappings");
+    };
+    let app = NewApplication {
+        antrag_id: id,
+        body_sha256: allegro_daemon::deadletter::sha256_hex(&body),
+        body,
+        verdict: Verdict::Accepted(record),
+        mapping: application.mapping.clone(),
+        findings_json: serde_json::to_string(&application.findings).unwrap(),
+        dienststellennummer: Some(dst.into()),
+        message_id: None,
+        created_at: Utc::now(),
+        applicant: None,
+        error_rules: String::new(),
+        owed: application.owed.clone(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_applications(&[app]).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// The applicant's name as the mapping of `doc`'s form declares it.
 pub fn applicant_of(pipeline: &Pipeline, doc: &serde_json::Value) -> Option<String> {
     let form = |k: &str| doc.pointer(&format!("/formular/{k}"))?.as_str();
@@ -79,6 +110,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body's bytes (a PDF is no text).
+    pub raw: Vec<u8>,
 }
 
 impl Answer {
@@ -158,6 +191,7 @@ impl Client {
             status,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+            raw: body,
         }
     }
 

@@ -13,6 +13,12 @@
 //!   opaque id: no name in a URL).
 //! - [`detail`]: the case page `/faelle/{id}` (sections, findings, audit trail).
 //! - [`actions`]: field edits, Prüfen, Freigeben, Zurückstellen, Abschließen.
+//! - [`mitwirkung`]: the documents owed in the caller's Dienststellen
+//!   `/mitwirkung` (overdue first; filters by kind and state).
+//! - [`antrag`]: the application page `/antraege/{id}` (any stored
+//!   application in scope, accepted ones too) with its documents owed and
+//!   letters; [`nachweise`]: their actions (Eingang vermerken, Verzichten,
+//!   Frist verlängern, Aufforderung erstellen, the letter's PDF).
 //! - [`admin`]: `/verwaltung/protokoll`, `/verwaltung/nachpruefung`,
 //!   `/verwaltung/dead-letters`.
 //! - [`users`]: the accounts page `/verwaltung/benutzer` (administration).
@@ -22,6 +28,7 @@
 
 pub mod actions;
 pub mod admin;
+pub mod antrag;
 pub mod auth;
 pub mod csrf;
 pub mod detail;
@@ -29,10 +36,12 @@ pub mod error;
 pub mod fix;
 pub mod layout;
 pub mod list;
+pub mod mitwirkung;
+pub mod nachweise;
 pub mod state;
 pub mod users;
 
-pub use state::{FixedPipeline, PipelineSource, WebConfig, WorkbenchState};
+pub use state::{Clock, FixedPipeline, PipelineSource, WebConfig, WorkbenchState};
 
 use axum::middleware;
 use axum::response::Redirect;
@@ -74,6 +83,11 @@ pub fn router(state: WorkbenchState) -> Router {
             "/faelle/{id}/abschliessen",
             get(actions::close_get).post(actions::close_post),
         )
+        .route("/mitwirkung", get(mitwirkung::page))
+        .route("/antraege/{id}", get(antrag::page))
+        .route("/antraege/{id}/nachweise/{doc}", post(nachweise::change))
+        .route("/antraege/{id}/briefe", post(nachweise::write_letter))
+        .route("/antraege/{id}/briefe/{letter}", get(nachweise::letter_pdf))
         .route("/abmelden", post(auth::logout))
         .merge(admin)
         .fallback(layout::fallback)

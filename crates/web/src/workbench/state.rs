@@ -1,15 +1,21 @@
 //! What every workbench handler shares: the store, the mapping set in
-//! force, where released records go and the `[web]` settings.
+//! force, where released records go, the `[web]` and `[mitwirkung]`
+//! settings and the clock the Mitwirkung pages read "today" from.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use serde::{Deserialize, Serialize};
 
 use allegro_core::pipeline::Pipeline;
 use allegro_store::release::RecordDelivery;
 use allegro_store::Store;
+
+use crate::letters::MitwirkungSettings;
 
 /// `[web]`: the workbench's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,4 +88,54 @@ pub struct WorkbenchState {
     /// dispatcher when they also go to the AMQP sink).
     pub records: RecordDelivery,
     pub config: WebConfig,
+    /// `[mitwirkung]`: the letters' deadline and letterhead.
+    pub mitwirkung: MitwirkungSettings,
+    /// What the Mitwirkung pages take as now (overdue, letter date, dates
+    /// of changes); the system clock outside tests.
+    pub clock: Clock,
+}
+
+/// The system clock, which a test may move ahead (to see a deadline pass
+/// without waiting for it). Nothing but a test calls [`Clock::advance`];
+/// sessions and every other page read the system clock directly.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    /// Seconds ahead of the system clock.
+    ahead: Arc<AtomicI64>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock::default()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + Duration::seconds(self.ahead.load(Ordering::Relaxed))
+    }
+
+    pub fn today(&self) -> NaiveDate {
+        self.now().date_naive()
+    }
+
+    /// Moves this clock (and every clone of it) `by` ahead.
+    pub fn advance(&self, by: Duration) {
+        self.ahead.fetch_add(by.num_seconds(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_moved_ahead_moves_every_clone() {
+        let clock = Clock::system();
+        let shared = clock.clone();
+        let before = Utc::now();
+        assert!(clock.now() >= before && clock.now() - before < Duration::minutes(1));
+        shared.advance(Duration::days(15));
+        assert!(clock.now() - before >= Duration::days(15));
+        assert_eq!(clock.today(), shared.today());
+    }
 }
