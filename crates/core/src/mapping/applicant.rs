@@ -126,3 +126,80 @@ impl Mapping {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::finding::Severity;
+    use crate::pipeline::{Pipeline, PipelineConfig};
+    use crate::pruefung::{Abschnitte, Sprache};
+
+    fn shipped() -> Pipeline {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        Pipeline::load(&PipelineConfig {
+            mappings_dir: root.join("mappings"),
+            schemas_dir: root.join("schemas"),
+            ..Default::default()
+        })
+        .expect("the repository's mappings load")
+    }
+
+    /// The guarantee of issue #21: every check, rule and schema message of
+    /// every shipped mapping speaks German, English and Ukrainian.
+    #[test]
+    fn every_shipped_rule_has_german_english_and_ukrainian() {
+        let p = shipped();
+        let all = p.mappings().all();
+        assert_eq!(all.len(), 4);
+        for m in all {
+            let ids = m
+                .checks
+                .iter()
+                .map(|c| c.id.as_str())
+                .chain(m.rules.iter().map(|r| r.id.as_str()))
+                .chain(m.schema_messages.values().map(|s| s.rule.as_str()));
+            let mut n = 0;
+            for id in ids {
+                assert_eq!(m.applicant.languages(id), Sprache::ALL, "{}: {id}", m.name);
+                n += 1;
+            }
+            assert!(m.applicant.gaps().is_empty(), "{:?}", m.applicant.gaps());
+            for lang in Sprache::ALL {
+                assert_eq!(m.applicant.count(lang), n, "{} {lang:?}", m.name);
+            }
+        }
+    }
+
+    /// Through the check API: each finding of the contract's faulty example
+    /// has its own words in each language, none of them the caseworker's.
+    #[test]
+    fn the_faulty_example_speaks_to_the_applicant_in_three_languages() {
+        let p = shipped();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let body = std::fs::read(root.join("fixtures/contract/hauptantrag-mit-fehlern.json"))
+            .expect("contract example");
+        let pr = p.pruefen(&body, &Abschnitte::default());
+        let m = pr.mapping.expect("a mapping");
+        assert!(pr.findings.iter().any(|f| f.severity == Severity::Error));
+        let iban = pr
+            .findings
+            .iter()
+            .find(|f| f.rule == "IBAN-UNGUELTIG")
+            .expect("the example's IBAN is wrong");
+        assert_eq!(
+            m.applicant_message(iban, Sprache::Uk).as_deref(),
+            Some("Перевірте, будь ласка, ваш IBAN. Німецький IBAN має 22 символи й починається з DE.")
+        );
+        for f in &pr.findings {
+            let texts: Vec<String> = Sprache::ALL
+                .into_iter()
+                .map(|l| m.applicant_message(f, l).expect("a message"))
+                .collect();
+            assert!(
+                texts.iter().all(|t| !t.is_empty() && *t != f.message),
+                "{f:?}"
+            );
+            assert!(texts[0] != texts[1] && texts[1] != texts[2], "{texts:?}");
+            assert!(!texts[0].contains('{'), "{texts:?}");
+        }
+    }
+}
