@@ -27,7 +27,7 @@ use crate::pruefung::Sprache;
 #[derive(Debug, Default, Clone)]
 pub struct ApplicantMessages {
     /// Rule id → message by language (indexed by `Sprache as usize`).
-    by_rule: HashMap<String, [Option<Template>; 3]>,
+    by_rule: HashMap<String, [Option<Template>; Sprache::ALL.len()]>,
     /// Checks, rules and schema messages without a message in some language.
     gaps: Vec<ApplicantGap>,
 }
@@ -63,7 +63,7 @@ impl fmt::Display for ApplicantGap {
 
 impl ApplicantMessages {
     pub(crate) fn new(
-        by_rule: HashMap<String, [Option<Template>; 3]>,
+        by_rule: HashMap<String, [Option<Template>; Sprache::ALL.len()]>,
         gaps: Vec<ApplicantGap>,
     ) -> ApplicantMessages {
         ApplicantMessages { by_rule, gaps }

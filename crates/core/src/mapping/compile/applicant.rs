@@ -59,7 +59,7 @@ pub(super) fn compile(parts: &[&Parsed], errs: &mut Errs) -> ApplicantMessages {
 
 #[derive(Default)]
 struct Out {
-    by_rule: HashMap<String, [Option<Template>; 3]>,
+    by_rule: HashMap<String, [Option<Template>; Sprache::ALL.len()]>,
     gaps: Vec<ApplicantGap>,
 }
 
@@ -84,7 +84,7 @@ impl Out {
             self.gaps.push(gap(Sprache::ALL.to_vec()));
             return;
         };
-        let mut by_lang: [Option<Template>; 3] = Default::default();
+        let mut by_lang: [Option<Template>; Sprache::ALL.len()] = Default::default();
         let mut bad = false;
         for (tag, text) in raw.get_ref() {
             let Some(lang) = Sprache::ALL.into_iter().find(|s| s.as_str() == tag) else {
