@@ -7,6 +7,7 @@ use clap::Subcommand;
 use crate::cli::fixtures;
 use allegro_core::mapping;
 use allegro_core::pipeline::Pipeline;
+use allegro_core::pruefung::Sprache;
 use allegro_daemon::config::Settings;
 
 #[derive(Debug, Subcommand)]
@@ -59,7 +60,15 @@ fn check(settings: &Settings) -> anyhow::Result<i32> {
                     f.display()
                 );
             }
+            // Fragments are shared: a gap is named once, not per mapping.
+            let mut named = std::collections::HashSet::new();
             for m in set.all() {
+                for gap in m.applicant.gaps() {
+                    let line = gap.to_string();
+                    if named.insert(line.clone()) {
+                        println!("warning: {line}");
+                    }
+                }
                 for f in m.unlabeled_fields() {
                     println!(
                         "warning: {}: no German label for {f} (messages would say „{}“); add one under [labels.fields]",
@@ -77,8 +86,12 @@ fn check(settings: &Settings) -> anyhow::Result<i32> {
                     println!("warning: {}: {gap}", m.name);
                 }
                 let fields: usize = m.groups.iter().map(|g| g.fields.len()).sum();
+                let applicant: Vec<String> = Sprache::ALL
+                    .into_iter()
+                    .map(|s| format!("{} {}", m.applicant.count(s), s.as_str()))
+                    .collect();
                 println!(
-                    "ok: {} ({} {}): {} groups, {} fields, {} checks, {} rules, schema {}, record {}",
+                    "ok: {} ({} {}): {} groups, {} fields, {} checks, {} rules, schema {}, record {}, applicant messages {}",
                     m.name,
                     m.form,
                     m.version,
@@ -87,7 +100,8 @@ fn check(settings: &Settings) -> anyhow::Result<i32> {
                     m.checks.len(),
                     m.rules.len(),
                     m.schema_file,
-                    m.record_version
+                    m.record_version,
+                    applicant.join(", ")
                 );
             }
             Ok(0)

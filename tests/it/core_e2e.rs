@@ -650,6 +650,118 @@ fn mappings_check_passes_on_the_repository() {
     for m in ["bg-ha-1.0", "bg-ha-1.1", "bg-wba-1.0", "bg-wba-1.1"] {
         assert!(text.contains(&format!("ok: {m} ")), "{text}");
     }
+    // Every check, rule and schema message speaks to applicants in all three.
+    assert!(!text.contains("no applicant message"), "{text}");
+    assert!(!text.contains("applicant message without"), "{text}");
+    assert!(
+        text.contains("ok: bg-wba-1.1 ") && text.contains("applicant messages 46 de, 46 en, 46 uk"),
+        "{text}"
+    );
+}
+
+#[test]
+fn mappings_check_names_rules_without_applicant_messages_and_language_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let maps = dir.path().join("mappings");
+    copy_mappings(&maps);
+    let small = r#"# a form with one check without applicant message, one without uk
+[mapping]
+name = "bg-ha-2.0"
+form = "BG-HA"
+version = "2.0"
+schema = "buergergeld-antrag-1.0.schema.json"
+record = "1.0"
+include = ["common/texte-1.0.toml"]
+
+[[check]]
+id = "X-OHNE"
+kind = "required"
+fields = ["/antragsteller/steuerId"]
+severity = "error"
+message = "{Feld} fehlt."
+
+[[check]]
+id = "X-LUECKE"
+kind = "required"
+fields = ["/antragsteller/familienname"]
+severity = "error"
+message = "{Feld} fehlt."
+applicant.de = "Bitte geben Sie Ihren Familiennamen an."
+applicant.en = "Please enter your surname."
+"#;
+    let path = maps.join("bg-ha-2.0.toml");
+    std::fs::write(&path, small).unwrap();
+    // A gap in a fragment every 1.x mapping includes.
+    let regeln = maps.join("common/regeln-1.0.toml");
+    let text = std::fs::read_to_string(&regeln).unwrap();
+    let plz_uk = "applicant.uk = \"Перевірте, будь ласка, поштовий індекс.";
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with(plz_uk))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(text, without);
+    std::fs::write(&regeln, without).unwrap();
+    // The check's `[[check]]` line, the one before its id (1-based: its index).
+    let plz_line = text
+        .lines()
+        .position(|l| l == "id = \"PLZ-FORMAT\"")
+        .unwrap();
+    let file = path.display().to_string();
+    let cfg = config_for(dir.path(), &maps);
+    let lint = || {
+        let o = bin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["mappings", "check"])
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, out) = lint();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("warning: {file}:10: check X-OHNE: no applicant message (the check API would show the applicant nothing); add applicant.de, applicant.en and applicant.uk")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("warning: {file}:17: check X-LUECKE: applicant message without uk (German would be shown instead)")),
+        "{out}"
+    );
+    let plz = format!(
+        "warning: {}:{plz_line}: check PLZ-FORMAT: applicant message without uk (German would be shown instead)",
+        regeln.display()
+    );
+    assert!(out.contains(&plz), "{out}");
+    // Only these three: the other shipped texts have no gap, and a gap is
+    // named once however many mappings include its file (four include regeln).
+    let gaps = out
+        .lines()
+        .filter(|l| l.contains("no applicant message") || l.contains("applicant message without"))
+        .count();
+    assert_eq!(gaps, 3, "{out}");
+    assert!(
+        out.contains("ok: bg-ha-2.0 ") && out.contains("applicant messages 10 de, 10 en, 9 uk"),
+        "{out}"
+    );
+    // A German field label in an English message refuses the set, with its line.
+    std::fs::write(
+        &path,
+        small.replace("your surname.", "{feld}.").replace(
+            "applicant.en",
+            "applicant.uk = \"Вкажіть, будь ласка, ваше прізвище.\"\napplicant.en",
+        ),
+    )
+    .unwrap();
+    let (code, out) = lint();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("error: {file}:25: check X-LUECKE: applicant.en: {{feld}} is German (en messages use no placeholders)")),
+        "{out}"
+    );
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! keeps only the findings under the sections asked for.
 //!
 //! Also here: the languages applicant messages come in ([`Sprache`]) and
-//! the choice among them by `Accept-Language`.
+//! the choice among them by `Accept-Language`; the messages themselves are
+//! the mapping's ([`Mapping::applicant_message`],
+//! `crate::mapping::applicant`).
 
 use std::sync::Arc;
 
@@ -220,13 +222,5 @@ mod tests {
         assert_eq!(pick("*"), Sprache::De);
         assert_eq!(pick(""), Sprache::De);
         assert_eq!(Sprache::from_accept_language(None), Sprache::De);
-    }
-}
-
-impl Mapping {
-    /// The applicant's message for `f` in `lang` (German where `lang` has
-    /// none), or `None` when the rule has no applicant message.
-    pub fn applicant_message(&self, _f: &Finding, _lang: Sprache) -> Option<String> {
-        None
     }
 }

@@ -207,6 +207,32 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The placeholders the template uses, as written (`{Feld}`, ...), in
+    /// order, each once.
+    pub fn placeholders(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for p in &self.parts {
+            let name = match p {
+                Part::Lit(_) => continue,
+                Part::FeldCap => "{Feld}",
+                Part::Feld => "{feld}",
+                Part::Detail => "{detail}",
+                Part::Nachweis => "{nachweis}",
+            };
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// Whether the template names the field (`{Feld}` or `{feld}`).
+    pub fn names_field(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::FeldCap | Part::Feld))
+    }
+
     pub fn render(&self, fill: &Fill<'_>) -> String {
         let mut out = String::with_capacity(96);
         for p in &self.parts {
@@ -308,6 +334,11 @@ mod tests {
             nachweis: "",
         });
         assert_eq!(s, "Die IBAN ist ungültig: die Prüfsumme stimmt nicht.");
+        assert_eq!(t.placeholders(), ["{Feld}", "{detail}"]);
+        assert!(t.names_field());
+        let plain = Template::parse("Bitte {nachweis} nachreichen, {nachweis}.").unwrap();
+        assert_eq!(plain.placeholders(), ["{nachweis}"]);
+        assert!(!plain.names_field());
         assert!(Template::parse("{Wert} fehlt").is_err());
         assert!(Template::parse("{Feld fehlt").is_err());
     }

@@ -8,8 +8,10 @@
 //!
 //! `load` reads the files (the only I/O), `raw` is the TOML format,
 //! `compile` turns one mapping and its includes into a [`Mapping`], part by
-//! part; `error` is the one error type, `schema` walks JSON Schemas.
+//! part; `error` is the one error type, `schema` walks JSON Schemas;
+//! `applicant` holds the messages for applicants and renders them.
 
+pub mod applicant;
 mod compile;
 mod error;
 pub mod labels;
@@ -87,6 +89,9 @@ pub struct Mapping {
     /// Rule id → what to type when its error is fixed (`input_hint` of a
     /// check or rule).
     pub input_hints: HashMap<String, String>,
+    /// Rule id → the message for the applicant by language (`applicant`
+    /// of a check, rule or schema message); see [`Mapping::applicant_message`].
+    pub applicant: applicant::ApplicantMessages,
 }
 
 impl Mapping {
@@ -207,12 +212,12 @@ impl MappingSet {
         schema::schema_knows(&m.schema_json, &pattern)
     }
 
-    /// All mappings, sorted by name.
     /// The mapping called `name` (e.g. `bg-ha-1.0`).
     pub fn by_name(&self, name: &str) -> Option<Arc<Mapping>> {
         self.by_form.values().find(|m| m.name == name).cloned()
     }
 
+    /// All mappings, sorted by name.
     pub fn all(&self) -> Vec<&Arc<Mapping>> {
         let mut v: Vec<_> = self.by_form.values().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));

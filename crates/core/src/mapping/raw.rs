@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::Error as _;
+use serde::de::{Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
@@ -124,9 +124,17 @@ pub struct RawCheck {
     pub nachweis: Option<String>,
     /// What to type, for the workbench's form „Fehler beheben“.
     pub input_hint: Option<String>,
+    /// The message for the applicant, by language.
+    pub applicant: Option<Spanned<RawApplicant>>,
     /// The kind with its options, or what is wrong with them.
     pub kind: Result<RawKind, String>,
 }
+
+/// `applicant`: the message for the applicant by language tag (`de`, `en`,
+/// `uk`), written `applicant.de = "…"` or `applicant = { de = "…", … }`.
+/// The tags are checked when compiled (an unknown one is a problem of its
+/// line, not of the whole file).
+pub type RawApplicant = BTreeMap<String, Spanned<String>>;
 
 /// The keys every check has, whatever its kind.
 #[derive(Deserialize)]
@@ -153,7 +161,7 @@ const COMMON_KEYS: &[&str] = &[
 
 impl<'de> Deserialize<'de> for RawCheck {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawCheck, D::Error> {
-        let mut kind = toml::Table::deserialize(d)?;
+        let (mut kind, applicant) = d.deserialize_map(CheckTable)?;
         let mut common = toml::Table::new();
         for key in COMMON_KEYS {
             if let Some(v) = kind.remove(*key) {
@@ -170,8 +178,35 @@ impl<'de> Deserialize<'de> for RawCheck {
             message: c.message,
             nachweis: c.nachweis,
             input_hint: c.input_hint,
+            applicant,
             kind: RawKind::from_table(kind),
         })
+    }
+}
+
+/// Reads a check's table: `applicant` with its spans (the lines of its
+/// languages), every other key as a plain value.
+struct CheckTable;
+
+impl<'de> Visitor<'de> for CheckTable {
+    type Value = (toml::Table, Option<Spanned<RawApplicant>>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a check table")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut table = toml::Table::new();
+        let mut applicant = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "applicant" {
+                applicant = Some(map.next_value()?);
+            } else {
+                let v: toml::Value = map.next_value()?;
+                table.insert(key, v);
+            }
+        }
+        Ok((table, applicant))
     }
 }
 
@@ -205,6 +240,9 @@ pub struct RawRule {
     /// `{detail}` in the message when the rule fails.
     #[serde(default)]
     pub detail: Option<String>,
+    /// The message for the applicant, by language.
+    #[serde(default)]
+    pub applicant: Option<Spanned<RawApplicant>>,
 }
 
 /// A variable of a rule: a pointer (value, or list for a wildcard pattern),
@@ -253,6 +291,9 @@ pub struct RawLabels {
 pub struct RawSchemaMessage {
     pub rule: String,
     pub message: String,
+    /// The message for the applicant, by language.
+    #[serde(default)]
+    pub applicant: Option<Spanned<RawApplicant>>,
 }
 
 /// `[casework]`: how the workbench lays out a case of this form (see

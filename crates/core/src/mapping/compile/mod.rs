@@ -3,9 +3,11 @@
 //! has its own module: `header` (schema, today, rule environment), `texts`
 //! (labels, code lists, constants, schema messages), `groups`, `checks`,
 //! `rules`, `casework` (the case layout), `values` (the German labels of
-//! codes); `ids` keeps rule ids unique across all of them. Every part
+//! codes), `applicant` (the messages for applicants of checks, rules and
+//! schema messages); `ids` keeps rule ids unique across all of them. Every part
 //! reports all its problems; the mapping is refused if there is any.
 
+mod applicant;
 mod casework;
 mod checks;
 mod groups;
@@ -71,6 +73,7 @@ pub(crate) fn compile(
     let labels = texts
         .labels
         .with_values(values::compile(parts, &schema, errs));
+    let applicant = applicant::compile(parts, errs);
     if errs.count() > before {
         return None;
     }
@@ -93,6 +96,7 @@ pub(crate) fn compile(
         mapped_fields,
         casework,
         input_hints: input_hints(parts),
+        applicant,
     })
 }
 
