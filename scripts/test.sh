@@ -39,6 +39,7 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq systemd >/dev/null
 fi
 bash scripts/setup-browser.sh
+bash scripts/setup-openapi-validator.sh
 bash scripts/start-services.sh
 bash scripts/web-assets.sh
 

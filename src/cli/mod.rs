@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod api;
 pub mod fixtures;
 pub mod mappings;
 pub mod mitwirkung;
@@ -54,6 +55,11 @@ pub enum Command {
     /// Manage the workbench's accounts.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Serve the check API for the online form (mappings only: no database, no broker).
+    Api(api::ApiArgs),
+    /// Manage the check API's clients (tokens and origins).
+    #[command(subcommand)]
+    ApiClient(api::ApiClientCommand),
     /// Mitwirkung: write the letters that request documents owed.
     #[command(subcommand)]
     Mitwirkung(mitwirkung::MitwirkungCommand),
@@ -72,6 +78,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Purge(args) => purge::run(cli.config.as_deref(), args),
         Command::Web(args) => web::run(cli.config.as_deref(), args),
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
+        Command::Api(args) => api::run(cli.config.as_deref(), args),
+        Command::ApiClient(cmd) => api::client(cli.config.as_deref(), cmd),
         Command::Mitwirkung(cmd) => mitwirkung::run(cli.config.as_deref(), cmd),
     }
 }

@@ -66,7 +66,7 @@ pub fn run(config: Option<&Path>, args: WebArgs) -> anyhow::Result<i32> {
 }
 
 /// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

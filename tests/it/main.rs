@@ -9,6 +9,7 @@
 //! One module: `cargo test --test it core_e2e::`; one test:
 //! `cargo test --test it -- --exact core_e2e::NAME`.
 
+mod api;
 mod broker_restart;
 mod core_e2e;
 mod daemon_e2e;

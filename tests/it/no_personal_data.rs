@@ -252,7 +252,7 @@ async fn no_personal_data_in_logs_metrics_or_purge() {
     assert_clean("/metrics", &text, 0..30);
     for ((rule, severity), n) in &want {
         let series =
-            format!("allegro_bridge_findings_total{{rule=\"{rule}\",severity=\"{severity}\"}}");
+            format!("allegro_bridge_findings_total{{source=\"daemon\",rule=\"{rule}\",severity=\"{severity}\"}}");
         assert_eq!(metric(&text, &series), Some(*n as f64), "{series}\n{text}");
     }
     for stage in ["pipeline", "store", "ack"] {
@@ -476,4 +476,58 @@ async fn no_personal_data_in_the_log_through_a_database_outage() {
         }
     }
     env.cleanup().await;
+}
+
+/// The check API (`allegro-bridge api`) at trace level, in text and JSON:
+/// marked applications that are annehmbar, klaerfall (with a marked
+/// property key) and unlesbar, a marked body that is not JSON, one too
+/// large, one without a token: neither the log nor `/metrics` nor an error
+/// answer holds a marker.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_personal_data_from_the_check_api() {
+    use crate::api::{request, Api};
+    for format in ["text", "json"] {
+        let api = Api::start(&format!(
+            "max_body_bytes = 65536\n[log]\nformat = \"{format}\""
+        ))
+        .await;
+        let mut answers = String::new();
+        for i in 0..9 {
+            let r = api.check("", &marked(i).body, &[]).await;
+            assert_eq!(r.status, 200);
+            if i % 3 == 1 {
+                assert_eq!(r.json()["ergebnis"], "klaerfall");
+            }
+        }
+        let body = String::from_utf8(with_markers(accepted(), 9).body).unwrap();
+        let cut = format!("{}\u{0}", &body[..body.len() / 2]);
+        let mut big: Value = serde_json::from_str(&body).unwrap();
+        big["antragsteller"]["geburtsort"] =
+            Value::String(format!("{}{}", markers(9)[0], "x".repeat(70_000)));
+        let big = serde_json::to_vec(&big).unwrap();
+        for (bytes, status) in [(cut.as_bytes(), 400), (big.as_slice(), 413)] {
+            let r = api.check("", bytes, &[]).await;
+            assert_eq!(r.status, status);
+            answers.push_str(&String::from_utf8_lossy(&r.body));
+        }
+        let anon = request(
+            api.port,
+            "POST",
+            "/api/v1/pruefung",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(anon.status, 401);
+        answers.push_str(&String::from_utf8_lossy(&anon.body));
+        let metrics = http_get(api.metrics_port, "/metrics").await;
+        assert!(metrics.contains("source=\"api\""), "{metrics}");
+        let log = api.log();
+        // Every check was logged (at debug), so there was something to search.
+        let logged = log.lines().filter(|l| l.contains("klaerfall")).count();
+        assert_eq!(logged, 3, "{log}");
+        assert_clean(&format!("API log ({format})"), &log, 0..10);
+        assert_clean("API /metrics", &metrics, 0..10);
+        assert_clean("API error answers", &answers, 0..10);
+    }
 }

@@ -45,6 +45,8 @@ pub struct Settings {
     pub web: WebConfig,
     /// The request letters of Mitwirkung (`[mitwirkung]`).
     pub mitwirkung: allegro_web::letters::MitwirkungSettings,
+    /// The check API for the online form (`[api]`).
+    pub api: allegro_web::api::ApiConfig,
 }
 
 /// Prometheus metrics endpoint.
@@ -307,6 +309,7 @@ impl Settings {
         problems.extend(self.retention.validate());
         problems.extend(self.web.validate());
         problems.extend(self.mitwirkung.validate());
+        problems.extend(self.api.validate());
         if self.pipeline.max_body_bytes == 0 {
             problems.push("pipeline.max_body_bytes must be at least 1".into());
         }
@@ -485,6 +488,7 @@ mod tests {
         expected.store.url = "sqlite:///var/lib/allegro-bridge/allegro-bridge.db".into();
         expected.store.url_file = Some("${CREDENTIALS_DIRECTORY}/db-url".into());
         expected.web.assets_dir = "/usr/share/allegro-bridge/web".into();
+        expected.api.clients_file = "/etc/allegro-bridge/api-clients.toml".into();
         assert_eq!(packaged.masked_toml(), expected.masked_toml());
         assert!(packaged.validate().is_empty(), "{:?}", packaged.validate());
         assert_documents_every_key(&text, "packaging/allegro-bridge.toml");

@@ -729,10 +729,7 @@ fn count_applications<'a>(
             .inc();
         for f in &app.findings {
             m.findings
-                .get_or_create(&FindingLabel {
-                    rule: f.rule.clone(),
-                    severity: f.severity.as_str(),
-                })
+                .get_or_create(&FindingLabel::of("daemon", f))
                 .inc();
         }
     }

@@ -20,7 +20,8 @@
 //! the dispatcher task, signal handling (SIGTERM, SIGINT with a deadline;
 //! SIGHUP reloads the mappings), and systemd notifications (READY, RELOADING,
 //! STOPPING, WATCHDOG). With `web.listen` set it also serves the caseworker
-//! workbench (`allegro_web::workbench`) with the mapping set in force.
+//! workbench (`allegro_web::workbench`) with the mapping set in force, and
+//! with `api.listen` the check API for the online form (`allegro_web::api`).
 
 pub mod config;
 pub mod consumer;
@@ -118,6 +119,9 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     if let Some(listen) = settings.web.listen {
         serve_workbench(listen, &settings, store.clone(), Arc::clone(&mappings)).await?;
     }
+    if let Some(listen) = settings.api.listen {
+        serve_api(listen, &settings, Arc::clone(&mappings), &metrics).await?;
+    }
     metrics.store_healthy.set(1);
     metrics.outbox_healthy.set(1);
     let outbox = Arc::new(OutboxState::default());
@@ -200,6 +204,32 @@ async fn serve_workbench(
     tokio::spawn(async move {
         if let Err(e) = allegro_web::serve(listener, router, std::future::pending()).await {
             error!(error = %e, "workbench server stopped");
+        }
+    });
+    Ok(())
+}
+
+/// Serves the check API on `api.listen` with the mapping set in force (a
+/// reload changes what it checks against at once).
+async fn serve_api(
+    listen: std::net::SocketAddr,
+    settings: &Settings,
+    mappings: Arc<reload::Mappings>,
+    metrics: &metrics::Metrics,
+) -> anyhow::Result<()> {
+    let clients = settings.api.load_clients().context("api.clients_file")?;
+    let listener = allegro_web::bind(&listen.to_string(), "api.listen").await?;
+    info!(clients = clients.len(), "check API clients loaded");
+    let state = allegro_web::api::ApiState {
+        pipeline: mappings,
+        clients: Arc::new(clients),
+        metrics: metrics.api.clone(),
+        config: settings.api.clone(),
+    };
+    let router = allegro_web::api::router(state);
+    tokio::spawn(async move {
+        if let Err(e) = allegro_web::serve(listener, router, std::future::pending()).await {
+            error!(error = %e, "check API server stopped");
         }
     });
     Ok(())

@@ -44,12 +44,9 @@ pub struct HashLabel {
     pub hash: String,
 }
 
-/// A finding's rule id (from the mapping files) and severity.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FindingLabel {
-    pub rule: String,
-    pub severity: &'static str,
-}
+/// A finding's source (`daemon` here; the check API counts `api` into the
+/// same family), rule id and severity.
+pub use allegro_web::api::metrics::FindingLabel;
 
 /// A processing stage: `pipeline`, `store` or `ack`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,8 +128,11 @@ pub struct Metrics {
     pub mapping_set_info: Family<HashLabel, Gauge>,
     /// The hash in `mapping_set_info`, to replace its series on a swap.
     mapping_hash: Mutex<String>,
-    /// Findings of newly stored applications, by rule id and severity.
+    /// Findings of newly stored applications (`source="daemon"`) and of
+    /// the check API's checks (`source="api"`), by rule id and severity.
     pub findings: Family<FindingLabel, Counter>,
+    /// The check API's requests (`[api] listen`), sharing `findings`.
+    pub api: allegro_web::api::metrics::ApiMetrics,
     /// Seconds per batch in each stage: the pipeline, storing (the
     /// transaction that succeeded, dead-letter confirms included), the ack.
     pub stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram>,
@@ -157,6 +157,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("allegro_bridge");
+        let findings = Family::default();
         let m = Metrics {
             applications: Family::default(),
             dead_letters: Family::default(),
@@ -177,7 +178,8 @@ impl Default for Metrics {
             mapping_set_loaded: Gauge::default(),
             mapping_set_info: Family::default(),
             mapping_hash: Mutex::new(String::new()),
-            findings: Family::default(),
+            findings: findings.clone(),
+            api: allegro_web::api::metrics::ApiMetrics::new(findings),
             stage_seconds: Family::new_with_constructor(stage_histogram),
             open_cases: Gauge::default(),
             oldest_open_case_age: Gauge::default(),
@@ -288,11 +290,8 @@ impl Default for Metrics {
             "1 for the content hash (SHA-256 of the mapping files) of the set in force",
             m.mapping_set_info.clone(),
         );
-        registry.register(
-            "findings",
-            "Findings of newly stored applications, by rule id and severity",
-            m.findings.clone(),
-        );
+        // `findings` with the API's: one family, `source` tells them apart.
+        m.api.register(&mut registry, true);
         registry.register(
             "stage_seconds",
             "Seconds per batch in each stage (pipeline, store, ack)",

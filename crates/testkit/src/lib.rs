@@ -66,6 +66,7 @@ pub fn log_filter(level: &str) -> String {
         "allegro_core",
         "allegro_store",
         "allegro_daemon",
+        "allegro_web",
     ]
     .map(|c| format!("{c}={level}"))
     .join(",")

@@ -1,11 +1,13 @@
 //! allegro-web: the HTTP layer of allegro-bridge, on axum.
 //!
 //! It serves the operations endpoints ([`ops`]) on `metrics.listen` and the
-//! caseworker workbench ([`workbench`]) on `web.listen`. This crate knows
+//! caseworker workbench ([`workbench`]) on `web.listen` and the check API
+//! for the online form ([`api`]) on `api.listen`. This crate knows
 //! nothing of RabbitMQ: whoever runs it hands in what it needs through
 //! small traits ([`ops::Probe`], [`workbench::PipelineSource`]), so the
 //! workbench can run without a broker.
 
+pub mod api;
 pub mod letters;
 pub mod ops;
 pub mod settings;
