@@ -766,6 +766,44 @@ async fn the_openapi_document_is_valid_by_an_independent_validator() {
         .success());
 }
 
+/// The contract's copies (docs/contract.md §9) are what the server says:
+/// the OpenAPI document and the example answer. After a deliberate change,
+/// `ALLEGRO_BRIDGE_BLESS=1 cargo test --test it api::the_contract` rewrites
+/// them (and the contract's version must change with them).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_contract_copies_are_what_the_server_says() {
+    let api = Api::start("").await;
+    let dir = repo_root().join("fixtures/contract/1.2");
+    let spec = request(api.port, "GET", "/api/v1/openapi.json", &[], b"")
+        .await
+        .json();
+    let answer = api
+        .check("", &contract("hauptantrag-mit-fehlern.json"), &[])
+        .await
+        .json();
+    for (name, got) in [
+        ("pruefung-openapi.json", spec),
+        ("pruefung-antwort-hauptantrag-mit-fehlern.json", answer),
+    ] {
+        let path = dir.join(name);
+        if std::env::var_os("ALLEGRO_BRIDGE_BLESS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                &path,
+                format!("{}\n", serde_json::to_string_pretty(&got).unwrap()),
+            )
+            .unwrap();
+        }
+        let want: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            got,
+            want,
+            "{} differs from what the server says",
+            path.display()
+        );
+    }
+}
+
 /// The validator scripts/setup-openapi-validator.sh installs.
 fn validator() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

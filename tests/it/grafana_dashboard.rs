@@ -261,11 +261,32 @@ fn label_names(rest: &str) -> Vec<String> {
 }
 
 /// A running daemon's `/metrics` after an accepted, a rejected and an
-/// invalid application (the first two owe documents), so that the labelled
-/// families have samples.
+/// invalid application (the first two owe documents) and one call of its
+/// check API, so that the labelled families have samples.
 async fn scrape() -> String {
     let mut env = TestEnv::new(Db::Sqlite, "dashboard").await;
     let port = free_port();
+    let api_port = free_port();
+    let clients = env.dir.path().join("api-clients.toml");
+    let token = "abr_dashboard";
+    std::fs::write(
+        &clients,
+        format!(
+            "[[client]]\nname = \"dashboard\"\ntoken_sha256 = \"{}\"\n",
+            allegro_web::api::clients::token_hash(token)
+        ),
+    )
+    .unwrap();
+    env.extra_env.extend([
+        (
+            "ALLEGRO_BRIDGE__API__LISTEN".into(),
+            format!("127.0.0.1:{api_port}"),
+        ),
+        (
+            "ALLEGRO_BRIDGE__API__CLIENTS_FILE".into(),
+            clients.display().to_string(),
+        ),
+    ]);
     env.extra_env.push((
         "ALLEGRO_BRIDGE__METRICS__LISTEN".into(),
         format!("127.0.0.1:{port}"),
@@ -293,6 +314,19 @@ async fn scrape() -> String {
         },
     )
     .await;
+    let auth = format!("Bearer {token}");
+    let check = crate::api::request(
+        api_port,
+        "POST",
+        "/api/v1/pruefung",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        &rejected().body,
+    )
+    .await;
+    assert_eq!(check.status, 200);
     let text = http_get(port, "/metrics").await;
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));

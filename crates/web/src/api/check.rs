@@ -219,10 +219,14 @@ pub async fn pruefung(
             .inc();
     }
     let mut resp = Json(answer).into_response();
-    resp.headers_mut().insert(
+    let h = resp.headers_mut();
+    h.insert(
         header::CONTENT_LANGUAGE,
         HeaderValue::from_static(sprache.as_str()),
     );
+    // The answer quotes the applicant's own mistakes: no cache keeps it.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.append(header::VARY, HeaderValue::from_static("accept-language"));
     resp
 }
 
