@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 pub mod api;
 pub mod fixtures;
+pub mod kennzahlen;
 pub mod mappings;
 pub mod mitwirkung;
 pub mod ops;
@@ -60,6 +61,8 @@ pub enum Command {
     /// Manage the check API's clients (tokens and origins).
     #[command(subcommand)]
     ApiClient(api::ApiClientCommand),
+    /// The Kennzahlen (figures per month and Dienststelle) as CSV or JSON.
+    Kennzahlen(kennzahlen::KennzahlenArgs),
     /// Mitwirkung: write the letters that request documents owed.
     #[command(subcommand)]
     Mitwirkung(mitwirkung::MitwirkungCommand),
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Purge(args) => purge::run(cli.config.as_deref(), args),
         Command::Web(args) => web::run(cli.config.as_deref(), args),
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
+        Command::Kennzahlen(args) => kennzahlen::run(cli.config.as_deref(), args),
         Command::Api(args) => api::run(cli.config.as_deref(), args),
         Command::ApiClient(cmd) => api::client(cli.config.as_deref(), cmd),
         Command::Mitwirkung(cmd) => mitwirkung::run(cli.config.as_deref(), cmd),

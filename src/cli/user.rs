@@ -46,8 +46,9 @@ pub enum UserCommand {
 pub struct RolesArgs {
     /// The login name.
     pub name: String,
-    /// `sachbearbeitung` (own Dienststellen) or `administration` (all cases,
-    /// users, dead letters); repeatable.
+    /// `sachbearbeitung` (own Dienststellen), `administration` (all cases,
+    /// users, dead letters) or `leitung` (the Kennzahlen of its own
+    /// Dienststellen, no application); repeatable.
     #[arg(long = "rolle", required = true, value_parser = parse_role)]
     pub roles: Vec<Role>,
     /// A dienststellennummer whose cases the account works; repeatable.
@@ -78,8 +79,9 @@ impl RolesArgs {
         {
             bail!("--dienststelle `{bad}`: expected a dienststellennummer (letters, digits, -)");
         }
-        if roles == [Role::Sachbearbeitung] && dst.is_empty() {
-            bail!("role sachbearbeitung needs at least one --dienststelle");
+        let scoped = roles.contains(&Role::Sachbearbeitung) || roles.contains(&Role::Leitung);
+        if scoped && !roles.contains(&Role::Administration) && dst.is_empty() {
+            bail!("roles sachbearbeitung and leitung need at least one --dienststelle");
         }
         Ok((roles, dst))
     }

@@ -18,6 +18,7 @@ mod daemon_scale;
 mod dlq;
 mod grafana_dashboard;
 mod hostile;
+mod kennzahlen;
 mod mitwirkung;
 mod no_personal_data;
 mod poison;

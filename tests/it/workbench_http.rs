@@ -719,12 +719,12 @@ async fn the_user_command_checks_what_it_stores() {
         "x\n",
     );
     assert!(
-        !ok && text.contains("needs at least one --dienststelle"),
+        !ok && text.contains("need at least one --dienststelle"),
         "{text}"
     );
     let (ok, text) = run(&["user", "add", "anna", "--rolle", "chef"], "x\n");
     assert!(
-        !ok && text.contains("sachbearbeitung or administration"),
+        !ok && text.contains("sachbearbeitung, administration or leitung"),
         "{text}"
     );
     let (ok, text) = run(

@@ -226,7 +226,7 @@ async fn insert_cases_sqlite(
 ) -> Result<(), StoreError> {
     let mut qb = QueryBuilder::new(
         "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at, \
-         applicant, applicant_key, error_rules) ",
+         applicant, applicant_key, error_rules, intake_rules) ",
     );
     qb.push_values(cases.iter(), |mut b, a| {
         b.push_bind(a.antrag_id)
@@ -236,6 +236,7 @@ async fn insert_cases_sqlite(
             .push_bind(a.created_at)
             .push_bind(a.applicant.as_deref())
             .push_bind(a.applicant.as_deref().map(search_key))
+            .push_bind(a.error_rules.as_str())
             .push_bind(a.error_rules.as_str());
     });
     qb.build().execute(&mut **tx).await?;
@@ -249,8 +250,8 @@ async fn insert_cases_postgres(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO cases (antrag_id, dienststellennummer, status, created_at, updated_at, \
-         applicant, applicant_key, error_rules) \
-         SELECT u.id, u.dst, 'open', u.at, u.at, u.who, u.key, u.rules \
+         applicant, applicant_key, error_rules, intake_rules) \
+         SELECT u.id, u.dst, 'open', u.at, u.at, u.who, u.key, u.rules, u.rules \
          FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
          $6::text[]) AS u(id, dst, at, who, key, rules)",
     )

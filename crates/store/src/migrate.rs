@@ -59,6 +59,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "mitwirkung",
         include_str!("../migrations/sqlite/0010_mitwirkung.sql"),
     ),
+    (
+        11,
+        "kennzahlen",
+        include_str!("../migrations/sqlite/0011_kennzahlen.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -120,6 +125,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "mitwirkung",
         include_str!("../migrations/postgres/0012_mitwirkung.sql"),
+    ),
+    (
+        13,
+        "kennzahlen",
+        include_str!("../migrations/postgres/0013_kennzahlen.sql"),
     ),
 ];
 

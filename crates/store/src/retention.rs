@@ -506,8 +506,35 @@ impl Store {
                  personal data: replay them once their cause is fixed (allegro-bridge dlq replay)"
             );
         }
-        self.delete_chunked(req, "dead_letters", "id", DEAD_LETTER_DUE, cutoff)
-            .await
+        if req.dry_run {
+            return self
+                .count_where("dead_letters", DEAD_LETTER_DUE, cutoff)
+                .await;
+        }
+        // The Kennzahlen count dead letters per month: what is deleted is
+        // tallied first, in the same transaction (dead letters are few, so
+        // one statement each, not chunks).
+        let month = match self {
+            Store::Sqlite(_) => "substr(first_seen, 1, 7)",
+            Store::Postgres(_) => "to_char(first_seen AT TIME ZONE 'UTC', 'YYYY-MM')",
+        };
+        let tally = format!(
+            "INSERT INTO dead_letters_purged (month, count) \
+             SELECT {month}, COUNT(*) FROM dead_letters WHERE {DEAD_LETTER_DUE} GROUP BY 1 \
+             ON CONFLICT (month) DO UPDATE SET count = dead_letters_purged.count + excluded.count"
+        );
+        let delete = format!("DELETE FROM dead_letters WHERE {DEAD_LETTER_DUE}");
+        dispatch!(self.begin().await?, Tx, tx => {
+            let mut tx = tx;
+            sqlx::query(sqlx::AssertSqlSafe(tally)).bind(cutoff).execute(&mut *tx).await?;
+            let n = sqlx::query(sqlx::AssertSqlSafe(delete))
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(n)
+        })
     }
 
     async fn purge_sessions(

@@ -17,6 +17,9 @@ pub enum Role {
     Sachbearbeitung,
     /// Sees every case, manages users, sees the dead letters.
     Administration,
+    /// Management (and team leads): sees the Kennzahlen of its own
+    /// Dienststellen, no application and no personal data.
+    Leitung,
 }
 
 impl Role {
@@ -25,11 +28,12 @@ impl Role {
         match self {
             Role::Sachbearbeitung => "sachbearbeitung",
             Role::Administration => "administration",
+            Role::Leitung => "leitung",
         }
     }
 
     /// Every role, for messages naming the allowed values.
-    pub const ALL: [Role; 2] = [Role::Sachbearbeitung, Role::Administration];
+    pub const ALL: [Role; 3] = [Role::Sachbearbeitung, Role::Administration, Role::Leitung];
 }
 
 impl std::str::FromStr for Role {
@@ -39,7 +43,7 @@ impl std::str::FromStr for Role {
             .into_iter()
             .find(|r| r.as_str() == s.trim())
             .ok_or_else(|| {
-                format!("unknown role `{s}`; expected sachbearbeitung or administration")
+                format!("unknown role `{s}`; expected sachbearbeitung, administration or leitung")
             })
     }
 }

@@ -134,6 +134,25 @@ impl Caller {
         self.user.has(Role::Administration)
     }
 
+    /// Whether this user works cases (sees the case list, Mitwirkung and
+    /// applications): caseworkers and administration; `leitung` alone does not.
+    pub fn works_cases(&self) -> bool {
+        self.is_admin() || self.user.has(Role::Sachbearbeitung)
+    }
+
+    /// Whose Kennzahlen this user may see: administration all,
+    /// `leitung` its own Dienststellen; anyone else none.
+    pub fn kennzahlen_scope(&self) -> Option<allegro_store::cases::Scope> {
+        use allegro_store::cases::Scope;
+        if self.is_admin() {
+            Some(Scope::All)
+        } else if self.user.has(Role::Leitung) {
+            Some(Scope::Dienststellen(self.user.dienststellen.clone()))
+        } else {
+            None
+        }
+    }
+
     /// Which cases this user may see.
     pub fn scope(&self) -> allegro_store::cases::Scope {
         use allegro_store::cases::Scope;
@@ -487,7 +506,13 @@ async fn start_session(state: &WorkbenchState, user: &User) -> Result<Response, 
         .audit(&NewAudit::new(&user.name, Action::Login, None), now)
         .await?;
     tracing::info!("workbench login");
-    let mut resp = Redirect::to("/faelle").into_response();
+    // Caseworkers start on the cases, `leitung` alone on the Kennzahlen.
+    let start = if user.has(Role::Sachbearbeitung) || user.has(Role::Administration) {
+        "/faelle"
+    } else {
+        "/kennzahlen"
+    };
+    let mut resp = Redirect::to(start).into_response();
     let h = resp.headers_mut();
     h.append(
         header::SET_COOKIE,

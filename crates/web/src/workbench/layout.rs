@@ -28,6 +28,10 @@ pub struct Layout {
     /// The logged-in user's name (none on the login page).
     pub user: Option<String>,
     pub admin: bool,
+    /// The user works cases (the links to Fälle and Mitwirkung).
+    pub casework: bool,
+    /// The user may see the Kennzahlen.
+    pub kennzahlen: bool,
     /// The CSRF token for this page's forms.
     pub csrf: String,
     /// The page shows input errors: its title starts with "Fehler: ".
@@ -39,6 +43,8 @@ impl Layout {
         Layout {
             user: Some(caller.user.name.clone()),
             admin: caller.is_admin(),
+            casework: caller.works_cases(),
+            kennzahlen: caller.kennzahlen_scope().is_some(),
             csrf: caller.csrf.clone(),
             has_errors: false,
         }

@@ -30,10 +30,12 @@ pub mod actions;
 pub mod admin;
 pub mod antrag;
 pub mod auth;
+pub mod charts;
 pub mod csrf;
 pub mod detail;
 pub mod error;
 pub mod fix;
+pub mod kennzahlen;
 pub mod layout;
 pub mod list;
 pub mod mitwirkung;
@@ -63,9 +65,9 @@ pub fn router(state: WorkbenchState) -> Router {
             state.clone(),
             admin::require_admin,
         ));
-    // Behind login; every POST among them is checked by `csrf::guard`.
-    let private = Router::new()
-        .route("/", get(|| async { Redirect::to("/faelle") }))
+    // The cases and applications: caseworkers and administration only
+    // (`leitung` alone gets 404, audited).
+    let casework = Router::new()
         .route("/faelle", get(list::page).post(list::search))
         .route("/faelle/{id}", get(detail::page))
         .route(
@@ -88,6 +90,23 @@ pub fn router(state: WorkbenchState) -> Router {
         .route("/antraege/{id}/nachweise/{doc}", post(nachweise::change))
         .route("/antraege/{id}/briefe", post(nachweise::write_letter))
         .route("/antraege/{id}/briefe/{letter}", get(nachweise::letter_pdf))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            kennzahlen::require_casework,
+        ));
+    // The figures: `leitung` and administration only.
+    let figures = Router::new()
+        .route("/kennzahlen", get(kennzahlen::page))
+        .route("/kennzahlen.csv", get(kennzahlen::csv))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            kennzahlen::require_kennzahlen,
+        ));
+    // Behind login; every POST among them is checked by `csrf::guard`.
+    let private = Router::new()
+        .route("/", get(home))
+        .merge(casework)
+        .merge(figures)
         .route("/abmelden", post(auth::logout))
         .merge(admin)
         .fallback(layout::fallback)
@@ -111,4 +130,14 @@ pub fn router(state: WorkbenchState) -> Router {
             layout::strict_transport(r, https)
         }))
         .with_state(state)
+}
+
+/// `/`: the start page of the user's work: the cases, or for `leitung`
+/// alone the Kennzahlen.
+async fn home(caller: auth::Caller) -> Redirect {
+    if caller.works_cases() {
+        Redirect::to("/faelle")
+    } else {
+        Redirect::to("/kennzahlen")
+    }
 }

@@ -42,6 +42,7 @@ fn role_name(r: allegro_store::users::Role) -> &'static str {
     match r {
         allegro_store::users::Role::Sachbearbeitung => "Sachbearbeitung",
         allegro_store::users::Role::Administration => "Administration",
+        allegro_store::users::Role::Leitung => "Leitung",
     }
 }
 

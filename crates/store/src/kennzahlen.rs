@@ -1,0 +1,550 @@
+//! The Kennzahlen (figures) of the online intake for a jobcenter's
+//! management: per month (UTC, of receipt) and Dienststelle, how many
+//! applications came in, how many were taken over straight through (no
+//! case), released after correction, closed without import, still open,
+//! dead-lettered; the time from receipt to release (median, 90th
+//! percentile); the rules that cause most cases; the fields caseworkers
+//! correct most; the documents owed that were requested, received in time
+//! and are overdue.
+//!
+//! Everything is read from what retention keeps (antragId, outcome,
+//! timestamps, Dienststelle, mapping, `cases.intake_rules`, audit pointers,
+//! document states) plus `dead_letters_purged`, the count of dead-letter
+//! rows a purge deleted; so a month's figures are the same before and after
+//! its purge. Nothing here returns an antragId, a name or a value.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use sqlx::QueryBuilder;
+
+use crate::cases::Scope;
+use crate::{Store, StoreError};
+
+/// A calendar month, e.g. `2026-11`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Monat {
+    pub jahr: i32,
+    pub monat: u32,
+}
+
+impl Monat {
+    /// From `YYYY-MM`; `Err` says what was expected.
+    pub fn parse(s: &str) -> Result<Monat, String> {
+        let bad = || format!("`{s}` ist kein Monat der Form JJJJ-MM (z. B. 2026-11)");
+        let (y, m) = s.trim().split_once('-').ok_or_else(bad)?;
+        let jahr: i32 = y.parse().map_err(|_| bad())?;
+        let monat: u32 = m.parse().map_err(|_| bad())?;
+        if y.len() != 4 || m.len() != 2 || !(1..=12).contains(&monat) {
+            return Err(bad());
+        }
+        Ok(Monat { jahr, monat })
+    }
+
+    /// The month `t` falls in (UTC).
+    pub fn of(t: DateTime<Utc>) -> Monat {
+        Monat {
+            jahr: t.year(),
+            monat: t.month(),
+        }
+    }
+
+    /// The month after this one.
+    pub fn next(self) -> Monat {
+        if self.monat == 12 {
+            Monat {
+                jahr: self.jahr + 1,
+                monat: 1,
+            }
+        } else {
+            Monat {
+                jahr: self.jahr,
+                monat: self.monat + 1,
+            }
+        }
+    }
+
+    /// Its first instant (UTC).
+    pub fn start(self) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(self.jahr, self.monat, 1, 0, 0, 0)
+            .single()
+            .expect("a valid month")
+    }
+
+    /// Every month from `self` to `bis`, both included.
+    pub fn bis(self, bis: Monat) -> Vec<Monat> {
+        let mut out = Vec::new();
+        let mut m = self;
+        while m <= bis && out.len() < 1200 {
+            out.push(m);
+            m = m.next();
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Monat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.jahr, self.monat)
+    }
+}
+
+/// Which applications the figures are about.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// First month (included).
+    pub von: Monat,
+    /// Last month (included).
+    pub bis: Monat,
+    /// The Dienststellen the reader may see.
+    pub scope: Scope,
+    /// Only this Dienststelle.
+    pub dienststelle: Option<String>,
+    /// Only this mapping (form and version, e.g. `bg-ha-1.0`).
+    pub mapping: Option<String>,
+    /// The day overdue is measured against.
+    pub heute: NaiveDate,
+}
+
+impl Filter {
+    /// Whether dead letters belong in these figures: they have no
+    /// Dienststelle or form, so only an unfiltered view of all counts them.
+    fn with_dead_letters(&self) -> bool {
+        matches!(self.scope, Scope::All) && self.dienststelle.is_none() && self.mapping.is_none()
+    }
+}
+
+/// The figures of one month and Dienststelle (or of a whole period).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Zeile {
+    /// `None` for dead letters, whose Dienststelle cannot be read, and for
+    /// a sum over several.
+    pub dienststelle: Option<String>,
+    /// Everything that arrived: stored applications and dead letters.
+    pub eingegangen: i64,
+    /// Accepted without a case: taken over without retyping.
+    pub direkt: i64,
+    /// Cases released after correction.
+    pub nach_korrektur: i64,
+    /// Cases closed without an import.
+    pub ohne_import: i64,
+    /// Cases open or deferred.
+    pub offen: i64,
+    /// Dead letters (not readable as an application).
+    pub unlesbar: i64,
+    /// Hours from receipt to release: median and 90th percentile (linear
+    /// interpolation between the closest ranks, as SQL's `percentile_cont`).
+    pub median_stunden: Option<f64>,
+    pub p90_stunden: Option<f64>,
+    /// Documents owed that were requested by letter.
+    pub nachweise_angefordert: i64,
+    /// Of those, received by their deadline.
+    pub nachweise_fristgerecht: i64,
+    /// Requested, not received, deadline passed.
+    pub nachweise_ueberfaellig: i64,
+}
+
+impl Zeile {
+    /// The share taken over straight through, if anything arrived.
+    pub fn quote(&self) -> Option<f64> {
+        (self.eingegangen > 0).then(|| self.direkt as f64 / self.eingegangen as f64)
+    }
+
+    fn add(&mut self, o: &Zeile) {
+        self.eingegangen += o.eingegangen;
+        self.direkt += o.direkt;
+        self.nach_korrektur += o.nach_korrektur;
+        self.ohne_import += o.ohne_import;
+        self.offen += o.offen;
+        self.unlesbar += o.unlesbar;
+        self.nachweise_angefordert += o.nachweise_angefordert;
+        self.nachweise_fristgerecht += o.nachweise_fristgerecht;
+        self.nachweise_ueberfaellig += o.nachweise_ueberfaellig;
+    }
+}
+
+/// The figures of a period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Kennzahlen {
+    /// Per month and Dienststelle, months in order, Dienststellen by number
+    /// (dead letters last in their month).
+    pub zeilen: Vec<(Monat, Zeile)>,
+    /// Per month, summed over the Dienststellen (every month of the period,
+    /// also those without any application).
+    pub monate: Vec<(Monat, Zeile)>,
+    /// The whole period.
+    pub summe: Zeile,
+    /// Rules by the number of cases they were among the errors of, most
+    /// first (at most ten), and how many cases there were in all.
+    pub regeln: Vec<(String, i64)>,
+    pub faelle: i64,
+    /// Fields by the number of cases in which a caseworker corrected them,
+    /// most first (at most ten); list indexes as `*`
+    /// (`/weiterePersonen/*/geburtsdatum`).
+    pub felder: Vec<(String, i64)>,
+}
+
+type Key = (String, Option<String>);
+
+impl Store {
+    /// The figures of the applications `f` selects.
+    pub async fn kennzahlen(&self, f: &Filter) -> Result<Kennzahlen, StoreError> {
+        let mut rows: BTreeMap<Key, Zeile> = BTreeMap::new();
+        for (m, d, z) in self.outcome_counts(f).await? {
+            *rows.entry((m, d)).or_default() = z;
+        }
+        for (m, d, req, in_time, overdue) in self.document_counts(f).await? {
+            let z = rows.entry((m, d)).or_default();
+            z.nachweise_angefordert = req;
+            z.nachweise_fristgerecht = in_time;
+            z.nachweise_ueberfaellig = overdue;
+        }
+        if f.with_dead_letters() {
+            for (m, n) in self.dead_letter_counts(f).await? {
+                let z = rows.entry((m, None)).or_default();
+                z.unlesbar += n;
+                z.eingegangen += n;
+            }
+        }
+        let durations = self.release_hours(f).await?;
+        let (cases, rules) = self.case_rules(f).await?;
+        let fields = self.corrected_fields(f).await?;
+        Ok(assemble(f, rows, durations, cases, rules, fields))
+    }
+
+    /// Per month and Dienststelle: received, accepted, released, closed, open.
+    async fn outcome_counts(
+        &self,
+        f: &Filter,
+    ) -> Result<Vec<(String, Option<String>, Zeile)>, StoreError> {
+        let month = self.month_of("a.created_at");
+        let sql = format!(
+            "SELECT {month} AS m, a.dienststellennummer AS d, COUNT(*) AS n, \
+             CAST(SUM(CASE WHEN a.outcome = 'accepted' THEN 1 ELSE 0 END) AS BIGINT) AS direkt, \
+             CAST(SUM(CASE WHEN c.status = 'released' THEN 1 ELSE 0 END) AS BIGINT) AS released, \
+             CAST(SUM(CASE WHEN c.status = 'closed' THEN 1 ELSE 0 END) AS BIGINT) AS closed, \
+             CAST(SUM(CASE WHEN c.status IN ('open', 'deferred') THEN 1 ELSE 0 END) AS BIGINT) AS open \
+             FROM applications a LEFT JOIN cases c ON c.antrag_id = a.antrag_id"
+        );
+        type Row = (String, Option<String>, i64, i64, i64, i64, i64);
+        let rows: Vec<Row> = dispatch!(self, Store, p => {
+            let mut qb = QueryBuilder::new(sql);
+            push_where(&mut qb, f);
+            qb.push(" GROUP BY 1, 2");
+            qb.build_query_as().fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(m, d, n, direkt, released, closed, open)| {
+                let z = Zeile {
+                    dienststelle: d.clone(),
+                    eingegangen: n,
+                    direkt,
+                    nach_korrektur: released,
+                    ohne_import: closed,
+                    offen: open,
+                    ..Zeile::default()
+                };
+                (m, d, z)
+            })
+            .collect())
+    }
+
+    /// Per month and Dienststelle: documents requested, received in time, overdue.
+    async fn document_counts(
+        &self,
+        f: &Filter,
+    ) -> Result<Vec<(String, Option<String>, i64, i64, i64)>, StoreError> {
+        let month = self.month_of("a.created_at");
+        let sql = format!(
+            "SELECT {month} AS m, a.dienststellennummer AS d, \
+             CAST(SUM(CASE WHEN o.requested_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN o.requested_at IS NOT NULL AND o.state = 'eingegangen' \
+                      AND o.received_on <= o.deadline THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN o.state = 'angefordert' AND o.deadline < "
+        );
+        dispatch!(self, Store, p => {
+            let mut qb = QueryBuilder::new(sql);
+            qb.push_bind(f.heute);
+            qb.push(" THEN 1 ELSE 0 END) AS BIGINT) FROM documents_owed o \
+                      JOIN applications a ON a.antrag_id = o.antrag_id");
+            push_where(&mut qb, f);
+            qb.push(" GROUP BY 1, 2");
+            Ok(qb.build_query_as().fetch_all(p).await?)
+        })
+    }
+
+    /// Dead letters per month: those in the log and those a purge deleted.
+    async fn dead_letter_counts(&self, f: &Filter) -> Result<Vec<(String, i64)>, StoreError> {
+        let month = self.month_of("first_seen");
+        let sql = format!(
+            "SELECT m, CAST(SUM(n) AS BIGINT) FROM ( \
+               SELECT {month} AS m, COUNT(*) AS n FROM dead_letters \
+               WHERE first_seen >= $1 AND first_seen < $2 GROUP BY 1 \
+               UNION ALL \
+               SELECT month AS m, count AS n FROM dead_letters_purged \
+               WHERE month >= $3 AND month <= $4) t GROUP BY m"
+        );
+        let (from, to) = (f.von.start(), f.bis.next().start());
+        dispatch!(self, Store, p => {
+            let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(from)
+                .bind(to)
+                .bind(f.von.to_string())
+                .bind(f.bis.to_string())
+                .fetch_all(p)
+                .await?;
+            Ok(rows)
+        })
+    }
+
+    /// Hours from receipt to release of every released case, with its month
+    /// and Dienststelle.
+    async fn release_hours(&self, f: &Filter) -> Result<Vec<(Key, f64)>, StoreError> {
+        let month = self.month_of("a.created_at");
+        let sql = format!(
+            "SELECT {month}, a.dienststellennummer, a.created_at, c.updated_at \
+             FROM applications a JOIN cases c ON c.antrag_id = a.antrag_id"
+        );
+        type Row = (String, Option<String>, DateTime<Utc>, DateTime<Utc>);
+        let rows: Vec<Row> = dispatch!(self, Store, p => {
+            let mut qb = QueryBuilder::new(sql);
+            push_where(&mut qb, f);
+            qb.push(" AND c.status = 'released'");
+            qb.build_query_as().fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(m, d, received, released)| {
+                let secs = (released - received).num_milliseconds() as f64 / 1000.0;
+                ((m, d), secs / 3600.0)
+            })
+            .collect())
+    }
+
+    /// How many cases, and per rule how many of them it was an error of.
+    async fn case_rules(&self, f: &Filter) -> Result<(i64, BTreeMap<String, i64>), StoreError> {
+        let rows: Vec<(String, i64)> = dispatch!(self, Store, p => {
+            let mut qb = QueryBuilder::new(
+                "SELECT c.intake_rules, COUNT(*) FROM applications a \
+                 JOIN cases c ON c.antrag_id = a.antrag_id",
+            );
+            push_where(&mut qb, f);
+            qb.push(" GROUP BY c.intake_rules");
+            qb.build_query_as().fetch_all(p).await?
+        });
+        let mut total = 0;
+        let mut rules = BTreeMap::new();
+        for (list, n) in rows {
+            total += n;
+            for r in list.split(',').filter(|r| !r.is_empty()) {
+                *rules.entry(r.to_string()).or_insert(0) += n;
+            }
+        }
+        Ok((total, rules))
+    }
+
+    /// Per field (list indexes as `*`): in how many cases it was corrected.
+    async fn corrected_fields(&self, f: &Filter) -> Result<BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = dispatch!(self, Store, p => {
+            let mut qb = QueryBuilder::new(
+                "SELECT e.pointer, COUNT(*) FROM (SELECT DISTINCT antrag_id, pointer FROM audit \
+                 WHERE action = 'edit' AND pointer IS NOT NULL) e \
+                 JOIN applications a ON a.antrag_id = e.antrag_id",
+            );
+            push_where(&mut qb, f);
+            qb.push(" GROUP BY e.pointer");
+            qb.build_query_as().fetch_all(p).await?
+        });
+        let mut out = BTreeMap::new();
+        for (pointer, n) in rows {
+            *out.entry(generic_pointer(&pointer)).or_insert(0) += n;
+        }
+        Ok(out)
+    }
+
+    /// The SQL of the month (`YYYY-MM`, UTC) of a timestamp column.
+    fn month_of(&self, column: &str) -> String {
+        match self {
+            // sqlx writes timestamps as RFC 3339 text in UTC.
+            Store::Sqlite(_) => format!("substr({column}, 1, 7)"),
+            Store::Postgres(_) => format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM')"),
+        }
+    }
+}
+
+/// The WHERE clause on the applications `a` of the filter.
+fn push_where<DB>(qb: &mut QueryBuilder<DB>, f: &Filter)
+where
+    DB: sqlx::Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> DateTime<Utc>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    qb.push(" WHERE a.created_at >= ")
+        .push_bind(f.von.start())
+        .push(" AND a.created_at < ")
+        .push_bind(f.bis.next().start());
+    match &f.scope {
+        Scope::All => {}
+        Scope::Dienststellen(list) if list.is_empty() => {
+            qb.push(" AND 1 = 0");
+        }
+        Scope::Dienststellen(list) => {
+            qb.push(" AND a.dienststellennummer IN (");
+            let mut sep = qb.separated(", ");
+            for d in list {
+                sep.push_bind(d.clone());
+            }
+            qb.push(")");
+        }
+    }
+    if let Some(d) = &f.dienststelle {
+        qb.push(" AND a.dienststellennummer = ")
+            .push_bind(d.clone());
+    }
+    if let Some(m) = &f.mapping {
+        qb.push(" AND a.mapping = ").push_bind(m.clone());
+    }
+}
+
+/// `/weiterePersonen/1/geburtsdatum` → `/weiterePersonen/*/geburtsdatum`.
+pub fn generic_pointer(p: &str) -> String {
+    p.split('/')
+        .map(|s| {
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                "*"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The `q`-quantile of sorted `xs` by linear interpolation between the
+/// closest ranks (SQL's `percentile_cont`).
+pub fn quantile(xs: &[f64], q: f64) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    let pos = q * (xs.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo as f64))
+}
+
+fn percentiles(z: &mut Zeile, hours: &mut [f64]) {
+    hours.sort_by(f64::total_cmp);
+    z.median_stunden = quantile(hours, 0.5);
+    z.p90_stunden = quantile(hours, 0.9);
+}
+
+/// Rows, month sums and the period's sum, with their percentiles; the top ten
+/// rules and fields.
+fn assemble(
+    f: &Filter,
+    mut rows: BTreeMap<Key, Zeile>,
+    durations: Vec<(Key, f64)>,
+    faelle: i64,
+    rules: BTreeMap<String, i64>,
+    fields: BTreeMap<String, i64>,
+) -> Kennzahlen {
+    let mut by_row: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
+    let mut by_month: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut all = Vec::with_capacity(durations.len());
+    for ((m, d), h) in durations {
+        by_month.entry(m.clone()).or_default().push(h);
+        by_row.entry((m, d)).or_default().push(h);
+        all.push(h);
+    }
+    let mut monate: Vec<(Monat, Zeile)> = f
+        .von
+        .bis(f.bis)
+        .into_iter()
+        .map(|m| (m, Zeile::default()))
+        .collect();
+    let mut summe = Zeile::default();
+    let mut zeilen = Vec::with_capacity(rows.len());
+    // Dead letters (no Dienststelle) last within their month.
+    let mut keys: Vec<Key> = rows.keys().cloned().collect();
+    keys.sort_by(|a, b| (&a.0, a.1.is_none(), &a.1).cmp(&(&b.0, b.1.is_none(), &b.1)));
+    for key in keys {
+        let mut z = rows.remove(&key).unwrap_or_default();
+        z.dienststelle = key.1.clone();
+        if let Some(h) = by_row.get_mut(&key) {
+            percentiles(&mut z, h);
+        }
+        let Ok(m) = Monat::parse(&key.0) else {
+            continue;
+        };
+        if let Some((_, sum)) = monate.iter_mut().find(|(mm, _)| *mm == m) {
+            sum.add(&z);
+        }
+        summe.add(&z);
+        zeilen.push((m, z));
+    }
+    for (m, z) in &mut monate {
+        if let Some(h) = by_month.get_mut(&m.to_string()) {
+            percentiles(z, h);
+        }
+    }
+    percentiles(&mut summe, &mut all);
+    Kennzahlen {
+        zeilen,
+        monate,
+        summe,
+        regeln: top_ten(rules),
+        faelle,
+        felder: top_ten(fields),
+    }
+}
+
+/// The ten largest, ties by name.
+fn top_ten(counts: BTreeMap<String, i64>) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(10);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_parse_and_step() {
+        let m = Monat::parse("2026-11").unwrap();
+        assert_eq!(m.next().to_string(), "2026-12");
+        assert_eq!(m.next().next().to_string(), "2027-01");
+        assert_eq!(
+            Monat::parse("2026-01")
+                .unwrap()
+                .bis(Monat::parse("2026-03").unwrap())
+                .len(),
+            3
+        );
+        for bad in ["2026-13", "2026-1", "26-11", "2026/11", "", "2026-00"] {
+            assert!(Monat::parse(bad).unwrap_err().contains("JJJJ-MM"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quantiles_interpolate_like_percentile_cont() {
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile(&[4.0], 0.9), Some(4.0));
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
+        let q = quantile(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], 0.9).unwrap();
+        assert!((q - 9.1).abs() < 1e-9, "{q}");
+    }
+
+    #[test]
+    fn list_indexes_become_stars() {
+        assert_eq!(
+            generic_pointer("/weiterePersonen/12/geburtsdatum"),
+            "/weiterePersonen/*/geburtsdatum"
+        );
+        assert_eq!(
+            generic_pointer("/bankverbindung/iban"),
+            "/bankverbindung/iban"
+        );
+    }
+}
