@@ -229,7 +229,7 @@ fn main() {
             .await
             .unwrap();
             if let Store::Postgres(p) = &admin {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
                     .execute(p)
                     .await
                     .unwrap();
@@ -242,7 +242,7 @@ fn main() {
             .unwrap();
             run("PostgreSQL", store, pg_n, rounds).await;
             if let Store::Postgres(p) = &admin {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{db}\"")))
                     .execute(p)
                     .await
                     .unwrap();

@@ -508,6 +508,27 @@ async fn upgrade(db: Db) {
         .collect();
     let era_open: BTreeSet<Uuid> = era.open_cases().iter().map(|c| c.antrag_id).collect();
     assert_eq!(open, era_open);
+    // The Kennzahlen count the old cases' rules (`intake_rules` is filled
+    // from their stored findings by the migration).
+    let first = era.apps.iter().map(|a| a.created_at).min().unwrap();
+    let k = store
+        .kennzahlen(&allegro_store::kennzahlen::Filter {
+            von: allegro_store::kennzahlen::Monat::of(first),
+            bis: allegro_store::kennzahlen::Monat::of(Utc::now()),
+            scope: allegro_store::cases::Scope::All,
+            dienststelle: None,
+            mapping: None,
+            heute: Utc::now().date_naive(),
+        })
+        .await
+        .unwrap();
+    let cases = era.cases.len() as i64;
+    assert_eq!(k.faelle, cases);
+    assert!(
+        k.regeln.contains(&("IBAN-UNGUELTIG".to_string(), cases)),
+        "{:?}",
+        k.regeln
+    );
     store.close().await;
 
     // The dead-letter log still lists the open dead letters (size unknown).

@@ -315,20 +315,7 @@ where
     for<'t> DateTime<Utc>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
 {
     qb.push(" WHERE c.status IN ('open', 'deferred')");
-    match &q.scope {
-        Scope::All => {}
-        Scope::Dienststellen(list) if list.is_empty() => {
-            qb.push(" AND 1 = 0");
-        }
-        Scope::Dienststellen(list) => {
-            qb.push(" AND c.dienststellennummer IN (");
-            let mut sep = qb.separated(", ");
-            for d in list {
-                sep.push_bind(d.clone());
-            }
-            qb.push(")");
-        }
-    }
+    push_scope(qb, "c.dienststellennummer", &q.scope);
     if let Some(d) = &q.dienststelle {
         qb.push(" AND c.dienststellennummer = ")
             .push_bind(d.clone());
@@ -350,6 +337,29 @@ where
             qb.push(" AND c.applicant_key LIKE ")
                 .push_bind(like_anywhere(n))
                 .push(" ESCAPE '\\'");
+        }
+    }
+}
+
+/// Appends ` AND <column> IN (...)` for the Dienststellen of `scope`
+/// (nothing for all, a false condition for none).
+pub(crate) fn push_scope<DB>(qb: &mut QueryBuilder<DB>, column: &str, scope: &Scope)
+where
+    DB: sqlx::Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    match scope {
+        Scope::All => {}
+        Scope::Dienststellen(list) if list.is_empty() => {
+            qb.push(" AND 1 = 0");
+        }
+        Scope::Dienststellen(list) => {
+            qb.push(format!(" AND {column} IN ("));
+            let mut sep = qb.separated(", ");
+            for d in list {
+                sep.push_bind(d.clone());
+            }
+            qb.push(")");
         }
     }
 }

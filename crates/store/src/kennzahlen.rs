@@ -189,65 +189,87 @@ type Key = (String, Option<String>);
 impl Store {
     /// The figures of the applications `f` selects.
     pub async fn kennzahlen(&self, f: &Filter) -> Result<Kennzahlen, StoreError> {
+        // The queries are independent: side by side, on as many connections.
+        let dead = async {
+            if f.with_dead_letters() {
+                self.dead_letter_counts(f).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (outcomes, documents, dead, durations, (cases, rules), fields) = tokio::try_join!(
+            self.outcome_counts(f),
+            self.document_counts(f),
+            dead,
+            self.release_hours(f),
+            self.case_rules(f),
+            self.corrected_fields(f),
+        )?;
         let mut rows: BTreeMap<Key, Zeile> = BTreeMap::new();
-        for (m, d, z) in self.outcome_counts(f).await? {
+        for (m, d, z) in outcomes {
             *rows.entry((m, d)).or_default() = z;
         }
-        for (m, d, req, in_time, overdue) in self.document_counts(f).await? {
+        for (m, d, req, in_time, overdue) in documents {
             let z = rows.entry((m, d)).or_default();
             z.nachweise_angefordert = req;
             z.nachweise_fristgerecht = in_time;
             z.nachweise_ueberfaellig = overdue;
         }
-        if f.with_dead_letters() {
-            for (m, n) in self.dead_letter_counts(f).await? {
-                let z = rows.entry((m, None)).or_default();
-                z.unlesbar += n;
-                z.eingegangen += n;
-            }
+        for (m, n) in dead {
+            let z = rows.entry((m, None)).or_default();
+            z.unlesbar += n;
+            z.eingegangen += n;
         }
-        let durations = self.release_hours(f).await?;
-        let (cases, rules) = self.case_rules(f).await?;
-        let fields = self.corrected_fields(f).await?;
         Ok(assemble(f, rows, durations, cases, rules, fields))
     }
 
-    /// Per month and Dienststelle: received, accepted, released, closed, open.
+    /// Per month and Dienststelle: received, accepted (from the applications
+    /// alone, along their covering index), released, closed, open (from the
+    /// cases alone: a case has its application's receipt time and
+    /// Dienststelle).
     async fn outcome_counts(
         &self,
         f: &Filter,
     ) -> Result<Vec<(String, Option<String>, Zeile)>, StoreError> {
         let month = self.month_of("a.created_at");
-        let sql = format!(
+        let apps = format!(
             "SELECT {month} AS m, a.dienststellennummer AS d, COUNT(*) AS n, \
-             CAST(SUM(CASE WHEN a.outcome = 'accepted' THEN 1 ELSE 0 END) AS BIGINT) AS direkt, \
-             CAST(SUM(CASE WHEN c.status = 'released' THEN 1 ELSE 0 END) AS BIGINT) AS released, \
-             CAST(SUM(CASE WHEN c.status = 'closed' THEN 1 ELSE 0 END) AS BIGINT) AS closed, \
-             CAST(SUM(CASE WHEN c.status IN ('open', 'deferred') THEN 1 ELSE 0 END) AS BIGINT) AS open \
-             FROM applications a LEFT JOIN cases c ON c.antrag_id = a.antrag_id"
+             CAST(SUM(CASE WHEN a.outcome = 'accepted' THEN 1 ELSE 0 END) AS BIGINT) AS direkt \
+             FROM applications a"
         );
-        type Row = (String, Option<String>, i64, i64, i64, i64, i64);
-        let rows: Vec<Row> = dispatch!(self, Store, p => {
-            let mut qb = QueryBuilder::new(sql);
-            push_where(&mut qb, f);
-            qb.push(" GROUP BY 1, 2");
-            qb.build_query_as().fetch_all(p).await?
+        let month = self.month_of("c.created_at");
+        let cases = format!(
+            "SELECT {month} AS m, c.dienststellennummer AS d, \
+             CAST(SUM(CASE WHEN c.status = 'released' THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN c.status = 'closed' THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN c.status IN ('open', 'deferred') THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM {}",
+            cases_source(f)
+        );
+        type Apps = (String, Option<String>, i64, i64);
+        type Cases = (String, Option<String>, i64, i64, i64);
+        let (apps, cases): (Vec<Apps>, Vec<Cases>) = dispatch!(self, Store, p => {
+            let mut qa = QueryBuilder::new(apps);
+            push_where(&mut qa, f, "a");
+            qa.push(" GROUP BY 1, 2");
+            let mut qc = QueryBuilder::new(cases);
+            push_where(&mut qc, f, "c");
+            qc.push(" GROUP BY 1, 2");
+            tokio::try_join!(qa.build_query_as().fetch_all(p), qc.build_query_as().fetch_all(p))?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(m, d, n, direkt, released, closed, open)| {
-                let z = Zeile {
-                    dienststelle: d.clone(),
-                    eingegangen: n,
-                    direkt,
-                    nach_korrektur: released,
-                    ohne_import: closed,
-                    offen: open,
-                    ..Zeile::default()
-                };
-                (m, d, z)
-            })
-            .collect())
+        let mut rows: BTreeMap<Key, Zeile> = BTreeMap::new();
+        for (m, d, n, direkt) in apps {
+            let z = rows.entry((m, d.clone())).or_default();
+            z.eingegangen = n;
+            z.direkt = direkt;
+        }
+        for (m, d, released, closed, open) in cases {
+            let z = rows.entry((m, d)).or_default();
+            z.nach_korrektur = released;
+            z.ohne_import = closed;
+            z.offen = open;
+        }
+        Ok(rows.into_iter().map(|((m, d), z)| (m, d, z)).collect())
     }
 
     /// Per month and Dienststelle: documents requested, received in time, overdue.
@@ -268,7 +290,7 @@ impl Store {
             qb.push_bind(f.heute);
             qb.push(" THEN 1 ELSE 0 END) AS BIGINT) FROM documents_owed o \
                       JOIN applications a ON a.antrag_id = o.antrag_id");
-            push_where(&mut qb, f);
+            push_where(&mut qb, f, "a");
             qb.push(" GROUP BY 1, 2");
             Ok(qb.build_query_as().fetch_all(p).await?)
         })
@@ -301,35 +323,35 @@ impl Store {
     /// Hours from receipt to release of every released case, with its month
     /// and Dienststelle.
     async fn release_hours(&self, f: &Filter) -> Result<Vec<(Key, f64)>, StoreError> {
-        let month = self.month_of("a.created_at");
+        let month = self.month_of("c.created_at");
+        let hours = match self {
+            Store::Sqlite(_) => "(julianday(c.updated_at) - julianday(c.created_at)) * 24.0",
+            Store::Postgres(_) => {
+                "CAST(EXTRACT(EPOCH FROM (c.updated_at - c.created_at)) / 3600.0 AS DOUBLE PRECISION)"
+            }
+        };
         let sql = format!(
-            "SELECT {month}, a.dienststellennummer, a.created_at, c.updated_at \
-             FROM applications a JOIN cases c ON c.antrag_id = a.antrag_id"
+            "SELECT {month}, c.dienststellennummer, {hours} FROM {}",
+            cases_source(f)
         );
-        type Row = (String, Option<String>, DateTime<Utc>, DateTime<Utc>);
+        type Row = (String, Option<String>, f64);
         let rows: Vec<Row> = dispatch!(self, Store, p => {
             let mut qb = QueryBuilder::new(sql);
-            push_where(&mut qb, f);
+            push_where(&mut qb, f, "c");
             qb.push(" AND c.status = 'released'");
             qb.build_query_as().fetch_all(p).await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(m, d, received, released)| {
-                let secs = (released - received).num_milliseconds() as f64 / 1000.0;
-                ((m, d), secs / 3600.0)
-            })
-            .collect())
+        Ok(rows.into_iter().map(|(m, d, h)| ((m, d), h)).collect())
     }
 
     /// How many cases, and per rule how many of them it was an error of.
     async fn case_rules(&self, f: &Filter) -> Result<(i64, BTreeMap<String, i64>), StoreError> {
         let rows: Vec<(String, i64)> = dispatch!(self, Store, p => {
-            let mut qb = QueryBuilder::new(
-                "SELECT c.intake_rules, COUNT(*) FROM applications a \
-                 JOIN cases c ON c.antrag_id = a.antrag_id",
-            );
-            push_where(&mut qb, f);
+            let mut qb = QueryBuilder::new(format!(
+                "SELECT c.intake_rules, COUNT(*) FROM {}",
+                cases_source(f)
+            ));
+            push_where(&mut qb, f, "c");
             qb.push(" GROUP BY c.intake_rules");
             qb.build_query_as().fetch_all(p).await?
         });
@@ -348,11 +370,11 @@ impl Store {
     async fn corrected_fields(&self, f: &Filter) -> Result<BTreeMap<String, i64>, StoreError> {
         let rows: Vec<(String, i64)> = dispatch!(self, Store, p => {
             let mut qb = QueryBuilder::new(
-                "SELECT e.pointer, COUNT(*) FROM (SELECT DISTINCT antrag_id, pointer FROM audit \
+                format!("SELECT e.pointer, COUNT(*) FROM (SELECT DISTINCT antrag_id, pointer FROM audit \
                  WHERE action = 'edit' AND pointer IS NOT NULL) e \
-                 JOIN applications a ON a.antrag_id = e.antrag_id",
+                 JOIN cases c ON c.antrag_id = e.antrag_id{}", mapping_join(f)),
             );
-            push_where(&mut qb, f);
+            push_where(&mut qb, f, "c");
             qb.push(" GROUP BY e.pointer");
             qb.build_query_as().fetch_all(p).await?
         });
@@ -373,33 +395,38 @@ impl Store {
     }
 }
 
-/// The WHERE clause on the applications `a` of the filter.
-fn push_where<DB>(qb: &mut QueryBuilder<DB>, f: &Filter)
+/// The cases, joined to their applications only when the filter needs the
+/// mapping (which only the application has).
+fn cases_source(f: &Filter) -> String {
+    format!("cases c{}", mapping_join(f))
+}
+
+/// The join from the cases `c` to their applications `a`, when the filter
+/// needs the mapping.
+fn mapping_join(f: &Filter) -> &'static str {
+    if f.mapping.is_some() {
+        " JOIN applications a ON a.antrag_id = c.antrag_id"
+    } else {
+        ""
+    }
+}
+
+/// The WHERE clause of the filter on the table `t` (`a`: applications,
+/// `c`: cases; both carry the receipt time and the Dienststelle); the
+/// mapping is always `a.mapping`.
+fn push_where<DB>(qb: &mut QueryBuilder<DB>, f: &Filter, t: &str)
 where
     DB: sqlx::Database,
     for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     for<'t> DateTime<Utc>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
 {
-    qb.push(" WHERE a.created_at >= ")
+    qb.push(format!(" WHERE {t}.created_at >= "))
         .push_bind(f.von.start())
-        .push(" AND a.created_at < ")
+        .push(format!(" AND {t}.created_at < "))
         .push_bind(f.bis.next().start());
-    match &f.scope {
-        Scope::All => {}
-        Scope::Dienststellen(list) if list.is_empty() => {
-            qb.push(" AND 1 = 0");
-        }
-        Scope::Dienststellen(list) => {
-            qb.push(" AND a.dienststellennummer IN (");
-            let mut sep = qb.separated(", ");
-            for d in list {
-                sep.push_bind(d.clone());
-            }
-            qb.push(")");
-        }
-    }
+    crate::cases::push_scope(qb, &format!("{t}.dienststellennummer"), &f.scope);
     if let Some(d) = &f.dienststelle {
-        qb.push(" AND a.dienststellennummer = ")
+        qb.push(format!(" AND {t}.dienststellennummer = "))
             .push_bind(d.clone());
     }
     if let Some(m) = &f.mapping {

@@ -4,11 +4,33 @@
 -- The rules a case was opened for (`,r1,r2,` like error_rules, which a
 -- release empties); set once when the case is stored, kept by retention.
 ALTER TABLE cases ADD COLUMN intake_rules TEXT NOT NULL DEFAULT '';
-UPDATE cases c SET intake_rules = coalesce((
-    SELECT ',' || string_agg(DISTINCT f->>'rule', ',' ORDER BY f->>'rule') || ','
-    FROM jsonb_array_elements(a.findings::jsonb) f
-    WHERE f->>'severity' = 'error'), '')
-FROM applications a WHERE a.antrag_id = c.antrag_id;
+-- Set-based; should a stored findings column not parse, row by row,
+-- leaving that one case empty.
+DO $$
+BEGIN
+    UPDATE cases c SET intake_rules = coalesce((
+        SELECT ',' || string_agg(DISTINCT f->>'rule', ',' ORDER BY f->>'rule') || ','
+        FROM jsonb_array_elements(a.findings::jsonb) f
+        WHERE f->>'severity' = 'error'), '')
+    FROM applications a WHERE a.antrag_id = c.antrag_id;
+EXCEPTION WHEN others THEN
+    DECLARE r RECORD;
+    BEGIN
+        FOR r IN SELECT antrag_id FROM cases LOOP
+            BEGIN
+                UPDATE cases c SET intake_rules = coalesce((
+                    SELECT ',' || string_agg(DISTINCT f->>'rule', ',' ORDER BY f->>'rule') || ','
+                    FROM jsonb_array_elements(a.findings::jsonb) f
+                    WHERE f->>'severity' = 'error'), '')
+                FROM applications a
+                WHERE a.antrag_id = c.antrag_id AND c.antrag_id = r.antrag_id;
+            EXCEPTION WHEN others THEN
+                NULL;
+            END;
+        END LOOP;
+    END;
+END
+$$;
 
 -- Dead-letter log rows a purge deleted, counted per month (UTC) of their
 -- first sighting, so a month's figures stay the same after its purge.
@@ -20,5 +42,5 @@ CREATE TABLE dead_letters_purged (
 -- The figures scan applications by receipt; the covering index keeps the
 -- scan off the heap (bodies).
 CREATE INDEX applications_received ON applications (created_at)
-    INCLUDE (dienststellennummer, outcome, mapping);
+    INCLUDE (dienststellennummer, outcome, mapping, antrag_id);
 CREATE INDEX audit_edits ON audit (antrag_id, pointer) WHERE action = 'edit';
