@@ -222,18 +222,13 @@ fn main() {
         }
         if pg_n > 0 {
             let db = unique("kz_bench");
-            let admin = Store::connect(&StoreConfig {
-                url: pg_admin_url(),
-                ..StoreConfig::default()
-            })
-            .await
-            .unwrap();
-            if let Store::Postgres(p) = &admin {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
-                    .execute(p)
-                    .await
-                    .unwrap();
-            }
+            // The admin connection is a plain pool: the bench's database is
+            // the only one the store migrates.
+            let admin = sqlx::PgPool::connect(&pg_admin_url()).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
+                .execute(&admin)
+                .await
+                .unwrap();
             let store = Store::connect(&StoreConfig {
                 url: pg_url_for(&db),
                 ..StoreConfig::default()
@@ -241,12 +236,10 @@ fn main() {
             .await
             .unwrap();
             run("PostgreSQL", store, pg_n, rounds).await;
-            if let Store::Postgres(p) = &admin {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{db}\"")))
-                    .execute(p)
-                    .await
-                    .unwrap();
-            }
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{db}\"")))
+                .execute(&admin)
+                .await
+                .unwrap();
         }
     });
 }

@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
 use allegro_store::cases::Scope;
-use allegro_store::kennzahlen::{Filter, Kennzahlen, Monat, Zeile};
+use allegro_store::kennzahlen::{Filter, Kennzahlen, Monat, Stelle, Zeile};
 use allegro_store::Store;
 
 use super::ops::load_settings;
@@ -102,8 +102,9 @@ fn zeile(z: &Zeile) -> Value {
     })
 }
 
-/// The figures as JSON: rows per month and Dienststelle (`null`: dead
-/// letters), sums per month and for the period, rules and fields.
+/// The figures as JSON: rows per month and Dienststelle (`art`:
+/// `dienststelle`, `ohne_dienststelle` or `unlesbar` for the dead letters),
+/// sums per month and for the period, rules and fields.
 fn as_json(k: &Kennzahlen) -> Value {
     let zeilen: Vec<Value> = k
         .zeilen
@@ -111,7 +112,14 @@ fn as_json(k: &Kennzahlen) -> Value {
         .map(|(m, z)| {
             let mut v = zeile(z);
             v["monat"] = json!(m.to_string());
-            v["dienststelle"] = json!(z.dienststelle);
+            let (art, nr) = match &z.dienststelle {
+                Stelle::Dienststelle(d) => ("dienststelle", Some(d.as_str())),
+                Stelle::Ohne => ("ohne_dienststelle", None),
+                Stelle::Unlesbar => ("unlesbar", None),
+                Stelle::Alle => ("alle", None),
+            };
+            v["art"] = json!(art);
+            v["dienststelle"] = json!(nr);
             v
         })
         .collect();
@@ -130,6 +138,6 @@ fn as_json(k: &Kennzahlen) -> Value {
         "summe": zeile(&k.summe),
         "klaerfaelle": k.faelle,
         "regeln": k.regeln.iter().map(|(r, n)| json!({"regel": r, "klaerfaelle": n})).collect::<Vec<_>>(),
-        "felder": k.felder.iter().map(|(p, n)| json!({"zeiger": p, "klaerfaelle": n})).collect::<Vec<_>>(),
+        "felder": k.felder.iter().map(|(p, n)| json!({"zeiger": p, "korrekturen": n})).collect::<Vec<_>>(),
     })
 }

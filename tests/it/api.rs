@@ -523,6 +523,21 @@ async fn tokens_origins_and_refusals() {
         assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
         assert_eq!(r.json()["fehler"], "unauthorized");
     }
+    // Another method: 405, as JSON. The scheme's case does not matter.
+    let get = request(api.port, "GET", "/api/v1/pruefung", &[], b"").await;
+    assert_eq!(
+        (get.status, get.json()["fehler"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let lower = post(
+        vec![
+            json_ct.clone(),
+            ("Authorization", format!("bearer {}", api.token)),
+        ],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(lower.status, 200);
     // The right token works.
     let ok = post(vec![json_ct.clone(), bearer.clone()], body.clone()).await;
     assert_eq!(

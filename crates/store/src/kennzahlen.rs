@@ -114,12 +114,30 @@ impl Filter {
     }
 }
 
+/// Whose a row of figures is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stelle {
+    /// A Dienststelle.
+    Dienststelle(String),
+    /// Stored applications without a readable Dienststelle.
+    Ohne,
+    /// Dead letters: not readable, so no Dienststelle.
+    Unlesbar,
+    /// A sum over several (a month's, the period's).
+    #[default]
+    Alle,
+}
+
+impl Stelle {
+    fn of(d: Option<String>) -> Stelle {
+        d.map_or(Stelle::Ohne, Stelle::Dienststelle)
+    }
+}
+
 /// The figures of one month and Dienststelle (or of a whole period).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Zeile {
-    /// `None` for dead letters, whose Dienststelle cannot be read, and for
-    /// a sum over several.
-    pub dienststelle: Option<String>,
+    pub dienststelle: Stelle,
     /// Everything that arrived: stored applications and dead letters.
     pub eingegangen: i64,
     /// Accepted without a case: taken over without retyping.
@@ -178,13 +196,13 @@ pub struct Kennzahlen {
     /// first (at most ten), and how many cases there were in all.
     pub regeln: Vec<(String, i64)>,
     pub faelle: i64,
-    /// Fields by the number of cases in which a caseworker corrected them,
-    /// most first (at most ten); list indexes as `*`
-    /// (`/weiterePersonen/*/geburtsdatum`).
+    /// Fields by their corrections (each field of a case counted once, a
+    /// list entry's field once per entry), most first (at most ten); list
+    /// indexes as `*` (`/weiterePersonen/*/geburtsdatum`).
     pub felder: Vec<(String, i64)>,
 }
 
-type Key = (String, Option<String>);
+type Key = (String, Stelle);
 
 impl Store {
     /// The figures of the applications `f` selects.
@@ -206,17 +224,17 @@ impl Store {
             self.corrected_fields(f),
         )?;
         let mut rows: BTreeMap<Key, Zeile> = BTreeMap::new();
-        for (m, d, z) in outcomes {
-            *rows.entry((m, d)).or_default() = z;
+        for (key, z) in outcomes {
+            *rows.entry(key).or_default() = z;
         }
         for (m, d, req, in_time, overdue) in documents {
-            let z = rows.entry((m, d)).or_default();
+            let z = rows.entry((m, Stelle::of(d))).or_default();
             z.nachweise_angefordert = req;
             z.nachweise_fristgerecht = in_time;
             z.nachweise_ueberfaellig = overdue;
         }
         for (m, n) in dead {
-            let z = rows.entry((m, None)).or_default();
+            let z = rows.entry((m, Stelle::Unlesbar)).or_default();
             z.unlesbar += n;
             z.eingegangen += n;
         }
@@ -227,17 +245,16 @@ impl Store {
     /// alone, along their covering index), released, closed, open (from the
     /// cases alone: a case has its application's receipt time and
     /// Dienststelle).
-    async fn outcome_counts(
-        &self,
-        f: &Filter,
-    ) -> Result<Vec<(String, Option<String>, Zeile)>, StoreError> {
-        let month = self.month_of("a.created_at");
+    async fn outcome_counts(&self, f: &Filter) -> Result<BTreeMap<Key, Zeile>, StoreError> {
+        let (month, by) = self.month_of("a.created_at");
         let apps = format!(
             "SELECT {month} AS m, a.dienststellennummer AS d, COUNT(*) AS n, \
              CAST(SUM(CASE WHEN a.outcome = 'accepted' THEN 1 ELSE 0 END) AS BIGINT) AS direkt \
              FROM applications a"
         );
-        let month = self.month_of("c.created_at");
+        let apps_group = format!(" GROUP BY {by}, a.dienststellennummer");
+        let (month, by) = self.month_of("c.created_at");
+        let cases_group = format!(" GROUP BY {by}, c.dienststellennummer");
         let cases = format!(
             "SELECT {month} AS m, c.dienststellennummer AS d, \
              CAST(SUM(CASE WHEN c.status = 'released' THEN 1 ELSE 0 END) AS BIGINT), \
@@ -251,58 +268,72 @@ impl Store {
         let (apps, cases): (Vec<Apps>, Vec<Cases>) = dispatch!(self, Store, p => {
             let mut qa = QueryBuilder::new(apps);
             push_where(&mut qa, f, "a");
-            qa.push(" GROUP BY 1, 2");
+            qa.push(apps_group);
             let mut qc = QueryBuilder::new(cases);
             push_where(&mut qc, f, "c");
-            qc.push(" GROUP BY 1, 2");
+            qc.push(cases_group);
             tokio::try_join!(qa.build_query_as().fetch_all(p), qc.build_query_as().fetch_all(p))?
         });
         let mut rows: BTreeMap<Key, Zeile> = BTreeMap::new();
         for (m, d, n, direkt) in apps {
-            let z = rows.entry((m, d.clone())).or_default();
+            let z = rows.entry((m, Stelle::of(d))).or_default();
             z.eingegangen = n;
             z.direkt = direkt;
         }
         for (m, d, released, closed, open) in cases {
-            let z = rows.entry((m, d)).or_default();
+            let z = rows.entry((m, Stelle::of(d))).or_default();
             z.nach_korrektur = released;
             z.ohne_import = closed;
             z.offen = open;
         }
-        Ok(rows.into_iter().map(|((m, d), z)| (m, d, z)).collect())
+        Ok(rows)
     }
 
-    /// Per month and Dienststelle: documents requested, received in time, overdue.
+    /// Per month and Dienststelle: documents requested, received in time,
+    /// overdue (from the documents alone: each has its application's
+    /// receipt time and Dienststelle).
     async fn document_counts(
         &self,
         f: &Filter,
     ) -> Result<Vec<(String, Option<String>, i64, i64, i64)>, StoreError> {
-        let month = self.month_of("a.created_at");
+        let (month, by) = self.month_of("o.created_at");
         let sql = format!(
-            "SELECT {month} AS m, a.dienststellennummer AS d, \
+            "SELECT {month} AS m, o.dienststellennummer AS d, \
              CAST(SUM(CASE WHEN o.requested_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT), \
              CAST(SUM(CASE WHEN o.requested_at IS NOT NULL AND o.state = 'eingegangen' \
                       AND o.received_on <= o.deadline THEN 1 ELSE 0 END) AS BIGINT), \
              CAST(SUM(CASE WHEN o.state = 'angefordert' AND o.deadline < "
         );
+        let from = format!(
+            " THEN 1 ELSE 0 END) AS BIGINT) FROM documents_owed o{}",
+            if f.mapping.is_some() {
+                " JOIN applications a ON a.antrag_id = o.antrag_id"
+            } else {
+                ""
+            }
+        );
+        let group = format!(" GROUP BY {by}, o.dienststellennummer");
         dispatch!(self, Store, p => {
             let mut qb = QueryBuilder::new(sql);
             qb.push_bind(f.heute);
-            qb.push(" THEN 1 ELSE 0 END) AS BIGINT) FROM documents_owed o \
-                      JOIN applications a ON a.antrag_id = o.antrag_id");
-            push_where(&mut qb, f, "a");
-            qb.push(" GROUP BY 1, 2");
+            qb.push(from);
+            push_where(&mut qb, f, "o");
+            qb.push(group);
             Ok(qb.build_query_as().fetch_all(p).await?)
         })
     }
 
-    /// Dead letters per month: those in the log and those a purge deleted.
+    /// Dead letters per month (one per message: a redelivery that was
+    /// dead-lettered again counts once), leaving out those that were
+    /// replayed and then stored (they are counted as applications); with
+    /// those a purge deleted (`dead_letters_purged`, tallied the same way).
     async fn dead_letter_counts(&self, f: &Filter) -> Result<Vec<(String, i64)>, StoreError> {
-        let month = self.month_of("first_seen");
+        let (month, by) = self.month_of("d.first_seen");
         let sql = format!(
             "SELECT m, CAST(SUM(n) AS BIGINT) FROM ( \
-               SELECT {month} AS m, COUNT(*) AS n FROM dead_letters \
-               WHERE first_seen >= $1 AND first_seen < $2 GROUP BY 1 \
+               SELECT {month} AS m, COUNT(DISTINCT d.dedup_key) AS n FROM dead_letters d \
+               WHERE d.first_seen >= $1 AND d.first_seen < $2 AND {DEAD_LETTER_NOT_STORED} \
+               GROUP BY {by} \
                UNION ALL \
                SELECT month AS m, count AS n FROM dead_letters_purged \
                WHERE month >= $3 AND month <= $4) t GROUP BY m"
@@ -323,7 +354,7 @@ impl Store {
     /// Hours from receipt to release of every released case, with its month
     /// and Dienststelle.
     async fn release_hours(&self, f: &Filter) -> Result<Vec<(Key, f64)>, StoreError> {
-        let month = self.month_of("c.created_at");
+        let (month, _) = self.month_of("c.created_at");
         let hours = match self {
             Store::Sqlite(_) => "(julianday(c.updated_at) - julianday(c.created_at)) * 24.0",
             Store::Postgres(_) => {
@@ -341,7 +372,10 @@ impl Store {
             qb.push(" AND c.status = 'released'");
             qb.build_query_as().fetch_all(p).await?
         });
-        Ok(rows.into_iter().map(|(m, d, h)| ((m, d), h)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(m, d, h)| ((m, Stelle::of(d)), h))
+            .collect())
     }
 
     /// How many cases, and per rule how many of them it was an error of.
@@ -385,15 +419,28 @@ impl Store {
         Ok(out)
     }
 
-    /// The SQL of the month (`YYYY-MM`, UTC) of a timestamp column.
-    fn month_of(&self, column: &str) -> String {
+    /// The SQL of the month (`YYYY-MM`, UTC) of a timestamp column, and
+    /// what to group by for it (PostgreSQL groups by the truncated
+    /// timestamp and formats only the groups).
+    fn month_of(&self, column: &str) -> (String, String) {
         match self {
             // sqlx writes timestamps as RFC 3339 text in UTC.
-            Store::Sqlite(_) => format!("substr({column}, 1, 7)"),
-            Store::Postgres(_) => format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM')"),
+            Store::Sqlite(_) => {
+                let m = format!("substr({column}, 1, 7)");
+                (m.clone(), m)
+            }
+            Store::Postgres(_) => {
+                let by = format!("date_trunc('month', {column} AT TIME ZONE 'UTC')");
+                (format!("to_char({by}, 'YYYY-MM')"), by)
+            }
         }
     }
 }
+
+/// The dead letters `d` whose message did not become a stored application
+/// after a replay (shared with the purge's tally).
+pub const DEAD_LETTER_NOT_STORED: &str = "(d.antrag_id IS NULL OR NOT EXISTS \
+     (SELECT 1 FROM applications x WHERE x.antrag_id = d.antrag_id))";
 
 /// The cases, joined to their applications only when the filter needs the
 /// mapping (which only the application has).
@@ -491,11 +538,9 @@ fn assemble(
         .collect();
     let mut summe = Zeile::default();
     let mut zeilen = Vec::with_capacity(rows.len());
-    // Dead letters (no Dienststelle) last within their month.
-    let mut keys: Vec<Key> = rows.keys().cloned().collect();
-    keys.sort_by(|a, b| (&a.0, a.1.is_none(), &a.1).cmp(&(&b.0, b.1.is_none(), &b.1)));
-    for key in keys {
-        let mut z = rows.remove(&key).unwrap_or_default();
+    // In month order, the Dienststellen by number, then those without,
+    // then the dead letters (the order of `Stelle`).
+    for (key, mut z) in std::mem::take(&mut rows) {
         z.dienststelle = key.1.clone();
         if let Some(h) = by_row.get_mut(&key) {
             percentiles(&mut z, h);

@@ -511,30 +511,53 @@ impl Store {
                 .count_where("dead_letters", DEAD_LETTER_DUE, cutoff)
                 .await;
         }
-        // The Kennzahlen count dead letters per month: what is deleted is
-        // tallied first, in the same transaction (dead letters are few, so
-        // one statement each, not chunks).
-        let month = match self {
-            Store::Sqlite(_) => "substr(first_seen, 1, 7)",
-            Store::Postgres(_) => "to_char(first_seen AT TIME ZONE 'UTC', 'YYYY-MM')",
-        };
-        let tally = format!(
-            "INSERT INTO dead_letters_purged (month, count) \
-             SELECT {month}, COUNT(*) FROM dead_letters WHERE {DEAD_LETTER_DUE} GROUP BY 1 \
-             ON CONFLICT (month) DO UPDATE SET count = dead_letters_purged.count + excluded.count"
-        );
-        let delete = format!("DELETE FROM dead_letters WHERE {DEAD_LETTER_DUE}");
-        dispatch!(self.begin().await?, Tx, tx => {
-            let mut tx = tx;
-            sqlx::query(sqlx::AssertSqlSafe(tally)).bind(cutoff).execute(&mut *tx).await?;
-            let n = sqlx::query(sqlx::AssertSqlSafe(delete))
-                .bind(cutoff)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            tx.commit().await?;
-            Ok(n)
-        })
+        // The Kennzahlen count dead letters per month (one per message, not
+        // those stored after a replay): what is deleted is tallied first.
+        use crate::kennzahlen::DEAD_LETTER_NOT_STORED as NOT_STORED;
+        match self {
+            // One writer at a time: the tally and the delete see the same rows.
+            Store::Sqlite(p) => {
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let tally = format!(
+                    "INSERT INTO dead_letters_purged (month, count) \
+                     SELECT substr(d.first_seen, 1, 7), COUNT(DISTINCT d.dedup_key) \
+                     FROM dead_letters d WHERE {DEAD_LETTER_DUE} AND {NOT_STORED} GROUP BY 1 \
+                     ON CONFLICT (month) DO UPDATE SET count = dead_letters_purged.count + excluded.count"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(tally))
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?;
+                let delete = format!("DELETE FROM dead_letters WHERE {DEAD_LETTER_DUE}");
+                let n = sqlx::query(sqlx::AssertSqlSafe(delete))
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n)
+            }
+            // The rows the DELETE removed are the rows tallied, whatever
+            // changes beside it (one statement).
+            Store::Postgres(p) => {
+                let sql = format!(
+                    "WITH gone AS (DELETE FROM dead_letters d WHERE {DEAD_LETTER_DUE} \
+                       RETURNING d.first_seen, d.dedup_key, d.antrag_id), \
+                     tally AS (INSERT INTO dead_letters_purged (month, count) \
+                       SELECT to_char(d.first_seen AT TIME ZONE 'UTC', 'YYYY-MM'), \
+                              COUNT(DISTINCT d.dedup_key) \
+                       FROM gone d WHERE {NOT_STORED} GROUP BY 1 \
+                       ON CONFLICT (month) DO UPDATE \
+                       SET count = dead_letters_purged.count + excluded.count) \
+                     SELECT COUNT(*) FROM gone"
+                );
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(cutoff)
+                    .fetch_one(p)
+                    .await?;
+                Ok(n as u64)
+            }
+        }
     }
 
     async fn purge_sessions(

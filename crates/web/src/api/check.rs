@@ -131,7 +131,8 @@ pub struct PruefQuery {
         (status = 413, description = "The body is larger than `[api] max_body_bytes`", body = Fehler),
         (status = 415, description = "The content type is not application/json", body = Fehler),
         (status = 429, description = "The client's rate limit is used up; see Retry-After", body = Fehler),
-        (status = 503, description = "The check took longer than `[api] timeout_ms`", body = Fehler),
+        (status = 500, description = "The check failed inside the bridge (a bug)", body = Fehler),
+        (status = 503, description = "The request took longer than `[api] timeout_ms`", body = Fehler),
     ),
     security(("bearer" = []))
 )]
@@ -188,7 +189,18 @@ pub async fn pruefung(
             .and_then(|v| v.to_str().ok()),
     );
     let started = Instant::now();
-    let pruefung = state.pipeline.current().pruefen(&body, &abschnitte);
+    // On the blocking pool: a large application must not hold up the
+    // runtime the daemon's consumer shares, and the timeout answers 503
+    // even while a check still runs.
+    let pipeline = state.pipeline.current();
+    let checked = tokio::task::spawn_blocking(move || pipeline.pruefen(&body, &abschnitte)).await;
+    let Ok(pruefung) = checked else {
+        return refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Bei der Prüfung ist ein interner Fehler aufgetreten.",
+        );
+    };
     if let Ergebnis::Unlesbar { reason, .. } = &pruefung.ergebnis {
         if not_an_object(*reason) {
             return refuse(
@@ -312,7 +324,8 @@ fn nachweis(o: &OwedDocument, m: &Mapping) -> Nachweis {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Fehler {
     /// `bad_request`, `unauthorized`, `forbidden_origin`, `too_large`,
-    /// `unsupported_media_type`, `rate_limited`, `timeout` or `not_found`.
+    /// `unsupported_media_type`, `rate_limited`, `timeout`, `internal_error`,
+    /// `not_found` or `method_not_allowed`.
     pub fehler: String,
     /// What went wrong, in German.
     pub meldung: String,

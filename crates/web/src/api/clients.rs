@@ -268,6 +268,13 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
             .unwrap_or("clients")
     ));
     std::fs::write(&tmp, text).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    // The new file keeps the old one's mode and owner (the daemon's user
+    // must still read it).
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+        let _ = std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()));
+    }
     std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(())
 }
@@ -301,6 +308,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("exists"));
+        // Adding keeps the file's mode (the daemon's user must read it).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        add(&path, "third", &[]).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
     }
 
     #[test]

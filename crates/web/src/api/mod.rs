@@ -10,11 +10,13 @@
 //!
 //! Served by the daemon (`[api] listen`, with the mapping set in force) or
 //! on its own (`allegro-bridge api`: mappings only, no database, no broker).
-//! Around the check, in this order: the timeout (503), CORS for the
-//! browser, the bearer token (401) and its origin (403), the client's rate
-//! limit (429 with `Retry-After`), the body limit (413), the content type
-//! (415). Every refusal is JSON with a German sentence and nothing from the
-//! request. `/healthz` and `/readyz` answer without a token.
+//! Around the check, from the outside in: CORS for the browser, the
+//! timeout (503), the bearer token (401) and its origin (403), the client's
+//! rate limit (429 with `Retry-After`), then in the handler the content type
+//! (415), the body limit (413) and what is not a JSON object (400); the check
+//! itself runs on the blocking pool. Every refusal is JSON with a German
+//! sentence and nothing from the request. `/healthz` and `/readyz` answer
+//! without a token.
 
 pub mod check;
 pub mod clients;
@@ -125,11 +127,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(ok))
         .route("/readyz", get(ok))
         .fallback(not_found)
-        .layer(cors(Arc::clone(&state.clients)))
+        .method_not_allowed_fallback(not_allowed)
+        // The timeout inside CORS, so that a browser can read its 503.
         .layer(middleware::from_fn_with_state(
             (timeout, state.metrics.clone()),
             time_limit,
         ))
+        .layer(cors(Arc::clone(&state.clients)))
         .with_state(state)
 }
 
@@ -156,8 +160,7 @@ async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Nex
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     let Some(client) = token.and_then(|t| state.clients.authenticate(t)) else {
         state.metrics.request("-", "unauthorized");
         let mut resp = fehler(
@@ -201,6 +204,16 @@ async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Nex
     next.run(req).await
 }
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme is
+/// case-insensitive, RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// Ends a request that takes longer than `timeout` with 503.
 async fn time_limit(
     State((timeout, metrics)): State<(Duration, ApiMetrics)>,
@@ -239,10 +252,32 @@ async fn ok() -> &'static str {
     "ok\n"
 }
 
+async fn not_allowed() -> Response {
+    fehler(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Diese Adresse nimmt nur POST an (GET für /api/v1/openapi.json).",
+    )
+}
+
 async fn not_found() -> Response {
     fehler(
         StatusCode::NOT_FOUND,
         "not_found",
         "Diese Adresse gibt es nicht. Die Prüfung ist POST /api/v1/pruefung.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abr_1"), Some("abr_1"));
+        assert_eq!(bearer_token("bearer  abr_1 "), Some("abr_1"));
+        assert_eq!(bearer_token("Basic abr_1"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("abr_1"), None);
+    }
 }

@@ -24,7 +24,7 @@ use allegro_core::pipeline::Pipeline;
 use allegro_core::pointer::parse_concrete;
 use allegro_store::audit::{Action, NewAudit};
 use allegro_store::cases::Scope;
-use allegro_store::kennzahlen::{Filter, Kennzahlen, Monat, Zeile};
+use allegro_store::kennzahlen::{Filter, Kennzahlen, Monat, Stelle, Zeile};
 
 use super::auth::Caller;
 use super::charts;
@@ -84,11 +84,15 @@ pub struct Params {
 }
 
 /// The filter a query asks for, or its errors (field id, German message).
-fn filter_of(p: &Params, caller: &Caller, pipeline: &Pipeline) -> Result<Filter, Vec<FieldError>> {
+fn filter_of(
+    p: &Params,
+    caller: &Caller,
+    pipeline: &Pipeline,
+    today: chrono::NaiveDate,
+) -> Result<Filter, Vec<FieldError>> {
     let scope = caller
         .kennzahlen_scope()
         .unwrap_or(Scope::Dienststellen(vec![]));
-    let today = Utc::now().date_naive();
     let this_month = Monat {
         jahr: today.year(),
         monat: today.month(),
@@ -246,8 +250,13 @@ fn decimal(x: f64, places: usize) -> String {
     format!("{x:.places$}").replace('.', ",")
 }
 
-fn dienststelle_text(d: &Option<String>) -> String {
-    d.clone().unwrap_or_else(|| "unbekannt (unlesbar)".into())
+fn dienststelle_text(d: &Stelle) -> String {
+    match d {
+        Stelle::Dienststelle(d) => d.clone(),
+        Stelle::Ohne => "ohne Dienststelle".into(),
+        Stelle::Unlesbar => "unlesbar (ohne Dienststelle)".into(),
+        Stelle::Alle => "alle".into(),
+    }
 }
 
 /// `GET /kennzahlen`.
@@ -258,7 +267,7 @@ pub async fn page(
 ) -> Result<Response, WebError> {
     let pipeline = state.pipeline.current();
     let mut page = empty_page(&caller, &p, &pipeline);
-    match filter_of(&p, &caller, &pipeline) {
+    match filter_of(&p, &caller, &pipeline, state.clock.today()) {
         Err(errors) => {
             page.layout = page.layout.with_error_title();
             page.errors = errors;
@@ -426,8 +435,15 @@ pub async fn csv(
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
     let pipeline = state.pipeline.current();
-    let Ok(f) = filter_of(&p, &caller, &pipeline) else {
-        return Ok(layout::not_found(Some(&caller)));
+    let f = match filter_of(&p, &caller, &pipeline, state.clock.today()) {
+        Ok(f) => f,
+        Err(errors) => {
+            // The page with the errors beside the fields, as for /kennzahlen.
+            let mut page = empty_page(&caller, &p, &pipeline);
+            page.layout = page.layout.with_error_title();
+            page.errors = errors;
+            return Ok((StatusCode::BAD_REQUEST, page).into_response());
+        }
     };
     let k = state.store.kennzahlen(&f).await?;
     let name = format!("kennzahlen-{}-{}.csv", f.von, f.bis);
@@ -471,11 +487,34 @@ pub fn csv_bytes(k: &Kennzahlen) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// A field quoted when it holds `;`, `"` or a line break.
+/// A field quoted when it holds `;`, `"` or a line break; one that a
+/// spreadsheet would take for a formula (`=`, `+`, `-`, `@` first, or a tab
+/// or return) gets a leading `'`, unless it is a number.
 fn csv_field(s: &str) -> String {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r'])
+        && s.replace(',', ".").parse::<f64>().is_err();
+    let s = if formula {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([';', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_no_formula() {
+        assert_eq!(csv_field("13101"), "13101");
+        assert_eq!(csv_field("a;b"), "\"a;b\"");
+        assert_eq!(csv_field("=SUMME(A1)"), "'=SUMME(A1)");
+        assert_eq!(csv_field("-1,5"), "-1,5");
+        assert_eq!(csv_field("@x"), "'@x");
     }
 }
