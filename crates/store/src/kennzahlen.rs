@@ -19,7 +19,7 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use sqlx::QueryBuilder;
 
 use crate::cases::Scope;
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Tx};
 
 /// A calendar month, e.g. `2026-11`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,6 +69,13 @@ impl Monat {
         Utc.with_ymd_and_hms(self.jahr, self.monat, 1, 0, 0, 0)
             .single()
             .expect("a valid month")
+    }
+
+    /// Whether the month is over for good on `heute`: it ended before
+    /// yesterday (a day's margin for a batch stored across midnight).
+    pub fn is_over(self, heute: NaiveDate) -> bool {
+        let end = self.next().start().date_naive();
+        end.succ_opt().is_some_and(|d| d < heute)
     }
 
     /// Every month from `self` to `bis`, both included.
@@ -246,13 +253,6 @@ impl Store {
     /// cases alone: a case has its application's receipt time and
     /// Dienststelle).
     async fn outcome_counts(&self, f: &Filter) -> Result<BTreeMap<Key, Zeile>, StoreError> {
-        let (month, by) = self.month_of("a.created_at");
-        let apps = format!(
-            "SELECT {month} AS m, a.dienststellennummer AS d, COUNT(*) AS n, \
-             CAST(SUM(CASE WHEN a.outcome = 'accepted' THEN 1 ELSE 0 END) AS BIGINT) AS direkt \
-             FROM applications a"
-        );
-        let apps_group = format!(" GROUP BY {by}, a.dienststellennummer");
         let (month, by) = self.month_of("c.created_at");
         let cases_group = format!(" GROUP BY {by}, c.dienststellennummer");
         let cases = format!(
@@ -263,17 +263,17 @@ impl Store {
              FROM {}",
             cases_source(f)
         );
-        type Apps = (String, Option<String>, i64, i64);
         type Cases = (String, Option<String>, i64, i64, i64);
-        let (apps, cases): (Vec<Apps>, Vec<Cases>) = dispatch!(self, Store, p => {
-            let mut qa = QueryBuilder::new(apps);
-            push_where(&mut qa, f, "a");
-            qa.push(apps_group);
-            let mut qc = QueryBuilder::new(cases);
-            push_where(&mut qc, f, "c");
-            qc.push(cases_group);
-            tokio::try_join!(qa.build_query_as().fetch_all(p), qc.build_query_as().fetch_all(p))?
-        });
+        let cases_query = async {
+            let rows: Vec<Cases> = dispatch!(self, Store, p => {
+                let mut qc = QueryBuilder::new(cases);
+                push_where(&mut qc, f, "c");
+                qc.push(cases_group);
+                qc.build_query_as().fetch_all(p).await?
+            });
+            Ok::<_, StoreError>(rows)
+        };
+        let (apps, cases) = tokio::try_join!(self.received_counts(f), cases_query)?;
         let mut rows: BTreeMap<Key, Zeile> = BTreeMap::new();
         for (m, d, n, direkt) in apps {
             let z = rows.entry((m, Stelle::of(d))).or_default();
@@ -287,6 +287,118 @@ impl Store {
             z.offen = open;
         }
         Ok(rows)
+    }
+
+    /// Received and accepted per month and Dienststelle. A month that is
+    /// over (ended before yesterday, by `f.heute`) is read from
+    /// `kennzahlen_eingang`, filled once per month from the applications:
+    /// an application is stored with the time it is stored, and its
+    /// receipt time, outcome, Dienststelle and mapping never change nor is
+    /// it deleted, so a month's counts are final once it is over. The
+    /// months not yet over are counted from the applications.
+    async fn received_counts(
+        &self,
+        f: &Filter,
+    ) -> Result<Vec<(String, Option<String>, i64, i64)>, StoreError> {
+        let over: Vec<Monat> = f
+            .von
+            .bis(f.bis)
+            .into_iter()
+            .filter(|m| m.is_over(f.heute))
+            .collect();
+        let mut rows = Vec::new();
+        if let (Some(first), Some(last)) = (over.first(), over.last()) {
+            self.freeze_months(&over).await?;
+            let sql = "SELECT k.monat, NULLIF(k.dienststelle, ''), \
+                       CAST(SUM(k.eingegangen) AS BIGINT), CAST(SUM(k.direkt) AS BIGINT) \
+                       FROM kennzahlen_eingang k WHERE k.monat >= ";
+            let frozen: Vec<(String, Option<String>, i64, i64)> = dispatch!(self, Store, p => {
+                let mut qb = QueryBuilder::new(sql);
+                qb.push_bind(first.to_string())
+                    .push(" AND k.monat <= ")
+                    .push_bind(last.to_string());
+                crate::cases::push_scope(&mut qb, "k.dienststelle", &f.scope);
+                if let Some(d) = &f.dienststelle {
+                    qb.push(" AND k.dienststelle = ").push_bind(d.clone());
+                }
+                if let Some(m) = &f.mapping {
+                    qb.push(" AND k.mapping = ").push_bind(m.clone());
+                }
+                qb.push(" GROUP BY k.monat, k.dienststelle");
+                qb.build_query_as().fetch_all(p).await?
+            });
+            rows.extend(frozen);
+        }
+        let live_from = over.last().map_or(f.von, |m| m.next());
+        if live_from <= f.bis {
+            let live = Filter {
+                von: live_from,
+                ..f.clone()
+            };
+            let (month, by) = self.month_of("a.created_at");
+            let sql = format!(
+                "SELECT {month} AS m, a.dienststellennummer AS d, COUNT(*) AS n, \
+                 CAST(SUM(CASE WHEN a.outcome = 'accepted' THEN 1 ELSE 0 END) AS BIGINT) \
+                 FROM applications a"
+            );
+            let group = format!(" GROUP BY {by}, a.dienststellennummer");
+            let counted: Vec<(String, Option<String>, i64, i64)> = dispatch!(self, Store, p => {
+                let mut qb = QueryBuilder::new(sql);
+                push_where(&mut qb, &live, "a");
+                qb.push(group);
+                qb.build_query_as().fetch_all(p).await?
+            });
+            rows.extend(counted);
+        }
+        Ok(rows)
+    }
+
+    /// Fills `kennzahlen_eingang` for the months of `months` not yet in it
+    /// (each once: the month's row in `kennzahlen_eingang_monate` is taken
+    /// first, in the same transaction; whoever does not get it skips).
+    async fn freeze_months(&self, months: &[Monat]) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (months.first(), months.last()) else {
+            return Ok(());
+        };
+        let done: Vec<String> = dispatch!(self, Store, p => {
+            sqlx::query_scalar(
+                "SELECT monat FROM kennzahlen_eingang_monate WHERE monat >= $1 AND monat <= $2",
+            )
+            .bind(first.to_string())
+            .bind(last.to_string())
+            .fetch_all(p)
+            .await?
+        });
+        for m in months.iter().filter(|m| !done.contains(&m.to_string())) {
+            dispatch!(self.begin().await?, Tx, tx => {
+                let mut tx = tx;
+                let taken = sqlx::query(
+                    "INSERT INTO kennzahlen_eingang_monate (monat) VALUES ($1) \
+                     ON CONFLICT (monat) DO NOTHING",
+                )
+                .bind(m.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if taken == 1 {
+                    sqlx::query(
+                        "INSERT INTO kennzahlen_eingang \
+                         (monat, dienststelle, mapping, eingegangen, direkt) \
+                         SELECT $1, COALESCE(a.dienststellennummer, ''), COALESCE(a.mapping, ''), \
+                         COUNT(*), CAST(SUM(CASE WHEN a.outcome = 'accepted' THEN 1 ELSE 0 END) AS BIGINT) \
+                         FROM applications a WHERE a.created_at >= $2 AND a.created_at < $3 \
+                         GROUP BY COALESCE(a.dienststellennummer, ''), COALESCE(a.mapping, '')",
+                    )
+                    .bind(m.to_string())
+                    .bind(m.start())
+                    .bind(m.next().start())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            });
+        }
+        Ok(())
     }
 
     /// Per month and Dienststelle: documents requested, received in time,
@@ -597,6 +709,15 @@ mod tests {
         for bad in ["2026-13", "2026-1", "26-11", "2026/11", "", "2026-00"] {
             assert!(Monat::parse(bad).unwrap_err().contains("JJJJ-MM"), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_month_is_over_a_day_after_its_end() {
+        let nov = Monat::parse("2026-11").unwrap();
+        let day = |d| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        assert!(!nov.is_over(day(1)) && !nov.is_over(day(2)));
+        assert!(nov.is_over(day(3)));
+        assert!(!Monat::parse("2026-12").unwrap().is_over(day(31)));
     }
 
     #[test]

@@ -44,3 +44,20 @@ CREATE TABLE dead_letters_purged (
 CREATE INDEX applications_received ON applications (created_at)
     INCLUDE (dienststellennummer, outcome, mapping, antrag_id);
 CREATE INDEX audit_edits ON audit (antrag_id, pointer) WHERE action = 'edit';
+
+-- Received and accepted applications of the months that are over, per
+-- Dienststelle and mapping ('' for none), filled once per month when the
+-- figures are first asked for (an application's receipt time, outcome,
+-- Dienststelle and mapping never change); kennzahlen_eingang_monate says
+-- which months are filled.
+CREATE TABLE kennzahlen_eingang (
+    monat        TEXT NOT NULL,                 -- YYYY-MM (UTC)
+    dienststelle TEXT NOT NULL,
+    mapping      TEXT NOT NULL,
+    eingegangen  BIGINT NOT NULL,
+    direkt       BIGINT NOT NULL,
+    PRIMARY KEY (monat, dienststelle, mapping)
+);
+CREATE TABLE kennzahlen_eingang_monate (
+    monat TEXT PRIMARY KEY
+);
