@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use allegro_store::cases::Scope;
 use allegro_store::kennzahlen::{Filter, Monat};
 use allegro_store::{Store, StoreConfig};
-use allegro_testkit::{pg_admin_url, pg_url_for, unique};
+use allegro_testkit::{create_pg_database, drop_pg_database, unique};
 use chrono::NaiveDate;
 
 fn arg(name: &str, default: usize) -> usize {
@@ -221,25 +221,15 @@ fn main() {
             run("SQLite", store, sqlite_n, rounds).await;
         }
         if pg_n > 0 {
-            let db = unique("kz_bench");
-            // The admin connection is a plain pool: the bench's database is
-            // the only one the store migrates.
-            let admin = sqlx::PgPool::connect(&pg_admin_url()).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
-                .execute(&admin)
-                .await
-                .unwrap();
+            let db = unique("kz_bench").replace('-', "_");
             let store = Store::connect(&StoreConfig {
-                url: pg_url_for(&db),
+                url: create_pg_database(&db).await,
                 ..StoreConfig::default()
             })
             .await
             .unwrap();
             run("PostgreSQL", store, pg_n, rounds).await;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{db}\"")))
-                .execute(&admin)
-                .await
-                .unwrap();
+            drop_pg_database(&db).await;
         }
     });
 }

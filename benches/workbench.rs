@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use allegro_core::pipeline::{Pipeline, PipelineConfig};
 use allegro_store::users::{NewUser, Role};
 use allegro_store::{NewApplication, Store, StoreConfig, Verdict};
-use allegro_testkit::{pg_admin_url, pg_url_for, repo_root, unique};
+use allegro_testkit::{create_pg_database, drop_pg_database, repo_root, unique};
 use allegro_web::workbench::{self, auth, FixedPipeline, WebConfig, WorkbenchState};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -136,13 +136,8 @@ async fn main() {
     let n = arg("--cases", 100_000);
     let rounds = arg("--rounds", 30);
     let db = unique("bench-wb").replace('-', "_");
-    let admin = sqlx::PgPool::connect(&pg_admin_url()).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&admin)
-        .await
-        .unwrap();
     let store = Store::connect(&StoreConfig {
-        url: pg_url_for(&db),
+        url: create_pg_database(&db).await,
         ..Default::default()
     })
     .await
@@ -281,9 +276,5 @@ async fn main() {
         println!("database kept: {db}");
         return;
     }
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await;
+    drop_pg_database(&db).await;
 }

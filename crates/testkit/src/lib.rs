@@ -176,13 +176,7 @@ impl TestEnv {
             ),
             Db::Postgres => {
                 let dbname = base.replace('-', "_");
-                let admin = sqlx::PgPool::connect(&pg_admin_url()).await.unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {dbname}")))
-                    .execute(&admin)
-                    .await
-                    .unwrap();
-                admin.close().await;
-                (pg_url_for(&dbname), Some(dbname))
+                (create_pg_database(&dbname).await, Some(dbname))
             }
         };
         let outbox = dir.path().join("outbox");
@@ -510,15 +504,33 @@ impl TestEnv {
         }
         let _ = conn.close(200, "OK".into()).await;
         if let Some(db) = &self.pg_db {
-            if let Ok(admin) = sqlx::PgPool::connect(&pg_admin_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-                )))
-                .execute(&admin)
-                .await;
-                admin.close().await;
-            }
+            drop_pg_database(db).await;
         }
+    }
+}
+
+/// Creates the scratch database `name` (letters, digits, `_`) on the admin
+/// URL's server and returns its URL (tests and benchmarks).
+pub async fn create_pg_database(name: &str) -> String {
+    let admin = sqlx::PgPool::connect(&pg_admin_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    pg_url_for(name)
+}
+
+/// Drops the scratch database `name`, sessions and all; errors are ignored
+/// (it is cleanup).
+pub async fn drop_pg_database(name: &str) {
+    if let Ok(admin) = sqlx::PgPool::connect(&pg_admin_url()).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await;
+        admin.close().await;
     }
 }
 

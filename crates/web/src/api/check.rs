@@ -158,11 +158,7 @@ pub async fn pruefung(
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "Der Antrag ist zu groß für die Prüfung.",
-            )
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "too_large", TOO_LARGE)
         }
         Err(_) => {
             return refuse(
@@ -201,35 +197,11 @@ pub async fn pruefung(
             "Bei der Prüfung ist ein interner Fehler aufgetreten.",
         );
     };
-    if let Ergebnis::Unlesbar { reason, .. } = &pruefung.ergebnis {
-        if not_an_object(*reason) {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                reason.beschreibung(),
-            );
-        }
-        if *reason == InvalidReason::TooLarge {
-            return refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "Der Antrag ist zu groß für die Prüfung.",
-            );
-        }
+    if let Some((status, code, text)) = refusal_of(&pruefung.ergebnis) {
+        return refuse(status, code, text);
     }
     let answer = antwort(&pruefung, sprache);
-    let elapsed = started.elapsed();
-    state.metrics.check_seconds.observe(elapsed.as_secs_f64());
-    debug!(client = %client.0, outcome = pruefung.ergebnis.as_str(),
-        findings = pruefung.findings.len(), micros = elapsed.as_micros() as u64, "checked");
-    state.metrics.request(&client.0, pruefung.ergebnis.as_str());
-    for f in &pruefung.findings {
-        state
-            .metrics
-            .findings
-            .get_or_create(&FindingLabel::of("api", f))
-            .inc();
-    }
+    count(&state, &client, &pruefung, started.elapsed());
     let mut resp = Json(answer).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -242,15 +214,41 @@ pub async fn pruefung(
     resp
 }
 
-/// Whether the body failed before it was a JSON object: a 400, not an outcome.
-fn not_an_object(reason: InvalidReason) -> bool {
-    matches!(
-        reason,
+const TOO_LARGE: &str = "Der Antrag ist zu groß für die Prüfung.";
+
+/// An outcome that is an HTTP refusal rather than an answer: a body that
+/// failed before it was a JSON object (400), or one too large (413).
+fn refusal_of(ergebnis: &Ergebnis) -> Option<(StatusCode, &'static str, &'static str)> {
+    let Ergebnis::Unlesbar { reason, .. } = ergebnis else {
+        return None;
+    };
+    match reason {
         InvalidReason::NotUtf8
-            | InvalidReason::NotJson
-            | InvalidReason::TooDeep
-            | InvalidReason::NotObject
-    )
+        | InvalidReason::NotJson
+        | InvalidReason::TooDeep
+        | InvalidReason::NotObject => Some((
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            reason.beschreibung(),
+        )),
+        InvalidReason::TooLarge => Some((StatusCode::PAYLOAD_TOO_LARGE, "too_large", TOO_LARGE)),
+        _ => None,
+    }
+}
+
+/// The metrics and the debug line of one answered check.
+fn count(state: &ApiState, client: &Authenticated, p: &Pruefung, elapsed: std::time::Duration) {
+    state.metrics.check_seconds.observe(elapsed.as_secs_f64());
+    debug!(client = %client.0, outcome = p.ergebnis.as_str(),
+        findings = p.findings.len(), micros = elapsed.as_micros() as u64, "checked");
+    state.metrics.request(&client.0, p.ergebnis.as_str());
+    for f in &p.findings {
+        state
+            .metrics
+            .findings
+            .get_or_create(&FindingLabel::of("api", f))
+            .inc();
+    }
 }
 
 /// `application/json` or `application/…+json`, with or without parameters.

@@ -230,9 +230,7 @@ pub fn cells(z: &Zeile) -> Vec<String> {
     vec![
         z.eingegangen.to_string(),
         z.direkt.to_string(),
-        z.quote()
-            .map(|q| format!("{} %", decimal(q * 100.0, 1)))
-            .unwrap_or_else(|| "–".into()),
+        percent(z.quote()),
         z.nach_korrektur.to_string(),
         z.ohne_import.to_string(),
         z.offen.to_string(),
@@ -243,6 +241,11 @@ pub fn cells(z: &Zeile) -> Vec<String> {
         z.nachweise_fristgerecht.to_string(),
         z.nachweise_ueberfaellig.to_string(),
     ]
+}
+
+/// A share as `40,7 %`; `–` when there is none.
+fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "–".into(), |q| format!("{} %", decimal(q * 100.0, 1)))
 }
 
 /// `x` with `places` decimals and a decimal comma.
@@ -351,9 +354,7 @@ fn fill(page: &mut Page, k: &Kennzahlen, pipeline: &Pipeline, p: &Params) {
         .iter()
         .map(|(m, q)| Datum {
             label: m.clone(),
-            value: q
-                .map(|q| format!("{} %", decimal(q * 100.0, 1)))
-                .unwrap_or_else(|| "–".into()),
+            value: percent(*q),
         })
         .collect();
     page.bars_svg = charts::rule_bars(&k.regeln);
