@@ -36,7 +36,7 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 /// The data set, by SQL: `{n}` applications; `{series}` yields i = 1..n.
-const FILL: [&str; 4] = [
+const FILL: [&str; 5] = [
     "INSERT INTO applications (antrag_id, body, body_sha256, outcome, mapping, findings, \
      dienststellennummer, created_at) \
      SELECT {uuid}, {empty}, 'x', CASE WHEN i % 3 = 0 THEN 'rejected' ELSE 'accepted' END, \
@@ -52,6 +52,10 @@ const FILL: [&str; 4] = [
      SELECT c.created_at, 'sb', c.antrag_id, 'edit', \
      CASE WHEN {h2} % 2 = 0 THEN '/bankverbindung/iban' ELSE '/weiterePersonen/0/geburtsdatum' END \
      FROM cases c WHERE {h2} % 2 = 0",
+    // What Store::save_case_draft keeps beside those audit entries.
+    "UPDATE cases SET corrected_fields = ',' || \
+     (SELECT MIN(e.pointer) FROM audit e WHERE e.antrag_id = cases.antrag_id) || ',' \
+     WHERE EXISTS (SELECT 1 FROM audit e WHERE e.antrag_id = cases.antrag_id)",
     "INSERT INTO documents_owed (antrag_id, dienststellennummer, kind, pointer, rule, state, \
      deadline, requested_at, created_at, updated_at) \
      SELECT a.antrag_id, a.dienststellennummer, 'MIETVERTRAG', '/nachweise', 'R', 'angefordert', \

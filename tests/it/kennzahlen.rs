@@ -20,7 +20,7 @@ use uuid::Uuid;
 use allegro_core::finding::{Finding, Severity};
 use allegro_core::mitwirkung::OwedDocument;
 use allegro_store::audit::{Action, NewAudit};
-use allegro_store::cases::Scope;
+use allegro_store::cases::{CaseDraft, Scope};
 use allegro_store::kennzahlen::{Filter, Kennzahlen, Monat, Stelle};
 use allegro_store::{NewApplication, NewDeadLetter, Store, Verdict};
 
@@ -165,7 +165,7 @@ fn generate(n: usize) -> Vec<Gen> {
 const KINDS: [&str; 3] = ["MIETVERTRAG", "LOHNABRECHNUNG", "KONTOAUSZUG"];
 
 /// Stores the data set as the daemon and the workbench would leave it.
-async fn store_all(store: &Store, gens: &[Gen], dead: &[DateTime<Utc>]) {
+async fn store_all(store: &Store, gens: &[Gen], dead: &[DateTime<Utc>], edits: Edits) {
     let mut tx = store.begin().await.unwrap();
     let apps: Vec<NewApplication> = gens
         .iter()
@@ -228,8 +228,18 @@ async fn store_all(store: &Store, gens: &[Gen], dead: &[DateTime<Utc>]) {
     tx.insert_dead_letters(&letters).await.unwrap();
     tx.commit().await.unwrap();
     for g in gens {
-        settle(store, g).await;
+        settle(store, g, edits).await;
     }
+}
+
+/// How corrections are written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Edits {
+    /// As the workbench saves them: a draft with its audit entries.
+    Drafts,
+    /// Audit entries alone, as a release before `cases.corrected_fields`
+    /// left them.
+    AuditOnly,
 }
 
 /// Runs `$sql` with the binds on either database.
@@ -244,13 +254,42 @@ macro_rules! exec {
 
 /// The case's end and the documents' states, as the workbench would set
 /// them, written straight into the tables.
-async fn settle(store: &Store, g: &Gen) {
+async fn settle(store: &Store, g: &Gen, edits: Edits) {
     let (status, at) = match g.fate {
         Fate::Accepted | Fate::Open => (None, g.at),
         Fate::Deferred => (Some("deferred"), g.at + Duration::hours(1)),
         Fate::Released(h) => (Some("released"), g.at + Duration::hours(h)),
         Fate::Closed => (Some("closed"), g.at + Duration::hours(2)),
     };
+    // Corrections, while the case is still open.
+    let audit: Vec<NewAudit> = g
+        .edits
+        .iter()
+        .map(|p| NewAudit {
+            pointer: Some(p),
+            old_value: Some("alt"),
+            new_value: Some("neu"),
+            ..NewAudit::new("sb", Action::Edit, Some(g.id))
+        })
+        .collect();
+    let edited = g.at + Duration::minutes(5);
+    if edits == Edits::AuditOnly {
+        for a in &audit {
+            store.audit(a, edited).await.unwrap();
+        }
+    } else if !audit.is_empty() {
+        let draft = CaseDraft {
+            corrected_body: None,
+            corrections_json: "[]",
+            findings_json: "[]",
+            error_rules: "",
+            applicant: None,
+        };
+        store
+            .save_case_draft(g.id, 1, &draft, &audit, edited)
+            .await
+            .unwrap();
+    }
     if let Some(status) = status {
         exec!(
             store,
@@ -260,18 +299,6 @@ async fn settle(store: &Store, g: &Gen) {
             at,
             g.id
         );
-    }
-    for p in &g.edits {
-        let entry = NewAudit {
-            pointer: Some(p),
-            old_value: Some("alt"),
-            new_value: Some("neu"),
-            ..NewAudit::new("sb", Action::Edit, Some(g.id))
-        };
-        store
-            .audit(&entry, g.at + Duration::minutes(5))
-            .await
-            .unwrap();
     }
     for (k, d) in g.docs.iter().enumerate() {
         if let Doc::Requested { deadline, received } = d {
@@ -498,7 +525,7 @@ async fn figures_equal_the_recount(db: Db) {
                 .unwrap()
         })
         .collect();
-    store_all(&store, &gens, &dead).await;
+    store_all(&store, &gens, &dead, Edits::Drafts).await;
     // A message dead-lettered, replayed and then stored counts as an
     // application only; one dead-lettered twice (replayed, again) once.
     let sept = Utc.with_ymd_and_hms(2026, 9, 20, 9, 0, 0).unwrap();
@@ -583,6 +610,49 @@ async fn figures_equal_the_recount(db: Db) {
     env.cleanup().await;
 }
 
+/// Cases corrected before the release that keeps the corrected fields on
+/// the case: the migration fills them from the audit log, so the figures
+/// count them as the recount does.
+async fn corrections_from_before_the_upgrade_count(db: Db) {
+    let env = TestEnv::new(db, "kennzahlen-upgrade").await;
+    let old = Store::connect_lazy(&allegro_store::StoreConfig {
+        url: env.db_url.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    // The schema before migration `corrected_fields`.
+    old.migrate_until(if db == Db::Sqlite { 11 } else { 13 })
+        .await
+        .unwrap();
+    let gens = generate(120);
+    store_all(&old, &gens, &[], Edits::AuditOnly).await;
+    old.close().await;
+    let store = env.store().await;
+    let today = NaiveDate::from_ymd_opt(2026, 12, 20).unwrap();
+    let k = store
+        .kennzahlen(&filter(Scope::All, None, None, today))
+        .await
+        .unwrap();
+    let (cases, _, fields) = rules_and_fields(&gens, |_| true);
+    assert!(fields.values().sum::<i64>() > 20, "{fields:?}");
+    assert_eq!(k.faelle, cases);
+    let mut want: Vec<(String, i64)> = fields.into_iter().collect();
+    want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    want.truncate(10);
+    assert_eq!(k.felder, want);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrections_from_before_the_upgrade_count_on_sqlite() {
+    corrections_from_before_the_upgrade_count(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrections_from_before_the_upgrade_count_on_postgres() {
+    corrections_from_before_the_upgrade_count(Db::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn figures_equal_the_recount_on_sqlite() {
     figures_equal_the_recount(Db::Sqlite).await;
@@ -607,7 +677,7 @@ mod web {
         let store = env.store().await;
         let gens = generate(200);
         let dead = vec![Utc.with_ymd_and_hms(2026, 9, 2, 8, 0, 0).unwrap()];
-        store_all(&store, &gens, &dead).await;
+        store_all(&store, &gens, &dead, Edits::Drafts).await;
         add_user(
             &env,
             "leitung.d1",

@@ -487,7 +487,7 @@ impl Store {
 // locking, release, defer, close. Every change bumps `version` and is
 // refused when the caller's version is not the stored one any more.
 
-use crate::audit::NewAudit;
+use crate::audit::{Action, NewAudit};
 use crate::Tx;
 use allegro_core::record::Correction;
 
@@ -807,6 +807,37 @@ async fn finish_case_write(
     for a in audit {
         tx.audit(a, at).await?;
     }
+    if let Some(id) = audit
+        .iter()
+        .find(|a| a.action == Action::Edit && a.pointer.is_some())
+        .and_then(|a| a.antrag_id)
+    {
+        tx.note_corrected_fields(id).await?;
+    }
     tx.commit().await?;
     Ok(())
+}
+
+impl Tx {
+    /// Sets `cases.corrected_fields` (`,/p1,/p2,`) from the case's edits in
+    /// the audit log, for the Kennzahlen (see migration
+    /// `0014_corrected_fields`).
+    async fn note_corrected_fields(&mut self, antrag_id: Uuid) -> Result<(), StoreError> {
+        let sql = match self {
+            Tx::Sqlite(_) => {
+                "UPDATE cases SET corrected_fields = coalesce((SELECT ',' || group_concat(pointer, ',') || ',' \
+                 FROM (SELECT DISTINCT pointer FROM audit WHERE antrag_id = $1 AND action = 'edit' \
+                 AND pointer IS NOT NULL ORDER BY pointer)), '') WHERE antrag_id = $1"
+            }
+            Tx::Postgres(_) => {
+                "UPDATE cases SET corrected_fields = coalesce((SELECT ',' || string_agg(DISTINCT pointer, ',' \
+                 ORDER BY pointer) || ',' FROM audit WHERE antrag_id = $1 AND action = 'edit' \
+                 AND pointer IS NOT NULL), '') WHERE antrag_id = $1"
+            }
+        };
+        dispatch!(self, Tx, t => {
+            sqlx::query(sql).bind(antrag_id).execute(&mut **t).await?;
+        });
+        Ok(())
+    }
 }

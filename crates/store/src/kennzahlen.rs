@@ -211,6 +211,15 @@ pub struct Kennzahlen {
 
 type Key = (String, Stelle);
 
+/// The cases, the rules they were opened for and the fields corrected in
+/// them, counted.
+#[derive(Debug, Default)]
+struct RegelnUndFelder {
+    faelle: i64,
+    regeln: BTreeMap<String, i64>,
+    felder: BTreeMap<String, i64>,
+}
+
 impl Store {
     /// The figures of the applications `f` selects.
     pub async fn kennzahlen(&self, f: &Filter) -> Result<Kennzahlen, StoreError> {
@@ -222,13 +231,12 @@ impl Store {
                 Ok(Vec::new())
             }
         };
-        let (outcomes, documents, dead, durations, (cases, rules), fields) = tokio::try_join!(
+        let (outcomes, documents, dead, dauern, regeln) = tokio::try_join!(
             self.outcome_counts(f),
             self.document_counts(f),
             dead,
             self.release_hours(f),
-            self.case_rules(f),
-            self.corrected_fields(f),
+            self.rules_and_fields(f),
         )?;
         let mut rows: BTreeMap<Key, Zeile> = BTreeMap::new();
         for (key, z) in outcomes {
@@ -245,7 +253,7 @@ impl Store {
             z.unlesbar += n;
             z.eingegangen += n;
         }
-        Ok(assemble(f, rows, durations, cases, rules, fields))
+        Ok(assemble(f, rows, dauern, regeln))
     }
 
     /// Per month and Dienststelle: received, accepted (from the applications
@@ -463,70 +471,71 @@ impl Store {
         })
     }
 
-    /// Hours from receipt to release of every released case, with its month
-    /// and Dienststelle.
-    async fn release_hours(&self, f: &Filter) -> Result<Vec<(Key, f64)>, StoreError> {
-        let (month, _) = self.month_of("c.created_at");
-        let hours = match self {
-            Store::Sqlite(_) => "(julianday(c.updated_at) - julianday(c.created_at)) * 24.0",
-            Store::Postgres(_) => {
-                "CAST(EXTRACT(EPOCH FROM (c.updated_at - c.created_at)) / 3600.0 AS DOUBLE PRECISION)"
+    /// Hours from receipt to release of the released cases: median and 90th
+    /// percentile per month and Dienststelle, per month and of the period.
+    /// PostgreSQL computes them (`percentile_cont` over grouping sets, so
+    /// only the figures cross the wire); SQLite has no percentile function,
+    /// so its hours are fetched and [`quantile`] does the same there.
+    async fn release_hours(&self, f: &Filter) -> Result<Dauern, StoreError> {
+        let (month, by) = self.month_of("c.created_at");
+        match self {
+            Store::Sqlite(p) => {
+                let sql = format!(
+                    "SELECT {month}, c.dienststellennummer, \
+                     (julianday(c.updated_at) - julianday(c.created_at)) * 24.0 FROM {}",
+                    cases_source(f)
+                );
+                let mut qb = QueryBuilder::new(sql);
+                push_where(&mut qb, f, "c");
+                qb.push(" AND c.status = 'released'");
+                let rows: Vec<(String, Option<String>, f64)> =
+                    qb.build_query_as().fetch_all(p).await?;
+                Ok(Dauern::of_hours(rows))
             }
-        };
-        let sql = format!(
-            "SELECT {month}, c.dienststellennummer, {hours} FROM {}",
-            cases_source(f)
-        );
-        type Row = (String, Option<String>, f64);
-        let rows: Vec<Row> = dispatch!(self, Store, p => {
-            let mut qb = QueryBuilder::new(sql);
-            push_where(&mut qb, f, "c");
-            qb.push(" AND c.status = 'released'");
-            qb.build_query_as().fetch_all(p).await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(|(m, d, h)| ((m, Stelle::of(d)), h))
-            .collect())
+            Store::Postgres(p) => {
+                let sql = format!(
+                    "SELECT to_char(t.m, 'YYYY-MM'), t.d, CAST(GROUPING(t.m, t.d) AS INTEGER), \
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY t.h), \
+                     percentile_cont(0.9) WITHIN GROUP (ORDER BY t.h) FROM ( \
+                     SELECT {by} AS m, c.dienststellennummer AS d, \
+                     CAST(EXTRACT(EPOCH FROM (c.updated_at - c.created_at)) / 3600.0 AS DOUBLE PRECISION) AS h \
+                     FROM {}",
+                    cases_source(f)
+                );
+                let mut qb = QueryBuilder::new(sql);
+                push_where(&mut qb, f, "c");
+                qb.push(
+                    " AND c.status = 'released') t GROUP BY GROUPING SETS ((t.m, t.d), (t.m), ())",
+                );
+                let rows: Vec<GroupRow> = qb.build_query_as().fetch_all(p).await?;
+                Ok(Dauern::of_groups(rows))
+            }
+        }
     }
 
-    /// How many cases, and per rule how many of them it was an error of.
-    async fn case_rules(&self, f: &Filter) -> Result<(i64, BTreeMap<String, i64>), StoreError> {
-        let rows: Vec<(String, i64)> = dispatch!(self, Store, p => {
+    /// How many cases; per rule, how many of them it was an error of; per
+    /// field (list indexes as `*`), in how many it was corrected
+    /// (`cases.corrected_fields`, kept with each draft's audit entries).
+    /// One scan of the cases for both.
+    async fn rules_and_fields(&self, f: &Filter) -> Result<RegelnUndFelder, StoreError> {
+        let rows: Vec<(String, String, i64)> = dispatch!(self, Store, p => {
             let mut qb = QueryBuilder::new(format!(
-                "SELECT c.intake_rules, COUNT(*) FROM {}",
+                "SELECT c.intake_rules, c.corrected_fields, COUNT(*) FROM {}",
                 cases_source(f)
             ));
             push_where(&mut qb, f, "c");
-            qb.push(" GROUP BY c.intake_rules");
+            qb.push(" GROUP BY c.intake_rules, c.corrected_fields");
             qb.build_query_as().fetch_all(p).await?
         });
-        let mut total = 0;
-        let mut rules = BTreeMap::new();
-        for (list, n) in rows {
-            total += n;
-            for r in list.split(',').filter(|r| !r.is_empty()) {
-                *rules.entry(r.to_string()).or_insert(0) += n;
+        let mut out = RegelnUndFelder::default();
+        for (rules, fields, n) in rows {
+            out.faelle += n;
+            for r in items(&rules) {
+                *out.regeln.entry(r.to_string()).or_insert(0) += n;
             }
-        }
-        Ok((total, rules))
-    }
-
-    /// Per field (list indexes as `*`): in how many cases it was corrected.
-    async fn corrected_fields(&self, f: &Filter) -> Result<BTreeMap<String, i64>, StoreError> {
-        let rows: Vec<(String, i64)> = dispatch!(self, Store, p => {
-            let mut qb = QueryBuilder::new(
-                format!("SELECT e.pointer, COUNT(*) FROM (SELECT DISTINCT antrag_id, pointer FROM audit \
-                 WHERE action = 'edit' AND pointer IS NOT NULL) e \
-                 JOIN cases c ON c.antrag_id = e.antrag_id{}", mapping_join(f)),
-            );
-            push_where(&mut qb, f, "c");
-            qb.push(" GROUP BY e.pointer");
-            qb.build_query_as().fetch_all(p).await?
-        });
-        let mut out = BTreeMap::new();
-        for (pointer, n) in rows {
-            *out.entry(generic_pointer(&pointer)).or_insert(0) += n;
+            for p in items(&fields) {
+                *out.felder.entry(generic_pointer(p)).or_insert(0) += n;
+            }
         }
         Ok(out)
     }
@@ -593,6 +602,11 @@ where
     }
 }
 
+/// The items of a `,a,b,` list column (`intake_rules`, `corrected_fields`).
+fn items(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').filter(|r| !r.is_empty())
+}
+
 /// `/weiterePersonen/1/geburtsdatum` → `/weiterePersonen/*/geburtsdatum`.
 pub fn generic_pointer(p: &str) -> String {
     p.split('/')
@@ -618,10 +632,93 @@ pub fn quantile(xs: &[f64], q: f64) -> Option<f64> {
     Some(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo as f64))
 }
 
-fn percentiles(z: &mut Zeile, hours: &mut [f64]) {
-    hours.sort_by(f64::total_cmp);
-    z.median_stunden = quantile(hours, 0.5);
-    z.p90_stunden = quantile(hours, 0.9);
+/// Median and 90th percentile of some hours.
+#[derive(Debug, Clone, Copy)]
+struct Quantile {
+    median: f64,
+    p90: f64,
+}
+
+impl Quantile {
+    fn of(hours: &mut [f64]) -> Option<Quantile> {
+        hours.sort_by(f64::total_cmp);
+        Some(Quantile {
+            median: quantile(hours, 0.5)?,
+            p90: quantile(hours, 0.9)?,
+        })
+    }
+
+    fn set(self, z: &mut Zeile) {
+        z.median_stunden = Some(self.median);
+        z.p90_stunden = Some(self.p90);
+    }
+}
+
+/// A grouping-set row: month, Dienststelle, `GROUPING(m, d)`, median, p90.
+type GroupRow = (
+    Option<String>,
+    Option<String>,
+    i32,
+    Option<f64>,
+    Option<f64>,
+);
+
+/// The quantiles of each group's hours.
+fn quantiles<K: Ord>(groups: BTreeMap<K, Vec<f64>>) -> BTreeMap<K, Quantile> {
+    groups
+        .into_iter()
+        .filter_map(|(k, mut h)| Some((k, Quantile::of(&mut h)?)))
+        .collect()
+}
+
+/// The hours from receipt to release, as quantiles per row (month and
+/// Dienststelle), per month and of the period.
+#[derive(Debug, Default)]
+struct Dauern {
+    zeilen: BTreeMap<Key, Quantile>,
+    monate: BTreeMap<String, Quantile>,
+    summe: Option<Quantile>,
+}
+
+impl Dauern {
+    /// From each released case's month, Dienststelle and hours.
+    fn of_hours(rows: Vec<(String, Option<String>, f64)>) -> Dauern {
+        let mut by_row: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
+        let mut by_month: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut all = Vec::with_capacity(rows.len());
+        for (m, d, h) in rows {
+            by_month.entry(m.clone()).or_default().push(h);
+            by_row.entry((m, Stelle::of(d))).or_default().push(h);
+            all.push(h);
+        }
+        Dauern {
+            zeilen: quantiles(by_row),
+            monate: quantiles(by_month),
+            summe: Quantile::of(&mut all),
+        }
+    }
+
+    /// From grouping-set rows: `GROUPING(m, d)` 0 is a row, 1 a month, 3
+    /// the period (whose quantiles are NULL when nothing was released).
+    fn of_groups(rows: Vec<GroupRow>) -> Dauern {
+        let mut out = Dauern::default();
+        for (m, d, grouping, median, p90) in rows {
+            let (Some(median), Some(p90)) = (median, p90) else {
+                continue;
+            };
+            let q = Quantile { median, p90 };
+            match (grouping, m) {
+                (0, Some(m)) => {
+                    out.zeilen.insert((m, Stelle::of(d)), q);
+                }
+                (1, Some(m)) => {
+                    out.monate.insert(m, q);
+                }
+                _ => out.summe = Some(q),
+            }
+        }
+        out
+    }
 }
 
 /// Rows, month sums and the period's sum, with their percentiles; the top ten
@@ -629,19 +726,9 @@ fn percentiles(z: &mut Zeile, hours: &mut [f64]) {
 fn assemble(
     f: &Filter,
     mut rows: BTreeMap<Key, Zeile>,
-    durations: Vec<(Key, f64)>,
-    faelle: i64,
-    rules: BTreeMap<String, i64>,
-    fields: BTreeMap<String, i64>,
+    dauern: Dauern,
+    regeln: RegelnUndFelder,
 ) -> Kennzahlen {
-    let mut by_row: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
-    let mut by_month: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut all = Vec::with_capacity(durations.len());
-    for ((m, d), h) in durations {
-        by_month.entry(m.clone()).or_default().push(h);
-        by_row.entry((m, d)).or_default().push(h);
-        all.push(h);
-    }
     let mut monate: Vec<(Monat, Zeile)> = f
         .von
         .bis(f.bis)
@@ -654,8 +741,8 @@ fn assemble(
     // then the dead letters (the order of `Stelle`).
     for (key, mut z) in std::mem::take(&mut rows) {
         z.dienststelle = key.1.clone();
-        if let Some(h) = by_row.get_mut(&key) {
-            percentiles(&mut z, h);
+        if let Some(&q) = dauern.zeilen.get(&key) {
+            q.set(&mut z);
         }
         let Ok(m) = Monat::parse(&key.0) else {
             continue;
@@ -667,18 +754,20 @@ fn assemble(
         zeilen.push((m, z));
     }
     for (m, z) in &mut monate {
-        if let Some(h) = by_month.get_mut(&m.to_string()) {
-            percentiles(z, h);
+        if let Some(&q) = dauern.monate.get(&m.to_string()) {
+            q.set(z);
         }
     }
-    percentiles(&mut summe, &mut all);
+    if let Some(q) = dauern.summe {
+        q.set(&mut summe);
+    }
     Kennzahlen {
         zeilen,
         monate,
         summe,
-        regeln: top_ten(rules),
-        faelle,
-        felder: top_ten(fields),
+        regeln: top_ten(regeln.regeln),
+        faelle: regeln.faelle,
+        felder: top_ten(regeln.felder),
     }
 }
 

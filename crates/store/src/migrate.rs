@@ -64,6 +64,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "kennzahlen",
         include_str!("../migrations/sqlite/0011_kennzahlen.sql"),
     ),
+    (
+        12,
+        "corrected_fields",
+        include_str!("../migrations/sqlite/0012_corrected_fields.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -130,6 +135,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "kennzahlen",
         include_str!("../migrations/postgres/0013_kennzahlen.sql"),
+    ),
+    (
+        14,
+        "corrected_fields",
+        include_str!("../migrations/postgres/0014_corrected_fields.sql"),
     ),
 ];
 
