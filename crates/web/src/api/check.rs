@@ -185,12 +185,7 @@ pub async fn pruefung(
             .and_then(|v| v.to_str().ok()),
     );
     let started = Instant::now();
-    // On the blocking pool: a large application must not hold up the
-    // runtime the daemon's consumer shares, and the timeout answers 503
-    // even while a check still runs.
-    let pipeline = state.pipeline.current();
-    let checked = tokio::task::spawn_blocking(move || pipeline.pruefen(&body, &abschnitte)).await;
-    let Ok(pruefung) = checked else {
+    let Ok(pruefung) = check(&state, body, abschnitte).await else {
         return refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -215,6 +210,29 @@ pub async fn pruefung(
 }
 
 const TOO_LARGE: &str = "Der Antrag ist zu groß für die Prüfung.";
+
+/// Bodies up to this size are checked on the runtime's own thread: a
+/// 5 KB Hauptantrag takes about 40 µs, less than a hand-over to the
+/// blocking pool costs (two thread wake-ups; measured in
+/// docs/performance.md). Larger ones go to the blocking pool, so that they
+/// do not hold up the runtime the daemon's consumer shares and the timeout
+/// answers 503 even while such a check still runs.
+const INLINE_BYTES: usize = 32 * 1024;
+
+/// Runs the pipeline's check, inline or on the blocking pool by size;
+/// `Err` if it panicked.
+async fn check(state: &ApiState, body: Bytes, abschnitte: Abschnitte) -> Result<Pruefung, ()> {
+    let pipeline = state.pipeline.current();
+    if body.len() <= INLINE_BYTES {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pipeline.pruefen(&body, &abschnitte)
+        }))
+        .map_err(|_| ());
+    }
+    tokio::task::spawn_blocking(move || pipeline.pruefen(&body, &abschnitte))
+        .await
+        .map_err(|_| ())
+}
 
 /// An outcome that is an HTTP refusal rather than an answer: a body that
 /// failed before it was a JSON object (400), or one too large (413).
