@@ -40,6 +40,7 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 fi
 bash scripts/setup-browser.sh
 bash scripts/setup-openapi-validator.sh
+bash scripts/setup-jose-tools.sh
 bash scripts/start-services.sh
 bash scripts/web-assets.sh
 

@@ -16,6 +16,7 @@ mod daemon_e2e;
 mod daemon_faults;
 mod daemon_scale;
 mod dlq;
+mod fitconnect;
 mod grafana_dashboard;
 mod hostile;
 mod kennzahlen;

@@ -47,6 +47,8 @@ pub struct Settings {
     pub mitwirkung: allegro_web::letters::MitwirkungSettings,
     /// The check API for the online form (`[api]`).
     pub api: allegro_web::api::ApiConfig,
+    /// Receiving from FIT-Connect (`[fitconnect]`, off by default).
+    pub fitconnect: crate::fitconnect::FitConnectConfig,
 }
 
 /// Prometheus metrics endpoint.
@@ -327,7 +329,7 @@ impl Settings {
 
 /// Reads a secret file; surrounding whitespace (a trailing newline) is dropped.
 /// A leading `${CREDENTIALS_DIRECTORY}` is expanded first.
-fn read_secret(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_secret(path: &Path) -> anyhow::Result<String> {
     let path = expand_credentials_dir(path, std::env::var_os(CREDENTIALS_DIRECTORY).as_deref())?;
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read secret file {}", path.display()))?;
@@ -427,7 +429,9 @@ mod tests {
             assert!(text.contains(&format!("[{section}]")), "section {section}");
             for key in keys.as_table().unwrap().keys() {
                 assert!(
-                    text.contains(&format!("\n{key} = ")) || text.contains(&format!("# {key} = ")),
+                    text.contains(&format!("\n{key} = "))
+                        || text.contains(&format!("# {key} = "))
+                        || text.contains(&format!("[[{section}.{key}]]")),
                     "{section}.{key} is not documented in {name}"
                 );
             }

@@ -27,6 +27,7 @@ pub mod config;
 pub mod consumer;
 pub mod deadletter;
 pub mod dispatcher;
+pub mod fitconnect;
 pub mod metrics;
 pub mod plan;
 pub mod reload;
@@ -121,6 +122,16 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
     }
     if let Some(listen) = settings.api.listen {
         serve_api(listen, &settings, Arc::clone(&mappings), &metrics).await?;
+    }
+    if settings.fitconnect.enabled {
+        let subscriber = fitconnect::Subscriber::new(
+            &settings.fitconnect,
+            store.clone(),
+            settings.broker.clone(),
+            Arc::clone(&mappings),
+        )
+        .context("fitconnect")?;
+        tokio::spawn(subscriber.run(shutdown.clone()));
     }
     metrics.store_healthy.set(1);
     metrics.outbox_healthy.set(1);

@@ -69,6 +69,7 @@ mod stats;
 // The workbench's parts.
 pub mod audit;
 pub mod cases;
+pub mod fitconnect;
 pub mod kennzahlen;
 pub mod mitwirkung;
 pub mod sessions;

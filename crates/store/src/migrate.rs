@@ -69,6 +69,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "corrected_fields",
         include_str!("../migrations/sqlite/0012_corrected_fields.sql"),
     ),
+    (
+        13,
+        "fitconnect",
+        include_str!("../migrations/sqlite/0013_fitconnect.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -140,6 +145,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "corrected_fields",
         include_str!("../migrations/postgres/0014_corrected_fields.sql"),
+    ),
+    (
+        15,
+        "fitconnect",
+        include_str!("../migrations/postgres/0015_fitconnect.sql"),
     ),
 ];
 

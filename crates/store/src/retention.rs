@@ -6,7 +6,8 @@
 //! (0 = keep), the last two with every purge:
 //! - `application_payloads`: accepted applications whose record file is
 //!   written (no `outbox_pending` row) and that have no case: the body, the
-//!   record XML, the `message_id` and the findings' messages.
+//!   record XML, the `message_id`, the findings' messages, and the content
+//!   and file name of attachments that came with it through FIT-Connect.
 //! - `closed_cases`: cases `released` or `closed` (counted from `closed_at`,
 //!   else `updated_at`) whose record, if any, is written: the same for their
 //!   application, and the case's `applicant` (and its `applicant_key`), `corrected_body`,
@@ -143,8 +144,8 @@ impl Kind {
     /// The tables a purge of this kind changes.
     pub fn tables(self) -> &'static [&'static str] {
         match self {
-            Kind::ApplicationPayloads => &["applications", "records"],
-            Kind::ClosedCases => &["applications", "records", "cases", "audit"],
+            Kind::ApplicationPayloads => &["applications", "records", "attachments"],
+            Kind::ClosedCases => &["applications", "records", "cases", "audit", "attachments"],
             Kind::DeadLetters => &["dead_letters"],
             Kind::AuditValues => &["audit"],
             Kind::Sessions => &["sessions"],
@@ -264,7 +265,8 @@ struct Victim {
 
 /// Mitwirkung of a purged application, in its transaction `$tx` (a macro:
 /// each dialect's transaction is its own type): its letters (name,
-/// address) are deleted; of its documents owed only what the figures need
+/// address) are deleted, its FIT-Connect attachments lose their content and
+/// file name; of its documents owed only what the figures need
 /// stays (kind, state, dates, rule, place), the waiver's free text and the
 /// file's hash and reference go; written follow-up records keep their row,
 /// not their XML.
@@ -272,6 +274,12 @@ macro_rules! purge_mitwirkung {
     ($tx:expr, $antrag_id:expr) => {{
         let empty: &[u8] = &[];
         sqlx::query("DELETE FROM letters WHERE antrag_id = $1")
+            .bind($antrag_id)
+            .execute(&mut *$tx)
+            .await?;
+        // FIT-Connect attachments: the content goes, the row (kind, size,
+        // hash) stays.
+        sqlx::query("UPDATE attachments SET content = NULL, filename = NULL, description = NULL WHERE antrag_id = $1")
             .bind($antrag_id)
             .execute(&mut *$tx)
             .await?;

@@ -1,7 +1,9 @@
 //! Test helpers for the daemon and store tests: per-test queues and databases
 //! on the real RabbitMQ and PostgreSQL, the daemon as a child process, a TCP
-//! proxy to simulate outages, generated applications, and headless Chromium
-//! with axe-core for the browser tests ([`browser`]).
+//! proxy to simulate outages, generated applications, headless Chromium with
+//! axe-core for the browser tests ([`browser`]), and a local FIT-Connect
+//! Zustelldienst that follows the published Submission API
+//! ([`zustelldienst`]).
 //!
 //! Services (started by `scripts/start-services.sh`): RabbitMQ at
 //! `ALLEGRO_TEST_AMQP` (default `amqp://guest:guest@127.0.0.1:5672/%2f`) and
@@ -15,6 +17,7 @@
 pub mod browser;
 pub mod proxy;
 pub mod workbench;
+pub mod zustelldienst;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -172,6 +172,8 @@ pub struct DetailPage {
     pub notes: Vec<FindingView>,
     pub general: Vec<FindingView>,
     pub owed: Vec<Owed>,
+    /// Attachments that came through FIT-Connect.
+    pub anlagen: Vec<super::anlagen::AnlageView>,
     /// The form „Fehler beheben“: one input per error field.
     pub fixes: Vec<FixLine>,
     /// The mappings in force would find something else: „Prüfen“ shown.
@@ -366,6 +368,7 @@ async fn render_page(
     status: StatusCode,
 ) -> Result<Response, WebError> {
     let audit = state.store.audit_of(case.antrag_id).await?;
+    let anlagen = state.store.attachments_of(case.antrag_id).await?;
     let pipeline = state.pipeline.current();
     let (doc, mapping) = document(&pipeline, case);
     let findings = shown.findings.unwrap_or_else(|| case.findings.clone());
@@ -407,6 +410,7 @@ async fn render_page(
         notes: view.notes,
         general: view.general,
         owed: view.owed,
+        anlagen: super::anlagen::views(case.antrag_id, &anlagen),
         fixes,
         stale,
         corrections: case.corrections.len(),

@@ -28,6 +28,7 @@
 
 pub mod actions;
 pub mod admin;
+pub mod anlagen;
 pub mod antrag;
 pub mod auth;
 pub mod charts;
@@ -75,6 +76,7 @@ pub fn router(state: WorkbenchState) -> Router {
             get(actions::field_page_get).post(actions::field_page_post),
         )
         .route("/faelle/{id}/beheben", post(fix::post))
+        .route("/faelle/{id}/anlagen/{anlage}", get(anlagen::download))
         .route("/faelle/{id}/pruefen", post(actions::check))
         .route("/faelle/{id}/freigeben", post(actions::release))
         .route(

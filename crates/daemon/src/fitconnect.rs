@@ -1,0 +1,407 @@
+//! The daemon as a FIT-Connect subscriber (`[fitconnect]`, off by default):
+//! every `poll_interval_secs` it lists each destination's submissions,
+//! fetches and checks each new one (`allegro_fitconnect::submission`), keeps
+//! it and its attachments, and hands its data to the intake queue with a
+//! publisher confirm, exactly as the online portal's messages arrive. Once
+//! the application is stored (accepted or a case) it answers
+//! `accept-submission`; a submission that fails the checks, or whose data
+//! the intake dead-letters, gets `reject-submission`.
+//!
+//! "Stored before acknowledged" and "each event once": the answer is made
+//! only after the store has the application, kept in
+//! `fitconnect_submissions` before it is sent (the event outbox), and a
+//! send that may have happened before a crash is looked up in the case's
+//! event log before it is tried again. Logs name submission, case and
+//! antragId, never content.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use allegro_fitconnect::api::{ApiConfig, Client, Posted};
+use allegro_fitconnect::events::{self, About, Answer};
+use allegro_fitconnect::jose::RsaPrivateJwk;
+use allegro_fitconnect::submission::{self, AuthenticationTags, Problem, ProblemKind, Received};
+use allegro_store::fitconnect::{FcIds, FcState, FcSubmission, IntakeFate, NewAttachment};
+use allegro_store::Store;
+use allegro_web::workbench::PipelineSource;
+
+use crate::config::BrokerConfig;
+use crate::reload::Mappings;
+use crate::retry::Shutdown;
+use crate::submit::{antrag_id, Submitter};
+
+/// `[fitconnect]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FitConnectConfig {
+    pub enabled: bool,
+    /// The Submission API's base URL (test:
+    /// `https://submission-api-testing.fit-connect.fitko.dev`).
+    pub api_url: String,
+    /// The OAuth token endpoint (test:
+    /// `https://auth-testing.fit-connect.fitko.dev/token`).
+    pub token_url: String,
+    pub client_id: String,
+    /// A file holding the client secret (e.g. a systemd credential).
+    pub client_secret_file: Option<PathBuf>,
+    pub poll_interval_secs: u64,
+    /// Per request to the API.
+    pub timeout_secs: u64,
+    /// The destinations this jobcenter receives at.
+    #[serde(rename = "destination")]
+    pub destinations: Vec<DestinationConfig>,
+}
+
+/// `[[fitconnect.destination]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    pub id: Uuid,
+    /// The Dienststelle it serves (for the operator; the application names
+    /// its own).
+    pub dienststelle: String,
+    /// The private decryption key (JWK, `key_ops: ["unwrapKey"]`).
+    pub decryption_key_file: PathBuf,
+    /// The private signing key of the events (JWK, PS512).
+    pub signing_key_file: PathBuf,
+}
+
+impl Default for FitConnectConfig {
+    fn default() -> Self {
+        FitConnectConfig {
+            enabled: false,
+            api_url: "https://submission-api-testing.fit-connect.fitko.dev".into(),
+            token_url: "https://auth-testing.fit-connect.fitko.dev/token".into(),
+            client_id: String::new(),
+            client_secret_file: None,
+            poll_interval_secs: 30,
+            timeout_secs: 30,
+            destinations: Vec::new(),
+        }
+    }
+}
+
+/// A destination with its keys loaded.
+struct Destination {
+    id: Uuid,
+    decryption: RsaPrivateJwk,
+    signing: RsaPrivateJwk,
+}
+
+/// The running subscriber.
+pub struct Subscriber {
+    api: Client,
+    destinations: BTreeMap<Uuid, Destination>,
+    store: Store,
+    broker: BrokerConfig,
+    mappings: Arc<Mappings>,
+    interval: Duration,
+}
+
+impl Subscriber {
+    /// Loads the secret and the keys; every error names the key and file.
+    pub fn new(
+        cfg: &FitConnectConfig,
+        store: Store,
+        broker: BrokerConfig,
+        mappings: Arc<Mappings>,
+    ) -> anyhow::Result<Subscriber> {
+        let secret_file = cfg
+            .client_secret_file
+            .as_ref()
+            .context("fitconnect.client_secret_file is not set")?;
+        let client_secret =
+            crate::config::read_secret(secret_file).context("fitconnect.client_secret_file")?;
+        let api = Client::new(ApiConfig {
+            base_url: cfg.api_url.trim_end_matches('/').to_string(),
+            token_url: cfg.token_url.clone(),
+            client_id: cfg.client_id.clone(),
+            client_secret,
+            timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
+        })?;
+        let mut destinations = BTreeMap::new();
+        for d in &cfg.destinations {
+            let load = |p: &PathBuf, key: &str| {
+                let path = crate::config::expand_credentials_dir(
+                    p,
+                    std::env::var_os(crate::config::CREDENTIALS_DIRECTORY).as_deref(),
+                )?;
+                RsaPrivateJwk::load(&path)
+                    .with_context(|| format!("fitconnect.destination {}: {key}", d.id))
+            };
+            destinations.insert(
+                d.id,
+                Destination {
+                    id: d.id,
+                    decryption: load(&d.decryption_key_file, "decryption_key_file")?,
+                    signing: load(&d.signing_key_file, "signing_key_file")?,
+                },
+            );
+        }
+        anyhow::ensure!(
+            !destinations.is_empty(),
+            "fitconnect is enabled but names no [[fitconnect.destination]]"
+        );
+        Ok(Subscriber {
+            api,
+            destinations,
+            store,
+            broker,
+            mappings,
+            interval: Duration::from_secs(cfg.poll_interval_secs.max(1)),
+        })
+    }
+
+    /// Polls until shutdown. A failed round (the Zustelldienst or the broker
+    /// away) is logged and tried again at the next interval; nothing is
+    /// answered before it is stored.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        info!(
+            destinations = self.destinations.len(),
+            "FIT-Connect subscriber started"
+        );
+        loop {
+            if let Err(e) = self.round().await {
+                warn!(error = %format!("{e:#}"), "FIT-Connect round failed; trying again");
+            }
+            if shutdown.sleep(self.interval).await {
+                return;
+            }
+        }
+    }
+
+    /// One round: answer what is owed, take what is new, answer again.
+    pub async fn round(&self) -> anyhow::Result<()> {
+        self.answer_owed().await?;
+        for d in self.destinations.values() {
+            let waiting = self.api.pickup(d.id).await?;
+            let mut submitter = None;
+            for p in waiting {
+                if self.store.fc_submission(p.submission_id).await?.is_some() {
+                    continue;
+                }
+                self.take(d, p.submission_id, &mut submitter).await?;
+            }
+            if let Some(s) = submitter {
+                s.close().await;
+            }
+        }
+        self.answer_owed().await
+    }
+
+    /// Fetches, checks and keeps one new submission; publishes its data or
+    /// keeps its reject event.
+    async fn take(
+        &self,
+        d: &Destination,
+        id: Uuid,
+        submitter: &mut Option<Submitter>,
+    ) -> anyhow::Result<()> {
+        let fetched = self.api.fetch(id).await?;
+        let ids = FcIds {
+            submission_id: fetched.submission_id,
+            case_id: fetched.case_id,
+            destination_id: d.id,
+        };
+        let pipeline = self.mappings.current();
+        let knows = |uri: &str| {
+            pipeline
+                .mappings()
+                .all()
+                .iter()
+                .any(|m| m.schema_json["$id"].as_str() == Some(uri))
+        };
+        let checked = submission::check(&fetched, &d.decryption, knows).and_then(|r| {
+            let id = antrag_id(&r.data).map_err(|_| Problem {
+                kind: ProblemKind::SchemaViolation,
+                instance: "data".into(),
+                detail: "Die Fachdaten sind kein Antrag mit antragId (docs/contract.md §1).".into(),
+            })?;
+            Ok((id, r))
+        });
+        match checked {
+            Err(problem) => self.reject_early(d, ids, problem).await,
+            Ok((antrag_id, received)) => self.publish(ids, antrag_id, &received, submitter).await,
+        }
+    }
+
+    async fn reject_early(
+        &self,
+        d: &Destination,
+        ids: FcIds,
+        problem: Problem,
+    ) -> anyhow::Result<()> {
+        info!(submission = %ids.submission_id, case = %ids.case_id, problem = problem.kind.name(),
+            "FIT-Connect submission rejected");
+        let (about, now) = about(&ids);
+        let name = problem.kind.name();
+        let event = events::sign(&about, &Answer::Reject(problem), &d.signing)?;
+        self.store
+            .fc_rejected(ids, name, &event, about.jti, now)
+            .await?;
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        ids: FcIds,
+        antrag_id: Uuid,
+        r: &Received,
+        submitter: &mut Option<Submitter>,
+    ) -> anyhow::Result<()> {
+        let tags = serde_json::to_string(&r.tags)?;
+        let attachments: Vec<NewAttachment> = r
+            .attachments
+            .iter()
+            .map(|a| NewAttachment {
+                attachment_id: a.id,
+                purpose: &a.purpose,
+                mime_type: &a.mime_type,
+                filename: a.filename.as_deref(),
+                description: a.description.as_deref(),
+                sha512: &a.sha512,
+                content: &a.content,
+            })
+            .collect();
+        if !self
+            .store
+            .fc_received(ids, antrag_id, &tags, &attachments, Utc::now())
+            .await?
+        {
+            return Ok(());
+        }
+        if submitter.is_none() {
+            *submitter = Some(Submitter::connect(&self.broker).await?);
+        }
+        let s = submitter.as_ref().expect("connected");
+        let confirmed = s.publish(antrag_id, &r.data).await?.accepted().await?;
+        anyhow::ensure!(
+            confirmed,
+            "the broker did not take antragId {antrag_id} into the intake queue"
+        );
+        info!(submission = %ids.submission_id, case = %ids.case_id, antrag_id = %antrag_id,
+            attachments = attachments.len(), "FIT-Connect submission handed to the intake");
+        Ok(())
+    }
+
+    /// Makes the answers of stored or dead-lettered applications and sends
+    /// every answer not yet sent.
+    async fn answer_owed(&self) -> anyhow::Result<()> {
+        for row in self.store.fc_open().await? {
+            let Some(d) = self.destinations.get(&row.destination_id) else {
+                continue;
+            };
+            match &row.state {
+                FcState::Published { antrag_id, tags } => {
+                    self.make_answer(d, &row, *antrag_id, tags).await?
+                }
+                FcState::Answer {
+                    event,
+                    jti,
+                    attempts,
+                } => self.send(&row, event, *jti, *attempts).await?,
+                FcState::Done => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The answer of a published submission, once its application's fate
+    /// is known; sent at once.
+    async fn make_answer(
+        &self,
+        d: &Destination,
+        row: &FcSubmission,
+        antrag_id: Uuid,
+        tags: &str,
+    ) -> anyhow::Result<()> {
+        let answer = match self.store.intake_fate(antrag_id).await? {
+            IntakeFate::Pending => return Ok(()),
+            IntakeFate::Stored => Answer::Accept(serde_json::from_str::<AuthenticationTags>(tags)?),
+            IntakeFate::DeadLettered(reason) => Answer::Reject(Problem {
+                kind: ProblemKind::SchemaViolation,
+                instance: "data".into(),
+                detail: format!("Die Fachdaten sind als Antrag nicht lesbar (Grund: {reason})."),
+            }),
+        };
+        let ids = FcIds {
+            submission_id: row.submission_id,
+            case_id: row.case_id,
+            destination_id: row.destination_id,
+        };
+        let (about, now) = about(&ids);
+        let problem = match &answer {
+            Answer::Reject(p) => Some(p.kind.name()),
+            Answer::Accept(_) => None,
+        };
+        let event = events::sign(&about, &answer, &d.signing)?;
+        if self
+            .store
+            .fc_answer(
+                row.submission_id,
+                answer.kind(),
+                problem,
+                &event,
+                about.jti,
+                now,
+            )
+            .await?
+        {
+            self.send(row, &event, about.jti, 0).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a kept event; after an earlier attempt, only if the case's
+    /// event log does not have it yet.
+    async fn send(
+        &self,
+        row: &FcSubmission,
+        event: &str,
+        jti: Uuid,
+        attempts: i32,
+    ) -> anyhow::Result<()> {
+        let id = row.submission_id;
+        if attempts > 0 && events::log_has(&self.api.events(row.case_id).await?, jti) {
+            self.store.fc_done(id, Utc::now()).await?;
+            return Ok(());
+        }
+        self.store.fc_attempt(id).await?;
+        match self.api.post_event(row.case_id, event).await? {
+            Posted::Taken => {
+                info!(submission = %id, case = %row.case_id, "FIT-Connect answer sent")
+            }
+            Posted::AlreadyAnswered => {
+                warn!(submission = %id, case = %row.case_id, "FIT-Connect submission was answered already")
+            }
+            Posted::Refused(why) => {
+                anyhow::bail!("the Zustelldienst refused the answer to submission {id}: {why}")
+            }
+        }
+        self.store.fc_done(id, Utc::now()).await?;
+        Ok(())
+    }
+}
+
+/// The identity of a new event about `ids`, and now.
+fn about(ids: &FcIds) -> (About, chrono::DateTime<Utc>) {
+    let now = Utc::now();
+    (
+        About {
+            destination_id: ids.destination_id,
+            submission_id: ids.submission_id,
+            case_id: ids.case_id,
+            jti: Uuid::new_v4(),
+            iat: now.timestamp(),
+        },
+        now,
+    )
+}

@@ -1,0 +1,43 @@
+-- FIT-Connect (issue #23): the submissions taken from the Zustelldienst and
+-- the answer owed to each (the event outbox), and the attachments they
+-- brought. Keep in step with migrations/postgres/0015_fitconnect.sql.
+--
+-- A submission's row goes published (its data handed to the intake queue,
+-- waiting until the application is stored) -> answer (the signed event is
+-- made and kept; sent until the Zustelldienst has it) -> done. A submission
+-- rejected before intake starts at answer.
+CREATE TABLE fitconnect_submissions (
+    submission_id  BLOB PRIMARY KEY,
+    case_id        BLOB NOT NULL,
+    destination_id BLOB NOT NULL,
+    antrag_id      BLOB,                            -- NULL when rejected before intake
+    state          TEXT NOT NULL CHECK (state IN ('published', 'answer', 'done')),
+    tags           TEXT,                            -- JSON: the authentication tags to quote
+    answer         TEXT CHECK (answer IN ('accept', 'reject')),
+    problem        TEXT,                            -- the problem type's name (reject)
+    event          TEXT,                            -- the signed event, once made
+    event_jti      BLOB,
+    attempts       INTEGER NOT NULL DEFAULT 0,      -- sends tried
+    received_at    TEXT NOT NULL,
+    answered_at    TEXT,
+    sent_at        TEXT
+);
+CREATE INDEX fitconnect_open ON fitconnect_submissions (state) WHERE state <> 'done';
+
+-- Attachments (the uploaded Nachweise), decrypted and hash-checked; the
+-- content is personal data: retention deletes it with the application's
+-- payload.
+CREATE TABLE attachments (
+    antrag_id     BLOB NOT NULL,
+    attachment_id BLOB NOT NULL,
+    submission_id BLOB NOT NULL,
+    purpose       TEXT NOT NULL,                    -- form | attachment | report
+    mime_type     TEXT NOT NULL,
+    filename      TEXT,
+    description   TEXT,
+    sha512        TEXT NOT NULL,
+    bytes         INTEGER NOT NULL,
+    content       BLOB,                             -- NULL once purged
+    created_at    TEXT NOT NULL,
+    PRIMARY KEY (antrag_id, attachment_id)
+);

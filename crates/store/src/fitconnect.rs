@@ -1,0 +1,349 @@
+//! What the FIT-Connect subscriber keeps (migration `fitconnect`): one row
+//! per submission taken from the Zustelldienst, which is also the outbox of
+//! the answer owed to it, and the attachments it brought.
+//!
+//! A row's [`FcState`] goes `Published` (the data is in the intake queue;
+//! the answer waits until the application is stored or dead-lettered) →
+//! `Answer` (the signed event is made and kept, so every retry sends the
+//! same token) → `Done`. Each step is one conditional UPDATE, so two
+//! daemons polling the same destination cannot both take a step.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{Store, StoreError, Tx};
+
+/// Where a submission stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FcState {
+    /// Handed to the intake queue as `antrag_id`, answer to be made with
+    /// `tags` (JSON) once it is stored.
+    Published { antrag_id: Uuid, tags: String },
+    /// The event is made; `attempts` sends were tried.
+    Answer {
+        event: String,
+        jti: Uuid,
+        attempts: i32,
+    },
+    /// The Zustelldienst has the answer.
+    Done,
+}
+
+/// One submission's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FcSubmission {
+    pub submission_id: Uuid,
+    pub case_id: Uuid,
+    pub destination_id: Uuid,
+    pub state: FcState,
+}
+
+/// A submission's ids.
+#[derive(Debug, Clone, Copy)]
+pub struct FcIds {
+    pub submission_id: Uuid,
+    pub case_id: Uuid,
+    pub destination_id: Uuid,
+}
+
+/// An attachment to keep.
+pub struct NewAttachment<'a> {
+    pub attachment_id: Uuid,
+    pub purpose: &'a str,
+    pub mime_type: &'a str,
+    pub filename: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub sha512: &'a str,
+    pub content: &'a [u8],
+}
+
+/// A kept attachment, without its content.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AttachmentInfo {
+    pub attachment_id: Uuid,
+    pub purpose: String,
+    pub mime_type: String,
+    pub filename: Option<String>,
+    pub sha512: String,
+    pub bytes: i64,
+    /// Retention removed the content.
+    pub purged: bool,
+}
+
+/// What became of an application handed to the intake queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeFate {
+    /// Not yet seen.
+    Pending,
+    /// Stored (accepted or a case).
+    Stored,
+    /// Dead-lettered, with the reason code.
+    DeadLettered(String),
+}
+
+type Row = (
+    Uuid,
+    Uuid,
+    Uuid,
+    Option<Uuid>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<Uuid>,
+    i32,
+);
+
+const COLUMNS: &str =
+    "submission_id, case_id, destination_id, antrag_id, state, tags, event, event_jti, attempts";
+
+fn from_row(r: Row) -> Result<FcSubmission, StoreError> {
+    let (submission_id, case_id, destination_id, antrag_id, state, tags, event, jti, attempts) = r;
+    let corrupt = || StoreError::Corrupt {
+        table: "fitconnect_submissions",
+        column: "state",
+        key: format!("submissionId {submission_id}"),
+        detail: format!("state {state:?} without its columns"),
+    };
+    let state = match state.as_str() {
+        "published" => FcState::Published {
+            antrag_id: antrag_id.ok_or_else(corrupt)?,
+            tags: tags.ok_or_else(corrupt)?,
+        },
+        "answer" => FcState::Answer {
+            event: event.ok_or_else(corrupt)?,
+            jti: jti.ok_or_else(corrupt)?,
+            attempts,
+        },
+        "done" => FcState::Done,
+        _ => return Err(corrupt()),
+    };
+    Ok(FcSubmission {
+        submission_id,
+        case_id,
+        destination_id,
+        state,
+    })
+}
+
+impl Store {
+    /// The row of a submission, if it was taken before.
+    pub async fn fc_submission(&self, id: Uuid) -> Result<Option<FcSubmission>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM fitconnect_submissions WHERE submission_id = $1");
+        let row: Option<Row> = dispatch!(self, Store, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await?
+        });
+        row.map(from_row).transpose()
+    }
+
+    /// The rows not done, oldest first.
+    pub async fn fc_open(&self) -> Result<Vec<FcSubmission>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM fitconnect_submissions WHERE state <> 'done' ORDER BY received_at"
+        );
+        let rows: Vec<Row> = dispatch!(self, Store, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?
+        });
+        rows.into_iter().map(from_row).collect()
+    }
+
+    /// Keeps a checked submission and its attachments before its data goes
+    /// to the intake queue, in one transaction. `false` if it was taken
+    /// already (by another daemon, or before a restart).
+    pub async fn fc_received(
+        &self,
+        ids: FcIds,
+        antrag_id: Uuid,
+        tags: &str,
+        attachments: &[NewAttachment<'_>],
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let new = dispatch!(&mut tx, Tx, t => {
+            let n = sqlx::query(
+                "INSERT INTO fitconnect_submissions (submission_id, case_id, destination_id, antrag_id, \
+                 state, tags, received_at) VALUES ($1, $2, $3, $4, 'published', $5, $6) \
+                 ON CONFLICT (submission_id) DO NOTHING",
+            )
+            .bind(ids.submission_id)
+            .bind(ids.case_id)
+            .bind(ids.destination_id)
+            .bind(antrag_id)
+            .bind(tags)
+            .bind(at)
+            .execute(&mut **t)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                for a in attachments {
+                    sqlx::query(
+                        "INSERT INTO attachments (antrag_id, attachment_id, submission_id, purpose, \
+                         mime_type, filename, description, sha512, bytes, content, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                         ON CONFLICT (antrag_id, attachment_id) DO NOTHING",
+                    )
+                    .bind(antrag_id)
+                    .bind(a.attachment_id)
+                    .bind(ids.submission_id)
+                    .bind(a.purpose)
+                    .bind(a.mime_type)
+                    .bind(a.filename)
+                    .bind(a.description)
+                    .bind(a.sha512)
+                    .bind(a.content.len() as i64)
+                    .bind(a.content)
+                    .bind(at)
+                    .execute(&mut **t)
+                    .await?;
+                }
+            }
+            n == 1
+        });
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Keeps a submission rejected before intake, with its event. `false`
+    /// if it was taken already.
+    pub async fn fc_rejected(
+        &self,
+        ids: FcIds,
+        problem: &str,
+        event: &str,
+        jti: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = dispatch!(self, Store, p => {
+            sqlx::query(
+                "INSERT INTO fitconnect_submissions (submission_id, case_id, destination_id, state, \
+                 answer, problem, event, event_jti, received_at, answered_at) \
+                 VALUES ($1, $2, $3, 'answer', 'reject', $4, $5, $6, $7, $7) \
+                 ON CONFLICT (submission_id) DO NOTHING",
+            )
+            .bind(ids.submission_id)
+            .bind(ids.case_id)
+            .bind(ids.destination_id)
+            .bind(problem)
+            .bind(event)
+            .bind(jti)
+            .bind(at)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// `Published` → `Answer` with the made event. `false` if another
+    /// daemon took that step first.
+    pub async fn fc_answer(
+        &self,
+        id: Uuid,
+        answer: &str,
+        problem: Option<&str>,
+        event: &str,
+        jti: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = dispatch!(self, Store, p => {
+            sqlx::query(
+                "UPDATE fitconnect_submissions SET state = 'answer', answer = $2, problem = $3, \
+                 event = $4, event_jti = $5, answered_at = $6 \
+                 WHERE submission_id = $1 AND state = 'published'",
+            )
+            .bind(id)
+            .bind(answer)
+            .bind(problem)
+            .bind(event)
+            .bind(jti)
+            .bind(at)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Counts a send about to be tried (before it is, so that after a crash
+    /// the next try looks in the event log first).
+    pub async fn fc_attempt(&self, id: Uuid) -> Result<(), StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query(
+                "UPDATE fitconnect_submissions SET attempts = attempts + 1 WHERE submission_id = $1",
+            )
+            .bind(id)
+            .execute(p)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// `Answer` → `Done`.
+    pub async fn fc_done(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query(
+                "UPDATE fitconnect_submissions SET state = 'done', sent_at = $2 \
+                 WHERE submission_id = $1 AND state = 'answer'",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(p)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// What became of an application handed to the intake queue.
+    pub async fn intake_fate(&self, antrag_id: Uuid) -> Result<IntakeFate, StoreError> {
+        let stored: Option<i32> = dispatch!(self, Store, p => {
+            sqlx::query_scalar("SELECT 1 FROM applications WHERE antrag_id = $1")
+                .bind(antrag_id)
+                .fetch_optional(p)
+                .await?
+        });
+        if stored.is_some() {
+            return Ok(IntakeFate::Stored);
+        }
+        let reason: Option<String> = dispatch!(self, Store, p => {
+            sqlx::query_scalar(
+                "SELECT reason FROM dead_letters WHERE antrag_id = $1 AND replayed_at IS NULL \
+                 ORDER BY first_seen LIMIT 1",
+            )
+            .bind(antrag_id)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(reason.map_or(IntakeFate::Pending, IntakeFate::DeadLettered))
+    }
+
+    /// The attachments kept with an application, without their content.
+    pub async fn attachments_of(&self, antrag_id: Uuid) -> Result<Vec<AttachmentInfo>, StoreError> {
+        dispatch!(self, Store, p => {
+            Ok(sqlx::query_as(
+                "SELECT attachment_id, purpose, mime_type, filename, sha512, bytes, \
+                 (content IS NULL) AS purged FROM attachments \
+                 WHERE antrag_id = $1 ORDER BY created_at, attachment_id",
+            )
+            .bind(antrag_id)
+            .fetch_all(p)
+            .await?)
+        })
+    }
+
+    /// An attachment's content (`None` if unknown or purged).
+    pub async fn attachment_content(
+        &self,
+        antrag_id: Uuid,
+        attachment_id: Uuid,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let c: Option<Option<Vec<u8>>> = dispatch!(self, Store, p => {
+            sqlx::query_scalar(
+                "SELECT content FROM attachments WHERE antrag_id = $1 AND attachment_id = $2",
+            )
+            .bind(antrag_id)
+            .bind(attachment_id)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(c.flatten())
+    }
+}

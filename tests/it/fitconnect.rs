@@ -1,0 +1,526 @@
+//! FIT-Connect (issue #23): the daemon as a subscriber of the local
+//! Zustelldienst stand-in (`allegro_testkit::zustelldienst`, held to the
+//! vendored Submission API document), with submissions encrypted by an
+//! independent JOSE implementation (Python jwcrypto through
+//! tools/jose-peer.py), against the real broker and database.
+//!
+//! - valid, faulty, broken JWE, wrong hash, metadata schema violation and
+//!   unknown schema URI side by side: accept with the right tags for the
+//!   first two (record; case), reject with the documented problem type and
+//!   nothing stored for the rest; two attachments stored, hashes checked;
+//!   our accept token verified by jwcrypto;
+//! - the Zustelldienst down for 60 s, then back: nothing lost, nothing
+//!   answered twice;
+//! - `kill -9` after the application is stored and the answer made but
+//!   not delivered: after the restart it is sent once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use allegro_store::fitconnect::{FcState, IntakeFate};
+use allegro_store::record_file_name;
+use allegro_testkit as support;
+use allegro_testkit::zustelldienst::{
+    EventKind, JosePeer, NewSubmission, PostedEvent, TestKeys, Zustelldienst, ACCEPT_SUBMISSION,
+    REJECT_SUBMISSION,
+};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha512};
+use support::{Db, TestEnv};
+use uuid::Uuid;
+
+const CLIENT: &str = "allegro-bridge-test";
+const SECRET: &str = "Zustell-Geheimnis-2026";
+const SCHEMA: &str = "urn:jobcenter:antrag:buergergeld:1.0";
+
+/// A test's world: the services, the stand-in, and a config that points
+/// the daemon at it.
+struct World {
+    env: TestEnv,
+    zd: Zustelldienst,
+    destination: Uuid,
+}
+
+async fn world(db: Db, name: &str) -> World {
+    let mut env = TestEnv::new(db, name).await;
+    let keys = TestKeys::get();
+    let destination = Uuid::new_v4();
+    let zd = Zustelldienst::start(keys.config(CLIENT, SECRET, destination)).await;
+    let dir = env.dir.path().to_path_buf();
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let secret = file("client-secret", SECRET);
+    let decrypt = file("decrypt.jwk", &keys.destination_enc.to_string());
+    let sign = file("sign.jwk", &keys.destination_sig.to_string());
+    let config = file(
+        "allegro-bridge.toml",
+        &format!(
+            "[fitconnect]\nenabled = true\napi_url = \"{}\"\ntoken_url = \"{}\"\n\
+             client_id = \"{CLIENT}\"\nclient_secret_file = \"{}\"\npoll_interval_secs = 1\n\
+             timeout_secs = 5\n\n[[fitconnect.destination]]\nid = \"{destination}\"\n\
+             dienststelle = \"13101\"\ndecryption_key_file = \"{}\"\nsigning_key_file = \"{}\"\n",
+            zd.base_url(),
+            zd.token_url(),
+            secret.display(),
+            decrypt.display(),
+            sign.display()
+        ),
+    );
+    env.extra_env
+        .push(("ALLEGRO_BRIDGE_CONFIG".into(), config.display().to_string()));
+    World {
+        env,
+        zd,
+        destination,
+    }
+}
+
+/// What a sender puts into one submission.
+struct Sending {
+    data: Vec<u8>,
+    antrag_id: Option<Uuid>,
+    schema_uri: &'static str,
+    attachments: Vec<(Uuid, Vec<u8>)>,
+    fault: Fault,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    BrokenDataJwe,
+    WrongHash,
+    MetadataSchema,
+}
+
+/// A submission as sent, with what the answer must quote.
+struct Sent {
+    submission: Uuid,
+    case: Uuid,
+    antrag_id: Option<Uuid>,
+    tags: Value,
+}
+
+fn sha512(b: &[u8]) -> String {
+    hex::encode(Sha512::digest(b))
+}
+
+fn tag(jwe: &str) -> String {
+    jwe.split('.').nth(4).unwrap().to_string()
+}
+
+fn metadata(s: &Sending) -> Value {
+    let data_hash = match s.fault {
+        Fault::WrongHash => sha512(b"something else"),
+        Fault::MetadataSchema => "kein-hexwert".into(),
+        _ => sha512(&s.data),
+    };
+    json!({
+        "publicServiceType": {"identifier": "urn:de:fim:leika:leistung:99123456760610"},
+        "contentStructure": {
+            "data": {
+                "hash": {"type": "sha512", "content": data_hash},
+                "submissionSchema": {"schemaUri": s.schema_uri, "mimeType": "application/json"}
+            },
+            "attachments": s.attachments.iter().map(|(id, bytes)| json!({
+                "attachmentId": id.to_string(),
+                "hash": {"type": "sha512", "content": sha512(bytes)},
+                "purpose": "attachment",
+                "mimeType": "application/pdf",
+                "filename": "Nachweis.pdf"
+            })).collect::<Vec<_>>()
+        }
+    })
+}
+
+/// Encrypts (jwcrypto) and submits to the stand-in.
+fn send(w: &World, s: Sending) -> Sent {
+    let peer = JosePeer::get();
+    let key = TestKeys::get().destination_enc_public();
+    let metadata_jwe = peer.encrypt(&key, metadata(&s).to_string().as_bytes(), false);
+    let mut data_jwe = peer.encrypt(&key, &s.data, true);
+    if s.fault == Fault::BrokenDataJwe {
+        // One byte of the ciphertext changed: GCM must refuse it.
+        let mut parts: Vec<String> = data_jwe.split('.').map(String::from).collect();
+        let c = &mut parts[3];
+        let first = if c.starts_with('A') { "B" } else { "A" };
+        c.replace_range(0..1, first);
+        data_jwe = parts.join(".");
+    }
+    let attachments: Vec<(Uuid, String)> = s
+        .attachments
+        .iter()
+        .map(|(id, bytes)| (*id, peer.encrypt(&key, bytes, false)))
+        .collect();
+    let (submission, case) = (Uuid::new_v4(), Uuid::new_v4());
+    let tags = json!({
+        "metadata": tag(&metadata_jwe),
+        "data": tag(&data_jwe),
+        "attachments": attachments.iter().map(|(id, j)| (id.to_string(), Value::from(tag(j))))
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    w.zd.add_submission(NewSubmission {
+        destination_id: w.destination,
+        submission_id: submission,
+        case_id: case,
+        service_type: (
+            "urn:de:fim:leika:leistung:99123456760610".into(),
+            "Bürgergeld".into(),
+        ),
+        encrypted_metadata: metadata_jwe,
+        encrypted_data: data_jwe,
+        attachments,
+    });
+    Sent {
+        submission,
+        case,
+        antrag_id: s.antrag_id,
+        tags,
+    }
+}
+
+fn sending(msg: support::Msg) -> Sending {
+    Sending {
+        data: msg.body,
+        antrag_id: msg.antrag_id,
+        schema_uri: SCHEMA,
+        attachments: vec![],
+        fault: Fault::None,
+    }
+}
+
+async fn posted_for(w: &World, n: usize, timeout: Duration) -> Vec<PostedEvent> {
+    w.env
+        .wait_for("the answers", timeout, || async {
+            w.zd.events_posted().len() >= n
+        })
+        .await;
+    w.zd.events_posted()
+}
+
+fn event_of(posted: &[PostedEvent], s: &Sent) -> PostedEvent {
+    let mine: Vec<&PostedEvent> = posted
+        .iter()
+        .filter(|e| e.submission_id == s.submission)
+        .collect();
+    assert_eq!(mine.len(), 1, "one answer for {}", s.submission);
+    assert_eq!(mine[0].case_id, s.case);
+    mine[0].clone()
+}
+
+fn assert_rejected(posted: &[PostedEvent], s: &Sent, problem: &str, instance: &str) {
+    let e = event_of(posted, s);
+    assert_eq!(e.kind, EventKind::Reject, "{}", e.claims);
+    let p = &e.claims["events"][REJECT_SUBMISSION]["problems"][0];
+    assert_eq!(
+        p["type"],
+        format!("https://schema.fitko.de/fit-connect/events/problems/{problem}"),
+        "{p}"
+    );
+    assert_eq!(p["instance"], instance, "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(!detail.is_empty() && p["title"].as_str().is_some(), "{p}");
+}
+
+fn assert_accepted(posted: &[PostedEvent], s: &Sent) {
+    let e = event_of(posted, s);
+    assert_eq!(e.kind, EventKind::Accept, "{}", e.claims);
+    assert_eq!(
+        e.claims["events"][ACCEPT_SUBMISSION]["authenticationTags"], s.tags,
+        "the tags quoted"
+    );
+}
+
+/// Our accept token, verified by jwcrypto against the destination's public
+/// signing key.
+fn verify_independently(compact: &str) -> Value {
+    let keys = TestKeys::get();
+    let public = allegro_testkit::zustelldienst::public_jwk(&keys.destination_sig, "verify");
+    JosePeer::get()
+        .verify(&json!({ "keys": [public] }), compact)
+        .expect("jwcrypto verifies our answer")
+}
+
+fn event_posts(zd: &Zustelldienst) -> usize {
+    zd.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/events") && r.status == 204)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submissions_are_taken_checked_and_answered() {
+    let w = world(Db::Sqlite, "fitconnect").await;
+    let pdf = |n: u8| -> Vec<u8> { [b"%PDF-1.7\n".as_slice(), &vec![n; 5000]].concat() };
+    let valid = send(
+        &w,
+        Sending {
+            attachments: vec![(Uuid::new_v4(), pdf(1)), (Uuid::new_v4(), pdf(2))],
+            ..sending(support::accepted())
+        },
+    );
+    let scan = b"%PDF-1.7\nMietvertrag (Scan)".to_vec();
+    let faulty = send(
+        &w,
+        Sending {
+            attachments: vec![(Uuid::new_v4(), scan.clone())],
+            ..sending(support::rejected())
+        },
+    );
+    let broken = send(
+        &w,
+        Sending {
+            fault: Fault::BrokenDataJwe,
+            ..sending(support::accepted())
+        },
+    );
+    let wrong_hash = send(
+        &w,
+        Sending {
+            fault: Fault::WrongHash,
+            ..sending(support::accepted())
+        },
+    );
+    let bad_metadata = send(
+        &w,
+        Sending {
+            fault: Fault::MetadataSchema,
+            ..sending(support::accepted())
+        },
+    );
+    let unknown = send(
+        &w,
+        Sending {
+            schema_uri: "urn:example:kfz-zulassung:3.0",
+            ..sending(support::accepted())
+        },
+    );
+    let mut daemon = w.env.spawn_daemon();
+    let posted = posted_for(&w, 6, Duration::from_secs(60)).await;
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+
+    assert_accepted(&posted, &valid);
+    assert_accepted(&posted, &faulty);
+    assert_rejected(&posted, &broken, "encryption-issue", "data");
+    assert_rejected(&posted, &wrong_hash, "hash-mismatch", "data");
+    assert_rejected(&posted, &bad_metadata, "schema-violation", "metadata");
+    assert_rejected(&posted, &unknown, "unsupported-schema", "data");
+    let claims = verify_independently(&event_of(&posted, &valid).compact);
+    assert_eq!(claims["sub"], format!("submission:{}", valid.submission));
+    assert_eq!(claims["txn"], format!("case:{}", valid.case));
+    assert_eq!(claims["iss"], w.destination.to_string());
+
+    // Stored: the valid one with its record, the faulty one as a case;
+    // nothing of the rejected ones.
+    let store = w.env.store().await;
+    let fate = |s: &Sent| s.antrag_id.unwrap();
+    assert_eq!(
+        store.intake_fate(fate(&valid)).await.unwrap(),
+        IntakeFate::Stored
+    );
+    assert_eq!(
+        store.intake_fate(fate(&faulty)).await.unwrap(),
+        IntakeFate::Stored
+    );
+    assert!(store.load_case(fate(&faulty)).await.unwrap().is_some());
+    for s in [&broken, &wrong_hash, &bad_metadata, &unknown] {
+        assert_eq!(
+            store.intake_fate(fate(s)).await.unwrap(),
+            IntakeFate::Pending
+        );
+        assert!(store.attachments_of(fate(s)).await.unwrap().is_empty());
+    }
+    w.env
+        .wait_for("the record file", Duration::from_secs(20), || async {
+            w.env.outbox.join(record_file_name(fate(&valid))).exists()
+        })
+        .await;
+    // Both attachments, with the hashes of what was sent.
+    let kept = store.attachments_of(fate(&valid)).await.unwrap();
+    let want: BTreeMap<String, String> = [(1u8, 0usize), (2, 1)]
+        .iter()
+        .map(|(n, _)| (sha512(&pdf(*n)), "application/pdf".to_string()))
+        .collect();
+    let got: BTreeMap<String, String> = kept
+        .iter()
+        .map(|a| (a.sha512.clone(), a.mime_type.clone()))
+        .collect();
+    assert_eq!(got, want);
+    for a in &kept {
+        let bytes = store
+            .attachment_content(fate(&valid), a.attachment_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sha512(&bytes), a.sha512);
+        assert_eq!(a.bytes as usize, bytes.len());
+    }
+    // Each answered once, held to the published API throughout.
+    assert_eq!(event_posts(&w.zd), 6);
+    assert!(
+        w.zd.refused_events().is_empty(),
+        "{:?}",
+        w.zd.refused_events()
+    );
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
+    for s in [
+        &valid,
+        &faulty,
+        &broken,
+        &wrong_hash,
+        &bad_metadata,
+        &unknown,
+    ] {
+        let row = store.fc_submission(s.submission).await.unwrap().unwrap();
+        assert_eq!(row.state, FcState::Done);
+    }
+    store.close().await;
+    the_case_page_offers_the_attachment(&w, fate(&faulty), &scan);
+}
+
+/// The case page lists the case's attachment; a caseworker of its
+/// Dienststelle downloads it as sent, one of another gets 404.
+fn the_case_page_offers_the_attachment(w: &World, antrag_id: Uuid, bytes: &[u8]) {
+    use support::workbench::{add_user, start_web, Client};
+    const PASSWORD: &str = "Sehr-geheim-2026";
+    add_user(
+        &w.env,
+        "sb",
+        PASSWORD,
+        &["--rolle", "sachbearbeitung", "--dienststelle", "81101"],
+    );
+    add_user(
+        &w.env,
+        "fremd",
+        PASSWORD,
+        &["--rolle", "sachbearbeitung", "--dienststelle", "81102"],
+    );
+    let web = start_web(&w.env);
+    let client = |name: &str| {
+        let mut c = Client::new(web.port);
+        assert_eq!(c.login(name, PASSWORD).status, 303);
+        c
+    };
+    let mut own = client("sb");
+    let page = own.get(&format!("/faelle/{antrag_id}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Hochgeladene Unterlagen (FIT-Connect)"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Nachweis.pdf herunterladen"),
+        "{}",
+        page.body
+    );
+    let at = page.body.find("/anlagen/").expect("a download link");
+    let start = page.body[..at].rfind('"').unwrap() + 1;
+    let link = &page.body[start..at + page.body[at..].find('"').unwrap()];
+    let file = own.get(link);
+    assert_eq!(file.status, 200);
+    assert_eq!(file.raw, bytes);
+    assert_eq!(file.header("content-type"), Some("application/pdf"));
+    assert!(file
+        .header("content-disposition")
+        .unwrap()
+        .starts_with("attachment;"));
+    let mut other = client("fremd");
+    assert_eq!(other.get(link).status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_of_the_zustelldienst_loses_nothing_and_answers_once() {
+    let w = world(Db::Postgres, "fitconnect-outage").await;
+    w.zd.set_down(true);
+    let first = send(&w, sending(support::accepted()));
+    let mut daemon = w.env.spawn_daemon();
+    // Down for 60 s: the daemon keeps trying, takes and answers nothing.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(w.zd.events_posted().is_empty());
+    let second = send(&w, sending(support::rejected()));
+    w.zd.set_down(false);
+    let posted = posted_for(&w, 2, Duration::from_secs(60)).await;
+    // A few more rounds: nothing is sent again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    assert_accepted(&posted, &first);
+    assert_accepted(&posted, &second);
+    assert_eq!(w.zd.events_posted().len(), 2);
+    assert_eq!(event_posts(&w.zd), 2);
+    let refused_503 = w.zd.requests().iter().filter(|r| r.status == 503).count();
+    assert!(refused_503 > 10, "the daemon kept polling: {refused_503}");
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_made_before_a_kill_is_sent_once_after_the_restart() {
+    let w = world(Db::Sqlite, "fitconnect-kill").await;
+    let sent = send(&w, sending(support::accepted()));
+    let mut daemon = w.env.spawn_daemon();
+    let store = w.env.store().await;
+    // As soon as the data is handed to the intake, the Zustelldienst goes
+    // away: the answer is made once the application is stored, but cannot
+    // be delivered.
+    w.env
+        .wait_for("the submission taken", Duration::from_secs(30), || async {
+            store
+                .fc_submission(sent.submission)
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await;
+    w.zd.set_down(true);
+    w.env
+        .wait_for(
+            "the answer made and tried",
+            Duration::from_secs(30),
+            || async {
+                matches!(
+                    store.fc_submission(sent.submission).await.unwrap().map(|r| r.state),
+                    Some(FcState::Answer { attempts, .. }) if attempts > 0
+                )
+            },
+        )
+        .await;
+    daemon.kill9();
+    assert!(w.zd.events_posted().is_empty());
+    w.zd.set_down(false);
+    let mut daemon = w.env.spawn_daemon();
+    let posted = posted_for(&w, 1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    assert_accepted(&posted, &sent);
+    assert_eq!(event_posts(&w.zd), 1);
+    assert_eq!(
+        store
+            .fc_submission(sent.submission)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        FcState::Done
+    );
+    store.close().await;
+}
