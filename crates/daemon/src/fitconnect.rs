@@ -1,8 +1,10 @@
 //! The daemon as a FIT-Connect subscriber (`[fitconnect]`, off by default):
 //! every `poll_interval_secs` it lists each destination's submissions,
-//! fetches and checks each new one (`allegro_fitconnect::submission`), keeps
-//! it and its attachments, and hands its data to the intake queue with a
-//! publisher confirm, exactly as the online portal's messages arrive. Once
+//! fetches and checks each new one (`allegro_fitconnect::submission`, and the
+//! Zustelldienst's own `submit-submission` event verified against its JWKS
+//! naming the same parts), hands its data to the intake queue with a
+//! publisher confirm, exactly as the online portal's messages arrive, and
+//! keeps the submission and its attachments. Once
 //! the application is stored (accepted or a case) it answers
 //! `accept-submission`; a submission that fails the checks, or whose data
 //! the intake dead-letters, gets `reject-submission`.
@@ -26,8 +28,8 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use allegro_fitconnect::api::{ApiConfig, Client, Posted};
-use allegro_fitconnect::events::{self, About, Answer};
-use allegro_fitconnect::jose::RsaPrivateJwk;
+use allegro_fitconnect::events::{self, About, Answer, SubmitEventError};
+use allegro_fitconnect::jose::{Jwks, RsaPrivateJwk};
 use allegro_fitconnect::submission::{self, AuthenticationTags, Problem, ProblemKind, Received};
 use allegro_store::fitconnect::{FcIds, FcState, FcSubmission, IntakeFate, NewAttachment};
 use allegro_store::Store;
@@ -99,6 +101,9 @@ struct Destination {
 /// The running subscriber.
 pub struct Subscriber {
     api: Client,
+    /// The Zustelldienst's signing keys, fetched when first needed and again
+    /// when its event does not verify (a key rotation).
+    zd_keys: tokio::sync::Mutex<Option<Jwks>>,
     destinations: BTreeMap<Uuid, Destination>,
     store: Store,
     broker: BrokerConfig,
@@ -152,6 +157,7 @@ impl Subscriber {
         );
         Ok(Subscriber {
             api,
+            zd_keys: tokio::sync::Mutex::new(None),
             destinations,
             store,
             broker,
@@ -188,7 +194,10 @@ impl Subscriber {
                 if self.store.fc_submission(p.submission_id).await?.is_some() {
                     continue;
                 }
-                self.take(d, p.submission_id, &mut submitter).await?;
+                if let Err(e) = self.take(d, p.submission_id, &mut submitter).await {
+                    warn!(submission = %p.submission_id, case = %p.case_id, error = %format!("{e:#}"),
+                        "FIT-Connect submission not taken; trying again next round");
+                }
             }
             if let Some(s) = submitter {
                 s.close().await;
@@ -227,10 +236,50 @@ impl Subscriber {
             })?;
             Ok((id, r))
         });
+        let checked = match checked {
+            Ok((antrag_id, received)) => self
+                .check_submit_event(&ids, &received)
+                .await?
+                .map(|()| (antrag_id, received)),
+            Err(problem) => Err(problem),
+        };
         match checked {
             Err(problem) => self.reject_early(d, ids, problem).await,
             Ok((antrag_id, received)) => self.publish(ids, antrag_id, &received, submitter).await,
         }
+    }
+
+    /// The Zustelldienst's `submit-submission` event, verified with its
+    /// keys, must name the parts received. No verified event is an error
+    /// (the submission is left for the next round, never answered); other
+    /// tags are a reject.
+    async fn check_submit_event(
+        &self,
+        ids: &FcIds,
+        r: &Received,
+    ) -> anyhow::Result<Result<(), Problem>> {
+        let log = self.api.events(ids.case_id).await?;
+        for fresh in [false, true] {
+            let mut keys = self.zd_keys.lock().await;
+            if fresh || keys.is_none() {
+                *keys = Some(self.api.jwks().await?);
+            }
+            let jwks = keys.as_ref().expect("fetched");
+            match events::check_submit_event(&log, jwks, ids.submission_id, &r.tags) {
+                Ok(()) => return Ok(Ok(())),
+                Err(SubmitEventError::TagsDiffer) => {
+                    return Ok(Err(Problem {
+                        kind: ProblemKind::IncorrectAuthenticationTag,
+                        instance: "submission".into(),
+                        detail: "Die empfangenen Teile sind nicht die vom Zustelldienst als gesendet vermerkten."
+                            .into(),
+                    }))
+                }
+                Err(SubmitEventError::Missing(_)) if !fresh => continue,
+                Err(e) => anyhow::bail!("submission {}: {e}", ids.submission_id),
+            }
+        }
+        unreachable!("the second pass returns")
     }
 
     async fn reject_early(
@@ -271,13 +320,10 @@ impl Subscriber {
                 content: &a.content,
             })
             .collect();
-        if !self
-            .store
-            .fc_received(ids, antrag_id, &tags, &attachments, Utc::now())
-            .await?
-        {
-            return Ok(());
-        }
+        // Published first, kept second: after a crash between the two the
+        // submission is fetched and published again next round, which the
+        // intake takes as the duplicate it is (same antragId and body); the
+        // other order could keep a row whose data never reached the queue.
         if submitter.is_none() {
             *submitter = Some(Submitter::connect(&self.broker).await?);
         }
@@ -287,6 +333,13 @@ impl Subscriber {
             confirmed,
             "the broker did not take antragId {antrag_id} into the intake queue"
         );
+        if !self
+            .store
+            .fc_received(ids, antrag_id, &tags, &attachments, Utc::now())
+            .await?
+        {
+            return Ok(());
+        }
         info!(submission = %ids.submission_id, case = %ids.case_id, antrag_id = %antrag_id,
             attachments = attachments.len(), "FIT-Connect submission handed to the intake");
         Ok(())

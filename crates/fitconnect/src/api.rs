@@ -196,6 +196,17 @@ impl Client {
         Ok(log.event_log)
     }
 
+    /// The Zustelldienst's own signing keys (`/.well-known/jwks.json`).
+    pub async fn jwks(&self) -> Result<crate::jose::Jwks, ApiError> {
+        let what = "get JWKS";
+        let url = format!("{}/.well-known/jwks.json", self.config.base_url);
+        let value: serde_json::Value = self.get_json(what, &url).await?;
+        crate::jose::Jwks::from_value(&value).map_err(|e| ApiError::Answer {
+            what,
+            detail: e.to_string(),
+        })
+    }
+
     /// Posts a signed event to the case's log.
     pub async fn post_event(&self, case: Uuid, token: &str) -> Result<Posted, ApiError> {
         let what = "send event";

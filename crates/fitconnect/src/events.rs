@@ -10,13 +10,15 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::jose::{self, JoseError, RsaPrivateJwk};
+use crate::jose::{self, JoseError, Jwks, RsaPrivateJwk};
 use crate::submission::{AuthenticationTags, Problem};
 
 /// The event of an accepted submission.
 pub const ACCEPT: &str = "https://schema.fitko.de/fit-connect/events/accept-submission";
 /// The event of a rejected submission.
 pub const REJECT: &str = "https://schema.fitko.de/fit-connect/events/reject-submission";
+/// The Zustelldienst's event of a submission sent to the destination.
+pub const SUBMIT: &str = "https://schema.fitko.de/fit-connect/events/submit-submission";
 /// The SET payload schema the claims follow.
 pub const SET_PAYLOAD_SCHEMA: &str =
     "https://schema.fitko.de/fit-connect/set-payload/1.2.0/set-payload.schema.json";
@@ -87,6 +89,52 @@ pub fn claims(about: &About, answer: &Answer) -> Value {
 /// The signed token.
 pub fn sign(about: &About, answer: &Answer, key: &RsaPrivateJwk) -> Result<String, JoseError> {
     jose::sign_ps512(None, &claims(about, answer), key)
+}
+
+/// Why the Zustelldienst's own record of a submission does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitEventError {
+    /// No verified `submit-submission` event for the submission: a token
+    /// that does not verify against the Zustelldienst's keys counts as none.
+    #[error("no submit-submission event verified by the Zustelldienst's keys for submission {0}")]
+    Missing(Uuid),
+    /// The event names other authentication tags than the parts received.
+    #[error("the submit-submission event names other authentication tags than were received")]
+    TagsDiffer,
+}
+
+/// Checks the case's event log against what was received: the
+/// Zustelldienst's `submit-submission` event for `submission`, verified
+/// with its keys (`jwks`, from `/.well-known/jwks.json`), and, where it
+/// names authentication tags, the same ones as `received`.
+pub fn check_submit_event(
+    log: &[String],
+    jwks: &Jwks,
+    submission: Uuid,
+    received: &AuthenticationTags,
+) -> Result<(), SubmitEventError> {
+    let sub = format!("submission:{submission}");
+    let event = log
+        .iter()
+        .filter_map(|t| jose::verify_ps512(t, jwks).ok())
+        .find(|c| c["sub"] == sub.as_str() && c["events"].get(SUBMIT).is_some())
+        .ok_or(SubmitEventError::Missing(submission))?;
+    let tags = &event["events"][SUBMIT]["authenticationTags"];
+    if tags.is_null() {
+        return Ok(());
+    }
+    let same = tags["metadata"] == received.metadata.as_str()
+        && tags["data"] == received.data.as_str()
+        && received
+            .attachments
+            .iter()
+            .all(|(id, t)| tags["attachments"][id.to_string()] == t.as_str())
+        && tags["attachments"].as_object().map_or(0, |m| m.len()) == received.attachments.len();
+    if same {
+        Ok(())
+    } else {
+        Err(SubmitEventError::TagsDiffer)
+    }
 }
 
 /// Whether `log` (the case's event log, as compact tokens) holds the token
@@ -169,7 +217,7 @@ mod tests {
             "h.{}.s",
             enc(&json!({"jti": Uuid::from_u128(4).to_string()}))
         );
-        assert!(log_has(&[token.clone()], Uuid::from_u128(4)));
+        assert!(log_has(std::slice::from_ref(&token), Uuid::from_u128(4)));
         assert!(!log_has(&[token, "garbage".into()], Uuid::from_u128(5)));
     }
 }

@@ -92,6 +92,9 @@ pub enum ProblemKind {
     MissingData,
     /// The attachments listed differ from those the metadata announce.
     AttachmentsMismatch,
+    /// The parts received are not those the Zustelldienst recorded as sent
+    /// (the authentication tags of its `submit-submission` event differ).
+    IncorrectAuthenticationTag,
 }
 
 impl ProblemKind {
@@ -113,6 +116,7 @@ impl ProblemKind {
             ProblemKind::HashMismatch => "hash-mismatch",
             ProblemKind::MissingData => "missing-data",
             ProblemKind::AttachmentsMismatch => "attachments-mismatch",
+            ProblemKind::IncorrectAuthenticationTag => "incorrect-authentication-tag",
         }
     }
 
@@ -126,6 +130,7 @@ impl ProblemKind {
             ProblemKind::HashMismatch => "Prüfsummen-Fehler",
             ProblemKind::MissingData => "Fachdaten fehlen",
             ProblemKind::AttachmentsMismatch => "Anlagen stimmen nicht überein",
+            ProblemKind::IncorrectAuthenticationTag => "Authentication-Tag ungültig",
         }
     }
 }
