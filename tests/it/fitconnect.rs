@@ -243,6 +243,17 @@ fn verify_independently(compact: &str) -> Value {
         .expect("jwcrypto verifies our answer")
 }
 
+/// What became of the application `antrag_id` (the dead-letter key is not
+/// asked for here).
+async fn stored_as(store: &allegro_store::Store, antrag_id: Uuid) -> IntakeFate {
+    let intake = allegro_store::fitconnect::Intake {
+        antrag_id,
+        nachreichung_id: None,
+        dead_letter_key: String::new(),
+    };
+    store.intake_fate(&intake).await.unwrap()
+}
+
 fn event_posts(zd: &Zustelldienst) -> usize {
     zd.requests()
         .iter()
@@ -322,20 +333,11 @@ async fn submissions_are_taken_checked_and_answered() {
     // nothing of the rejected ones.
     let store = w.env.store().await;
     let fate = |s: &Sent| s.antrag_id.unwrap();
-    assert_eq!(
-        store.intake_fate(fate(&valid)).await.unwrap(),
-        IntakeFate::Stored
-    );
-    assert_eq!(
-        store.intake_fate(fate(&faulty)).await.unwrap(),
-        IntakeFate::Stored
-    );
+    assert_eq!(stored_as(&store, fate(&valid)).await, IntakeFate::Stored);
+    assert_eq!(stored_as(&store, fate(&faulty)).await, IntakeFate::Stored);
     assert!(store.load_case(fate(&faulty)).await.unwrap().is_some());
     for s in [&broken, &wrong_hash, &bad_metadata, &unknown] {
-        assert_eq!(
-            store.intake_fate(fate(s)).await.unwrap(),
-            IntakeFate::Pending
-        );
+        assert_eq!(stored_as(&store, fate(s)).await, IntakeFate::Pending);
         assert!(store.attachments_of(fate(s)).await.unwrap().is_empty());
     }
     w.env
@@ -522,5 +524,82 @@ async fn an_answer_made_before_a_kill_is_sent_once_after_the_restart() {
             .state,
         FcState::Done
     );
+    store.close().await;
+}
+
+/// A document owed handed in later through FIT-Connect: the submission's
+/// data is a Nachreichung (contract §8) for a stored application, its
+/// attachment the document. Accepted once the Nachreichung is stored; the
+/// document is then received and the file kept with the application.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nachreichung_through_fit_connect_marks_the_document_received() {
+    let w = world(Db::Sqlite, "fitconnect-nachreichung").await;
+    let application = send(&w, sending(support::accepted()));
+    let antrag_id = application.antrag_id.unwrap();
+    let mut daemon = w.env.spawn_daemon();
+    posted_for(&w, 1, Duration::from_secs(60)).await;
+    let store = w.env.store().await;
+    let owed = store.owed_of(antrag_id).await.unwrap();
+    let doc = owed
+        .first()
+        .expect("the Hauptantrag owes documents")
+        .clone();
+    assert!(
+        matches!(doc.state, allegro_core::mitwirkung::state::DocState::Offen),
+        "{:?}",
+        doc.state
+    );
+
+    let scan = b"%PDF-1.7\nLohnabrechnung Oktober".to_vec();
+    let mut data: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            support::repo_root().join("fixtures/contract/1.1/nachreichung-aufenthaltstitel.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let nachreichung_id = Uuid::new_v4();
+    data["nachreichungId"] = json!(nachreichung_id.to_string());
+    data["antragId"] = json!(antrag_id.to_string());
+    data["nachweis"] = match &doc.person_id {
+        Some(p) => json!({"art": doc.kind, "personId": p}),
+        None => json!({"art": doc.kind}),
+    };
+    data["datei"]["sha256"] = json!(hex::encode(sha2::Sha256::digest(&scan)));
+    let handed_in = send(
+        &w,
+        Sending {
+            data: data.to_string().into_bytes(),
+            antrag_id: Some(antrag_id),
+            schema_uri: "urn:jobcenter:nachreichung:1.0",
+            attachments: vec![(Uuid::new_v4(), scan.clone())],
+            fault: Fault::None,
+        },
+    );
+    let posted = posted_for(&w, 2, Duration::from_secs(60)).await;
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    assert_accepted(&posted, &application);
+    assert_accepted(&posted, &handed_in);
+
+    let now = store.owed_of(antrag_id).await.unwrap();
+    let same = now.iter().find(|d| d.id == doc.id).unwrap();
+    assert!(
+        matches!(
+            same.state,
+            allegro_core::mitwirkung::state::DocState::Eingegangen { .. }
+        ),
+        "{:?}",
+        same.state
+    );
+    let kept = store.attachments_of(antrag_id).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].sha512, sha512(&scan));
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
     store.close().await;
 }

@@ -31,11 +31,12 @@ use allegro_fitconnect::api::{ApiConfig, Client, Posted};
 use allegro_fitconnect::events::{self, About, Answer, SubmitEventError};
 use allegro_fitconnect::jose::{Jwks, RsaPrivateJwk};
 use allegro_fitconnect::submission::{self, AuthenticationTags, Problem, ProblemKind, Received};
-use allegro_store::fitconnect::{FcIds, FcState, FcSubmission, IntakeFate, NewAttachment};
+use allegro_store::fitconnect::{FcIds, FcState, FcSubmission, Intake, IntakeFate, NewAttachment};
 use allegro_store::Store;
 use allegro_web::workbench::PipelineSource;
 
 use crate::config::BrokerConfig;
+use crate::deadletter::{dedup_key, sha256_hex};
 use crate::reload::Mappings;
 use crate::retry::Shutdown;
 use crate::submit::{antrag_id, Submitter};
@@ -222,30 +223,25 @@ impl Subscriber {
         };
         let pipeline = self.mappings.current();
         let knows = |uri: &str| {
-            pipeline
-                .mappings()
-                .all()
-                .iter()
-                .any(|m| m.schema_json["$id"].as_str() == Some(uri))
+            uri == nachreichung_schema_id()
+                || pipeline
+                    .mappings()
+                    .all()
+                    .iter()
+                    .any(|m| m.schema_json["$id"].as_str() == Some(uri))
         };
-        let checked = submission::check(&fetched, &d.decryption, knows).and_then(|r| {
-            let id = antrag_id(&r.data).map_err(|_| Problem {
-                kind: ProblemKind::SchemaViolation,
-                instance: "data".into(),
-                detail: "Die Fachdaten sind kein Antrag mit antragId (docs/contract.md §1).".into(),
-            })?;
-            Ok((id, r))
-        });
+        let checked =
+            submission::check(&fetched, &d.decryption, knows).and_then(|r| Ok((intake_of(&r)?, r)));
         let checked = match checked {
-            Ok((antrag_id, received)) => self
+            Ok((intake, received)) => self
                 .check_submit_event(&ids, &received)
                 .await?
-                .map(|()| (antrag_id, received)),
+                .map(|()| (intake, received)),
             Err(problem) => Err(problem),
         };
         match checked {
             Err(problem) => self.reject_early(d, ids, problem).await,
-            Ok((antrag_id, received)) => self.publish(ids, antrag_id, &received, submitter).await,
+            Ok((intake, received)) => self.publish(ids, intake, &received, submitter).await,
         }
     }
 
@@ -302,7 +298,7 @@ impl Subscriber {
     async fn publish(
         &self,
         ids: FcIds,
-        antrag_id: Uuid,
+        (intake, message_id): (Intake, Uuid),
         r: &Received,
         submitter: &mut Option<Submitter>,
     ) -> anyhow::Result<()> {
@@ -328,19 +324,20 @@ impl Subscriber {
             *submitter = Some(Submitter::connect(&self.broker).await?);
         }
         let s = submitter.as_ref().expect("connected");
-        let confirmed = s.publish(antrag_id, &r.data).await?.accepted().await?;
+        let confirmed = s.publish(message_id, &r.data).await?.accepted().await?;
         anyhow::ensure!(
             confirmed,
-            "the broker did not take antragId {antrag_id} into the intake queue"
+            "the broker did not take message {message_id} into the intake queue"
         );
         if !self
             .store
-            .fc_received(ids, antrag_id, &tags, &attachments, Utc::now())
+            .fc_received(ids, &intake, &tags, &attachments, Utc::now())
             .await?
         {
             return Ok(());
         }
-        info!(submission = %ids.submission_id, case = %ids.case_id, antrag_id = %antrag_id,
+        info!(submission = %ids.submission_id, case = %ids.case_id, antrag_id = %intake.antrag_id,
+            nachreichung = ?intake.nachreichung_id,
             attachments = attachments.len(), "FIT-Connect submission handed to the intake");
         Ok(())
     }
@@ -353,8 +350,8 @@ impl Subscriber {
                 continue;
             };
             match &row.state {
-                FcState::Published { antrag_id, tags } => {
-                    self.make_answer(d, &row, *antrag_id, tags).await?
+                FcState::Published { intake, tags } => {
+                    self.make_answer(d, &row, intake, tags).await?
                 }
                 FcState::Answer {
                     event,
@@ -373,16 +370,16 @@ impl Subscriber {
         &self,
         d: &Destination,
         row: &FcSubmission,
-        antrag_id: Uuid,
+        intake: &Intake,
         tags: &str,
     ) -> anyhow::Result<()> {
-        let answer = match self.store.intake_fate(antrag_id).await? {
+        let answer = match self.store.intake_fate(intake).await? {
             IntakeFate::Pending => return Ok(()),
             IntakeFate::Stored => Answer::Accept(serde_json::from_str::<AuthenticationTags>(tags)?),
             IntakeFate::DeadLettered(reason) => Answer::Reject(Problem {
                 kind: ProblemKind::SchemaViolation,
                 instance: "data".into(),
-                detail: format!("Die Fachdaten sind als Antrag nicht lesbar (Grund: {reason})."),
+                detail: format!("Die Fachdaten sind nicht lesbar (Grund: {reason})."),
             }),
         };
         let ids = FcIds {
@@ -442,6 +439,52 @@ impl Subscriber {
         self.store.fc_done(id, Utc::now()).await?;
         Ok(())
     }
+}
+
+/// The `$id` of the Nachreichung message's schema (contract §8).
+fn nachreichung_schema_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        serde_json::from_str::<serde_json::Value>(allegro_core::mitwirkung::nachreichung::SCHEMA)
+            .ok()
+            .and_then(|v| v["$id"].as_str().map(String::from))
+            .unwrap_or_default()
+    })
+}
+
+/// What the data is for the intake, and the message id it is published
+/// under: an application (its antragId, contract §1) or a Nachreichung
+/// (`typ: NACHREICHUNG`: its nachreichungId, for its antragId, contract
+/// §8); with the `dedup_key` its message would get as a dead letter.
+fn intake_of(r: &Received) -> Result<(Intake, Uuid), Problem> {
+    let not_ours = || Problem {
+        kind: ProblemKind::SchemaViolation,
+        instance: "data".into(),
+        detail: "Die Fachdaten sind weder ein Antrag noch eine Nachreichung mit antragId \
+                 (docs/contract.md §1, §8)."
+            .into(),
+    };
+    let value: serde_json::Value = serde_json::from_slice(&r.data).map_err(|_| not_ours())?;
+    let antrag_id = antrag_id(&r.data).map_err(|_| not_ours())?;
+    let nachreichung_id = match value["typ"].as_str() {
+        Some("NACHREICHUNG") => Some(
+            value["nachreichungId"]
+                .as_str()
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(not_ours)?,
+        ),
+        _ => None,
+    };
+    let message_id = nachreichung_id.unwrap_or(antrag_id);
+    let dead_letter_key = dedup_key(&sha256_hex(&r.data), Some(&message_id.to_string()));
+    Ok((
+        Intake {
+            antrag_id,
+            nachreichung_id,
+            dead_letter_key,
+        },
+        message_id,
+    ))
 }
 
 /// The identity of a new event about `ids`, and now.

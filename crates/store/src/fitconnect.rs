@@ -16,9 +16,9 @@ use crate::{Store, StoreError, Tx};
 /// Where a submission stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FcState {
-    /// Handed to the intake queue as `antrag_id`, answer to be made with
-    /// `tags` (JSON) once it is stored.
-    Published { antrag_id: Uuid, tags: String },
+    /// Handed to the intake queue, answer to be made with `tags` (JSON)
+    /// once it is stored.
+    Published { intake: Intake, tags: String },
     /// The event is made; `attempts` sends were tried.
     Answer {
         event: String,
@@ -70,7 +70,17 @@ pub struct AttachmentInfo {
     pub purged: bool,
 }
 
-/// What became of an application handed to the intake queue.
+/// What a submission's data became in the intake: an application, or a
+/// Nachreichung (a document handed in for one), with the `dedup_key` its
+/// message would have as a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intake {
+    pub antrag_id: Uuid,
+    pub nachreichung_id: Option<Uuid>,
+    pub dead_letter_key: String,
+}
+
+/// What became of data handed to the intake queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntakeFate {
     /// Not yet seen.
@@ -86,6 +96,8 @@ type Row = (
     Uuid,
     Uuid,
     Option<Uuid>,
+    Option<Uuid>,
+    Option<String>,
     String,
     Option<String>,
     Option<String>,
@@ -93,11 +105,23 @@ type Row = (
     i32,
 );
 
-const COLUMNS: &str =
-    "submission_id, case_id, destination_id, antrag_id, state, tags, event, event_jti, attempts";
+const COLUMNS: &str = "submission_id, case_id, destination_id, antrag_id, nachreichung_id, \
+     dead_letter_key, state, tags, event, event_jti, attempts";
 
 fn from_row(r: Row) -> Result<FcSubmission, StoreError> {
-    let (submission_id, case_id, destination_id, antrag_id, state, tags, event, jti, attempts) = r;
+    let (
+        submission_id,
+        case_id,
+        destination_id,
+        antrag_id,
+        nachreichung_id,
+        key,
+        state,
+        tags,
+        event,
+        jti,
+        attempts,
+    ) = r;
     let corrupt = || StoreError::Corrupt {
         table: "fitconnect_submissions",
         column: "state",
@@ -106,7 +130,11 @@ fn from_row(r: Row) -> Result<FcSubmission, StoreError> {
     };
     let state = match state.as_str() {
         "published" => FcState::Published {
-            antrag_id: antrag_id.ok_or_else(corrupt)?,
+            intake: Intake {
+                antrag_id: antrag_id.ok_or_else(corrupt)?,
+                nachreichung_id,
+                dead_letter_key: key.ok_or_else(corrupt)?,
+            },
             tags: tags.ok_or_else(corrupt)?,
         },
         "answer" => FcState::Answer {
@@ -152,7 +180,7 @@ impl Store {
     pub async fn fc_received(
         &self,
         ids: FcIds,
-        antrag_id: Uuid,
+        intake: &Intake,
         tags: &str,
         attachments: &[NewAttachment<'_>],
         at: DateTime<Utc>,
@@ -161,13 +189,16 @@ impl Store {
         let new = dispatch!(&mut tx, Tx, t => {
             let n = sqlx::query(
                 "INSERT INTO fitconnect_submissions (submission_id, case_id, destination_id, antrag_id, \
-                 state, tags, received_at) VALUES ($1, $2, $3, $4, 'published', $5, $6) \
+                 nachreichung_id, dead_letter_key, state, tags, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'published', $7, $8) \
                  ON CONFLICT (submission_id) DO NOTHING",
             )
             .bind(ids.submission_id)
             .bind(ids.case_id)
             .bind(ids.destination_id)
-            .bind(antrag_id)
+            .bind(intake.antrag_id)
+            .bind(intake.nachreichung_id)
+            .bind(&intake.dead_letter_key)
             .bind(tags)
             .bind(at)
             .execute(&mut **t)
@@ -181,7 +212,7 @@ impl Store {
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                          ON CONFLICT (antrag_id, attachment_id) DO NOTHING",
                     )
-                    .bind(antrag_id)
+                    .bind(intake.antrag_id)
                     .bind(a.attachment_id)
                     .bind(ids.submission_id)
                     .bind(a.purpose)
@@ -292,23 +323,28 @@ impl Store {
         Ok(())
     }
 
-    /// What became of an application handed to the intake queue.
-    pub async fn intake_fate(&self, antrag_id: Uuid) -> Result<IntakeFate, StoreError> {
+    /// What became of data handed to the intake queue: stored (the
+    /// application, or the Nachreichung under its id), dead-lettered (its
+    /// message's `dedup_key` in the log, not replayed), or not yet seen.
+    pub async fn intake_fate(&self, intake: &Intake) -> Result<IntakeFate, StoreError> {
         let stored: Option<i32> = dispatch!(self, Store, p => {
-            sqlx::query_scalar("SELECT 1 FROM applications WHERE antrag_id = $1")
-                .bind(antrag_id)
-                .fetch_optional(p)
-                .await?
+            match intake.nachreichung_id {
+                Some(n) => sqlx::query_scalar("SELECT 1 FROM nachreichungen WHERE id = $1").bind(n),
+                None => sqlx::query_scalar("SELECT 1 FROM applications WHERE antrag_id = $1")
+                    .bind(intake.antrag_id),
+            }
+            .fetch_optional(p)
+            .await?
         });
         if stored.is_some() {
             return Ok(IntakeFate::Stored);
         }
         let reason: Option<String> = dispatch!(self, Store, p => {
             sqlx::query_scalar(
-                "SELECT reason FROM dead_letters WHERE antrag_id = $1 AND replayed_at IS NULL \
+                "SELECT reason FROM dead_letters WHERE dedup_key = $1 AND replayed_at IS NULL \
                  ORDER BY first_seen LIMIT 1",
             )
-            .bind(antrag_id)
+            .bind(&intake.dead_letter_key)
             .fetch_optional(p)
             .await?
         });

@@ -3,7 +3,7 @@
 -- brought. Keep in step with migrations/postgres/0015_fitconnect.sql.
 --
 -- A submission's row goes published (its data handed to the intake queue,
--- waiting until the application is stored) -> answer (the signed event is
+-- waiting until the application, or the Nachreichung, is stored) -> answer (the signed event is
 -- made and kept; sent until the Zustelldienst has it) -> done. A submission
 -- rejected before intake starts at answer.
 CREATE TABLE fitconnect_submissions (
@@ -11,6 +11,8 @@ CREATE TABLE fitconnect_submissions (
     case_id        BLOB NOT NULL,
     destination_id BLOB NOT NULL,
     antrag_id      BLOB,                            -- NULL when rejected before intake
+    nachreichung_id BLOB,                           -- the data is a Nachreichung (contract §8)
+    dead_letter_key TEXT,                           -- dedup_key of its message, were it dead-lettered
     state          TEXT NOT NULL CHECK (state IN ('published', 'answer', 'done')),
     tags           TEXT,                            -- JSON: the authentication tags to quote
     answer         TEXT CHECK (answer IN ('accept', 'reject')),
