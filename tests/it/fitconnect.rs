@@ -39,6 +39,8 @@ struct World {
     env: TestEnv,
     zd: Zustelldienst,
     destination: Uuid,
+    /// The daemon's metrics port.
+    metrics: u16,
 }
 
 async fn world(db: Db, name: &str) -> World {
@@ -47,6 +49,7 @@ async fn world(db: Db, name: &str) -> World {
     let destination = Uuid::new_v4();
     let zd = Zustelldienst::start(keys.config(CLIENT, SECRET, destination)).await;
     let dir = env.dir.path().to_path_buf();
+    let metrics = support::free_port();
     let file = |name: &str, text: &str| {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
@@ -58,7 +61,7 @@ async fn world(db: Db, name: &str) -> World {
     let config = file(
         "allegro-bridge.toml",
         &format!(
-            "[fitconnect]\nenabled = true\napi_url = \"{}\"\ntoken_url = \"{}\"\n\
+            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[fitconnect]\nenabled = true\napi_url = \"{}\"\ntoken_url = \"{}\"\n\
              client_id = \"{CLIENT}\"\nclient_secret_file = \"{}\"\npoll_interval_secs = 1\n\
              timeout_secs = 5\n\n[[fitconnect.destination]]\nid = \"{destination}\"\n\
              dienststelle = \"13101\"\ndecryption_key_file = \"{}\"\nsigning_key_file = \"{}\"\n",
@@ -75,6 +78,7 @@ async fn world(db: Db, name: &str) -> World {
         env,
         zd,
         destination,
+        metrics,
     }
 }
 
@@ -310,6 +314,13 @@ async fn submissions_are_taken_checked_and_answered() {
     );
     let mut daemon = w.env.spawn_daemon();
     let posted = posted_for(&w, 6, Duration::from_secs(60)).await;
+    let metrics = support::http_get(w.metrics, "/metrics").await;
+    for line in [
+        "allegro_bridge_fitconnect_submissions_total{answer=\"accept\"} 2",
+        "allegro_bridge_fitconnect_submissions_total{answer=\"reject\"} 4",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     daemon.sigterm();
     assert_eq!(
         daemon.wait_exit(Duration::from_secs(30)),

@@ -37,6 +37,7 @@ use allegro_web::workbench::PipelineSource;
 
 use crate::config::BrokerConfig;
 use crate::deadletter::{dedup_key, sha256_hex};
+use crate::metrics::{AnswerLabel, Metrics};
 use crate::reload::Mappings;
 use crate::retry::Shutdown;
 use crate::submit::{antrag_id, Submitter};
@@ -109,6 +110,7 @@ pub struct Subscriber {
     store: Store,
     broker: BrokerConfig,
     mappings: Arc<Mappings>,
+    metrics: Arc<Metrics>,
     interval: Duration,
 }
 
@@ -119,6 +121,7 @@ impl Subscriber {
         store: Store,
         broker: BrokerConfig,
         mappings: Arc<Mappings>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Subscriber> {
         let secret_file = cfg
             .client_secret_file
@@ -163,6 +166,7 @@ impl Subscriber {
             store,
             broker,
             mappings,
+            metrics,
             interval: Duration::from_secs(cfg.poll_interval_secs.max(1)),
         })
     }
@@ -177,6 +181,7 @@ impl Subscriber {
         );
         loop {
             if let Err(e) = self.round().await {
+                self.metrics.fitconnect_rounds_failed.inc();
                 warn!(error = %format!("{e:#}"), "FIT-Connect round failed; trying again");
             }
             if shutdown.sleep(self.interval).await {
@@ -289,9 +294,13 @@ impl Subscriber {
         let (about, now) = about(&ids);
         let name = problem.kind.name();
         let event = events::sign(&about, &Answer::Reject(problem), &d.signing)?;
-        self.store
+        if self
+            .store
             .fc_rejected(ids, name, &event, about.jti, now)
-            .await?;
+            .await?
+        {
+            self.count("reject");
+        }
         Ok(())
     }
 
@@ -405,9 +414,17 @@ impl Subscriber {
             )
             .await?
         {
+            self.count(answer.kind());
             self.send(row, &event, about.jti, 0).await?;
         }
         Ok(())
+    }
+
+    fn count(&self, answer: &'static str) {
+        self.metrics
+            .fitconnect_submissions
+            .get_or_create(&AnswerLabel { answer })
+            .inc();
     }
 
     /// Sends a kept event; after an earlier attempt, only if the case's

@@ -129,6 +129,7 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
             store.clone(),
             settings.broker.clone(),
             Arc::clone(&mappings),
+            Arc::clone(&metrics),
         )
         .context("fitconnect")?;
         tokio::spawn(subscriber.run(shutdown.clone()));

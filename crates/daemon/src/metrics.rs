@@ -38,6 +38,12 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// A FIT-Connect answer: `accept` or `reject`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnswerLabel {
+    pub answer: &'static str,
+}
+
 /// The content hash of a mapping set (hex SHA-256, see `reload::set_hash`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HashLabel {
@@ -152,6 +158,12 @@ pub struct Metrics {
     pub oldest_overdue_request_age: Gauge,
     /// Nachreichungen matched to a document owed.
     pub nachreichungen: Counter,
+    /// FIT-Connect submissions answered (the answer made and kept for
+    /// sending), by answer.
+    pub fitconnect_submissions: Family<AnswerLabel, Counter>,
+    /// FIT-Connect rounds that failed (the Zustelldienst, the broker or
+    /// the database away; the next round tries again).
+    pub fitconnect_rounds_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -189,6 +201,8 @@ impl Default for Metrics {
             documents_overdue: Gauge::default(),
             oldest_overdue_request_age: Gauge::default(),
             nachreichungen: Counter::default(),
+            fitconnect_submissions: Family::default(),
+            fitconnect_rounds_failed: Counter::default(),
             registry: Registry::default(),
         };
         // Every stage and retention kind from the start.
@@ -203,6 +217,11 @@ impl Default for Metrics {
         // Both results from the start, so a rate over them is defined.
         for result in ["ok", "failed"] {
             let _ = m.mapping_reloads.get_or_create(&ResultLabel { result });
+        }
+        for answer in ["accept", "reject"] {
+            let _ = m
+                .fitconnect_submissions
+                .get_or_create(&AnswerLabel { answer });
         }
         registry.register(
             "applications",
@@ -274,6 +293,16 @@ impl Default for Metrics {
             "dlq_without_log_row",
             "Messages in the dead-letter queue beyond the open dead-letter log rows (dead-lettered by the broker, e.g. delivery_limit)",
             m.dlq_without_log_row.clone(),
+        );
+        registry.register(
+            "fitconnect_submissions",
+            "FIT-Connect submissions answered, by answer (accept, reject)",
+            m.fitconnect_submissions.clone(),
+        );
+        registry.register(
+            "fitconnect_rounds_failed",
+            "FIT-Connect rounds that failed (tried again at the next interval)",
+            m.fitconnect_rounds_failed.clone(),
         );
         registry.register(
             "mapping_reloads",
