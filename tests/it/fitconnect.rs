@@ -104,6 +104,7 @@ struct Sent {
     submission: Uuid,
     case: Uuid,
     antrag_id: Option<Uuid>,
+    body_sha256: String,
     tags: Value,
 }
 
@@ -181,6 +182,7 @@ fn send(w: &World, s: Sending) -> Sent {
         submission,
         case,
         antrag_id: s.antrag_id,
+        body_sha256: hex::encode(sha2::Sha256::digest(&s.data)),
         tags,
     }
 }
@@ -247,12 +249,13 @@ fn verify_independently(compact: &str) -> Value {
         .expect("jwcrypto verifies our answer")
 }
 
-/// What became of the application `antrag_id` (the dead-letter key is not
-/// asked for here).
-async fn stored_as(store: &allegro_store::Store, antrag_id: Uuid) -> IntakeFate {
+/// What became of the application a submission carried (the dead-letter
+/// key is not asked for here).
+async fn stored_as(store: &allegro_store::Store, s: &Sent) -> IntakeFate {
     let intake = allegro_store::fitconnect::Intake {
-        antrag_id,
+        antrag_id: s.antrag_id.unwrap(),
         nachreichung_id: None,
+        body_sha256: s.body_sha256.clone(),
         dead_letter_key: String::new(),
     };
     store.intake_fate(&intake).await.unwrap()
@@ -312,14 +315,23 @@ async fn submissions_are_taken_checked_and_answered() {
             ..sending(support::accepted())
         },
     );
+    // Fine for FIT-Connect, but the intake dead-letters it (no mapping for
+    // its form version): rejected, its attachment not kept.
+    let no_mapping = send(
+        &w,
+        Sending {
+            attachments: vec![(Uuid::new_v4(), pdf(3))],
+            ..sending(support::no_mapping())
+        },
+    );
     let mut daemon = w.env.spawn_daemon();
-    let posted = posted_for(&w, 6, Duration::from_secs(60)).await;
+    let posted = posted_for(&w, 7, Duration::from_secs(60)).await;
     let metrics = support::http_get(w.metrics, "/metrics").await;
     for line in [
         "allegro_bridge_fitconnect_submissions_total{answer=\"accept\"} 2",
-        "allegro_bridge_fitconnect_submissions_total{answer=\"reject\"} 4",
+        "allegro_bridge_fitconnect_submissions_total{answer=\"reject\"} 5",
     ] {
-        assert!(metrics.contains(line), "{line} in\n{metrics}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
     daemon.sigterm();
     assert_eq!(
@@ -335,6 +347,7 @@ async fn submissions_are_taken_checked_and_answered() {
     assert_rejected(&posted, &wrong_hash, "hash-mismatch", "data");
     assert_rejected(&posted, &bad_metadata, "schema-violation", "metadata");
     assert_rejected(&posted, &unknown, "unsupported-schema", "data");
+    assert_rejected(&posted, &no_mapping, "schema-violation", "data");
     let claims = verify_independently(&event_of(&posted, &valid).compact);
     assert_eq!(claims["sub"], format!("submission:{}", valid.submission));
     assert_eq!(claims["txn"], format!("case:{}", valid.case));
@@ -344,11 +357,11 @@ async fn submissions_are_taken_checked_and_answered() {
     // nothing of the rejected ones.
     let store = w.env.store().await;
     let fate = |s: &Sent| s.antrag_id.unwrap();
-    assert_eq!(stored_as(&store, fate(&valid)).await, IntakeFate::Stored);
-    assert_eq!(stored_as(&store, fate(&faulty)).await, IntakeFate::Stored);
+    assert_eq!(stored_as(&store, &valid).await, IntakeFate::Stored);
+    assert_eq!(stored_as(&store, &faulty).await, IntakeFate::Stored);
     assert!(store.load_case(fate(&faulty)).await.unwrap().is_some());
-    for s in [&broken, &wrong_hash, &bad_metadata, &unknown] {
-        assert_eq!(stored_as(&store, fate(s)).await, IntakeFate::Pending);
+    for s in [&broken, &wrong_hash, &bad_metadata, &unknown, &no_mapping] {
+        assert_eq!(stored_as(&store, s).await, IntakeFate::Pending);
         assert!(store.attachments_of(fate(s)).await.unwrap().is_empty());
     }
     w.env
@@ -377,7 +390,7 @@ async fn submissions_are_taken_checked_and_answered() {
         assert_eq!(a.bytes as usize, bytes.len());
     }
     // Each answered once, held to the published API throughout.
-    assert_eq!(event_posts(&w.zd), 6);
+    assert_eq!(event_posts(&w.zd), 7);
     assert!(
         w.zd.refused_events().is_empty(),
         "{:?}",
@@ -391,6 +404,7 @@ async fn submissions_are_taken_checked_and_answered() {
         &wrong_hash,
         &bad_metadata,
         &unknown,
+        &no_mapping,
     ] {
         let row = store.fc_submission(s.submission).await.unwrap().unwrap();
         assert_eq!(row.state, FcState::Done);

@@ -192,24 +192,41 @@ impl Subscriber {
 
     /// One round: answer what is owed, take what is new, answer again.
     pub async fn round(&self) -> anyhow::Result<()> {
-        self.answer_owed().await?;
+        let mut failed = self.answer_owed().await;
         for d in self.destinations.values() {
-            let waiting = self.api.pickup(d.id).await?;
-            let mut submitter = None;
-            for p in waiting {
-                if self.store.fc_submission(p.submission_id).await?.is_some() {
-                    continue;
-                }
-                if let Err(e) = self.take(d, p.submission_id, &mut submitter).await {
-                    warn!(submission = %p.submission_id, case = %p.case_id, error = %format!("{e:#}"),
-                        "FIT-Connect submission not taken; trying again next round");
-                }
-            }
-            if let Some(s) = submitter {
-                s.close().await;
+            if let Err(e) = self.take_new(d).await {
+                warn!(destination = %d.id, error = %format!("{e:#}"), "FIT-Connect pickup failed");
+                failed += 1;
             }
         }
-        self.answer_owed().await
+        failed += self.answer_owed().await;
+        anyhow::ensure!(
+            failed == 0,
+            "{failed} FIT-Connect steps failed; the next round tries again"
+        );
+        Ok(())
+    }
+
+    /// Takes the destination's new submissions; one that fails is left for
+    /// the next round without holding up the others.
+    async fn take_new(&self, d: &Destination) -> anyhow::Result<()> {
+        let waiting = self.api.pickup(d.id).await?;
+        let mut submitter = None;
+        for p in waiting {
+            if self.store.fc_submission(p.submission_id).await?.is_some() {
+                continue;
+            }
+            if let Err(e) = self.take(d, p.submission_id, &mut submitter).await {
+                warn!(submission = %p.submission_id, case = %p.case_id, error = %format!("{e:#}"),
+                    "FIT-Connect submission not taken; trying again next round");
+                // A broker connection that failed is not used again.
+                submitter = None;
+            }
+        }
+        if let Some(s) = submitter {
+            s.close().await;
+        }
+        Ok(())
     }
 
     /// Fetches, checks and keeps one new submission; publishes its data or
@@ -221,6 +238,11 @@ impl Subscriber {
         submitter: &mut Option<Submitter>,
     ) -> anyhow::Result<()> {
         let fetched = self.api.fetch(id).await?;
+        anyhow::ensure!(
+            fetched.submission_id == id && fetched.destination_id == d.id,
+            "the Zustelldienst answered for submission {id} of destination {} with another one",
+            d.id
+        );
         let ids = FcIds {
             submission_id: fetched.submission_id,
             case_id: fetched.case_id,
@@ -353,24 +375,37 @@ impl Subscriber {
 
     /// Makes the answers of stored or dead-lettered applications and sends
     /// every answer not yet sent.
-    async fn answer_owed(&self) -> anyhow::Result<()> {
-        for row in self.store.fc_open().await? {
+    async fn answer_owed(&self) -> usize {
+        let rows = match self.store.fc_open().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                warn!(error = %e, "FIT-Connect answers not read");
+                return 1;
+            }
+        };
+        let mut failed = 0;
+        for row in rows {
             let Some(d) = self.destinations.get(&row.destination_id) else {
                 continue;
             };
-            match &row.state {
+            let done = match &row.state {
                 FcState::Published { intake, tags } => {
-                    self.make_answer(d, &row, intake, tags).await?
+                    self.make_answer(d, &row, intake, tags).await
                 }
                 FcState::Answer {
                     event,
                     jti,
                     attempts,
-                } => self.send(&row, event, *jti, *attempts).await?,
-                FcState::Done => {}
+                } => self.send(&row, event, *jti, *attempts).await,
+                FcState::Done | FcState::Refused => Ok(()),
+            };
+            if let Err(e) = done {
+                warn!(submission = %row.submission_id, case = %row.case_id, error = %format!("{e:#}"),
+                    "FIT-Connect answer not sent; trying again next round");
+                failed += 1;
             }
         }
-        Ok(())
+        failed
     }
 
     /// The answer of a published submission, once its application's fate
@@ -450,7 +485,14 @@ impl Subscriber {
                 warn!(submission = %id, case = %row.case_id, "FIT-Connect submission was answered already")
             }
             Posted::Refused(why) => {
-                anyhow::bail!("the Zustelldienst refused the answer to submission {id}: {why}")
+                // Sending it again would be refused again: kept as refused
+                // for the operator (the Zustelldienst rejects the
+                // submission by itself after 14 days).
+                self.store.fc_refused(id).await?;
+                self.metrics.fitconnect_answers_refused.inc();
+                tracing::error!(submission = %id, case = %row.case_id, why = %truncate(&why, 300),
+                    "the Zustelldienst refused the FIT-Connect answer; not sent again");
+                return Ok(());
             }
         }
         self.store.fc_done(id, Utc::now()).await?;
@@ -493,15 +535,22 @@ fn intake_of(r: &Received) -> Result<(Intake, Uuid), Problem> {
         _ => None,
     };
     let message_id = nachreichung_id.unwrap_or(antrag_id);
-    let dead_letter_key = dedup_key(&sha256_hex(&r.data), Some(&message_id.to_string()));
+    let body_sha256 = sha256_hex(&r.data);
+    let dead_letter_key = dedup_key(&body_sha256, Some(&message_id.to_string()));
     Ok((
         Intake {
             antrag_id,
             nachreichung_id,
+            body_sha256,
             dead_letter_key,
         },
         message_id,
     ))
+}
+
+/// At most `n` characters of the Zustelldienst's problem text.
+fn truncate(text: &str, n: usize) -> String {
+    text.chars().take(n).collect()
 }
 
 /// The identity of a new event about `ids`, and now.

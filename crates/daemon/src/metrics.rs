@@ -164,6 +164,8 @@ pub struct Metrics {
     /// FIT-Connect rounds that failed (the Zustelldienst, the broker or
     /// the database away; the next round tries again).
     pub fitconnect_rounds_failed: Counter,
+    /// FIT-Connect answers the Zustelldienst refused (422): not sent again.
+    pub fitconnect_answers_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -203,6 +205,7 @@ impl Default for Metrics {
             nachreichungen: Counter::default(),
             fitconnect_submissions: Family::default(),
             fitconnect_rounds_failed: Counter::default(),
+            fitconnect_answers_refused: Counter::default(),
             registry: Registry::default(),
         };
         // Every stage and retention kind from the start.
@@ -303,6 +306,11 @@ impl Default for Metrics {
             "fitconnect_rounds_failed",
             "FIT-Connect rounds that failed (tried again at the next interval)",
             m.fitconnect_rounds_failed.clone(),
+        );
+        registry.register(
+            "fitconnect_answers_refused",
+            "FIT-Connect answers the Zustelldienst refused (422); not sent again, see the log",
+            m.fitconnect_answers_refused.clone(),
         );
         registry.register(
             "mapping_reloads",

@@ -30,8 +30,8 @@ pub struct Fetched {
     pub attachments: Vec<(Uuid, String)>,
 }
 
-/// What a submission brings, checked.
-#[derive(Debug, Clone)]
+/// What a submission brings, checked. Its `Debug` shows sizes, not data.
+#[derive(Clone)]
 pub struct Received {
     /// The data (the application as docs/contract.md §1 defines it).
     pub data: Vec<u8>,
@@ -53,6 +53,16 @@ pub struct ReceivedAttachment {
     pub content: Vec<u8>,
     /// SHA-512 of the content, hex.
     pub sha512: String,
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Received")
+            .field("data_bytes", &self.data.len())
+            .field("schema_uri", &self.schema_uri)
+            .field("attachments", &self.attachments)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for ReceivedAttachment {

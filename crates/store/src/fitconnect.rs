@@ -3,10 +3,14 @@
 //! the answer owed to it, and the attachments it brought.
 //!
 //! A row's [`FcState`] goes `Published` (the data is in the intake queue;
-//! the answer waits until the application is stored or dead-lettered) →
-//! `Answer` (the signed event is made and kept, so every retry sends the
-//! same token) → `Done`. Each step is one conditional UPDATE, so two
-//! daemons polling the same destination cannot both take a step.
+//! the answer waits until the application is stored under the same body
+//! hash, or dead-lettered) → `Answer` (the signed event is made and kept,
+//! so every retry sends the same token) → `Done`, or `Refused` when the
+//! Zustelldienst will not take the answer. Making the answer is one
+//! conditional UPDATE, so two daemons cannot make two; both may send the
+//! same kept token, the second gets 409. Attachments are kept per
+//! submission and shown with the application only once it is accepted;
+//! a reject deletes them.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -27,6 +31,8 @@ pub enum FcState {
     },
     /// The Zustelldienst has the answer.
     Done,
+    /// The Zustelldienst refused the answer (422): for the operator.
+    Refused,
 }
 
 /// One submission's row.
@@ -77,6 +83,8 @@ pub struct AttachmentInfo {
 pub struct Intake {
     pub antrag_id: Uuid,
     pub nachreichung_id: Option<Uuid>,
+    /// SHA-256 (hex) of the data as published: stored means stored with it.
+    pub body_sha256: String,
     pub dead_letter_key: String,
 }
 
@@ -98,6 +106,7 @@ type Row = (
     Option<Uuid>,
     Option<Uuid>,
     Option<String>,
+    Option<String>,
     String,
     Option<String>,
     Option<String>,
@@ -106,7 +115,7 @@ type Row = (
 );
 
 const COLUMNS: &str = "submission_id, case_id, destination_id, antrag_id, nachreichung_id, \
-     dead_letter_key, state, tags, event, event_jti, attempts";
+     body_sha256, dead_letter_key, state, tags, event, event_jti, attempts";
 
 fn from_row(r: Row) -> Result<FcSubmission, StoreError> {
     let (
@@ -115,6 +124,7 @@ fn from_row(r: Row) -> Result<FcSubmission, StoreError> {
         destination_id,
         antrag_id,
         nachreichung_id,
+        sha,
         key,
         state,
         tags,
@@ -133,6 +143,7 @@ fn from_row(r: Row) -> Result<FcSubmission, StoreError> {
             intake: Intake {
                 antrag_id: antrag_id.ok_or_else(corrupt)?,
                 nachreichung_id,
+                body_sha256: sha.ok_or_else(corrupt)?,
                 dead_letter_key: key.ok_or_else(corrupt)?,
             },
             tags: tags.ok_or_else(corrupt)?,
@@ -143,6 +154,7 @@ fn from_row(r: Row) -> Result<FcSubmission, StoreError> {
             attempts,
         },
         "done" => FcState::Done,
+        "refused" => FcState::Refused,
         _ => return Err(corrupt()),
     };
     Ok(FcSubmission {
@@ -166,7 +178,8 @@ impl Store {
     /// The rows not done, oldest first.
     pub async fn fc_open(&self) -> Result<Vec<FcSubmission>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM fitconnect_submissions WHERE state <> 'done' ORDER BY received_at"
+            "SELECT {COLUMNS} FROM fitconnect_submissions WHERE state IN ('published', 'answer') \
+             ORDER BY received_at"
         );
         let rows: Vec<Row> = dispatch!(self, Store, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?
@@ -174,8 +187,8 @@ impl Store {
         rows.into_iter().map(from_row).collect()
     }
 
-    /// Keeps a checked submission and its attachments before its data goes
-    /// to the intake queue, in one transaction. `false` if it was taken
+    /// Keeps a checked submission, whose data the broker has confirmed in
+    /// the intake queue, and its attachments, in one transaction. `false` if it was taken
     /// already (by another daemon, or before a restart).
     pub async fn fc_received(
         &self,
@@ -189,8 +202,8 @@ impl Store {
         let new = dispatch!(&mut tx, Tx, t => {
             let n = sqlx::query(
                 "INSERT INTO fitconnect_submissions (submission_id, case_id, destination_id, antrag_id, \
-                 nachreichung_id, dead_letter_key, state, tags, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'published', $7, $8) \
+                 nachreichung_id, body_sha256, dead_letter_key, state, tags, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'published', $8, $9) \
                  ON CONFLICT (submission_id) DO NOTHING",
             )
             .bind(ids.submission_id)
@@ -198,6 +211,7 @@ impl Store {
             .bind(ids.destination_id)
             .bind(intake.antrag_id)
             .bind(intake.nachreichung_id)
+            .bind(&intake.body_sha256)
             .bind(&intake.dead_letter_key)
             .bind(tags)
             .bind(at)
@@ -210,7 +224,7 @@ impl Store {
                         "INSERT INTO attachments (antrag_id, attachment_id, submission_id, purpose, \
                          mime_type, filename, description, sha512, bytes, content, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                         ON CONFLICT (antrag_id, attachment_id) DO NOTHING",
+                         ON CONFLICT (submission_id, attachment_id) DO NOTHING",
                     )
                     .bind(intake.antrag_id)
                     .bind(a.attachment_id)
@@ -275,8 +289,9 @@ impl Store {
         jti: Uuid,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let n = dispatch!(self, Store, p => {
-            sqlx::query(
+        let mut tx = self.begin().await?;
+        let n = dispatch!(&mut tx, Tx, t => {
+            let n = sqlx::query(
                 "UPDATE fitconnect_submissions SET state = 'answer', answer = $2, problem = $3, \
                  event = $4, event_jti = $5, answered_at = $6 \
                  WHERE submission_id = $1 AND state = 'published'",
@@ -287,10 +302,19 @@ impl Store {
             .bind(event)
             .bind(jti)
             .bind(at)
-            .execute(p)
+            .execute(&mut **t)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n == 1 && answer == "reject" {
+                // Not the jobcenter's: its files go with the refusal.
+                sqlx::query("DELETE FROM attachments WHERE submission_id = $1")
+                    .bind(id)
+                    .execute(&mut **t)
+                    .await?;
+            }
+            n
         });
+        tx.commit().await?;
         Ok(n == 1)
     }
 
@@ -300,6 +324,20 @@ impl Store {
         dispatch!(self, Store, p => {
             sqlx::query(
                 "UPDATE fitconnect_submissions SET attempts = attempts + 1 WHERE submission_id = $1",
+            )
+            .bind(id)
+            .execute(p)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// `Answer` → `Refused`: the Zustelldienst will not take the answer.
+    pub async fn fc_refused(&self, id: Uuid) -> Result<(), StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query(
+                "UPDATE fitconnect_submissions SET state = 'refused' \
+                 WHERE submission_id = $1 AND state = 'answer'",
             )
             .bind(id)
             .execute(p)
@@ -329,10 +367,16 @@ impl Store {
     pub async fn intake_fate(&self, intake: &Intake) -> Result<IntakeFate, StoreError> {
         let stored: Option<i32> = dispatch!(self, Store, p => {
             match intake.nachreichung_id {
-                Some(n) => sqlx::query_scalar("SELECT 1 FROM nachreichungen WHERE id = $1").bind(n),
-                None => sqlx::query_scalar("SELECT 1 FROM applications WHERE antrag_id = $1")
-                    .bind(intake.antrag_id),
+                Some(n) => sqlx::query_scalar(
+                    "SELECT 1 FROM nachreichungen WHERE id = $1 AND body_sha256 = $2",
+                )
+                .bind(n),
+                None => sqlx::query_scalar(
+                    "SELECT 1 FROM applications WHERE antrag_id = $1 AND body_sha256 = $2",
+                )
+                .bind(intake.antrag_id),
             }
+            .bind(&intake.body_sha256)
             .fetch_optional(p)
             .await?
         });
@@ -351,13 +395,16 @@ impl Store {
         Ok(reason.map_or(IntakeFate::Pending, IntakeFate::DeadLettered))
     }
 
-    /// The attachments kept with an application, without their content.
+    /// The attachments of an application's accepted submissions, without
+    /// their content.
     pub async fn attachments_of(&self, antrag_id: Uuid) -> Result<Vec<AttachmentInfo>, StoreError> {
         dispatch!(self, Store, p => {
             Ok(sqlx::query_as(
-                "SELECT attachment_id, purpose, mime_type, filename, sha512, bytes, \
-                 (content IS NULL) AS purged FROM attachments \
-                 WHERE antrag_id = $1 ORDER BY created_at, attachment_id",
+                "SELECT a.attachment_id, a.purpose, a.mime_type, a.filename, a.sha512, a.bytes, \
+                 (a.content IS NULL) AS purged FROM attachments a \
+                 JOIN fitconnect_submissions f ON f.submission_id = a.submission_id \
+                 WHERE a.antrag_id = $1 AND f.answer = 'accept' \
+                 ORDER BY a.created_at, a.attachment_id",
             )
             .bind(antrag_id)
             .fetch_all(p)
@@ -365,7 +412,8 @@ impl Store {
         })
     }
 
-    /// An attachment's content (`None` if unknown or purged).
+    /// An attachment's content, if it belongs to an accepted submission of
+    /// the application and is not purged.
     pub async fn attachment_content(
         &self,
         antrag_id: Uuid,
@@ -373,7 +421,9 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let c: Option<Option<Vec<u8>>> = dispatch!(self, Store, p => {
             sqlx::query_scalar(
-                "SELECT content FROM attachments WHERE antrag_id = $1 AND attachment_id = $2",
+                "SELECT a.content FROM attachments a \
+                 JOIN fitconnect_submissions f ON f.submission_id = a.submission_id \
+                 WHERE a.antrag_id = $1 AND a.attachment_id = $2 AND f.answer = 'accept'",
             )
             .bind(antrag_id)
             .bind(attachment_id)

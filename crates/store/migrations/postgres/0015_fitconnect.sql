@@ -3,9 +3,11 @@
 -- brought. Keep in step with migrations/sqlite/0013_fitconnect.sql.
 --
 -- A submission's row goes published (its data handed to the intake queue,
--- waiting until the application, or the Nachreichung, is stored) -> answer (the signed event is
--- made and kept; sent until the Zustelldienst has it) -> done. A submission
--- rejected before intake starts at answer.
+-- waiting until the application, or the Nachreichung, is stored under the
+-- same body hash) -> answer (the signed event is made and kept; sent until
+-- the Zustelldienst has it) -> done. A submission rejected before intake
+-- starts at answer. An answer the Zustelldienst refuses (422) ends as
+-- refused, for the operator (metric, log).
 CREATE TABLE fitconnect_submissions (
     submission_id  UUID PRIMARY KEY,
     case_id        UUID NOT NULL,
@@ -13,7 +15,8 @@ CREATE TABLE fitconnect_submissions (
     antrag_id      UUID,                            -- NULL when rejected before intake
     nachreichung_id UUID,                           -- the data is a Nachreichung (contract §8)
     dead_letter_key TEXT,                           -- dedup_key of its message, were it dead-lettered
-    state          TEXT NOT NULL CHECK (state IN ('published', 'answer', 'done')),
+    body_sha256    TEXT,                            -- SHA-256 of the data as published
+    state          TEXT NOT NULL CHECK (state IN ('published', 'answer', 'done', 'refused')),
     tags           TEXT,                            -- JSON: the authentication tags to quote
     answer         TEXT CHECK (answer IN ('accept', 'reject')),
     problem        TEXT,                            -- the problem type's name (reject)
@@ -24,11 +27,12 @@ CREATE TABLE fitconnect_submissions (
     answered_at    TIMESTAMPTZ,
     sent_at        TIMESTAMPTZ
 );
-CREATE INDEX fitconnect_open ON fitconnect_submissions (state) WHERE state <> 'done';
+CREATE INDEX fitconnect_open ON fitconnect_submissions (state) WHERE state IN ('published', 'answer');
 
--- Attachments (the uploaded Nachweise), decrypted and hash-checked; the
--- content is personal data: retention deletes it with the application's
--- payload.
+-- Attachments (the uploaded Nachweise), decrypted and hash-checked, per
+-- submission; shown with the application once its submission is accepted,
+-- deleted when it is rejected. The content is personal data: retention
+-- deletes it with the application's payload.
 CREATE TABLE attachments (
     antrag_id     UUID NOT NULL,
     attachment_id UUID NOT NULL,
@@ -41,5 +45,6 @@ CREATE TABLE attachments (
     bytes         BIGINT NOT NULL,
     content       BYTEA,                             -- NULL once purged
     created_at    TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (antrag_id, attachment_id)
+    PRIMARY KEY (submission_id, attachment_id)
 );
+CREATE INDEX attachments_antrag ON attachments (antrag_id);
