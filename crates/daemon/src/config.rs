@@ -330,10 +330,16 @@ impl Settings {
 /// Reads a secret file; surrounding whitespace (a trailing newline) is dropped.
 /// A leading `${CREDENTIALS_DIRECTORY}` is expanded first.
 pub(crate) fn read_secret(path: &Path) -> anyhow::Result<String> {
-    let path = expand_credentials_dir(path, std::env::var_os(CREDENTIALS_DIRECTORY).as_deref())?;
+    let path = credential_path(path)?;
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read secret file {}", path.display()))?;
     Ok(text.trim().to_string())
+}
+
+/// `path` with a leading `${CREDENTIALS_DIRECTORY}` expanded from the
+/// environment (see [`expand_credentials_dir`]).
+pub(crate) fn credential_path(path: &Path) -> anyhow::Result<PathBuf> {
+    expand_credentials_dir(path, std::env::var_os(CREDENTIALS_DIRECTORY).as_deref())
 }
 
 /// The environment variable systemd sets for a unit with `LoadCredential=`.

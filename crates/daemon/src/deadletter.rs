@@ -49,7 +49,8 @@ pub fn dedup_key(body_sha256: &str, message_id: Option<&str>) -> String {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// At most `max` characters of `s`, `…` marking a cut.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),

@@ -36,7 +36,7 @@ use allegro_store::Store;
 use allegro_web::workbench::PipelineSource;
 
 use crate::config::BrokerConfig;
-use crate::deadletter::{dedup_key, sha256_hex};
+use crate::deadletter::{dedup_key, sha256_hex, truncate};
 use crate::metrics::{AnswerLabel, Metrics};
 use crate::reload::Mappings;
 use crate::retry::Shutdown;
@@ -139,10 +139,7 @@ impl Subscriber {
         let mut destinations = BTreeMap::new();
         for d in &cfg.destinations {
             let load = |p: &PathBuf, key: &str| {
-                let path = crate::config::expand_credentials_dir(
-                    p,
-                    std::env::var_os(crate::config::CREDENTIALS_DIRECTORY).as_deref(),
-                )?;
+                let path = crate::config::credential_path(p)?;
                 RsaPrivateJwk::load(&path)
                     .with_context(|| format!("fitconnect.destination {}: {key}", d.id))
             };
@@ -282,27 +279,37 @@ impl Subscriber {
         r: &Received,
     ) -> anyhow::Result<Result<(), Problem>> {
         let log = self.api.events(ids.case_id).await?;
-        for fresh in [false, true] {
-            let mut keys = self.zd_keys.lock().await;
-            if fresh || keys.is_none() {
-                *keys = Some(self.api.jwks().await?);
-            }
-            let jwks = keys.as_ref().expect("fetched");
-            match events::check_submit_event(&log, jwks, ids.submission_id, &r.tags) {
-                Ok(()) => return Ok(Ok(())),
-                Err(SubmitEventError::TagsDiffer) => {
-                    return Ok(Err(Problem {
-                        kind: ProblemKind::IncorrectAuthenticationTag,
-                        instance: "submission".into(),
-                        detail: "Die empfangenen Teile sind nicht die vom Zustelldienst als gesendet vermerkten."
-                            .into(),
-                    }))
-                }
-                Err(SubmitEventError::Missing(_)) if !fresh => continue,
-                Err(e) => anyhow::bail!("submission {}: {e}", ids.submission_id),
+        let check =
+            |jwks: &Jwks| events::check_submit_event(&log, jwks, ids.submission_id, &r.tags);
+        let mut checked = check(&self.zd_keys(false).await?);
+        if let Err(SubmitEventError::Missing(_)) = checked {
+            // Perhaps signed with a key published since: once more, fresh.
+            checked = check(&self.zd_keys(true).await?);
+        }
+        match checked {
+            Ok(()) => Ok(Ok(())),
+            Err(SubmitEventError::TagsDiffer) => Ok(Err(Problem {
+                kind: ProblemKind::IncorrectAuthenticationTag,
+                instance: "submission".into(),
+                detail: "Die empfangenen Teile sind nicht die vom Zustelldienst als gesendet vermerkten."
+                    .into(),
+            })),
+            Err(e) => anyhow::bail!("submission {}: {e}", ids.submission_id),
+        }
+    }
+
+    /// The Zustelldienst's signing keys: the kept ones, or (`fresh`, or none
+    /// kept yet) fetched anew.
+    async fn zd_keys(&self, fresh: bool) -> anyhow::Result<Jwks> {
+        let mut kept = self.zd_keys.lock().await;
+        match kept.as_ref() {
+            Some(jwks) if !fresh => Ok(jwks.clone()),
+            _ => {
+                let jwks = self.api.jwks().await?;
+                *kept = Some(jwks.clone());
+                Ok(jwks)
             }
         }
-        unreachable!("the second pass returns")
     }
 
     async fn reject_early(
@@ -546,11 +553,6 @@ fn intake_of(r: &Received) -> Result<(Intake, Uuid), Problem> {
         },
         message_id,
     ))
-}
-
-/// At most `n` characters of the Zustelldienst's problem text.
-fn truncate(text: &str, n: usize) -> String {
-    text.chars().take(n).collect()
 }
 
 /// The identity of a new event about `ids`, and now.
