@@ -161,6 +161,7 @@ async fn main() {
         },
         mitwirkung: Default::default(),
         clock: Default::default(),
+        oidc: None,
     };
     let router = workbench::router(state);
     let admin_cookie = session(&store, "chef", vec![Role::Administration], vec![]).await;

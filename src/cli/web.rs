@@ -57,6 +57,7 @@ pub fn run(config: Option<&Path>, args: WebArgs) -> anyhow::Result<i32> {
             config: settings.web.clone(),
             mitwirkung: settings.mitwirkung.clone(),
             clock: workbench::state::Clock::system(),
+            oidc: allegro_web::workbench::oidc::Provider::from_config(&settings.web.oidc)?,
         };
         info!(store = store.kind(), "workbench ready");
         allegro_web::serve(listener, workbench::router(state), shutdown_signal()).await?;

@@ -22,6 +22,7 @@ mod hostile;
 mod kennzahlen;
 mod mitwirkung;
 mod no_personal_data;
+mod oidc;
 mod poison;
 mod properties;
 mod record_xsd;

@@ -789,12 +789,9 @@ async fn the_user_command_checks_what_it_stores() {
     // The stored hash is argon2id, never the password.
     let store = env.store().await;
     let u = store.user_by_name("anna").await.unwrap().unwrap();
-    assert!(
-        u.password_hash.starts_with("$argon2id$"),
-        "{}",
-        u.password_hash
-    );
-    assert!(!u.password_hash.contains(PW));
+    let hash = u.password_hash().expect("a local account");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains(PW));
     let actions: Vec<String> = store
         .audit_recent(None, 10)
         .await

@@ -504,6 +504,7 @@ impl InProcess {
             },
             mitwirkung: Default::default(),
             clock: clock.clone(),
+            oidc: None,
         };
         let listener = allegro_web::bind("127.0.0.1:0", "workbench").await.unwrap();
         let port = listener.local_addr().unwrap().port();

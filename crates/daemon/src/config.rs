@@ -247,6 +247,10 @@ impl Settings {
         if let Some(f) = &self.store.url_file {
             self.store.url = read_secret(f).context("store.url_file")?;
         }
+        if let Some(f) = &self.web.oidc.client_secret_file {
+            let secret = read_secret(f).context("web.oidc.client_secret_file")?;
+            self.web.oidc.client_secret = Some(secret);
+        }
         Ok(())
     }
 

@@ -211,6 +211,7 @@ async fn serve_workbench(
         config: settings.web.clone(),
         mitwirkung: settings.mitwirkung.clone(),
         clock: allegro_web::workbench::state::Clock::system(),
+        oidc: allegro_web::workbench::oidc::Provider::from_config(&settings.web.oidc)?,
     };
     let router = allegro_web::workbench::router(state);
     tokio::spawn(async move {

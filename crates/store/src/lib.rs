@@ -72,6 +72,7 @@ pub mod cases;
 pub mod fitconnect;
 pub mod kennzahlen;
 pub mod mitwirkung;
+pub mod oidc;
 pub mod sessions;
 pub mod users;
 

@@ -74,6 +74,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "fitconnect",
         include_str!("../migrations/sqlite/0013_fitconnect.sql"),
     ),
+    (
+        14,
+        "oidc",
+        include_str!("../migrations/sqlite/0014_oidc.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -150,6 +155,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "fitconnect",
         include_str!("../migrations/postgres/0015_fitconnect.sql"),
+    ),
+    (
+        16,
+        "oidc",
+        include_str!("../migrations/postgres/0016_oidc.sql"),
     ),
 ];
 

@@ -48,13 +48,23 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// How an account signs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignIn {
+    /// A local account: the argon2id PHC string of its password.
+    Password(String),
+    /// An account of the jobcenter's OpenID provider: `<issuer> <sub>`.
+    /// It has no password; the provider's claims set its roles and
+    /// Dienststellen at each login.
+    Provider(String),
+}
+
 /// One account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: i64,
     pub name: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
+    pub sign_in: SignIn,
     pub roles: Vec<Role>,
     /// The `dienststellennummer`s a caseworker works for.
     pub dienststellen: Vec<String>,
@@ -66,6 +76,14 @@ pub struct User {
 }
 
 impl User {
+    /// The password hash of a local account; `None` for a provider's.
+    pub fn password_hash(&self) -> Option<&str> {
+        match &self.sign_in {
+            SignIn::Password(hash) => Some(hash),
+            SignIn::Provider(_) => None,
+        }
+    }
+
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
@@ -90,6 +108,7 @@ pub(crate) struct UserRow {
     disabled: bool,
     failed_logins: i32,
     locked_until: Option<DateTime<Utc>>,
+    oidc_subject: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -97,7 +116,10 @@ impl From<UserRow> for User {
         User {
             id: r.id,
             name: r.name,
-            password_hash: r.password_hash,
+            sign_in: match r.oidc_subject {
+                Some(subject) => SignIn::Provider(subject),
+                None => SignIn::Password(r.password_hash),
+            },
             // Unknown names (a later version's role) grant nothing.
             roles: split(&r.roles).filter_map(|s| s.parse().ok()).collect(),
             dienststellen: split(&r.dienststellen).map(str::to_string).collect(),
@@ -112,7 +134,7 @@ fn split(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn join_roles(roles: &[Role]) -> String {
+pub(crate) fn join_roles(roles: &[Role]) -> String {
     roles
         .iter()
         .map(|r| r.as_str())
@@ -121,7 +143,7 @@ fn join_roles(roles: &[Role]) -> String {
 }
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.name, u.password_hash, u.roles, u.dienststellen, \
-     u.disabled, u.failed_logins, u.locked_until";
+     u.disabled, u.failed_logins, u.locked_until, u.oidc_subject";
 
 /// Whether an error is a unique-constraint violation (the name is taken).
 pub fn is_unique_violation(e: &StoreError) -> bool {
@@ -189,7 +211,8 @@ impl Store {
     }
 
     /// Sets a new password hash, lifts a lockout and ends the account's
-    /// sessions. False when there is no such account.
+    /// sessions. False when there is no such local account (the provider's
+    /// accounts have no password).
     pub async fn set_password_hash(
         &self,
         name: &str,
@@ -199,7 +222,7 @@ impl Store {
         let changed = dispatch!(self, Store, p => {
             sqlx::query(
                 "UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = NULL, \
-                 updated_at = $2 WHERE name = $3",
+                 updated_at = $2 WHERE name = $3 AND oidc_subject IS NULL",
             )
             .bind(hash)
             .bind(now)

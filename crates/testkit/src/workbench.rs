@@ -317,7 +317,12 @@ pub fn bridge(env: &TestEnv) -> Command {
 /// Starts `allegro-bridge web` on a free port and waits until it listens;
 /// its log goes to `web-PORT.log` in the test folder.
 pub fn start_web(env: &TestEnv) -> Web {
-    let port = free_port();
+    start_web_on(env, free_port())
+}
+
+/// [`start_web`] on `port` (a test that must name the workbench's address
+/// before it starts, e.g. to a provider it redirects to).
+pub fn start_web_on(env: &TestEnv, port: u16) -> Web {
     let log = std::fs::File::create(env.dir.path().join(format!("web-{port}.log"))).unwrap();
     let child = bridge(env)
         .args(["web", "--listen", &format!("127.0.0.1:{port}")])

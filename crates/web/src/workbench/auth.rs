@@ -235,6 +235,10 @@ pub struct LoginPage {
     pub errors: Vec<FieldError>,
     /// A message for the whole form (wrong password, locked).
     pub problem: Option<String>,
+    /// Whether the form for local accounts is shown (`web.local_login`).
+    pub local: bool,
+    /// Whether the button to the jobcenter's OpenID provider is shown.
+    pub provider: bool,
 }
 
 impl LoginPage {
@@ -255,6 +259,8 @@ pub async fn login_page(State(state): State<WorkbenchState>, headers: HeaderMap)
         name: String::new(),
         errors: vec![],
         problem: None,
+        local: state.config.local_login,
+        provider: state.oidc.is_some(),
     };
     let mut resp = page.into_response();
     if fresh {
@@ -297,9 +303,24 @@ pub async fn login(
             name: name.clone(),
             errors,
             problem,
+            local: state.config.local_login,
+            provider: state.oidc.is_some(),
         };
         (status, page).into_response()
     };
+    if !state.config.local_login {
+        state
+            .store
+            .audit(
+                &NewAudit::new("-", Action::LoginFailed, None)
+                    .detail("lokale Anmeldung abgeschaltet"),
+                Utc::now(),
+            )
+            .await?;
+        let problem = "Die Anmeldung mit lokalem Konto ist abgeschaltet. \
+                       Bitte melden Sie sich mit Ihrem Dienstkonto an.";
+        return Ok(again(vec![], Some(problem.into()), StatusCode::FORBIDDEN));
+    }
 
     let mut errors = vec![];
     if name.is_empty() {
@@ -325,7 +346,7 @@ pub async fn login(
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
                 state.store.delete_session(&token_hash(old)).await?;
             }
-            start_session(&state, &user).await?
+            start_session(&state, &user, "Passwort").await?
         }
         // A wrong name or password is an error of the form: in the error
         // summary, linked to the password field and beside it (which of the
@@ -412,7 +433,9 @@ async fn check_login(
     } else {
         let hash = user
             .as_ref()
-            .map_or_else(|| dummy_hash().to_string(), |u| u.password_hash.clone());
+            .and_then(User::password_hash)
+            .unwrap_or_else(|| dummy_hash())
+            .to_string();
         verify_limited(password.to_string(), hash).await
     };
 
@@ -485,8 +508,48 @@ async fn count_failure(
     Ok(from_address.max(own))
 }
 
-/// A new session for `user`: cookie set, audited, on to the case list.
-async fn start_session(state: &WorkbenchState, user: &User) -> Result<Response, WebError> {
+/// The login page with a message for the whole form (a refused sign-on).
+pub fn login_page_with_problem(
+    state: &WorkbenchState,
+    problem: &str,
+    status: StatusCode,
+) -> Response {
+    let token = random_token();
+    let page = LoginPage {
+        layout: Layout::anonymous(&token),
+        name: String::new(),
+        errors: vec![],
+        problem: Some(problem.into()),
+        local: state.config.local_login,
+        provider: state.oidc.is_some(),
+    };
+    let mut resp = (status, page).into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state.config, LOGIN_COOKIE, &token, None),
+    );
+    resp
+}
+
+/// The page after a sign-on at the provider: it moves on to the start page
+/// at once (`<meta http-equiv="refresh">`, no script). The browser came
+/// from the provider's site, and a redirect would carry that cross-site
+/// navigation on, in which the `SameSite=Strict` session cookie is not
+/// sent; this page's own navigation is same-site.
+#[derive(Template, WebTemplate)]
+#[template(path = "signed_in.html")]
+pub struct SignedInPage {
+    pub layout: Layout,
+    pub start: &'static str,
+}
+
+/// A new session for `user` (signed in `how`: `Passwort` or `OIDC`, the
+/// audit's detail): cookie set, audited, on to the case list.
+pub async fn start_session(
+    state: &WorkbenchState,
+    user: &User,
+    how: &str,
+) -> Result<Response, WebError> {
     let token = random_token();
     let hash = token_hash(&token);
     let now = Utc::now();
@@ -503,7 +566,10 @@ async fn start_session(state: &WorkbenchState, user: &User) -> Result<Response, 
         .create_session(&hash, user.id, &random_token(), now)
         .await?;
     store
-        .audit(&NewAudit::new(&user.name, Action::Login, None), now)
+        .audit(
+            &NewAudit::new(&user.name, Action::Login, None).detail(how),
+            now,
+        )
         .await?;
     tracing::info!("workbench login");
     // Caseworkers start on the cases, `leitung` alone on the Kennzahlen.
@@ -512,7 +578,15 @@ async fn start_session(state: &WorkbenchState, user: &User) -> Result<Response, 
     } else {
         "/kennzahlen"
     };
-    let mut resp = Redirect::to(start).into_response();
+    let mut resp = if how == "OIDC" {
+        SignedInPage {
+            layout: Layout::anonymous(""),
+            start,
+        }
+        .into_response()
+    } else {
+        Redirect::to(start).into_response()
+    };
     let h = resp.headers_mut();
     h.append(
         header::SET_COOKIE,
@@ -525,7 +599,9 @@ async fn start_session(state: &WorkbenchState, user: &User) -> Result<Response, 
     Ok(resp)
 }
 
-/// POST /abmelden: the session ends, then the login page.
+/// POST /abmelden: the session ends, then the login page (or, for an
+/// account of the OpenID provider, the provider's end-session endpoint,
+/// which comes back to the login page).
 pub async fn logout(
     State(state): State<WorkbenchState>,
     caller: Caller,
@@ -536,7 +612,11 @@ pub async fn logout(
         .store
         .audit(&NewAudit::new(&caller.user.name, Action::Logout, None), now)
         .await?;
-    let mut resp = Redirect::to("/anmelden").into_response();
+    let provider_logout = match (&caller.user.sign_in, &state.oidc) {
+        (allegro_store::users::SignIn::Provider(_), Some(p)) => p.end_session_url().await,
+        _ => None,
+    };
+    let mut resp = Redirect::to(provider_logout.as_deref().unwrap_or("/anmelden")).into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&state.config, SESSION_COOKIE, "", Some(0)),

@@ -4,6 +4,8 @@
 //! - [`state`]: [`WorkbenchState`] and [`WebConfig`] (`[web]` in the settings).
 //! - [`auth`]: login, logout, sessions, the login slow-down and lockout, and
 //!   the middleware that puts the [`auth::Caller`] on every request behind login.
+//! - [`oidc`]: single sign-on through the jobcenter's OpenID provider
+//!   (`/anmelden/oidc`, the code flow with PKCE, groups to roles).
 //! - [`csrf`]: the one check of the CSRF token of every POST.
 //! - [`error`]: [`error::WebError`], the one error of every handler, rendered
 //!   as the German error page with its status.
@@ -23,7 +25,7 @@
 //!   `/verwaltung/dead-letters`.
 //! - [`users`]: the accounts page `/verwaltung/benutzer` (administration).
 //!
-//! Every page except `/anmelden` and `/static/...` needs a session; without
+//! Every page except `/anmelden` (with `/anmelden/oidc/...`) and `/static/...` needs a session; without
 //! one the answer is 303 to `/anmelden`. Nothing personal goes into a log.
 
 pub mod actions;
@@ -41,6 +43,7 @@ pub mod layout;
 pub mod list;
 pub mod mitwirkung;
 pub mod nachweise;
+pub mod oidc;
 pub mod state;
 pub mod users;
 
@@ -120,14 +123,19 @@ pub fn router(state: WorkbenchState) -> Router {
         ));
     let public = Router::new()
         .route("/anmelden", get(auth::login_page).post(auth::login))
+        .route("/anmelden/oidc", post(oidc::start))
+        .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .layer(middleware::from_fn(layout::german_rejections))
         .layer(middleware::from_fn(csrf::guard));
     let https = state.config.secure_cookies;
+    let csp = layout::csp(state.oidc.as_ref().and_then(|p| p.origin()).as_deref());
     Router::new()
         .merge(private)
         .merge(public)
         .nest("/static", layout::static_files(&state.config))
-        .layer(middleware::from_fn(layout::security_headers))
+        .layer(middleware::from_fn(move |req, next| {
+            layout::security_headers(csp.clone(), req, next)
+        }))
         .layer(middleware::map_response(move |r| {
             layout::strict_transport(r, https)
         }))

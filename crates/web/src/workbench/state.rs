@@ -37,6 +37,11 @@ pub struct WebConfig {
     pub session_idle_minutes: u32,
     /// A session ends this long after login, used or not.
     pub session_absolute_hours: u32,
+    /// Whether local accounts (name and password) may log in; the fallback
+    /// beside single sign-on, which may be switched off.
+    pub local_login: bool,
+    /// Single sign-on through the jobcenter's OpenID provider (`[web.oidc]`).
+    pub oidc: super::oidc::OidcConfig,
 }
 
 impl Default for WebConfig {
@@ -47,6 +52,8 @@ impl Default for WebConfig {
             secure_cookies: false,
             session_idle_minutes: 30,
             session_absolute_hours: 10,
+            local_login: true,
+            oidc: super::oidc::OidcConfig::default(),
         }
     }
 }
@@ -60,6 +67,12 @@ impl WebConfig {
                 "web.session_idle_minutes and web.session_absolute_hours must be at least 1".into(),
             );
         }
+        if !self.local_login && !self.oidc.enabled {
+            problems.push(
+                "web.local_login is off and web.oidc is not enabled: nobody could log in".into(),
+            );
+        }
+        problems.extend(self.oidc.validate());
         problems
     }
 }
@@ -93,6 +106,8 @@ pub struct WorkbenchState {
     /// What the Mitwirkung pages take as now (overdue, letter date, dates
     /// of changes); the system clock outside tests.
     pub clock: Clock,
+    /// The jobcenter's OpenID provider, when `[web.oidc]` is enabled.
+    pub oidc: Option<Arc<super::oidc::Provider>>,
 }
 
 /// The system clock, which a test may move ahead (to see a deadline pass
