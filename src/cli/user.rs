@@ -209,8 +209,13 @@ async fn command(store: &Store, cmd: UserCommand) -> anyhow::Result<i32> {
             println!("user {name} enabled");
         }
         UserCommand::Passwd { name } => {
-            if store.user_by_name(&name).await?.is_none() {
+            let Some(user) = store.user_by_name(&name).await? else {
                 return Err(missing(&name));
+            };
+            if user.password_hash().is_none() {
+                anyhow::bail!(
+                    "{name} signs in through the OpenID provider ([web.oidc]) and has no password here"
+                );
             }
             let hash = hash_password(&read_new_password(&name)?)?;
             if !store.set_password_hash(&name, &hash, now).await? {

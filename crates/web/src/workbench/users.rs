@@ -18,6 +18,8 @@ pub struct UserRow {
     pub name: String,
     pub roles: String,
     pub dienststellen: String,
+    /// How the account signs in: "Passwort" or "Dienstkonto (OpenID)".
+    pub sign_in: &'static str,
     pub state: &'static str,
 }
 
@@ -63,6 +65,10 @@ pub async fn page(
                 .collect::<Vec<_>>()
                 .join(", "),
             dienststellen: u.dienststellen.join(", "),
+            sign_in: match u.sign_in {
+                allegro_store::users::SignIn::Password(_) => "Passwort",
+                allegro_store::users::SignIn::Provider(_) => "Dienstkonto (OpenID)",
+            },
             state: if u.disabled {
                 "deaktiviert"
             } else if u.locked_until.is_some_and(|t| t > now) {
