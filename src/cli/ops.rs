@@ -67,8 +67,20 @@ pub struct RecheckArgs {
     pub dry_run: bool,
 }
 
-/// Loads settings with secrets resolved.
+/// Loads settings with secrets resolved; refuses settings whose links do
+/// not fit `[security]` or their TLS keys (every command that uses this
+/// opens a link to the broker or the database).
 pub fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
+    let s = load_unchecked(config)?;
+    let problems = s.tls_problems();
+    if !problems.is_empty() {
+        bail!("invalid configuration:\n  {}", problems.join("\n  "));
+    }
+    Ok(s)
+}
+
+/// Loads settings with secrets resolved, without any check.
+fn load_unchecked(config: Option<&Path>) -> anyhow::Result<Settings> {
     let mut s = Settings::load(config)?;
     s.resolve_secrets()?;
     Ok(s)
@@ -140,12 +152,20 @@ pub fn run_daemon(config: Option<&Path>) -> anyhow::Result<i32> {
 /// `allegro-bridge config check`.
 pub fn config(config: Option<&Path>, cmd: ConfigCommand) -> anyhow::Result<i32> {
     let ConfigCommand::Check { connect } = cmd;
-    let settings = load_settings(config)?;
+    let settings = load_unchecked(config)?;
     let mut problems = settings.validate();
     if let Err(e) = Pipeline::load(&settings.pipeline) {
         problems.push(format!("pipeline: {e:#}"));
     }
     print!("{}", settings.masked_toml());
+    // As TOML comments, so that the output still reads as a config file.
+    println!(
+        "\n# Links (security.require_tls = {}):",
+        settings.security.require_tls
+    );
+    for line in settings.links() {
+        println!("#   {line}");
+    }
     if connect && problems.is_empty() {
         let rt = runtime()?;
         rt.block_on(async {
@@ -154,7 +174,7 @@ pub fn config(config: Option<&Path>, cmd: ConfigCommand) -> anyhow::Result<i32> 
             }
             match Store::connect(&settings.store).await {
                 Ok(s) => s.close().await,
-                Err(e) => problems.push(format!("store: {e:#}")),
+                Err(e) => problems.push(format!("store: {}", settings.store.explain_error(&e))),
             }
         });
     }
