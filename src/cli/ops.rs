@@ -88,7 +88,9 @@ fn load_unchecked(config: Option<&Path>) -> anyhow::Result<Settings> {
 
 /// Dependencies whose most verbose levels log what passes through them:
 /// lapin and amq-protocol log every frame (message bodies) at trace, sqlx
-/// logs statements, hyper/h2 log requests. They are held at `info` whatever
+/// logs statements, hyper/h2 log requests, the TLS layers (rustls and
+/// the stream types around it) log records and handshakes at trace. They
+/// are held at `info` whatever
 /// `RUST_LOG` or `log.level` say, so no setting puts personal data in the
 /// log (the bridge's own crates log antragIds, reason codes and counts).
 const LOG_FLOOR: &[&str] = &[
@@ -96,6 +98,10 @@ const LOG_FLOOR: &[&str] = &[
     "amq_protocol",
     "amq_protocol_types",
     "amq_protocol_tcp",
+    "tcp_stream",
+    "rustls",
+    "rustls_connector",
+    "rustls_platform_verifier",
     "sqlx",
     "sqlx_core",
     "sqlx_postgres",
