@@ -73,7 +73,7 @@ async fn daemon_consumes_and_stores_over_tls_and_refuses_a_wrong_ca() {
     let right = (env.broker_tls.clone(), env.store_tls.clone());
     env.broker_tls.ca_file = Some(wrong.ca.clone());
     env.store_tls.ca_file = Some(wrong.ca.clone());
-    let out = env.cli_within(&["config", "check", "--connect"], Duration::from_secs(30));
+    let out = env.cli_within(&["config", "check", "--connect"], Duration::from_secs(60));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     for key in ["broker.ca_file", "store.ca_file"] {
@@ -89,7 +89,7 @@ async fn daemon_consumes_and_stores_over_tls_and_refuses_a_wrong_ca() {
     let mut daemon = env.spawn_daemon();
     env.wait_for(
         "the daemon to report the broker's certificate",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async { daemon.log_text().contains("broker.ca_file") },
     )
     .await;
@@ -105,7 +105,7 @@ async fn daemon_consumes_and_stores_over_tls_and_refuses_a_wrong_ca() {
     assert_eq!(env.queue_len(&env.intake).await, 2, "nothing consumed");
 
     // The right CAs: `config check` says what is encrypted, and connects.
-    let out = env.cli_within(&["config", "check", "--connect"], Duration::from_secs(30));
+    let out = env.cli_within(&["config", "check", "--connect"], Duration::from_secs(60));
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let broker_line = format!(

@@ -198,7 +198,7 @@ impl TlsRabbit {
             dir,
             child,
         };
-        wait_port(port, Duration::from_secs(60), "RabbitMQ", &|| rabbit.log());
+        wait_port(port, Duration::from_secs(120), "RabbitMQ", &|| rabbit.log());
         rabbit
     }
 
