@@ -108,6 +108,12 @@ pub fn problems(cfg: &BrokerConfig, require_tls: bool) -> Vec<String> {
         Ok(t) => t,
         Err(e) => return vec![e],
     };
+    if t.host.starts_with('[') {
+        out.push(format!(
+            "broker.url: an IPv6 address as host ({}) is not supported: the AMQP client would connect to localhost instead; use a host name",
+            t.host
+        ));
+    }
     let files = [
         ("broker.ca_file", &cfg.ca_file),
         ("broker.client_cert_file", &cfg.client_cert_file),
@@ -211,6 +217,12 @@ fn tls_config(cfg: &BrokerConfig) -> Result<OwnedTLSConfig, ConnectError> {
 /// which key to check; never the password.
 pub async fn connect(cfg: &BrokerConfig, name: &str) -> Result<Connection, ConnectError> {
     let t = transport(cfg).map_err(ConnectError::Url)?;
+    if t.host.starts_with('[') {
+        return Err(ConnectError::Url(format!(
+            "broker.url: an IPv6 address as host ({}) is not supported: use a host name",
+            t.host
+        )));
+    }
     let tls = if t.tls {
         tls_config(cfg)?
     } else {
@@ -275,7 +287,6 @@ mod tests {
             "amqp://guest:guest@127.0.0.1:5672/%2f",
             "amqp://guest:guest@127.8.9.10:5672/%2f",
             "amqp://guest:guest@localhost:5672/%2f",
-            "amqp://guest:guest@[::1]:5672/%2f",
             "amqps://u:p@mq.example:5671/%2f",
         ] {
             assert!(problems(&cfg(url), true).is_empty(), "{url}");
@@ -283,7 +294,6 @@ mod tests {
         for url in [
             "amqp://guest:guest@192.0.2.1:5672/%2f",
             "amqp://u:p@mq.example/%2f",
-            "amqp://u:p@[2001:db8::1]:5672/%2f",
         ] {
             let p = problems(&cfg(url), true);
             assert_eq!(p.len(), 1, "{url}: {p:?}");
@@ -295,6 +305,31 @@ mod tests {
             );
             assert!(problems(&cfg(url), false).is_empty(), "{url}");
         }
+    }
+
+    /// amq-protocol-uri takes the host from `Url::domain`, which is None
+    /// for an IPv6 literal, and then connects to `localhost`: refused.
+    #[test]
+    fn ipv6_literal_hosts_are_refused() {
+        let upstream = AMQPUri::from_str("amqp://u:p@[2001:db8::1]:5672/%2f").unwrap();
+        assert_eq!(upstream.authority.host, "localhost");
+        for url in [
+            "amqp://u:p@[2001:db8::1]:5672/%2f",
+            "amqps://u:p@[::1]:5671/%2f",
+        ] {
+            let t = transport(&cfg(url)).unwrap();
+            assert!(t.host.starts_with('['), "{t:?}");
+            let p = problems(&cfg(url), false);
+            assert!(
+                p.len() == 1 && p[0].contains("IPv6 address as host") && !p[0].contains(":p@"),
+                "{url}: {p:?}"
+            );
+        }
+        assert!(
+            !transport(&cfg("amqp://u:p@[2001:db8::1]:5672/%2f"))
+                .unwrap()
+                .loopback
+        );
     }
 
     #[test]
