@@ -3,6 +3,8 @@
 # async runtime, a database or broker client, an HTTP stack, or chrono's
 # clock. The compiler then enforces "the core does no I/O and never reads
 # the clock" (ARCHITECTURE.md); this script keeps the manifest honest.
+# Also fails when anything in the workspace pulls in OpenSSL or native-tls:
+# TLS (amqps://, PostgreSQL, HTTPS) is rustls with aws-lc-rs alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +21,10 @@ if grep -q 'chrono feature "clock"' <<<"$features"; then
     grep -B2 -A2 'feature "clock"' <<<"$features" >&2
     exit 1
 fi
-echo "allegro-core: $(sort -u <<<"$deps" | wc -l) normal dependencies, none of them forbidden; chrono without clock"
+all=$(cargo tree --locked --workspace -e normal,build,dev --prefix none)
+if bad=$(grep -E '^(openssl|openssl-sys|native-tls) ' <<<"$all" | sort -u) && [ -n "$bad" ]; then
+    echo "the workspace must not depend on OpenSSL (TLS is rustls):" >&2
+    echo "$bad" >&2
+    exit 1
+fi
+echo "allegro-core: $(sort -u <<<"$deps" | wc -l) normal dependencies, none of them forbidden; chrono without clock; no OpenSSL in the workspace"

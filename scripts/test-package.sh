@@ -205,6 +205,9 @@ as_unit config check --connect > "$work/config-check.out" 2> "$work/config-check
 grep -q 'mappings_dir = "/usr/share/allegro-bridge/mappings"' "$work/config-check.out" || fail "config check: mappings_dir"
 grep -q 'url = "amqp://guest:\*\*\*@127.0.0.1:5672/%2f"' "$work/config-check.out" || fail "config check: broker url from the credential, masked"
 if grep -q "guest:guest" "$work/config-check.out" "$work/config-check.err"; then fail "config check printed a password"; fi
+# The package's config refuses plain links to other hosts; these are loopback.
+grep -qx '# Links (security.require_tls = true):' "$work/config-check.out" || fail "config check: security.require_tls on"
+grep -qx '#   broker: plain (amqp:// to 127.0.0.1:5672, loopback)' "$work/config-check.out" || fail "config check: the broker link"
 
 step "submit $FIXTURE to $queue.eingang"
 as_unit submit "$work/application.json" > "$work/submit.out" 2> "$work/submit.err" || {

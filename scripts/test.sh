@@ -46,7 +46,7 @@ bash scripts/web-assets.sh
 
 phase "cargo fmt --check"
 cargo fmt --all -- --check
-phase "the core stays pure (no async runtime, database, broker or HTTP; no clock)"
+phase "the core stays pure (no async runtime, database, broker or HTTP; no clock); no OpenSSL anywhere"
 bash scripts/check-core-deps.sh
 phase "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -67,8 +67,20 @@ pub struct RecheckArgs {
     pub dry_run: bool,
 }
 
-/// Loads settings with secrets resolved.
+/// Loads settings with secrets resolved; refuses settings whose links do
+/// not fit `[security]` or their TLS keys (every command that uses this
+/// opens a link to the broker or the database).
 pub fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
+    let s = load_unchecked(config)?;
+    let problems = s.tls_problems();
+    if !problems.is_empty() {
+        bail!("invalid configuration:\n  {}", problems.join("\n  "));
+    }
+    Ok(s)
+}
+
+/// Loads settings with secrets resolved, without any check.
+fn load_unchecked(config: Option<&Path>) -> anyhow::Result<Settings> {
     let mut s = Settings::load(config)?;
     s.resolve_secrets()?;
     Ok(s)
@@ -76,7 +88,9 @@ pub fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
 
 /// Dependencies whose most verbose levels log what passes through them:
 /// lapin and amq-protocol log every frame (message bodies) at trace, sqlx
-/// logs statements, hyper/h2 log requests. They are held at `info` whatever
+/// logs statements, hyper/h2 log requests, the TLS layers (rustls and
+/// the stream types around it) log records and handshakes at trace. They
+/// are held at `info` whatever
 /// `RUST_LOG` or `log.level` say, so no setting puts personal data in the
 /// log (the bridge's own crates log antragIds, reason codes and counts).
 const LOG_FLOOR: &[&str] = &[
@@ -84,6 +98,10 @@ const LOG_FLOOR: &[&str] = &[
     "amq_protocol",
     "amq_protocol_types",
     "amq_protocol_tcp",
+    "tcp_stream",
+    "rustls",
+    "rustls_connector",
+    "rustls_platform_verifier",
     "sqlx",
     "sqlx_core",
     "sqlx_postgres",
@@ -140,12 +158,20 @@ pub fn run_daemon(config: Option<&Path>) -> anyhow::Result<i32> {
 /// `allegro-bridge config check`.
 pub fn config(config: Option<&Path>, cmd: ConfigCommand) -> anyhow::Result<i32> {
     let ConfigCommand::Check { connect } = cmd;
-    let settings = load_settings(config)?;
+    let settings = load_unchecked(config)?;
     let mut problems = settings.validate();
     if let Err(e) = Pipeline::load(&settings.pipeline) {
         problems.push(format!("pipeline: {e:#}"));
     }
     print!("{}", settings.masked_toml());
+    // As TOML comments, so that the output still reads as a config file.
+    println!(
+        "\n# Links (security.require_tls = {}):",
+        settings.security.require_tls
+    );
+    for line in settings.links() {
+        println!("#   {line}");
+    }
     if connect && problems.is_empty() {
         let rt = runtime()?;
         rt.block_on(async {
@@ -154,7 +180,7 @@ pub fn config(config: Option<&Path>, cmd: ConfigCommand) -> anyhow::Result<i32> 
             }
             match Store::connect(&settings.store).await {
                 Ok(s) => s.close().await,
-                Err(e) => problems.push(format!("store: {e:#}")),
+                Err(e) => problems.push(format!("store: {}", settings.store.explain_error(&e))),
             }
         });
     }

@@ -30,6 +30,7 @@ mod reload;
 mod retention;
 mod store_both;
 mod submit;
+mod tls;
 mod upgrade;
 mod watchdog;
 mod workbench_browser;

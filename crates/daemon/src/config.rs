@@ -49,6 +49,18 @@ pub struct Settings {
     pub api: allegro_web::api::ApiConfig,
     /// Receiving from FIT-Connect (`[fitconnect]`, off by default).
     pub fitconnect: crate::fitconnect::FitConnectConfig,
+    /// What links must be (`[security]`).
+    pub security: SecurityConfig,
+}
+
+/// `[security]`: what the links to the broker and the database must be.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Refuse to start when `broker.url` or `store.url` leads to another
+    /// host (not loopback) without TLS: the broker needs `amqps://`, the
+    /// database `sslmode=verify-full`.
+    pub require_tls: bool,
 }
 
 /// Prometheus metrics endpoint.
@@ -112,6 +124,15 @@ pub struct BrokerConfig {
     pub prefetch: u16,
     /// Name shown in the RabbitMQ management UI.
     pub connection_name: String,
+    /// PEM file of the CA (or CAs) that signed the broker's certificate, for
+    /// `amqps://`; trusted besides the system's store. Unset: the system's
+    /// store alone.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) shown to the broker;
+    /// with `client_key_file`. Needed for `?auth_mechanism=external`.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -125,6 +146,9 @@ impl Default for BrokerConfig {
             declare: true,
             prefetch: 1000,
             connection_name: "allegro-bridge".into(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
@@ -239,7 +263,8 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Replaces `url` by the content of `url_file` where one is set.
+    /// Replaces `url` by the content of `url_file` where one is set, and
+    /// expands `${CREDENTIALS_DIRECTORY}` in the TLS files' paths.
     pub fn resolve_secrets(&mut self) -> anyhow::Result<()> {
         if let Some(f) = &self.broker.url_file {
             self.broker.url = read_secret(f).context("broker.url_file")?;
@@ -251,7 +276,44 @@ impl Settings {
             let secret = read_secret(f).context("web.oidc.client_secret_file")?;
             self.web.oidc.client_secret = Some(secret);
         }
+        let b = &mut self.broker;
+        let s = &mut self.store;
+        for (key, path) in [
+            ("broker.ca_file", &mut b.ca_file),
+            ("broker.client_cert_file", &mut b.client_cert_file),
+            ("broker.client_key_file", &mut b.client_key_file),
+            ("store.ca_file", &mut s.ca_file),
+            ("store.client_cert_file", &mut s.client_cert_file),
+            ("store.client_key_file", &mut s.client_key_file),
+        ] {
+            if let Some(p) = path {
+                *p = credential_path(p).context(key)?;
+            }
+        }
         Ok(())
+    }
+
+    /// The TLS problems alone (see [`Settings::validate`]): TLS keys that do
+    /// not fit their URL, unreadable certificate files and, with
+    /// `security.require_tls`, a plain link to another host. Every command
+    /// that opens a link refuses to start on them.
+    pub fn tls_problems(&self) -> Vec<String> {
+        let mut problems = crate::broker::problems(&self.broker, self.security.require_tls);
+        problems.extend(self.store.tls_problems(self.security.require_tls));
+        problems
+    }
+
+    /// What the links are, one line each for the broker and the store
+    /// (`config check`).
+    pub fn links(&self) -> [String; 2] {
+        let broker = match crate::broker::transport(&self.broker) {
+            Ok(t) => t.describe(&self.broker),
+            Err(e) => e,
+        };
+        [
+            format!("broker: {broker}"),
+            format!("store: {}", self.store.describe_transport()),
+        ]
     }
 
     /// Checks the values that serde cannot; returns every problem found.
@@ -260,6 +322,9 @@ impl Settings {
         let b = &self.broker;
         if !(b.url.starts_with("amqp://") || b.url.starts_with("amqps://")) {
             problems.push("broker.url: must start with amqp:// or amqps://".into());
+            problems.extend(self.store.tls_problems(self.security.require_tls));
+        } else {
+            problems.extend(self.tls_problems());
         }
         if b.intake_queue.is_empty() || b.dlq.is_empty() {
             problems.push("broker.intake_queue and broker.dlq must not be empty".into());
@@ -434,6 +499,16 @@ mod tests {
         let mut all = Settings::default();
         all.broker.url_file = Some("x".into());
         all.store.url_file = Some("x".into());
+        for f in [
+            &mut all.broker.ca_file,
+            &mut all.broker.client_cert_file,
+            &mut all.broker.client_key_file,
+            &mut all.store.ca_file,
+            &mut all.store.client_cert_file,
+            &mut all.store.client_key_file,
+        ] {
+            *f = Some("x".into());
+        }
         let defaults: toml::Table = toml::from_str(&toml::to_string(&all).unwrap()).unwrap();
         for (section, keys) in defaults {
             assert!(text.contains(&format!("[{section}]")), "section {section}");
@@ -503,6 +578,7 @@ mod tests {
         expected.store.url_file = Some("${CREDENTIALS_DIRECTORY}/db-url".into());
         expected.web.assets_dir = "/usr/share/allegro-bridge/web".into();
         expected.api.clients_file = "/etc/allegro-bridge/api-clients.toml".into();
+        expected.security.require_tls = true;
         assert_eq!(packaged.masked_toml(), expected.masked_toml());
         assert!(packaged.validate().is_empty(), "{:?}", packaged.validate());
         assert_documents_every_key(&text, "packaging/allegro-bridge.toml");

@@ -38,7 +38,7 @@ use lapin::options::{
     ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{Channel, Connection, Consumer};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
@@ -234,12 +234,9 @@ impl Link {
     /// mismatch is fatal, a broker error transient) and opens the channels.
     async fn open(ctx: &Ctx) -> Result<Link, SessionError> {
         let b = &ctx.settings.broker;
-        let conn = Connection::connect(
-            &b.url,
-            ConnectionProperties::default().with_connection_name(b.connection_name.as_str().into()),
-        )
-        .await
-        .map_err(transient)?;
+        let conn = crate::broker::connect(b, &b.connection_name)
+            .await
+            .map_err(transient)?;
         if b.declare {
             topology::declare(&conn, b).await.map_err(|e| match e {
                 TopologyError::Mismatch { .. } => SessionError::Fatal(e.into()),

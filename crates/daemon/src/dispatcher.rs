@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Connection};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
@@ -115,7 +115,8 @@ pub struct Dispatcher {
     pub dir: PathBuf,
     pub cfg: DaemonConfig,
     pub sink: SinkConfig,
-    pub broker_url: String,
+    /// The broker of the sink (`[broker]`, its TLS settings too).
+    pub broker: crate::config::BrokerConfig,
     pub state: Arc<OutboxState>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -225,7 +226,7 @@ impl Dispatcher {
         let n = pending.len();
         if let Some(exchange) = &self.sink.exchange {
             if sink.is_none() {
-                *sink = Some(Sink::connect(&self.broker_url).await?);
+                *sink = Some(Sink::connect(&self.broker).await?);
             }
             if let Some(s) = sink.as_ref() {
                 s.publish(exchange, &self.sink.routing_key, &pending)
@@ -271,12 +272,8 @@ struct Sink {
 }
 
 impl Sink {
-    async fn connect(url: &str) -> anyhow::Result<Sink> {
-        let conn = Connection::connect(
-            url,
-            ConnectionProperties::default().with_connection_name("allegro-bridge-sink".into()),
-        )
-        .await?;
+    async fn connect(broker: &crate::config::BrokerConfig) -> anyhow::Result<Sink> {
+        let conn = crate::broker::connect(broker, "allegro-bridge-sink").await?;
         let channel = conn.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -386,7 +383,7 @@ mod tests {
             dir: out.clone(),
             cfg: DaemonConfig::default(),
             sink: SinkConfig::default(),
-            broker_url: String::new(),
+            broker: Default::default(),
             state: Arc::clone(&state),
             metrics: Arc::new(crate::metrics::Metrics::default()),
         };

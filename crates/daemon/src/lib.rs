@@ -23,6 +23,7 @@
 //! workbench (`allegro_web::workbench`) with the mapping set in force, and
 //! with `api.listen` the check API for the online form (`allegro_web::api`).
 
+pub mod broker;
 pub mod config;
 pub mod consumer;
 pub mod deadletter;
@@ -103,7 +104,7 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
                 Ok(()) => break,
                 Err(e) => {
                     let d = delays.next().unwrap_or(Duration::from_secs(1));
-                    warn!(error = %format!("{e:#}"), retry_in_ms = d.as_millis() as u64,
+                    warn!(error = %settings.store.explain_error(&e), retry_in_ms = d.as_millis() as u64,
                         "database not ready");
                     if sd.sleep(d).await {
                         return Ok(0);
@@ -145,7 +146,7 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
             dir: settings.outbox.dir.clone(),
             cfg: settings.daemon.clone(),
             sink: settings.sink.clone(),
-            broker_url: settings.broker.url.clone(),
+            broker: settings.broker.clone(),
             state: Arc::clone(&outbox),
             metrics: Arc::clone(&metrics),
         }
@@ -336,9 +337,7 @@ fn spawn_dlq_probe(settings: &Settings, store: Store, metrics: Arc<metrics::Metr
         let mut conn: Option<lapin::Connection> = None;
         loop {
             if conn.as_ref().is_none_or(|c| !c.status().connected()) {
-                let props = lapin::ConnectionProperties::default()
-                    .with_connection_name("allegro-bridge dlq probe".into());
-                let connect = lapin::Connection::connect(&broker.url, props);
+                let connect = broker::connect(&broker, "allegro-bridge dlq probe");
                 conn = tokio::time::timeout(limit, connect)
                     .await
                     .ok()

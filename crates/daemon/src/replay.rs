@@ -23,7 +23,7 @@ use lapin::options::{
     ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{BasicProperties, Channel, Connection, Consumer};
 use tokio::time::{timeout_at, Instant};
 use uuid::Uuid;
 
@@ -74,12 +74,7 @@ pub struct Report {
 
 /// A connection for the `dlq` commands.
 pub async fn connect(broker: &BrokerConfig) -> anyhow::Result<Connection> {
-    Connection::connect(
-        &broker.url,
-        ConnectionProperties::default().with_connection_name("allegro-bridge-dlq".into()),
-    )
-    .await
-    .context("connecting to the broker")
+    Ok(crate::broker::connect(broker, "allegro-bridge-dlq").await?)
 }
 
 /// Ready messages in the DLQ, by a passive declare; `None` when it does not exist.

@@ -10,9 +10,8 @@
 //! prints; this module names no content either: [`antrag_id`]'s reasons give
 //! line and column only.
 
-use anyhow::Context as _;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
+use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
@@ -48,12 +47,7 @@ impl Submitter {
     /// Connects, declares the queues when `broker.declare` says so, and
     /// opens a channel in confirm mode.
     pub async fn connect(broker: &BrokerConfig) -> anyhow::Result<Submitter> {
-        let conn = Connection::connect(
-            &broker.url,
-            ConnectionProperties::default().with_connection_name("allegro-bridge-submit".into()),
-        )
-        .await
-        .context("connecting to the broker")?;
+        let conn = crate::broker::connect(broker, "allegro-bridge-submit").await?;
         if broker.declare {
             topology::declare(&conn, broker).await?;
         }

@@ -11,7 +11,7 @@
 use lapin::options::QueueDeclareOptions;
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ErrorKind};
+use lapin::{Channel, Connection, ErrorKind};
 
 use crate::config::BrokerConfig;
 
@@ -35,8 +35,8 @@ pub enum TopologyError {
 
 /// Connects to the broker and closes again: whether it is reachable with
 /// these settings (`config check --connect`).
-pub async fn check_connect(cfg: &BrokerConfig) -> Result<(), lapin::Error> {
-    let conn = Connection::connect(&cfg.url, ConnectionProperties::default()).await?;
+pub async fn check_connect(cfg: &BrokerConfig) -> Result<(), crate::broker::ConnectError> {
+    let conn = crate::broker::connect(cfg, "allegro-bridge config check").await?;
     let _ = conn.close(200, "OK".into()).await;
     Ok(())
 }

@@ -16,6 +16,7 @@
 
 pub mod browser;
 pub mod proxy;
+pub mod tls;
 pub mod workbench;
 pub mod zustelldienst;
 
@@ -29,7 +30,7 @@ use allegro_store::Store;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
 };
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use serde_json::Value;
 use sqlx::Connection as _;
 use uuid::Uuid;
@@ -108,6 +109,10 @@ pub struct TestEnv {
     pub amqp: String,
     pub outbox: PathBuf,
     pub extra_env: Vec<(String, String)>,
+    /// `[broker]`'s TLS files (for an `amqps://` broker: [`tls::TlsRabbit`]).
+    pub broker_tls: tls::TlsFiles,
+    /// `[store]`'s TLS files (for [`tls::TlsPostgres`]).
+    pub store_tls: tls::TlsFiles,
     /// Held while the test uses the shared broker (see [`BrokerLock`]).
     _broker: BrokerLock,
 }
@@ -194,6 +199,8 @@ impl TestEnv {
             outbox,
             dir,
             extra_env: vec![],
+            broker_tls: tls::TlsFiles::default(),
+            store_tls: tls::TlsFiles::default(),
             _broker: broker,
         }
     }
@@ -203,7 +210,21 @@ impl TestEnv {
             url: self.amqp.clone(),
             intake_queue: self.intake.clone(),
             dlq: self.dlq.clone(),
+            ca_file: self.broker_tls.ca_file.clone(),
+            client_cert_file: self.broker_tls.client_cert_file.clone(),
+            client_key_file: self.broker_tls.client_key_file.clone(),
             ..BrokerConfig::default()
+        }
+    }
+
+    /// `[store]` of this test's database.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            url: self.db_url.clone(),
+            ca_file: self.store_tls.ca_file.clone(),
+            client_cert_file: self.store_tls.client_cert_file.clone(),
+            client_key_file: self.store_tls.client_key_file.clone(),
+            ..StoreConfig::default()
         }
     }
 
@@ -256,6 +277,20 @@ impl TestEnv {
             ),
             ("RUST_LOG".into(), log_filter("info")),
         ];
+        for (section, files) in [("BROKER", &self.broker_tls), ("STORE", &self.store_tls)] {
+            for (key, value) in [
+                ("CA_FILE", &files.ca_file),
+                ("CLIENT_CERT_FILE", &files.client_cert_file),
+                ("CLIENT_KEY_FILE", &files.client_key_file),
+            ] {
+                if let Some(path) = value {
+                    v.push((
+                        format!("ALLEGRO_BRIDGE__{section}__{key}"),
+                        path.display().to_string(),
+                    ));
+                }
+            }
+        }
         v.extend(self.extra_env.iter().cloned());
         v
     }
@@ -353,8 +388,10 @@ impl TestEnv {
         Daemon { child, log }
     }
 
+    /// A connection to this test's broker, the way the daemon opens one
+    /// (`allegro_daemon::broker::connect`, TLS files and all).
     pub async fn connect(&self) -> Connection {
-        Connection::connect(&self.amqp, ConnectionProperties::default())
+        allegro_daemon::broker::connect(&self.broker_config(), "allegro-bridge test")
             .await
             .unwrap()
     }
@@ -414,10 +451,7 @@ impl TestEnv {
     /// a deferred transaction: "duplicate column"), so a failed connect is
     /// tried again once the other has finished.
     pub async fn store(&self) -> Store {
-        let config = StoreConfig {
-            url: self.db_url.clone(),
-            ..StoreConfig::default()
-        };
+        let config = self.store_config();
         for _ in 0..10 {
             if let Ok(store) = Store::connect(&config).await {
                 return store;
@@ -603,14 +637,22 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn new(env: &TestEnv) -> Publisher {
-        Publisher::at(&env.amqp).await
+        Publisher::with(env.connect().await).await
     }
 
-    /// A publisher on the broker at `url` (e.g. through a proxy).
+    /// A publisher on the (plain) broker at `url` (e.g. through a proxy).
     pub async fn at(url: &str) -> Publisher {
-        let conn = Connection::connect(url, ConnectionProperties::default())
+        let cfg = BrokerConfig {
+            url: url.into(),
+            ..BrokerConfig::default()
+        };
+        let conn = allegro_daemon::broker::connect(&cfg, "allegro-bridge test")
             .await
             .unwrap();
+        Publisher::with(conn).await
+    }
+
+    async fn with(conn: Connection) -> Publisher {
         let ch = conn.create_channel().await.unwrap();
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
