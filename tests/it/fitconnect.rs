@@ -12,7 +12,9 @@
 //! - the Zustelldienst down for 60 s, then back: nothing lost, nothing
 //!   answered twice;
 //! - `kill -9` after the application is stored and the answer made but
-//!   not delivered: after the restart it is sent once.
+//!   not delivered: after the restart it is sent once;
+//! - the answer taken into the event log but its 204 lost: found there by
+//!   its jti, marked done, never posted again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -625,6 +627,77 @@ async fn a_nachreichung_through_fit_connect_marks_the_document_received() {
     let kept = store.attachments_of(antrag_id).await.unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].sha512, sha512(&scan));
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
+    store.close().await;
+}
+
+/// The answer reaches the event log, but its 204 is lost (the stand-in
+/// answers 500 after taking it, as after a connection broken on the way
+/// back or a crash right after the post): the next round finds the event
+/// by its jti in the case's log and marks the row done without posting
+/// again. The log holds the answer once; nothing is refused as a second
+/// answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_whose_response_was_lost_is_found_in_the_event_log() {
+    let w = world(Db::Sqlite, "fitconnect-lost-answer").await;
+    w.zd.lose_event_answers(1);
+    let sent = send(&w, sending(support::accepted()));
+    let mut daemon = w.env.spawn_daemon();
+    let store = w.env.store().await;
+    w.env
+        .wait_for(
+            "the answer marked done",
+            Duration::from_secs(60),
+            || async {
+                store
+                    .fc_submission(sent.submission)
+                    .await
+                    .unwrap()
+                    .map(|r| r.state)
+                    == Some(FcState::Done)
+            },
+        )
+        .await;
+    // A few more rounds: nothing is sent again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    let posted = w.zd.events_posted();
+    assert_accepted(&posted, &sent);
+    let answer = event_of(&posted, &sent).compact;
+    let log = w.zd.event_log(sent.case);
+    assert_eq!(
+        log.iter().filter(|t| **t == answer).count(),
+        1,
+        "the answer once in the log"
+    );
+    assert_eq!(log.len(), 2, "submit-submission and our answer");
+    let posts: Vec<u16> =
+        w.zd.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/events"))
+            .map(|r| r.status)
+            .collect();
+    assert_eq!(posts, [500], "posted once, its answer lost");
+    assert!(
+        w.zd.refused_events().is_empty(),
+        "{:?}",
+        w.zd.refused_events()
+    );
+    assert_eq!(
+        store
+            .fc_submission(sent.submission)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        FcState::Done
+    );
     assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
     store.close().await;
 }

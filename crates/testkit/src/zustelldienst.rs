@@ -31,7 +31,9 @@
 //! (declared status, content type, body schema); what does not fit is in
 //! [`Zustelldienst::spec_violations`], which tests assert empty.
 //! [`Zustelldienst::set_down`] makes every route answer 503 (an outage;
-//! those answers are not checked).
+//! those answers are not checked). [`Zustelldienst::lose_event_answers`]
+//! takes the next event posts into the log and then answers 500, as if the
+//! connection broke on the way back (not checked either).
 
 mod openapi;
 mod peer;
@@ -40,7 +42,7 @@ mod sets;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -145,6 +147,8 @@ struct Shared {
     own_key: RsaPrivateJwk,
     own_jwks: Value,
     down: AtomicBool,
+    /// Event posts still to be taken and then answered 500.
+    lose_answers: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -247,6 +251,15 @@ impl Zustelldienst {
         self.shared.down.store(down, Ordering::SeqCst);
     }
 
+    /// The next `n` event posts the stand-in takes (the SET checked, put in
+    /// the case's event log, the submission off the pickup list) are
+    /// answered 500 instead of 204: the subscriber cannot tell whether its
+    /// answer arrived, as after a connection lost or a crash just after
+    /// the post.
+    pub fn lose_event_answers(&self, n: usize) {
+        self.shared.lose_answers.store(n, Ordering::SeqCst);
+    }
+
     /// Every request answered so far, in order.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.shared.state().requests.clone()
@@ -319,8 +332,16 @@ impl Shared {
             own_key: config.own_key,
             own_jwks: json!({ "keys": [config.own_jwk] }),
             down: AtomicBool::new(false),
+            lose_answers: AtomicUsize::new(0),
             state: Mutex::default(),
         }
+    }
+
+    /// Whether the answer to an event just taken is to be lost (counts it).
+    fn lose_answer(&self) -> bool {
+        self.lose_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
