@@ -8,7 +8,8 @@
 //!   unknown schema URI side by side: accept with the right tags for the
 //!   first two (record; case), reject with the documented problem type and
 //!   nothing stored for the rest; two attachments stored, hashes checked;
-//!   our accept token verified by jwcrypto;
+//!   our accept token verified by jwcrypto; data the intake dead-letters
+//!   (no mapping) rejected as `unsupported-schema`;
 //! - the Zustelldienst down for 60 s, then back: nothing lost, nothing
 //!   answered twice;
 //! - `kill -9` after the application is stored and the answer made but
@@ -318,7 +319,8 @@ async fn submissions_are_taken_checked_and_answered() {
         },
     );
     // Fine for FIT-Connect, but the intake dead-letters it (no mapping for
-    // its form version): rejected, its attachment not kept.
+    // its form version): rejected as an unsupported schema, its attachment
+    // not kept.
     let no_mapping = send(
         &w,
         Sending {
@@ -349,7 +351,8 @@ async fn submissions_are_taken_checked_and_answered() {
     assert_rejected(&posted, &wrong_hash, "hash-mismatch", "data");
     assert_rejected(&posted, &bad_metadata, "schema-violation", "metadata");
     assert_rejected(&posted, &unknown, "unsupported-schema", "data");
-    assert_rejected(&posted, &no_mapping, "schema-violation", "data");
+    // Dead-lettered as no_mapping: its form version is not supported.
+    assert_rejected(&posted, &no_mapping, "unsupported-schema", "data");
     let claims = verify_independently(&event_of(&posted, &valid).compact);
     assert_eq!(claims["sub"], format!("submission:{}", valid.submission));
     assert_eq!(claims["txn"], format!("case:{}", valid.case));

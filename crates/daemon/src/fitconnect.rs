@@ -7,7 +7,8 @@
 //! keeps the submission and its attachments. Once
 //! the application is stored (accepted or a case) it answers
 //! `accept-submission`; a submission that fails the checks, or whose data
-//! the intake dead-letters, gets `reject-submission`.
+//! the intake dead-letters, gets `reject-submission` (the problem type by
+//! the dead-letter reason: `problem`).
 //!
 //! "Stored before acknowledged" and "each event once": the answer is made
 //! only after the store has the application, kept in
@@ -15,6 +16,8 @@
 //! send that may have happened before a crash is looked up in the case's
 //! event log before it is tried again. Logs name submission, case and
 //! antragId, never content.
+
+mod problem;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -427,11 +430,7 @@ impl Subscriber {
         let answer = match self.store.intake_fate(intake).await? {
             IntakeFate::Pending => return Ok(()),
             IntakeFate::Stored => Answer::Accept(serde_json::from_str::<AuthenticationTags>(tags)?),
-            IntakeFate::DeadLettered(reason) => Answer::Reject(Problem {
-                kind: ProblemKind::SchemaViolation,
-                instance: "data".into(),
-                detail: format!("Die Fachdaten sind nicht lesbar (Grund: {reason})."),
-            }),
+            IntakeFate::DeadLettered(reason) => Answer::Reject(problem::dead_lettered(&reason)),
         };
         let ids = FcIds {
             submission_id: row.submission_id,
