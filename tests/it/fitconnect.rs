@@ -15,7 +15,9 @@
 //! - `kill -9` after the application is stored and the answer made but
 //!   not delivered: after the restart it is sent once;
 //! - the answer taken into the event log but its 204 lost: found there by
-//!   its jti, marked done, never posted again.
+//!   its jti, marked done, never posted again;
+//! - a different body under an antragId already stored: rejected (a
+//!   conflict), the first application unchanged.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -701,6 +703,75 @@ async fn an_answer_whose_response_was_lost_is_found_in_the_event_log() {
             .state,
         FcState::Done
     );
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
+    store.close().await;
+}
+
+/// A second submission under an antragId already stored, with another
+/// body: the intake dead-letters it as a conflict, so the submission is
+/// rejected (the German detail says why); the first application, its
+/// record and its acceptance stay as they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflicting_body_under_a_known_antrag_id_is_rejected() {
+    let w = world(Db::Postgres, "fitconnect-conflict").await;
+    let original = support::accepted();
+    let antrag_id = original.antrag_id.unwrap();
+    let first = send(&w, sending(original));
+    let mut daemon = w.env.spawn_daemon();
+    posted_for(&w, 1, Duration::from_secs(60)).await;
+    let record = w.env.outbox.join(record_file_name(antrag_id));
+    w.env
+        .wait_for("the record file", Duration::from_secs(20), || async {
+            record.exists()
+        })
+        .await;
+    let record_before = std::fs::read(&record).unwrap();
+
+    let mut other: Value = serde_json::from_slice(&support::rejected().body).unwrap();
+    other["antragId"] = json!(antrag_id.to_string());
+    let second = send(
+        &w,
+        Sending {
+            data: serde_json::to_vec(&other).unwrap(),
+            antrag_id: Some(antrag_id),
+            ..sending(support::accepted())
+        },
+    );
+    assert_ne!(second.body_sha256, first.body_sha256);
+    let posted = posted_for(&w, 2, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    assert_accepted(&posted, &first);
+    assert_rejected(&posted, &second, "schema-violation", "data");
+    let detail = event_of(&posted, &second).claims["events"][REJECT_SUBMISSION]["problems"][0]
+        ["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("bereits ein anderer Antrag gespeichert"),
+        "{detail}"
+    );
+
+    let store = w.env.store().await;
+    assert_eq!(stored_as(&store, &first).await, IntakeFate::Stored);
+    assert_eq!(stored_as(&store, &second).await, IntakeFate::Pending);
+    let letters = store.dead_letters_for(antrag_id).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].reason, "conflict");
+    assert_eq!(letters[0].body_sha256, second.body_sha256);
+    assert_eq!(std::fs::read(&record).unwrap(), record_before);
+    for s in [&first, &second] {
+        let row = store.fc_submission(s.submission).await.unwrap().unwrap();
+        assert_eq!(row.state, FcState::Done);
+    }
+    assert_eq!(event_posts(&w.zd), 2);
     assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
     store.close().await;
 }
