@@ -17,7 +17,10 @@
 //! - the answer taken into the event log but its 204 lost: found there by
 //!   its jti, marked done, never posted again;
 //! - a different body under an antragId already stored: rejected (a
-//!   conflict), the first application unchanged.
+//!   conflict), the first application unchanged;
+//! - a signed callback makes a daemon polling once an hour take the
+//!   submission at once; a wrongly signed, a stale and an unsigned one are
+//!   refused and wake nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,8 +29,8 @@ use allegro_store::fitconnect::{FcState, IntakeFate};
 use allegro_store::record_file_name;
 use allegro_testkit as support;
 use allegro_testkit::zustelldienst::{
-    EventKind, JosePeer, NewSubmission, PostedEvent, TestKeys, Zustelldienst, ACCEPT_SUBMISSION,
-    REJECT_SUBMISSION,
+    Callback, EventKind, JosePeer, NewSubmission, PostedEvent, TestKeys, Zustelldienst,
+    ACCEPT_SUBMISSION, REJECT_SUBMISSION,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
@@ -49,6 +52,12 @@ struct World {
 }
 
 async fn world(db: Db, name: &str) -> World {
+    world_with(db, name, "poll_interval_secs = 1\n").await
+}
+
+/// A world whose `[fitconnect]` section has `settings` (at least
+/// `poll_interval_secs`) besides the connection.
+async fn world_with(db: Db, name: &str, settings: &str) -> World {
     let mut env = TestEnv::new(db, name).await;
     let keys = TestKeys::get();
     let destination = Uuid::new_v4();
@@ -67,7 +76,7 @@ async fn world(db: Db, name: &str) -> World {
         "allegro-bridge.toml",
         &format!(
             "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[fitconnect]\nenabled = true\napi_url = \"{}\"\ntoken_url = \"{}\"\n\
-             client_id = \"{CLIENT}\"\nclient_secret_file = \"{}\"\npoll_interval_secs = 1\n\
+             client_id = \"{CLIENT}\"\nclient_secret_file = \"{}\"\n{settings}\
              timeout_secs = 5\n\n[[fitconnect.destination]]\nid = \"{destination}\"\n\
              dienststelle = \"13101\"\ndecryption_key_file = \"{}\"\nsigning_key_file = \"{}\"\n",
             zd.base_url(),
@@ -774,4 +783,112 @@ async fn a_conflicting_body_under_a_known_antrag_id_is_rejected() {
     assert_eq!(event_posts(&w.zd), 2);
     assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
     store.close().await;
+}
+
+/// With a poll interval of an hour, the Zustelldienst's callback makes the
+/// daemon take a new submission at once. A callback signed with another
+/// secret, one six minutes old and one without headers are refused (401,
+/// 401, 400), counted by reason, and start no round.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_callback_starts_a_round_at_once() {
+    const CALLBACK_SECRET: &str = "Rückruf-Geheimnis-2026";
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("callback-secret");
+    std::fs::write(&secret_file, format!("{CALLBACK_SECRET}\n")).unwrap();
+    let w = world_with(
+        Db::Sqlite,
+        "fitconnect-callback",
+        &format!(
+            "poll_interval_secs = 3600\ncallback_listen = \"127.0.0.1:{port}\"\n\
+             callback_secret_file = \"{}\"\n",
+            secret_file.display()
+        ),
+    )
+    .await;
+    let pickups = || {
+        w.zd.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/v1/submissions")
+            .count()
+    };
+    let mut daemon = w.env.spawn_daemon();
+    // The first round, at start, finds nothing.
+    w.env
+        .wait_for("the first round", Duration::from_secs(30), || async {
+            pickups() == 1
+        })
+        .await;
+    let sent = send(&w, sending(support::accepted()));
+    let addr = format!("127.0.0.1:{port}");
+    let now = chrono::Utc::now().timestamp();
+    let signed = |secret: &str, timestamp: i64| Callback {
+        secret: secret.into(),
+        timestamp,
+    };
+    let call = |how: Callback| {
+        let addr = addr.clone();
+        let zd = &w.zd;
+        let destination = w.destination;
+        async move {
+            zd.announce(destination, &addr, "/fitconnect/callback", &how)
+                .await
+        }
+    };
+    assert_eq!(call(signed("ein anderes Geheimnis", now)).await, 401);
+    assert_eq!(call(signed(CALLBACK_SECRET, now - 360)).await, 401);
+    let unsigned = support::http_get(port, "/fitconnect/callback").await;
+    assert!(unsigned.starts_with("HTTP/1.1 405"), "{unsigned}");
+    let no_headers = raw_post(port, "/fitconnect/callback", "{}").await;
+    assert!(no_headers.starts_with("HTTP/1.1 400"), "{no_headers}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(pickups(), 1, "a refused callback starts no round");
+    assert!(w.zd.events_posted().is_empty());
+
+    let started = std::time::Instant::now();
+    assert_eq!(call(signed(CALLBACK_SECRET, now)).await, 204);
+    let posted = posted_for(&w, 1, Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert_accepted(&posted, &sent);
+    let metrics = support::http_get(w.metrics, "/metrics").await;
+    for line in [
+        "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"signature\"} 1",
+        "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"stale\"} 1",
+        "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"malformed\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    let log = daemon.log_text();
+    assert!(
+        !log.contains(NEW_SUBMISSIONS_TYPE),
+        "the body is not logged"
+    );
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
+}
+
+const NEW_SUBMISSIONS_TYPE: &str = allegro_testkit::zustelldienst::NEW_SUBMISSIONS;
+
+/// A POST of `body` without the callback headers; the raw answer.
+async fn raw_post(port: u16, path: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
 }

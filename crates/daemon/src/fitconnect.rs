@@ -17,6 +17,7 @@
 //! event log before it is tried again. Logs name submission, case and
 //! antragId, never content.
 
+pub mod callback;
 mod problem;
 
 use std::collections::BTreeMap;
@@ -60,6 +61,15 @@ pub struct FitConnectConfig {
     /// A file holding the client secret (e.g. a systemd credential).
     pub client_secret_file: Option<PathBuf>,
     pub poll_interval_secs: u64,
+    /// `host:port` of the callback listener (`callback::PATH`); empty = off.
+    /// A callback announcing new submissions starts a round at once.
+    #[serde(
+        deserialize_with = "allegro_web::settings::socket_addr_or_empty",
+        serialize_with = "allegro_web::settings::none_as_empty"
+    )]
+    pub callback_listen: Option<std::net::SocketAddr>,
+    /// A file holding the callback secret set in the self-service portal.
+    pub callback_secret_file: Option<PathBuf>,
     /// Per request to the API.
     pub timeout_secs: u64,
     /// The destinations this jobcenter receives at.
@@ -90,9 +100,25 @@ impl Default for FitConnectConfig {
             client_id: String::new(),
             client_secret_file: None,
             poll_interval_secs: 30,
+            callback_listen: None,
+            callback_secret_file: None,
             timeout_secs: 30,
             destinations: Vec::new(),
         }
+    }
+}
+
+impl FitConnectConfig {
+    /// What `config check` finds wrong before the daemon starts.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.callback_listen.is_some() && self.callback_secret_file.is_none() {
+            problems.push(
+                "fitconnect.callback_secret_file must be set when fitconnect.callback_listen is"
+                    .into(),
+            );
+        }
+        problems
     }
 }
 
@@ -115,6 +141,8 @@ pub struct Subscriber {
     mappings: Arc<Mappings>,
     metrics: Arc<Metrics>,
     interval: Duration,
+    /// Notified by an authenticated callback: a round at once.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Subscriber {
@@ -168,43 +196,61 @@ impl Subscriber {
             mappings,
             metrics,
             interval: Duration::from_secs(cfg.poll_interval_secs.max(1)),
+            wake: Arc::default(),
         })
     }
 
-    /// Polls until shutdown. A failed round (the Zustelldienst or the broker
-    /// away) is logged and tried again at the next interval; nothing is
-    /// answered before it is stored.
+    /// What starts a round before the interval is over (the callback
+    /// listener's).
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Polls until shutdown, and at once when woken ([`Subscriber::waker`]).
+    /// A failed round (the Zustelldienst or the broker away) is logged and
+    /// tried again at the next interval; nothing is answered before it is
+    /// stored.
     pub async fn run(self, mut shutdown: Shutdown) {
         info!(
             destinations = self.destinations.len(),
             "FIT-Connect subscriber started"
         );
         loop {
-            if let Err(e) = self.round().await {
-                self.metrics.fitconnect_rounds_failed.inc();
-                warn!(error = %format!("{e:#}"), "FIT-Connect round failed; trying again");
-            }
-            if shutdown.sleep(self.interval).await {
-                return;
+            let pause = match self.round().await {
+                Ok(0) => self.interval,
+                // Handed to the intake, not stored yet: back soon to answer.
+                Ok(_) => self.interval.min(AWAITING_INTAKE),
+                Err(e) => {
+                    self.metrics.fitconnect_rounds_failed.inc();
+                    warn!(error = %format!("{e:#}"), "FIT-Connect round failed; trying again");
+                    self.interval
+                }
+            };
+            tokio::select! {
+                stop = shutdown.sleep(pause) => if stop { return },
+                () = self.wake.notified() => {}
             }
         }
     }
 
     /// One round: answer what is owed, take what is new, answer again.
-    pub async fn round(&self) -> anyhow::Result<()> {
-        let mut failed = self.answer_owed().await;
+    /// Returns how many submissions wait for the intake to store their
+    /// data before they can be answered.
+    pub async fn round(&self) -> anyhow::Result<usize> {
+        let mut failed = self.answer_owed().await.failed;
         for d in self.destinations.values() {
             if let Err(e) = self.take_new(d).await {
                 warn!(destination = %d.id, error = %format!("{e:#}"), "FIT-Connect pickup failed");
                 failed += 1;
             }
         }
-        failed += self.answer_owed().await;
+        let owed = self.answer_owed().await;
+        failed += owed.failed;
         anyhow::ensure!(
             failed == 0,
             "{failed} FIT-Connect steps failed; the next round tries again"
         );
-        Ok(())
+        Ok(owed.awaiting_intake)
     }
 
     /// Takes the destination's new submissions; one that fails is left for
@@ -385,22 +431,29 @@ impl Subscriber {
 
     /// Makes the answers of stored or dead-lettered applications and sends
     /// every answer not yet sent.
-    async fn answer_owed(&self) -> usize {
+    async fn answer_owed(&self) -> Owed {
+        let mut owed = Owed::default();
         let rows = match self.store.fc_open().await {
             Ok(rows) => rows,
             Err(e) => {
                 warn!(error = %e, "FIT-Connect answers not read");
-                return 1;
+                owed.failed = 1;
+                return owed;
             }
         };
-        let mut failed = 0;
         for row in rows {
             let Some(d) = self.destinations.get(&row.destination_id) else {
                 continue;
             };
             let done = match &row.state {
                 FcState::Published { intake, tags } => {
-                    self.make_answer(d, &row, intake, tags).await
+                    match self.make_answer(d, &row, intake, tags).await {
+                        Ok(false) => {
+                            owed.awaiting_intake += 1;
+                            Ok(())
+                        }
+                        other => other.map(drop),
+                    }
                 }
                 FcState::Answer {
                     event,
@@ -412,23 +465,23 @@ impl Subscriber {
             if let Err(e) = done {
                 warn!(submission = %row.submission_id, case = %row.case_id, error = %format!("{e:#}"),
                     "FIT-Connect answer not sent; trying again next round");
-                failed += 1;
+                owed.failed += 1;
             }
         }
-        failed
+        owed
     }
 
     /// The answer of a published submission, once its application's fate
-    /// is known; sent at once.
+    /// is known; sent at once. `false` while the intake has not decided.
     async fn make_answer(
         &self,
         d: &Destination,
         row: &FcSubmission,
         intake: &Intake,
         tags: &str,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let answer = match self.store.intake_fate(intake).await? {
-            IntakeFate::Pending => return Ok(()),
+            IntakeFate::Pending => return Ok(false),
             IntakeFate::Stored => Answer::Accept(serde_json::from_str::<AuthenticationTags>(tags)?),
             IntakeFate::DeadLettered(reason) => Answer::Reject(problem::dead_lettered(&reason)),
         };
@@ -458,7 +511,7 @@ impl Subscriber {
             self.count(answer.kind());
             self.send(row, &event, about.jti, 0).await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn count(&self, answer: &'static str) {
@@ -504,6 +557,19 @@ impl Subscriber {
         self.store.fc_done(id, Utc::now()).await?;
         Ok(())
     }
+}
+
+/// How soon a round comes back, at most, while data handed to the intake
+/// is not stored yet (its answer is owed as soon as it is).
+const AWAITING_INTAKE: Duration = Duration::from_secs(2);
+
+/// What a pass over the open rows came to.
+#[derive(Debug, Default)]
+struct Owed {
+    /// Steps that failed (tried again next round).
+    failed: usize,
+    /// Published submissions whose data the intake has not decided on.
+    awaiting_intake: usize,
 }
 
 /// The `$id` of the Nachreichung message's schema (contract §8).
@@ -567,4 +633,22 @@ fn about(ids: &FcIds) -> (About, chrono::DateTime<Utc>) {
         },
         now,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_listener_needs_its_secret() {
+        let off = FitConnectConfig::default();
+        assert!(off.validate().is_empty());
+        let mut on = FitConnectConfig {
+            callback_listen: Some("127.0.0.1:9470".parse().unwrap()),
+            ..FitConnectConfig::default()
+        };
+        assert_eq!(on.validate().len(), 1, "{:?}", on.validate());
+        on.callback_secret_file = Some("/run/credentials/x/fitconnect-callback-secret".into());
+        assert!(on.validate().is_empty());
+    }
 }

@@ -34,7 +34,11 @@
 //! those answers are not checked). [`Zustelldienst::lose_event_answers`]
 //! takes the next event posts into the log and then answers 500, as if the
 //! connection broke on the way back (not checked either).
+//!
+//! [`Zustelldienst::announce`] sends a subscriber the callback announcing
+//! the submissions waiting for a destination (`zustelldienst/callback.rs`).
 
+mod callback;
 mod openapi;
 mod peer;
 mod routes;
@@ -51,6 +55,7 @@ use serde_json::{json, Value};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
+pub use callback::{Callback, NEW_SUBMISSIONS};
 pub use peer::{public_jwk, JosePeer, KeySpec, TestKeys};
 pub use sets::{ACCEPT_SUBMISSION, REJECT_SUBMISSION, SET_PAYLOAD_SCHEMA, SUBMIT_SUBMISSION};
 
@@ -258,6 +263,21 @@ impl Zustelldienst {
     /// the post.
     pub fn lose_event_answers(&self, n: usize) {
         self.shared.lose_answers.store(n, Ordering::SeqCst);
+    }
+
+    /// Announces the submissions waiting for `destination` by a callback
+    /// to `addr` (`host:port`) and `path`, signed as `how` says; returns
+    /// the subscriber's HTTP status (0 if none).
+    pub async fn announce(&self, destination: Uuid, addr: &str, path: &str, how: &Callback) -> u16 {
+        let ids: Vec<Uuid> = self
+            .shared
+            .state()
+            .submissions
+            .iter()
+            .filter(|s| s.outcome.is_none() && s.submission.destination_id == destination)
+            .map(|s| s.submission.submission_id)
+            .collect();
+        callback::post(addr, path, &callback::body(&ids), how).await
     }
 
     /// Every request answered so far, in order.
