@@ -18,6 +18,8 @@
 //!   its jti, marked done, never posted again;
 //! - a different body under an antragId already stored: rejected (a
 //!   conflict), the first application unchanged;
+//! - a submission without its `submit-submission` event is never taken
+//!   and shows in the gauge of the oldest unanswered;
 //! - a signed callback makes a daemon polling once an hour take the
 //!   submission at once; a wrongly signed, a stale and an unsigned one are
 //!   refused and wake nothing.
@@ -111,6 +113,8 @@ enum Fault {
     BrokenDataJwe,
     WrongHash,
     MetadataSchema,
+    /// No `submit-submission` event in the case's log: never to be taken.
+    NoSubmitEvent,
 }
 
 /// A submission as sent, with what the answer must quote.
@@ -180,18 +184,25 @@ fn send(w: &World, s: Sending) -> Sent {
         "attachments": attachments.iter().map(|(id, j)| (id.to_string(), Value::from(tag(j))))
             .collect::<serde_json::Map<_, _>>(),
     });
-    w.zd.add_submission(NewSubmission {
-        destination_id: w.destination,
-        submission_id: submission,
-        case_id: case,
-        service_type: (
-            "urn:de:fim:leika:leistung:99123456760610".into(),
-            "Bürgergeld".into(),
-        ),
-        encrypted_metadata: metadata_jwe,
-        encrypted_data: data_jwe,
-        attachments,
-    });
+    let add = match s.fault {
+        Fault::NoSubmitEvent => Zustelldienst::add_submission_without_event,
+        _ => Zustelldienst::add_submission,
+    };
+    add(
+        &w.zd,
+        NewSubmission {
+            destination_id: w.destination,
+            submission_id: submission,
+            case_id: case,
+            service_type: (
+                "urn:de:fim:leika:leistung:99123456760610".into(),
+                "Bürgergeld".into(),
+            ),
+            encrypted_metadata: metadata_jwe,
+            encrypted_data: data_jwe,
+            attachments,
+        },
+    );
     Sent {
         submission,
         case,
@@ -783,6 +794,65 @@ async fn a_conflicting_body_under_a_known_antrag_id_is_rejected() {
     assert_eq!(event_posts(&w.zd), 2);
     assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
     store.close().await;
+}
+
+/// A submission the daemon can never take (no `submit-submission` event
+/// in its case's log) stays waiting, unanswered, every round logging it
+/// as not taken; the gauge of the oldest unanswered submission shows its
+/// age while the one taken beside it is answered and off the list.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_submission_never_taken_shows_in_the_oldest_unanswered_age() {
+    let w = world(Db::Sqlite, "fitconnect-unanswered").await;
+    let taken = send(&w, sending(support::accepted()));
+    let stuck = send(
+        &w,
+        Sending {
+            fault: Fault::NoSubmitEvent,
+            ..sending(support::accepted())
+        },
+    );
+    let mut daemon = w.env.spawn_daemon();
+    let posted = posted_for(&w, 1, Duration::from_secs(60)).await;
+    assert_accepted(&posted, &taken);
+    let gauge = "allegro_bridge_fitconnect_oldest_unanswered_age_seconds ";
+    let age = || async {
+        let metrics = support::http_get(w.metrics, "/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(gauge))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    w.env
+        .wait_for(
+            "the age of the stuck one",
+            Duration::from_secs(30),
+            || async { age().await.is_some_and(|a| a >= 3) },
+        )
+        .await;
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(w.zd.is_waiting(stuck.submission), Some(true));
+    assert_eq!(w.zd.is_waiting(taken.submission), Some(false));
+    assert_eq!(w.zd.events_posted().len(), 1);
+    let store = w.env.store().await;
+    assert!(store
+        .fc_submission(stuck.submission)
+        .await
+        .unwrap()
+        .is_none());
+    store.close().await;
+    let log = daemon.log_text();
+    assert!(
+        log.contains("FIT-Connect submission not taken")
+            && log.contains(&stuck.submission.to_string()),
+        "{log}"
+    );
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
 }
 
 /// With a poll interval of an hour, the Zustelldienst's callback makes the

@@ -19,6 +19,7 @@
 
 pub mod callback;
 mod problem;
+mod waiting;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -143,6 +144,8 @@ pub struct Subscriber {
     interval: Duration,
     /// Notified by an authenticated callback: a round at once.
     wake: Arc<tokio::sync::Notify>,
+    /// The submissions waiting at the Zustelldienst, for the age gauge.
+    waiting: std::sync::Mutex<waiting::Waiting>,
 }
 
 impl Subscriber {
@@ -197,6 +200,7 @@ impl Subscriber {
             metrics,
             interval: Duration::from_secs(cfg.poll_interval_secs.max(1)),
             wake: Arc::default(),
+            waiting: std::sync::Mutex::default(),
         })
     }
 
@@ -226,11 +230,21 @@ impl Subscriber {
                     self.interval
                 }
             };
+            self.show_oldest_unanswered();
             tokio::select! {
                 stop = shutdown.sleep(pause) => if stop { return },
                 () = self.wake.notified() => {}
             }
         }
+    }
+
+    /// Sets the gauge of the oldest submission still unanswered.
+    fn show_oldest_unanswered(&self) {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let age = waiting.oldest(std::time::Instant::now()).as_secs();
+        self.metrics
+            .fitconnect_oldest_unanswered_age
+            .set(i64::try_from(age).unwrap_or(i64::MAX));
     }
 
     /// One round: answer what is owed, take what is new, answer again.
@@ -257,6 +271,11 @@ impl Subscriber {
     /// the next round without holding up the others.
     async fn take_new(&self, d: &Destination) -> anyhow::Result<()> {
         let waiting = self.api.pickup(d.id).await?;
+        let ids: Vec<Uuid> = waiting.iter().map(|p| p.submission_id).collect();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .listed(d.id, &ids, std::time::Instant::now());
         let mut submitter = None;
         for p in waiting {
             if self.store.fc_submission(p.submission_id).await?.is_some() {

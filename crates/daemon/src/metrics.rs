@@ -176,6 +176,9 @@ pub struct Metrics {
     /// FIT-Connect callbacks refused, by reason (`signature`, `stale`,
     /// `malformed`).
     pub fitconnect_callbacks_refused: Family<RefusalLabel, Counter>,
+    /// Age in seconds of the oldest FIT-Connect submission still waiting at
+    /// the Zustelldienst (since this process first listed it; 0: none).
+    pub fitconnect_oldest_unanswered_age: Gauge,
 }
 
 impl Default for Metrics {
@@ -217,6 +220,7 @@ impl Default for Metrics {
             fitconnect_rounds_failed: Counter::default(),
             fitconnect_answers_refused: Counter::default(),
             fitconnect_callbacks_refused: Family::default(),
+            fitconnect_oldest_unanswered_age: Gauge::default(),
             registry: Registry::default(),
         };
         // Every stage and retention kind from the start.
@@ -332,6 +336,11 @@ impl Default for Metrics {
             "fitconnect_callbacks_refused",
             "FIT-Connect callbacks refused, by reason (signature, stale, malformed)",
             m.fitconnect_callbacks_refused.clone(),
+        );
+        registry.register(
+            "fitconnect_oldest_unanswered_age_seconds",
+            "Age of the oldest FIT-Connect submission waiting at the Zustelldienst for its answer, in seconds, since this daemon first listed it (0: none)",
+            m.fitconnect_oldest_unanswered_age.clone(),
         );
         registry.register(
             "mapping_reloads",

@@ -215,6 +215,19 @@ impl Zustelldienst {
     /// `submit-submission` SET in its case's event log. Panics on an
     /// unknown destination or a submission id already there.
     pub fn add_submission(&self, submission: NewSubmission) {
+        let set = sets::submit_event(&submission, &self.shared.own_key);
+        self.add(submission, Some(set));
+    }
+
+    /// Puts a submission up for pickup with an empty event log: without
+    /// the `submit-submission` SET a subscriber must never take it (it
+    /// stays waiting, as one the real Zustelldienst would reject by itself
+    /// after 14 days).
+    pub fn add_submission_without_event(&self, submission: NewSubmission) {
+        self.add(submission, None);
+    }
+
+    fn add(&self, submission: NewSubmission, submit_event: Option<String>) {
         assert!(
             self.shared
                 .destinations
@@ -222,7 +235,6 @@ impl Zustelldienst {
             "destination {} is not configured",
             submission.destination_id
         );
-        let set = sets::submit_event(&submission, &self.shared.own_key);
         let mut state = self.shared.state();
         assert!(
             !state
@@ -232,11 +244,8 @@ impl Zustelldienst {
             "submission {} was added already",
             submission.submission_id
         );
-        state
-            .event_logs
-            .entry(submission.case_id)
-            .or_default()
-            .push(set);
+        let log = state.event_logs.entry(submission.case_id).or_default();
+        log.extend(submit_event);
         state.submissions.push(Stored {
             submission,
             outcome: None,
