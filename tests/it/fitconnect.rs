@@ -921,6 +921,9 @@ async fn a_signed_callback_starts_a_round_at_once() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(15), "{took:?}");
     assert_accepted(&posted, &sent);
+    // One round for the callback; the answer, once the application was
+    // stored, without listing the Zustelldienst again.
+    assert_eq!(pickups(), 2);
     let metrics = support::http_get(w.metrics, "/metrics").await;
     for line in [
         "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"signature\"} 1",

@@ -24,7 +24,7 @@ mod waiting;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::Utc;
@@ -210,30 +210,38 @@ impl Subscriber {
         Arc::clone(&self.wake)
     }
 
-    /// Polls until shutdown, and at once when woken ([`Subscriber::waker`]).
-    /// A failed round (the Zustelldienst or the broker away) is logged and
-    /// tried again at the next interval; nothing is answered before it is
-    /// stored.
+    /// Polls until shutdown: a full round every interval, and at once when
+    /// woken ([`Subscriber::waker`]); while data handed to the intake is not
+    /// stored yet, its answer is looked for every 2 s in between (without
+    /// listing the Zustelldienst again). A failed round (the Zustelldienst
+    /// or the broker away) is logged and tried again at the next interval;
+    /// nothing is answered before it is stored.
     pub async fn run(self, mut shutdown: Shutdown) {
         info!(
             destinations = self.destinations.len(),
             "FIT-Connect subscriber started"
         );
+        let mut next_round = Instant::now();
         loop {
-            let pause = match self.round().await {
-                Ok(0) => self.interval,
-                // Handed to the intake, not stored yet: back soon to answer.
-                Ok(_) => self.interval.min(AWAITING_INTAKE),
-                Err(e) => {
-                    self.metrics.fitconnect_rounds_failed.inc();
-                    warn!(error = %format!("{e:#}"), "FIT-Connect round failed; trying again");
-                    self.interval
-                }
+            let outcome = if Instant::now() >= next_round {
+                next_round = Instant::now() + self.interval;
+                self.round().await
+            } else {
+                self.answers().await
             };
+            let awaiting = outcome.unwrap_or_else(|e| {
+                self.metrics.fitconnect_rounds_failed.inc();
+                warn!(error = %format!("{e:#}"), "FIT-Connect round failed; trying again");
+                0
+            });
             self.show_oldest_unanswered();
+            let mut pause = next_round.saturating_duration_since(Instant::now());
+            if awaiting > 0 {
+                pause = pause.min(AWAITING_INTAKE);
+            }
             tokio::select! {
                 stop = shutdown.sleep(pause) => if stop { return },
-                () = self.wake.notified() => {}
+                () = self.wake.notified() => next_round = Instant::now(),
             }
         }
     }
@@ -241,7 +249,7 @@ impl Subscriber {
     /// Sets the gauge of the oldest submission still unanswered.
     fn show_oldest_unanswered(&self) {
         let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        let age = waiting.oldest(std::time::Instant::now()).as_secs();
+        let age = waiting.oldest(Instant::now()).as_secs();
         self.metrics
             .fitconnect_oldest_unanswered_age
             .set(i64::try_from(age).unwrap_or(i64::MAX));
@@ -267,6 +275,18 @@ impl Subscriber {
         Ok(owed.awaiting_intake)
     }
 
+    /// Only the answers owed, between rounds; returns how many submissions
+    /// still wait for the intake.
+    async fn answers(&self) -> anyhow::Result<usize> {
+        let owed = self.answer_owed().await;
+        anyhow::ensure!(
+            owed.failed == 0,
+            "{} FIT-Connect answers failed; the next round tries again",
+            owed.failed
+        );
+        Ok(owed.awaiting_intake)
+    }
+
     /// Takes the destination's new submissions; one that fails is left for
     /// the next round without holding up the others.
     async fn take_new(&self, d: &Destination) -> anyhow::Result<()> {
@@ -275,7 +295,7 @@ impl Subscriber {
         self.waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .listed(d.id, &ids, std::time::Instant::now());
+            .listed(d.id, &ids, Instant::now());
         let mut submitter = None;
         for p in waiting {
             if self.store.fc_submission(p.submission_id).await?.is_some() {
@@ -578,8 +598,8 @@ impl Subscriber {
     }
 }
 
-/// How soon a round comes back, at most, while data handed to the intake
-/// is not stored yet (its answer is owed as soon as it is).
+/// How soon the answers are looked at again, at most, while data handed to
+/// the intake is not stored yet (its answer is owed as soon as it is).
 const AWAITING_INTAKE: Duration = Duration::from_secs(2);
 
 /// What a pass over the open rows came to.
