@@ -8,11 +8,21 @@
 //!   unknown schema URI side by side: accept with the right tags for the
 //!   first two (record; case), reject with the documented problem type and
 //!   nothing stored for the rest; two attachments stored, hashes checked;
-//!   our accept token verified by jwcrypto;
+//!   our accept token verified by jwcrypto; data the intake dead-letters
+//!   (no mapping) rejected as `unsupported-schema`;
 //! - the Zustelldienst down for 60 s, then back: nothing lost, nothing
 //!   answered twice;
 //! - `kill -9` after the application is stored and the answer made but
-//!   not delivered: after the restart it is sent once.
+//!   not delivered: after the restart it is sent once;
+//! - the answer taken into the event log but its 204 lost: found there by
+//!   its jti, marked done, never posted again;
+//! - a different body under an antragId already stored: rejected (a
+//!   conflict), the first application unchanged;
+//! - a submission without its `submit-submission` event is never taken
+//!   and shows in the gauge of the oldest unanswered;
+//! - a signed callback makes a daemon polling once an hour take the
+//!   submission at once; a wrongly signed, a stale and an unsigned one are
+//!   refused and wake nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,8 +31,8 @@ use allegro_store::fitconnect::{FcState, IntakeFate};
 use allegro_store::record_file_name;
 use allegro_testkit as support;
 use allegro_testkit::zustelldienst::{
-    EventKind, JosePeer, NewSubmission, PostedEvent, TestKeys, Zustelldienst, ACCEPT_SUBMISSION,
-    REJECT_SUBMISSION,
+    Callback, EventKind, JosePeer, NewSubmission, PostedEvent, TestKeys, Zustelldienst,
+    ACCEPT_SUBMISSION, REJECT_SUBMISSION,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
@@ -44,6 +54,12 @@ struct World {
 }
 
 async fn world(db: Db, name: &str) -> World {
+    world_with(db, name, "poll_interval_secs = 1\n").await
+}
+
+/// A world whose `[fitconnect]` section has `settings` (at least
+/// `poll_interval_secs`) besides the connection.
+async fn world_with(db: Db, name: &str, settings: &str) -> World {
     let mut env = TestEnv::new(db, name).await;
     let keys = TestKeys::get();
     let destination = Uuid::new_v4();
@@ -62,7 +78,7 @@ async fn world(db: Db, name: &str) -> World {
         "allegro-bridge.toml",
         &format!(
             "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[fitconnect]\nenabled = true\napi_url = \"{}\"\ntoken_url = \"{}\"\n\
-             client_id = \"{CLIENT}\"\nclient_secret_file = \"{}\"\npoll_interval_secs = 1\n\
+             client_id = \"{CLIENT}\"\nclient_secret_file = \"{}\"\n{settings}\
              timeout_secs = 5\n\n[[fitconnect.destination]]\nid = \"{destination}\"\n\
              dienststelle = \"13101\"\ndecryption_key_file = \"{}\"\nsigning_key_file = \"{}\"\n",
             zd.base_url(),
@@ -97,6 +113,8 @@ enum Fault {
     BrokenDataJwe,
     WrongHash,
     MetadataSchema,
+    /// No `submit-submission` event in the case's log: never to be taken.
+    NoSubmitEvent,
 }
 
 /// A submission as sent, with what the answer must quote.
@@ -166,18 +184,25 @@ fn send(w: &World, s: Sending) -> Sent {
         "attachments": attachments.iter().map(|(id, j)| (id.to_string(), Value::from(tag(j))))
             .collect::<serde_json::Map<_, _>>(),
     });
-    w.zd.add_submission(NewSubmission {
-        destination_id: w.destination,
-        submission_id: submission,
-        case_id: case,
-        service_type: (
-            "urn:de:fim:leika:leistung:99123456760610".into(),
-            "Bürgergeld".into(),
-        ),
-        encrypted_metadata: metadata_jwe,
-        encrypted_data: data_jwe,
-        attachments,
-    });
+    let add = match s.fault {
+        Fault::NoSubmitEvent => Zustelldienst::add_submission_without_event,
+        _ => Zustelldienst::add_submission,
+    };
+    add(
+        &w.zd,
+        NewSubmission {
+            destination_id: w.destination,
+            submission_id: submission,
+            case_id: case,
+            service_type: (
+                "urn:de:fim:leika:leistung:99123456760610".into(),
+                "Bürgergeld".into(),
+            ),
+            encrypted_metadata: metadata_jwe,
+            encrypted_data: data_jwe,
+            attachments,
+        },
+    );
     Sent {
         submission,
         case,
@@ -316,7 +341,8 @@ async fn submissions_are_taken_checked_and_answered() {
         },
     );
     // Fine for FIT-Connect, but the intake dead-letters it (no mapping for
-    // its form version): rejected, its attachment not kept.
+    // its form version): rejected as an unsupported schema, its attachment
+    // not kept.
     let no_mapping = send(
         &w,
         Sending {
@@ -347,7 +373,8 @@ async fn submissions_are_taken_checked_and_answered() {
     assert_rejected(&posted, &wrong_hash, "hash-mismatch", "data");
     assert_rejected(&posted, &bad_metadata, "schema-violation", "metadata");
     assert_rejected(&posted, &unknown, "unsupported-schema", "data");
-    assert_rejected(&posted, &no_mapping, "schema-violation", "data");
+    // Dead-lettered as no_mapping: its form version is not supported.
+    assert_rejected(&posted, &no_mapping, "unsupported-schema", "data");
     let claims = verify_independently(&event_of(&posted, &valid).compact);
     assert_eq!(claims["sub"], format!("submission:{}", valid.submission));
     assert_eq!(claims["txn"], format!("case:{}", valid.case));
@@ -627,4 +654,314 @@ async fn a_nachreichung_through_fit_connect_marks_the_document_received() {
     assert_eq!(kept[0].sha512, sha512(&scan));
     assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
     store.close().await;
+}
+
+/// The answer reaches the event log, but its 204 is lost (the stand-in
+/// answers 500 after taking it, as after a connection broken on the way
+/// back or a crash right after the post): the next round finds the event
+/// by its jti in the case's log and marks the row done without posting
+/// again. The log holds the answer once; nothing is refused as a second
+/// answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_whose_response_was_lost_is_found_in_the_event_log() {
+    let w = world(Db::Sqlite, "fitconnect-lost-answer").await;
+    w.zd.lose_event_answers(1);
+    let sent = send(&w, sending(support::accepted()));
+    let mut daemon = w.env.spawn_daemon();
+    let store = w.env.store().await;
+    w.env
+        .wait_for(
+            "the answer marked done",
+            Duration::from_secs(60),
+            || async {
+                store
+                    .fc_submission(sent.submission)
+                    .await
+                    .unwrap()
+                    .map(|r| r.state)
+                    == Some(FcState::Done)
+            },
+        )
+        .await;
+    // A few more rounds: nothing is sent again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    let posted = w.zd.events_posted();
+    assert_accepted(&posted, &sent);
+    let answer = event_of(&posted, &sent).compact;
+    let log = w.zd.event_log(sent.case);
+    assert_eq!(
+        log.iter().filter(|t| **t == answer).count(),
+        1,
+        "the answer once in the log"
+    );
+    assert_eq!(log.len(), 2, "submit-submission and our answer");
+    let posts: Vec<u16> =
+        w.zd.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/events"))
+            .map(|r| r.status)
+            .collect();
+    assert_eq!(posts, [500], "posted once, its answer lost");
+    assert!(
+        w.zd.refused_events().is_empty(),
+        "{:?}",
+        w.zd.refused_events()
+    );
+    assert_eq!(
+        store
+            .fc_submission(sent.submission)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        FcState::Done
+    );
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
+    store.close().await;
+}
+
+/// A second submission under an antragId already stored, with another
+/// body: the intake dead-letters it as a conflict, so the submission is
+/// rejected (the German detail says why); the first application, its
+/// record and its acceptance stay as they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflicting_body_under_a_known_antrag_id_is_rejected() {
+    let w = world(Db::Postgres, "fitconnect-conflict").await;
+    let original = support::accepted();
+    let antrag_id = original.antrag_id.unwrap();
+    let first = send(&w, sending(original));
+    let mut daemon = w.env.spawn_daemon();
+    posted_for(&w, 1, Duration::from_secs(60)).await;
+    let record = w.env.outbox.join(record_file_name(antrag_id));
+    w.env
+        .wait_for("the record file", Duration::from_secs(20), || async {
+            record.exists()
+        })
+        .await;
+    let record_before = std::fs::read(&record).unwrap();
+
+    let mut other: Value = serde_json::from_slice(&support::rejected().body).unwrap();
+    other["antragId"] = json!(antrag_id.to_string());
+    let second = send(
+        &w,
+        Sending {
+            data: serde_json::to_vec(&other).unwrap(),
+            antrag_id: Some(antrag_id),
+            ..sending(support::accepted())
+        },
+    );
+    assert_ne!(second.body_sha256, first.body_sha256);
+    let posted = posted_for(&w, 2, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    assert_accepted(&posted, &first);
+    assert_rejected(&posted, &second, "schema-violation", "data");
+    let detail = event_of(&posted, &second).claims["events"][REJECT_SUBMISSION]["problems"][0]
+        ["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("bereits ein anderer Antrag gespeichert"),
+        "{detail}"
+    );
+
+    let store = w.env.store().await;
+    assert_eq!(stored_as(&store, &first).await, IntakeFate::Stored);
+    assert_eq!(stored_as(&store, &second).await, IntakeFate::Pending);
+    let letters = store.dead_letters_for(antrag_id).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].reason, "conflict");
+    assert_eq!(letters[0].body_sha256, second.body_sha256);
+    assert_eq!(std::fs::read(&record).unwrap(), record_before);
+    for s in [&first, &second] {
+        let row = store.fc_submission(s.submission).await.unwrap().unwrap();
+        assert_eq!(row.state, FcState::Done);
+    }
+    assert_eq!(event_posts(&w.zd), 2);
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
+    store.close().await;
+}
+
+/// A submission the daemon can never take (no `submit-submission` event
+/// in its case's log) stays waiting, unanswered, every round logging it
+/// as not taken; the gauge of the oldest unanswered submission shows its
+/// age while the one taken beside it is answered and off the list.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_submission_never_taken_shows_in_the_oldest_unanswered_age() {
+    let w = world(Db::Sqlite, "fitconnect-unanswered").await;
+    let taken = send(&w, sending(support::accepted()));
+    let stuck = send(
+        &w,
+        Sending {
+            fault: Fault::NoSubmitEvent,
+            ..sending(support::accepted())
+        },
+    );
+    let mut daemon = w.env.spawn_daemon();
+    let posted = posted_for(&w, 1, Duration::from_secs(60)).await;
+    assert_accepted(&posted, &taken);
+    let gauge = "allegro_bridge_fitconnect_oldest_unanswered_age_seconds ";
+    let age = || async {
+        let metrics = support::http_get(w.metrics, "/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(gauge))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    w.env
+        .wait_for(
+            "the age of the stuck one",
+            Duration::from_secs(30),
+            || async { age().await.is_some_and(|a| a >= 3) },
+        )
+        .await;
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(w.zd.is_waiting(stuck.submission), Some(true));
+    assert_eq!(w.zd.is_waiting(taken.submission), Some(false));
+    assert_eq!(w.zd.events_posted().len(), 1);
+    let store = w.env.store().await;
+    assert!(store
+        .fc_submission(stuck.submission)
+        .await
+        .unwrap()
+        .is_none());
+    store.close().await;
+    let log = daemon.log_text();
+    assert!(
+        log.contains("FIT-Connect submission not taken")
+            && log.contains(&stuck.submission.to_string()),
+        "{log}"
+    );
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
+}
+
+/// With a poll interval of an hour, the Zustelldienst's callback makes the
+/// daemon take a new submission at once. A callback signed with another
+/// secret, one six minutes old and one without headers are refused (401,
+/// 401, 400), counted by reason, and start no round.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_callback_starts_a_round_at_once() {
+    const CALLBACK_SECRET: &str = "Rückruf-Geheimnis-2026";
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("callback-secret");
+    std::fs::write(&secret_file, format!("{CALLBACK_SECRET}\n")).unwrap();
+    let w = world_with(
+        Db::Sqlite,
+        "fitconnect-callback",
+        &format!(
+            "poll_interval_secs = 3600\ncallback_listen = \"127.0.0.1:{port}\"\n\
+             callback_secret_file = \"{}\"\n",
+            secret_file.display()
+        ),
+    )
+    .await;
+    let pickups = || {
+        w.zd.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/v1/submissions")
+            .count()
+    };
+    let mut daemon = w.env.spawn_daemon();
+    // The first round, at start, finds nothing.
+    w.env
+        .wait_for("the first round", Duration::from_secs(30), || async {
+            pickups() == 1
+        })
+        .await;
+    let sent = send(&w, sending(support::accepted()));
+    let addr = format!("127.0.0.1:{port}");
+    let now = chrono::Utc::now().timestamp();
+    let signed = |secret: &str, timestamp: i64| Callback {
+        secret: secret.into(),
+        timestamp,
+    };
+    let call = |how: Callback| {
+        let addr = addr.clone();
+        let zd = &w.zd;
+        let destination = w.destination;
+        async move {
+            zd.announce(destination, &addr, "/fitconnect/callback", &how)
+                .await
+        }
+    };
+    assert_eq!(call(signed("ein anderes Geheimnis", now)).await, 401);
+    assert_eq!(call(signed(CALLBACK_SECRET, now - 360)).await, 401);
+    let unsigned = support::http_get(port, "/fitconnect/callback").await;
+    assert!(unsigned.starts_with("HTTP/1.1 405"), "{unsigned}");
+    let no_headers = raw_post(port, "/fitconnect/callback", "{}").await;
+    assert!(no_headers.starts_with("HTTP/1.1 400"), "{no_headers}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(pickups(), 1, "a refused callback starts no round");
+    assert!(w.zd.events_posted().is_empty());
+
+    let started = std::time::Instant::now();
+    assert_eq!(call(signed(CALLBACK_SECRET, now)).await, 204);
+    let posted = posted_for(&w, 1, Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert_accepted(&posted, &sent);
+    // One round for the callback; the answer, once the application was
+    // stored, without listing the Zustelldienst again.
+    assert_eq!(pickups(), 2);
+    let metrics = support::http_get(w.metrics, "/metrics").await;
+    for line in [
+        "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"signature\"} 1",
+        "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"stale\"} 1",
+        "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"malformed\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    daemon.sigterm();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    let log = daemon.log_text();
+    assert!(
+        !log.contains(NEW_SUBMISSIONS_TYPE),
+        "the body is not logged"
+    );
+    assert_eq!(w.zd.spec_violations(), Vec::<String>::new());
+}
+
+const NEW_SUBMISSIONS_TYPE: &str = allegro_testkit::zustelldienst::NEW_SUBMISSIONS;
+
+/// A POST of `body` without the callback headers; the raw answer.
+async fn raw_post(port: u16, path: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
 }

@@ -381,6 +381,7 @@ impl Settings {
         problems.extend(self.web.validate());
         problems.extend(self.mitwirkung.validate());
         problems.extend(self.api.validate());
+        problems.extend(self.fitconnect.validate());
         if self.pipeline.max_body_bytes == 0 {
             problems.push("pipeline.max_body_bytes must be at least 1".into());
         }

@@ -7,7 +7,8 @@
 //! keeps the submission and its attachments. Once
 //! the application is stored (accepted or a case) it answers
 //! `accept-submission`; a submission that fails the checks, or whose data
-//! the intake dead-letters, gets `reject-submission`.
+//! the intake dead-letters, gets `reject-submission` (the problem type by
+//! the dead-letter reason: `problem`).
 //!
 //! "Stored before acknowledged" and "each event once": the answer is made
 //! only after the store has the application, kept in
@@ -16,10 +17,14 @@
 //! event log before it is tried again. Logs name submission, case and
 //! antragId, never content.
 
+pub mod callback;
+mod problem;
+mod waiting;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::Utc;
@@ -57,6 +62,15 @@ pub struct FitConnectConfig {
     /// A file holding the client secret (e.g. a systemd credential).
     pub client_secret_file: Option<PathBuf>,
     pub poll_interval_secs: u64,
+    /// `host:port` of the callback listener (`callback::PATH`); empty = off.
+    /// A callback announcing new submissions starts a round at once.
+    #[serde(
+        deserialize_with = "allegro_web::settings::socket_addr_or_empty",
+        serialize_with = "allegro_web::settings::none_as_empty"
+    )]
+    pub callback_listen: Option<std::net::SocketAddr>,
+    /// A file holding the callback secret set in the self-service portal.
+    pub callback_secret_file: Option<PathBuf>,
     /// Per request to the API.
     pub timeout_secs: u64,
     /// The destinations this jobcenter receives at.
@@ -87,9 +101,25 @@ impl Default for FitConnectConfig {
             client_id: String::new(),
             client_secret_file: None,
             poll_interval_secs: 30,
+            callback_listen: None,
+            callback_secret_file: None,
             timeout_secs: 30,
             destinations: Vec::new(),
         }
+    }
+}
+
+impl FitConnectConfig {
+    /// What `config check` finds wrong before the daemon starts.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.callback_listen.is_some() && self.callback_secret_file.is_none() {
+            problems.push(
+                "fitconnect.callback_secret_file must be set when fitconnect.callback_listen is"
+                    .into(),
+            );
+        }
+        problems
     }
 }
 
@@ -112,6 +142,10 @@ pub struct Subscriber {
     mappings: Arc<Mappings>,
     metrics: Arc<Metrics>,
     interval: Duration,
+    /// Notified by an authenticated callback: a round at once.
+    wake: Arc<tokio::sync::Notify>,
+    /// The submissions waiting at the Zustelldienst, for the age gauge.
+    waiting: std::sync::Mutex<waiting::Waiting>,
 }
 
 impl Subscriber {
@@ -165,49 +199,103 @@ impl Subscriber {
             mappings,
             metrics,
             interval: Duration::from_secs(cfg.poll_interval_secs.max(1)),
+            wake: Arc::default(),
+            waiting: std::sync::Mutex::default(),
         })
     }
 
-    /// Polls until shutdown. A failed round (the Zustelldienst or the broker
-    /// away) is logged and tried again at the next interval; nothing is
-    /// answered before it is stored.
+    /// What starts a round before the interval is over (the callback
+    /// listener's).
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Polls until shutdown: a full round every interval, and at once when
+    /// woken ([`Subscriber::waker`]); while data handed to the intake is not
+    /// stored yet, its answer is looked for every 2 s in between (without
+    /// listing the Zustelldienst again). A failed round (the Zustelldienst
+    /// or the broker away) is logged and tried again at the next interval;
+    /// nothing is answered before it is stored.
     pub async fn run(self, mut shutdown: Shutdown) {
         info!(
             destinations = self.destinations.len(),
             "FIT-Connect subscriber started"
         );
+        let mut next_round = Instant::now();
         loop {
-            if let Err(e) = self.round().await {
+            let outcome = if Instant::now() >= next_round {
+                next_round = Instant::now() + self.interval;
+                self.round().await
+            } else {
+                self.answers().await
+            };
+            let awaiting = outcome.unwrap_or_else(|e| {
                 self.metrics.fitconnect_rounds_failed.inc();
                 warn!(error = %format!("{e:#}"), "FIT-Connect round failed; trying again");
+                0
+            });
+            self.show_oldest_unanswered();
+            let mut pause = next_round.saturating_duration_since(Instant::now());
+            if awaiting > 0 {
+                pause = pause.min(AWAITING_INTAKE);
             }
-            if shutdown.sleep(self.interval).await {
-                return;
+            tokio::select! {
+                stop = shutdown.sleep(pause) => if stop { return },
+                () = self.wake.notified() => next_round = Instant::now(),
             }
         }
     }
 
+    /// Sets the gauge of the oldest submission still unanswered.
+    fn show_oldest_unanswered(&self) {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let age = waiting.oldest(Instant::now()).as_secs();
+        self.metrics
+            .fitconnect_oldest_unanswered_age
+            .set(i64::try_from(age).unwrap_or(i64::MAX));
+    }
+
     /// One round: answer what is owed, take what is new, answer again.
-    pub async fn round(&self) -> anyhow::Result<()> {
-        let mut failed = self.answer_owed().await;
+    /// Returns how many submissions wait for the intake to store their
+    /// data before they can be answered.
+    pub async fn round(&self) -> anyhow::Result<usize> {
+        let mut failed = self.answer_owed().await.failed;
         for d in self.destinations.values() {
             if let Err(e) = self.take_new(d).await {
                 warn!(destination = %d.id, error = %format!("{e:#}"), "FIT-Connect pickup failed");
                 failed += 1;
             }
         }
-        failed += self.answer_owed().await;
+        let owed = self.answer_owed().await;
+        failed += owed.failed;
         anyhow::ensure!(
             failed == 0,
             "{failed} FIT-Connect steps failed; the next round tries again"
         );
-        Ok(())
+        Ok(owed.awaiting_intake)
+    }
+
+    /// Only the answers owed, between rounds; returns how many submissions
+    /// still wait for the intake.
+    async fn answers(&self) -> anyhow::Result<usize> {
+        let owed = self.answer_owed().await;
+        anyhow::ensure!(
+            owed.failed == 0,
+            "{} FIT-Connect answers failed; the next round tries again",
+            owed.failed
+        );
+        Ok(owed.awaiting_intake)
     }
 
     /// Takes the destination's new submissions; one that fails is left for
     /// the next round without holding up the others.
     async fn take_new(&self, d: &Destination) -> anyhow::Result<()> {
         let waiting = self.api.pickup(d.id).await?;
+        let ids: Vec<Uuid> = waiting.iter().map(|p| p.submission_id).collect();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .listed(d.id, &ids, Instant::now());
         let mut submitter = None;
         for p in waiting {
             if self.store.fc_submission(p.submission_id).await?.is_some() {
@@ -382,22 +470,29 @@ impl Subscriber {
 
     /// Makes the answers of stored or dead-lettered applications and sends
     /// every answer not yet sent.
-    async fn answer_owed(&self) -> usize {
+    async fn answer_owed(&self) -> Owed {
+        let mut owed = Owed::default();
         let rows = match self.store.fc_open().await {
             Ok(rows) => rows,
             Err(e) => {
                 warn!(error = %e, "FIT-Connect answers not read");
-                return 1;
+                owed.failed = 1;
+                return owed;
             }
         };
-        let mut failed = 0;
         for row in rows {
             let Some(d) = self.destinations.get(&row.destination_id) else {
                 continue;
             };
             let done = match &row.state {
                 FcState::Published { intake, tags } => {
-                    self.make_answer(d, &row, intake, tags).await
+                    match self.make_answer(d, &row, intake, tags).await {
+                        Ok(false) => {
+                            owed.awaiting_intake += 1;
+                            Ok(())
+                        }
+                        other => other.map(drop),
+                    }
                 }
                 FcState::Answer {
                     event,
@@ -409,29 +504,25 @@ impl Subscriber {
             if let Err(e) = done {
                 warn!(submission = %row.submission_id, case = %row.case_id, error = %format!("{e:#}"),
                     "FIT-Connect answer not sent; trying again next round");
-                failed += 1;
+                owed.failed += 1;
             }
         }
-        failed
+        owed
     }
 
     /// The answer of a published submission, once its application's fate
-    /// is known; sent at once.
+    /// is known; sent at once. `false` while the intake has not decided.
     async fn make_answer(
         &self,
         d: &Destination,
         row: &FcSubmission,
         intake: &Intake,
         tags: &str,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let answer = match self.store.intake_fate(intake).await? {
-            IntakeFate::Pending => return Ok(()),
+            IntakeFate::Pending => return Ok(false),
             IntakeFate::Stored => Answer::Accept(serde_json::from_str::<AuthenticationTags>(tags)?),
-            IntakeFate::DeadLettered(reason) => Answer::Reject(Problem {
-                kind: ProblemKind::SchemaViolation,
-                instance: "data".into(),
-                detail: format!("Die Fachdaten sind nicht lesbar (Grund: {reason})."),
-            }),
+            IntakeFate::DeadLettered(reason) => Answer::Reject(problem::dead_lettered(&reason)),
         };
         let ids = FcIds {
             submission_id: row.submission_id,
@@ -459,7 +550,7 @@ impl Subscriber {
             self.count(answer.kind());
             self.send(row, &event, about.jti, 0).await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn count(&self, answer: &'static str) {
@@ -505,6 +596,19 @@ impl Subscriber {
         self.store.fc_done(id, Utc::now()).await?;
         Ok(())
     }
+}
+
+/// How soon the answers are looked at again, at most, while data handed to
+/// the intake is not stored yet (its answer is owed as soon as it is).
+const AWAITING_INTAKE: Duration = Duration::from_secs(2);
+
+/// What a pass over the open rows came to.
+#[derive(Debug, Default)]
+struct Owed {
+    /// Steps that failed (tried again next round).
+    failed: usize,
+    /// Published submissions whose data the intake has not decided on.
+    awaiting_intake: usize,
 }
 
 /// The `$id` of the Nachreichung message's schema (contract §8).
@@ -568,4 +672,22 @@ fn about(ids: &FcIds) -> (About, chrono::DateTime<Utc>) {
         },
         now,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_listener_needs_its_secret() {
+        let off = FitConnectConfig::default();
+        assert!(off.validate().is_empty());
+        let mut on = FitConnectConfig {
+            callback_listen: Some("127.0.0.1:9470".parse().unwrap()),
+            ..FitConnectConfig::default()
+        };
+        assert_eq!(on.validate().len(), 1, "{:?}", on.validate());
+        on.callback_secret_file = Some("/run/credentials/x/fitconnect-callback-secret".into());
+        assert!(on.validate().is_empty());
+    }
 }

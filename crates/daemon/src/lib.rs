@@ -133,6 +133,15 @@ async fn run_async(settings: Settings) -> anyhow::Result<i32> {
             Arc::clone(&metrics),
         )
         .context("fitconnect")?;
+        if let Some(listen) = settings.fitconnect.callback_listen {
+            fitconnect::callback::serve(
+                listen,
+                &settings.fitconnect,
+                subscriber.waker(),
+                Arc::clone(&metrics),
+            )
+            .await?;
+        }
         tokio::spawn(subscriber.run(shutdown.clone()));
     }
     metrics.store_healthy.set(1);

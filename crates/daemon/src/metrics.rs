@@ -32,6 +32,13 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Why a FIT-Connect callback was refused:
+/// `allegro_fitconnect::callback::Refused::name`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    pub reason: &'static str,
+}
+
 /// The result of a mapping reload: `ok` or `failed`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -166,6 +173,12 @@ pub struct Metrics {
     pub fitconnect_rounds_failed: Counter,
     /// FIT-Connect answers the Zustelldienst refused (422): not sent again.
     pub fitconnect_answers_refused: Counter,
+    /// FIT-Connect callbacks refused, by reason (`signature`, `stale`,
+    /// `malformed`).
+    pub fitconnect_callbacks_refused: Family<RefusalLabel, Counter>,
+    /// Age in seconds of the oldest FIT-Connect submission still waiting at
+    /// the Zustelldienst (since this process first listed it; 0: none).
+    pub fitconnect_oldest_unanswered_age: Gauge,
 }
 
 impl Default for Metrics {
@@ -206,6 +219,8 @@ impl Default for Metrics {
             fitconnect_submissions: Family::default(),
             fitconnect_rounds_failed: Counter::default(),
             fitconnect_answers_refused: Counter::default(),
+            fitconnect_callbacks_refused: Family::default(),
+            fitconnect_oldest_unanswered_age: Gauge::default(),
             registry: Registry::default(),
         };
         // Every stage and retention kind from the start.
@@ -220,6 +235,11 @@ impl Default for Metrics {
         // Both results from the start, so a rate over them is defined.
         for result in ["ok", "failed"] {
             let _ = m.mapping_reloads.get_or_create(&ResultLabel { result });
+        }
+        for reason in allegro_fitconnect::callback::Refused::ALL {
+            let _ = m.fitconnect_callbacks_refused.get_or_create(&RefusalLabel {
+                reason: reason.name(),
+            });
         }
         for answer in ["accept", "reject"] {
             let _ = m
@@ -311,6 +331,16 @@ impl Default for Metrics {
             "fitconnect_answers_refused",
             "FIT-Connect answers the Zustelldienst refused (422); not sent again, see the log",
             m.fitconnect_answers_refused.clone(),
+        );
+        registry.register(
+            "fitconnect_callbacks_refused",
+            "FIT-Connect callbacks refused, by reason (signature, stale, malformed)",
+            m.fitconnect_callbacks_refused.clone(),
+        );
+        registry.register(
+            "fitconnect_oldest_unanswered_age_seconds",
+            "Age of the oldest FIT-Connect submission waiting at the Zustelldienst for its answer, in seconds, since this daemon first listed it (0: none)",
+            m.fitconnect_oldest_unanswered_age.clone(),
         );
         registry.register(
             "mapping_reloads",

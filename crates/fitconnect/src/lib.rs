@@ -11,12 +11,15 @@
 //! - [`spec`]: the vendored metadata schema (and the API document's version);
 //! - [`submission`]: the checks of a fetched submission (pure);
 //! - [`events`]: the accept and reject events;
-//! - [`api`]: the Submission API client (HTTPS by rustls).
+//! - [`api`]: the Submission API client (HTTPS by rustls);
+//! - [`callback`]: the check of a callback announcing new submissions
+//!   (HMAC-SHA512, its age).
 //!
 //! The workflow around them (poll, store, publish to the intake queue,
 //! answer through an outbox) is the daemon's (`allegro_daemon::fitconnect`).
 
 pub mod api;
+pub mod callback;
 pub mod events;
 pub mod jose;
 pub mod spec;

@@ -31,8 +31,14 @@
 //! (declared status, content type, body schema); what does not fit is in
 //! [`Zustelldienst::spec_violations`], which tests assert empty.
 //! [`Zustelldienst::set_down`] makes every route answer 503 (an outage;
-//! those answers are not checked).
+//! those answers are not checked). [`Zustelldienst::lose_event_answers`]
+//! takes the next event posts into the log and then answers 500, as if the
+//! connection broke on the way back (not checked either).
+//!
+//! [`Zustelldienst::announce`] sends a subscriber the callback announcing
+//! the submissions waiting for a destination (`zustelldienst/callback.rs`).
 
+mod callback;
 mod openapi;
 mod peer;
 mod routes;
@@ -40,7 +46,7 @@ mod sets;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -49,6 +55,7 @@ use serde_json::{json, Value};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
+pub use callback::{Callback, NEW_SUBMISSIONS};
 pub use peer::{public_jwk, JosePeer, KeySpec, TestKeys};
 pub use sets::{ACCEPT_SUBMISSION, REJECT_SUBMISSION, SET_PAYLOAD_SCHEMA, SUBMIT_SUBMISSION};
 
@@ -145,6 +152,8 @@ struct Shared {
     own_key: RsaPrivateJwk,
     own_jwks: Value,
     down: AtomicBool,
+    /// Event posts still to be taken and then answered 500.
+    lose_answers: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -206,6 +215,19 @@ impl Zustelldienst {
     /// `submit-submission` SET in its case's event log. Panics on an
     /// unknown destination or a submission id already there.
     pub fn add_submission(&self, submission: NewSubmission) {
+        let set = sets::submit_event(&submission, &self.shared.own_key);
+        self.add(submission, Some(set));
+    }
+
+    /// Puts a submission up for pickup with an empty event log: without
+    /// the `submit-submission` SET a subscriber must never take it (it
+    /// stays waiting, as one the real Zustelldienst would reject by itself
+    /// after 14 days).
+    pub fn add_submission_without_event(&self, submission: NewSubmission) {
+        self.add(submission, None);
+    }
+
+    fn add(&self, submission: NewSubmission, submit_event: Option<String>) {
         assert!(
             self.shared
                 .destinations
@@ -213,7 +235,6 @@ impl Zustelldienst {
             "destination {} is not configured",
             submission.destination_id
         );
-        let set = sets::submit_event(&submission, &self.shared.own_key);
         let mut state = self.shared.state();
         assert!(
             !state
@@ -223,11 +244,8 @@ impl Zustelldienst {
             "submission {} was added already",
             submission.submission_id
         );
-        state
-            .event_logs
-            .entry(submission.case_id)
-            .or_default()
-            .push(set);
+        let log = state.event_logs.entry(submission.case_id).or_default();
+        log.extend(submit_event);
         state.submissions.push(Stored {
             submission,
             outcome: None,
@@ -245,6 +263,30 @@ impl Zustelldienst {
     /// While down, every route of both servers answers 503.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// The next `n` event posts the stand-in takes (the SET checked, put in
+    /// the case's event log, the submission off the pickup list) are
+    /// answered 500 instead of 204: the subscriber cannot tell whether its
+    /// answer arrived, as after a connection lost or a crash just after
+    /// the post.
+    pub fn lose_event_answers(&self, n: usize) {
+        self.shared.lose_answers.store(n, Ordering::SeqCst);
+    }
+
+    /// Announces the submissions waiting for `destination` by a callback
+    /// to `addr` (`host:port`) and `path`, signed as `how` says; returns
+    /// the subscriber's HTTP status (0 if none).
+    pub async fn announce(&self, destination: Uuid, addr: &str, path: &str, how: &Callback) -> u16 {
+        let ids: Vec<Uuid> = self
+            .shared
+            .state()
+            .submissions
+            .iter()
+            .filter(|s| s.outcome.is_none() && s.submission.destination_id == destination)
+            .map(|s| s.submission.submission_id)
+            .collect();
+        callback::post(addr, path, &callback::body(&ids), how).await
     }
 
     /// Every request answered so far, in order.
@@ -319,8 +361,16 @@ impl Shared {
             own_key: config.own_key,
             own_jwks: json!({ "keys": [config.own_jwk] }),
             down: AtomicBool::new(false),
+            lose_answers: AtomicUsize::new(0),
             state: Mutex::default(),
         }
+    }
+
+    /// Whether the answer to an event just taken is to be lost (counts it).
+    fn lose_answer(&self) -> bool {
+        self.lose_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

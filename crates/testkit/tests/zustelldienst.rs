@@ -1,8 +1,10 @@
 //! Self-test of the local Zustelldienst (src/zustelldienst.rs): the token
 //! flow, pickup of a submission whose JWEs jwcrypto made, the checks of the
 //! accept and reject SETs a subscriber posts (signed here with
-//! allegro-fitconnect's `sign_ps512`), the outage switch, the stand-in's own
-//! signed event log, and that requests off the published API are caught.
+//! allegro-fitconnect's `sign_ps512`), the outage switch, a lost answer
+//! (taken into the log, answered 500), the stand-in's own signed event log
+//! (and a submission added without it), and that requests off the
+//! published API are caught.
 //! Every test ends with no violation of the vendored OpenAPI document.
 //!
 //! Needs python3 and the jwcrypto venv (scripts/setup-jose-tools.sh, run by
@@ -713,6 +715,49 @@ mod zustelldienst {
         assert_eq!(status, StatusCode::NO_CONTENT, "{}", reasons(&zd));
         let statuses: Vec<u16> = zd.requests().iter().map(|r| r.status).collect();
         assert_eq!(statuses, [200, 503, 503, 503, 503, 503, 200, 204]);
+        assert_follows_the_document(&zd);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_is_in_the_log_and_a_second_post_is_a_conflict() {
+        let (zd, destination) = start().await;
+        let (s, other) = (submission(destination), submission(destination));
+        zd.add_submission(s.clone());
+        zd.add_submission(other.clone());
+        let subscriber = Subscriber::new(&zd).await;
+
+        zd.lose_event_answers(1);
+        let set = signed(&accept_claims(&s));
+        let status = subscriber.post_event(&zd, s.case_id, &set).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(zd.is_waiting(s.submission_id), Some(false));
+        assert_eq!(zd.event_log(s.case_id).last(), Some(&set));
+        assert_eq!(zd.events_posted().len(), 1);
+        // Sent again: the submission is answered already.
+        let status = subscriber.post_event(&zd, s.case_id, &set).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        // Only the one answer was lost.
+        let status = subscriber
+            .post_event(&zd, other.case_id, &signed(&accept_claims(&other)))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{}", reasons(&zd));
+        assert_eq!(zd.event_log(s.case_id).len(), 2);
+        assert_follows_the_document(&zd);
+    }
+
+    #[tokio::test]
+    async fn a_submission_added_without_event_has_an_empty_log() {
+        let (zd, destination) = start().await;
+        let s = submission(destination);
+        zd.add_submission_without_event(s.clone());
+        let subscriber = Subscriber::new(&zd).await;
+        let list = subscriber.get_json(&zd, "/v1/submissions").await;
+        assert_eq!(list["totalCount"], 1);
+        let log = subscriber
+            .get_json(&zd, &format!("/v1/cases/{}/events", s.case_id))
+            .await;
+        assert_eq!(log["totalCount"], 0);
+        assert!(zd.event_log(s.case_id).is_empty());
         assert_follows_the_document(&zd);
     }
 

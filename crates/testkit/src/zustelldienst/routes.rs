@@ -145,6 +145,9 @@ async fn refereed(
         Ok(()) => next.run(Request::from_parts(parts, Body::from(body))).await,
         Err(why) => unauthorized(&why),
     };
+    if response.extensions().get::<Injected>().is_some() {
+        return response;
+    }
     let (parts, body) = response.into_parts();
     let body = to_bytes(body, BODY_LIMIT).await.unwrap_or_default();
     // The document says nothing of the answers to requests that break it.
@@ -498,9 +501,25 @@ async fn post_event(
     let outcome = take_event(&shared, &mut state, case, &compact);
     drop(state);
     match outcome {
+        Ok(()) if shared.lose_answer() => lost_answer(),
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err((status, reason)) => refuse(status, reason),
     }
+}
+
+/// Marks a response a test asked for that the document does not declare,
+/// so the referee leaves it alone.
+#[derive(Clone, Copy)]
+struct Injected;
+
+/// The answer to an event taken into the log whose 204 is to be lost.
+fn lost_answer() -> Response {
+    let mut response = problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the event is in the log, but this answer is lost (a fault the test asked for)",
+    );
+    response.extensions_mut().insert(Injected);
+    response
 }
 
 /// Checks the SET and, if it is good and the submission still waits,
