@@ -25,8 +25,11 @@ const FAULTY: &str = include_str!("../../fixtures/contract/hauptantrag-mit-fehle
 const CLIENT_ID: &str = "allegro-bridge-werkbank";
 const CLIENT_SECRET: &str = "test-geheimnis-der-werkbank";
 /// The provider's accounts and their groups.
-const ACCOUNTS: &str =
-    r#"{"sb-nord": ["jc-sachbearbeitung-81101", "jc-alle"], "fremd": ["jc-alle"]}"#;
+const ACCOUNTS: &str = r#"{
+    "sb-nord": ["jc-sachbearbeitung-81101", "jc-alle"],
+    "fremd": ["jc-alle"],
+    "admin": ["jc-sachbearbeitung-81101"]
+}"#;
 
 /// `node oidc-provider.mjs` on a free port; killed on drop.
 struct Provider {
@@ -120,16 +123,43 @@ async fn store_case(store: &Store, pipeline: &Pipeline, dst: &str) -> Uuid {
 /// Clicks "Mit Dienstkonto anmelden" on the login page and, where the
 /// provider asks, signs in as `login`; waits for the workbench's answer.
 async fn sign_on(c: &Client, web: &Web, login: &str) {
+    sign_on_at_provider(c, web, login).await;
+    wait_for_path(c, web, &["/faelle", "/anmelden/oidc/rueckkehr"]).await;
+}
+
+/// The part of [`sign_on`] up to the provider's answer.
+async fn sign_on_at_provider(c: &Client, web: &Web, login: &str) {
     c.goto(&format!("http://127.0.0.1:{}/anmelden", web.port))
         .await
         .unwrap();
     browser::click_and_load(c, "#dienstkonto").await;
+    // The workbench's page moving on to the provider, then the provider's
+    // login form (unless its session is still open).
+    wait_while_on(c, web, &["/anmelden", "/anmelden/oidc"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     if browser::exists(c, "input[name=login]").await {
         browser::fill(c, "input[name=login]", login).await;
         browser::fill(c, "input[name=password]", "beliebig").await;
         browser::click_and_load(c, "button[type=submit]").await;
     }
-    wait_for_path(c, web, &["/faelle", "/anmelden/oidc/rueckkehr"]).await;
+}
+
+/// Waits until the browser has left `paths` of the workbench (a page that
+/// moves on by itself).
+async fn wait_while_on(c: &Client, web: &Web, paths: &[&str]) {
+    let prefix = format!("http://127.0.0.1:{}", web.port);
+    let start = Instant::now();
+    loop {
+        let url = browser::page_url(c).await;
+        let path = url
+            .strip_prefix(&prefix)
+            .map(|p| p.split('?').next().unwrap_or(""));
+        if !path.is_some_and(|p| paths.contains(&p)) {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "still at {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until the browser is on one of `paths` of the workbench.
@@ -174,7 +204,16 @@ async fn assert_refused(c: &Client, web: &Web, message: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn caseworkers_sign_on_through_the_provider_and_see_their_cases_only() {
-    let env = TestEnv::new(Db::Sqlite, "oidc").await;
+    sign_on_flow(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn caseworkers_sign_on_with_postgres_too() {
+    sign_on_flow(Db::Postgres).await;
+}
+
+async fn sign_on_flow(db: Db) {
+    let env = TestEnv::new(db, "oidc").await;
     let store = env.store().await;
     let pipeline = Pipeline::load(&Default::default()).unwrap();
     let own = store_case(&store, &pipeline, "81101").await;
@@ -239,6 +278,8 @@ async fn caseworkers_sign_on_through_the_provider_and_see_their_cases_only() {
     // Logout ends the session here and at the provider (which asks).
     c.goto(&format!("{base}/faelle")).await.unwrap();
     browser::click_and_load(&c, "form[action='/abmelden'] button").await;
+    wait_while_on(&c, &web, &["/abmelden", "/faelle"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     if browser::exists(&c, "button[value=yes]").await {
         browser::click_and_load(&c, "button[value=yes]").await;
     }
@@ -252,24 +293,53 @@ async fn caseworkers_sign_on_through_the_provider_and_see_their_cases_only() {
         browser::page_url(&c).await
     );
 
-    // An ID token for another audience, then an expired one: both signed
-    // with the provider's own key, refused by the claim checks.
+    // ID tokens for another audience, expired, with another nonce (each
+    // signed with the provider's own key, refused by the claim checks),
+    // signed by a foreign key under the provider's kid, and signed HS256
+    // with the client secret (which the provider offers, and only the
+    // allowed algorithms refuse).
     for (mode, detail) in [
         (
             "audience",
             "OIDC: ID-Token abgelehnt (falsche Zielgruppe (aud))",
         ),
         ("expired", "OIDC: ID-Token abgelehnt (abgelaufen (exp))"),
+        ("nonce", "OIDC: ID-Token abgelehnt (falsche Nonce)"),
+        (
+            "foreign-key",
+            "OIDC: ID-Token abgelehnt (Signatur ungültig)",
+        ),
+        ("hs256", "OIDC: ID-Token abgelehnt (Signatur ungültig)"),
     ] {
         assert_eq!(
             provider.hook(&format!("/__test/tamper?mode={mode}")).await["tamper"],
             mode
         );
         sign_on(&c, &web, "sb-nord").await;
+        eprintln!("tampered ID token: {mode}");
         assert_refused(&c, &web, "fehlgeschlagen").await;
-        assert_eq!(last_refusal(&store).await, detail);
+        assert_eq!(last_refusal(&store).await, detail, "{mode}");
     }
     browser::assert_accessible(&c, "login page after a refusal").await;
+
+    // An answer delivered to another browser than the one that started
+    // the login is refused there, and its state is then used up.
+    provider.hook("/__test/tamper?mode=intercept").await;
+    sign_on_at_provider(&c, &web, "sb-nord").await;
+    let held = provider.hook("/__test/last-callback").await["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(held, replay, "a new answer was held back");
+    let elsewhere = driver.session().await;
+    elsewhere.goto(&held).await.unwrap();
+    assert_refused(&elsewhere, &web, "fehlgeschlagen").await;
+    assert_eq!(
+        last_refusal(&store).await,
+        "OIDC: Antwort gehört zu einer Anmeldung in einem anderen Browser"
+    );
+    c.goto(&held).await.unwrap();
+    assert_refused(&c, &web, "fehlgeschlagen").await;
 
     // An account whose groups map to nothing gets no session.
     let stranger = driver.session().await;
@@ -281,7 +351,46 @@ async fn caseworkers_sign_on_through_the_provider_and_see_their_cases_only() {
     );
     assert!(store.user_by_name("fremd").await.unwrap().is_none());
 
-    for client in [c, fresh, stranger] {
+    // The provider's "admin" cannot become the local admin: refused,
+    // audited without the name, the local account unchanged.
+    support::workbench::add_user(
+        &env,
+        "admin",
+        "Sehr-geheim-2026",
+        &["--rolle", "administration"],
+    );
+    let impostor = driver.session().await;
+    sign_on(&impostor, &web, "admin").await;
+    assert_refused(&impostor, &web, "fehlgeschlagen").await;
+    let rows = store.audit_recent(None, 5).await.unwrap();
+    let refusal = rows
+        .iter()
+        .find(|r| r.action.as_str() == "login_failed")
+        .unwrap();
+    assert_eq!(
+        (refusal.actor.as_str(), refusal.detail.as_deref()),
+        ("-", Some("OIDC: Name gehört bereits einem anderen Konto"))
+    );
+    let admin = store.user_by_name("admin").await.unwrap().unwrap();
+    assert!(admin.password_hash().is_some(), "still the local account");
+
+    // Out of its group at the provider: the next sign-on is refused and the
+    // session it still had ends with it.
+    let working = driver.session().await;
+    sign_on(&working, &web, "sb-nord").await;
+    assert_eq!(wait_for_path(&working, &web, &["/faelle"]).await, "/faelle");
+    provider
+        .hook("/__test/groups?login=sb-nord&groups=jc-alle")
+        .await;
+    let again = driver.session().await;
+    sign_on(&again, &web, "sb-nord").await;
+    assert_refused(&again, &web, "nicht freigeschaltet").await;
+    let user = store.user_by_name("sb-nord").await.unwrap().unwrap();
+    assert!(user.roles.is_empty() && user.dienststellen.is_empty());
+    working.goto(&format!("{base}/faelle")).await.unwrap();
+    wait_for_path(&working, &web, &["/anmelden"]).await;
+
+    for client in [c, fresh, stranger, elsewhere, impostor, working, again] {
         client.close().await.unwrap();
     }
     drop(web);

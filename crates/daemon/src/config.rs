@@ -274,7 +274,8 @@ impl Settings {
         }
         if let Some(f) = &self.web.oidc.client_secret_file {
             let secret = read_secret(f).context("web.oidc.client_secret_file")?;
-            self.web.oidc.client_secret = Some(secret);
+            self.web.oidc.client_secret =
+                Some(allegro_web::workbench::oidc::ClientSecretText(secret));
         }
         let b = &mut self.broker;
         let s = &mut self.store;

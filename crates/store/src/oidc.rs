@@ -44,6 +44,29 @@ pub enum AccountRefused {
 }
 
 impl Store {
+    /// Takes every role and Dienststelle from the provider's account with
+    /// this subject (its groups no longer map) and ends its sessions.
+    pub async fn revoke_provider_account(
+        &self,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let name: Option<String> = dispatch!(self, Store, p => {
+            sqlx::query_scalar(
+                "UPDATE users SET roles = '', dienststellen = '', updated_at = $1 \
+                 WHERE oidc_subject = $2 RETURNING name",
+            )
+            .bind(now)
+            .bind(subject)
+            .fetch_optional(p)
+            .await?
+        });
+        if let Some(name) = name {
+            self.delete_sessions_of(&name).await?;
+        }
+        Ok(())
+    }
+
     /// Stores a login sent to the provider; logins older than
     /// [`LOGIN_VALID_FOR`] go at the same time.
     pub async fn start_oidc_login(
@@ -91,7 +114,9 @@ impl Store {
     }
 
     /// The provider's account with this subject, created on its first
-    /// login, with name, roles and Dienststellen as the claims say now.
+    /// login (its name then stays: the audit log's entries keep meaning the
+    /// same person, and a name given up at the provider cannot pass to
+    /// someone else), with roles and Dienststellen as the claims say now.
     pub async fn sign_in_provider_account(
         &self,
         account: &ProviderAccount<'_>,
@@ -103,7 +128,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO users (name, password_hash, roles, dienststellen, oidc_subject, \
                  created_at, updated_at) VALUES ($1, '', $2, $3, $4, $5, $5) \
-                 ON CONFLICT (oidc_subject) DO UPDATE SET name = excluded.name, \
+                 ON CONFLICT (oidc_subject) DO UPDATE SET \
                  roles = excluded.roles, dienststellen = excluded.dienststellen, \
                  updated_at = excluded.updated_at",
             )

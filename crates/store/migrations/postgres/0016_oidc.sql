@@ -2,10 +2,11 @@
 -- OpenID provider, and the logins under way. Keep in step with
 -- migrations/sqlite/0014_oidc.sql.
 --
--- oidc_subject is "<issuer> <sub>" of an account the provider signs in
--- (NULL for a local account with a password; such an account's
--- password_hash is empty and never matches). Its roles and Dienststellen are
--- set anew from the provider's claims at each login.
+-- oidc_subject is "<issuer> <sub>" of an account the provider signs in,
+-- NULL for a local account with a password. A provider's account has an
+-- empty password_hash, which never matches. Its name is the one of its first
+-- login; its roles and Dienststellen are set anew from the provider's claims
+-- at each login.
 ALTER TABLE users ADD COLUMN oidc_subject TEXT;
 CREATE UNIQUE INDEX users_oidc_subject ON users (oidc_subject);
 
@@ -19,3 +20,5 @@ CREATE TABLE oidc_logins (
     nonce         TEXT NOT NULL,
     created_at    TIMESTAMPTZ NOT NULL
 );
+-- Logins older than ten minutes go whenever a new one starts.
+CREATE INDEX oidc_logins_created ON oidc_logins (created_at);

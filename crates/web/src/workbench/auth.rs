@@ -417,7 +417,12 @@ async fn check_login(
     let window = Duration::minutes(LOCK_MINUTES);
     let (from_address, last) = store.address_failures(address).await?;
     let address_locked = from_address >= ADDRESS_LIMIT && last.is_some_and(|t| now - t < window);
-    let user = store.user_by_name(name).await?;
+    // A provider's account has no password here: its name is treated as
+    // one without an account (counted and locked by its hash, not on it).
+    let user = store
+        .user_by_name(name)
+        .await?
+        .filter(|u| u.password_hash().is_some());
     // A name without an account is counted and locked by its hash.
     let name_key = token_hash(name);
     let locked_until = match &user {
@@ -531,16 +536,21 @@ pub fn login_page_with_problem(
     resp
 }
 
-/// The page after a sign-on at the provider: it moves on to the start page
-/// at once (`<meta http-equiv="refresh">`, no script). The browser came
-/// from the provider's site, and a redirect would carry that cross-site
-/// navigation on, in which the `SameSite=Strict` session cookie is not
-/// sent; this page's own navigation is same-site.
+/// A page that moves the browser on at once (`<meta http-equiv="refresh">`,
+/// no script, with a link for a browser that does not). Used where a
+/// redirect would not do: after the sign-on the browser comes from the
+/// provider's site, and a redirect would carry that cross-site navigation on,
+/// in which the `SameSite=Strict` session cookie is not sent; and from a
+/// form on to the provider, where a redirect to another origin would be held
+/// to the CSP's `form-action 'self'` (a refresh is a navigation of its own).
 #[derive(Template, WebTemplate)]
-#[template(path = "signed_in.html")]
-pub struct SignedInPage {
+#[template(path = "forward.html")]
+pub struct ForwardPage {
     pub layout: Layout,
-    pub start: &'static str,
+    pub heading: &'static str,
+    pub text: &'static str,
+    pub link: &'static str,
+    pub target: String,
 }
 
 /// A new session for `user` (signed in `how`: `Passwort` or `OIDC`, the
@@ -579,9 +589,12 @@ pub async fn start_session(
         "/kennzahlen"
     };
     let mut resp = if how == "OIDC" {
-        SignedInPage {
+        ForwardPage {
             layout: Layout::anonymous(""),
-            start,
+            heading: "Angemeldet",
+            text: "Sie sind mit Ihrem Dienstkonto angemeldet.",
+            link: "Weiter zur Werkbank",
+            target: start.into(),
         }
         .into_response()
     } else {
@@ -616,7 +629,17 @@ pub async fn logout(
         (allegro_store::users::SignIn::Provider(_), Some(p)) => p.end_session_url().await,
         _ => None,
     };
-    let mut resp = Redirect::to(provider_logout.as_deref().unwrap_or("/anmelden")).into_response();
+    let mut resp = match provider_logout {
+        Some(target) => ForwardPage {
+            layout: Layout::anonymous(""),
+            heading: "Abgemeldet",
+            text: "Sie sind von der Werkbank abgemeldet; nun meldet Sie auch der Anmeldedienst ab.",
+            link: "Weiter zum Anmeldedienst",
+            target,
+        }
+        .into_response(),
+        None => Redirect::to("/anmelden").into_response(),
+    };
     resp.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&state.config, SESSION_COOKIE, "", Some(0)),

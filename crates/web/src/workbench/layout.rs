@@ -195,30 +195,15 @@ pub const CSP: &str =
     "default-src 'none'; style-src 'self'; img-src 'self' data:; font-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// [`CSP`], with sign-on also letting forms go on to the OpenID provider
-/// at `provider_origin` (the login button's and the logout's redirects: a
-/// browser holds a form's redirects to `form-action` as well).
-pub fn csp(provider_origin: Option<&str>) -> HeaderValue {
-    let policy = match provider_origin {
-        Some(origin) => CSP.replace(
-            "form-action 'self'",
-            &format!("form-action 'self' {origin}"),
-        ),
-        None => CSP.to_string(),
-    };
-    HeaderValue::from_str(&policy).expect("an origin is header-safe")
-}
-
-/// Middleware: security headers on every response (the policy of [`csp`]);
-/// pages are not cached.
-pub async fn security_headers(csp: HeaderValue, req: Request, next: Next) -> Response {
+/// Middleware: security headers on every response; pages are not cached.
+pub async fn security_headers(req: Request, next: Next) -> Response {
     let is_static = req.uri().path().starts_with("/static/");
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
     };
-    h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::REFERRER_POLICY, "no-referrer");
     set(h, header::X_FRAME_OPTIONS, "DENY");

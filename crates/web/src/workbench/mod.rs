@@ -128,14 +128,11 @@ pub fn router(state: WorkbenchState) -> Router {
         .layer(middleware::from_fn(layout::german_rejections))
         .layer(middleware::from_fn(csrf::guard));
     let https = state.config.secure_cookies;
-    let csp = layout::csp(state.oidc.as_ref().and_then(|p| p.origin()).as_deref());
     Router::new()
         .merge(private)
         .merge(public)
         .nest("/static", layout::static_files(&state.config))
-        .layer(middleware::from_fn(move |req, next| {
-            layout::security_headers(csp.clone(), req, next)
-        }))
+        .layer(middleware::from_fn(layout::security_headers))
         .layer(middleware::map_response(move |r| {
             layout::strict_transport(r, https)
         }))

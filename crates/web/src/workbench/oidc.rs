@@ -23,16 +23,16 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::Utc;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm};
 use openidconnect::url;
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndSessionUrl,
     EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LogoutRequest, Nonce,
     PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
-    RedirectUrl, Scope, TokenResponse as _,
+    RedirectUrl, Scope, SignatureVerificationError, TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -51,6 +51,22 @@ pub const CALLBACK_PATH: &str = "/anmelden/oidc/rueckkehr";
 pub const BROWSER_COOKIE: &str = "bridge_oidc";
 /// How long the provider's discovery document and keys are kept.
 const METADATA_TTL: Duration = Duration::from_secs(600);
+/// How soon after a fetch an unknown signing key may fetch the keys again.
+const FORCED_REFRESH_AFTER: Duration = Duration::from_secs(30);
+/// The signature algorithms an ID token may use: asymmetric only, so only
+/// the provider's keys (its JWKS) can sign one, never the client secret.
+const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 10] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EcdsaP521Sha512,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
 
 /// `[web.oidc]`: sign-on through the jobcenter's OpenID provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +82,7 @@ pub struct OidcConfig {
     pub client_secret_file: Option<std::path::PathBuf>,
     /// The secret read from `client_secret_file` at start (never printed).
     #[serde(skip)]
-    pub client_secret: Option<String>,
+    pub client_secret: Option<ClientSecretText>,
     /// The workbench's address as the browser sees it, ending in
     /// `/anmelden/oidc/rueckkehr` (registered at the provider).
     pub redirect_url: String,
@@ -101,6 +117,17 @@ impl Default for OidcConfig {
             groups: vec![],
             timeout_secs: 10,
         }
+    }
+}
+
+/// The client secret: compared and cloned like a string, never shown
+/// (`Debug` prints `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecretText(pub String);
+
+impl std::fmt::Debug for ClientSecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
     }
 }
 
@@ -139,9 +166,10 @@ impl OidcConfig {
             problems.push("web.oidc.client_id is empty".into());
         }
         match url::Url::parse(&self.redirect_url) {
-            Ok(u) if u.path() == CALLBACK_PATH => {}
+            Ok(u) if u.path() == CALLBACK_PATH && (u.scheme() == "https" || is_loopback(&u)) => {}
             _ => problems.push(format!(
-                "web.oidc.redirect_url `{}` must be the workbench's absolute URL ending in {CALLBACK_PATH}",
+                "web.oidc.redirect_url `{}` must be the workbench's absolute https:// URL \
+                 (http only on a loopback address) ending in {CALLBACK_PATH}",
                 self.redirect_url
             )),
         }
@@ -253,13 +281,18 @@ impl<'c> openidconnect::AsyncHttpClient<'c> for Http {
     }
 }
 
+/// The provider's metadata and keys as last fetched.
+type Metadata = Arc<ProviderMetadataWithLogout>;
+
 /// The provider at runtime: its settings, an HTTP client and its metadata
 /// (discovered on first use and again after [`METADATA_TTL`] or when a
-/// token's key is unknown).
+/// token's key is unknown). No lock is held while the provider is asked;
+/// one fetch runs at a time, and when it fails the last copy serves on.
 pub struct Provider {
     cfg: OidcConfig,
     http: Http,
-    metadata: tokio::sync::Mutex<Option<(Instant, ProviderMetadataWithLogout)>>,
+    cached: std::sync::RwLock<Option<(Instant, Metadata)>>,
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl Provider {
@@ -279,40 +312,62 @@ impl Provider {
         Ok(Some(Arc::new(Provider {
             cfg: cfg.clone(),
             http: Http(http),
-            metadata: tokio::sync::Mutex::new(None),
+            cached: std::sync::RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(()),
         })))
     }
 
-    /// The issuer's origin (`https://idp.example`), where the login and
-    /// logout forms' redirects go.
-    pub fn origin(&self) -> Option<String> {
-        let u = url::Url::parse(&self.cfg.issuer).ok()?;
-        Some(u.origin().ascii_serialization())
+    fn cached(&self) -> Option<(Instant, Metadata)> {
+        self.cached.read().ok().and_then(|c| c.clone())
     }
 
-    /// The provider's metadata and keys (fetched anew when `fresh`).
-    async fn metadata(&self, fresh: bool) -> Result<ProviderMetadataWithLogout, String> {
-        let mut cached = self.metadata.lock().await;
-        if let Some((at, md)) = cached.as_ref() {
-            if !fresh && at.elapsed() < METADATA_TTL {
-                return Ok(md.clone());
-            }
+    /// The provider's metadata and keys: the copy at hand while it is
+    /// younger than [`METADATA_TTL`] (or, when `fresh` is asked for because
+    /// a key was unknown, younger than [`FORCED_REFRESH_AFTER`]), else
+    /// fetched anew; when that fails, the last copy if there is one.
+    async fn metadata(&self, fresh: bool) -> Result<Metadata, String> {
+        let max_age = if fresh {
+            FORCED_REFRESH_AFTER
+        } else {
+            METADATA_TTL
+        };
+        let asked = Instant::now();
+        if let Some((_, md)) = self.cached().filter(|(at, _)| at.elapsed() < max_age) {
+            return Ok(md);
+        }
+        let _one = self.fetching.lock().await;
+        // Fetched by another request while this one waited.
+        if let Some((_, md)) = self.cached().filter(|(at, _)| *at >= asked) {
+            return Ok(md);
         }
         let issuer = IssuerUrl::new(self.cfg.issuer.clone()).map_err(|e| e.to_string())?;
-        let md = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
-            .await
-            .map_err(|e| format!("discovery failed: {e}"))?;
-        *cached = Some((Instant::now(), md.clone()));
-        Ok(md)
+        match ProviderMetadataWithLogout::discover_async(issuer, &self.http).await {
+            Ok(md) => {
+                let md = Arc::new(md);
+                if let Ok(mut c) = self.cached.write() {
+                    *c = Some((Instant::now(), Arc::clone(&md)));
+                }
+                Ok(md)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the OpenID provider's metadata could not be fetched");
+                self.cached()
+                    .map(|(_, md)| md)
+                    .ok_or_else(|| "Anbieter nicht erreichbar".to_string())
+            }
+        }
     }
 
-    fn client(&self, md: ProviderMetadataWithLogout) -> Result<Client, String> {
+    fn client(&self, md: Metadata) -> Result<Client, String> {
         let redirect =
             RedirectUrl::new(self.cfg.redirect_url.clone()).map_err(|e| e.to_string())?;
         Ok(CoreClient::from_provider_metadata(
-            md,
+            md.as_ref().clone(),
             ClientId::new(self.cfg.client_id.clone()),
-            self.cfg.client_secret.clone().map(ClientSecret::new),
+            self.cfg
+                .client_secret
+                .clone()
+                .map(|s| ClientSecret::new(s.0)),
         )
         .set_redirect_uri(redirect))
     }
@@ -400,7 +455,7 @@ pub async fn start(State(state): State<WorkbenchState>) -> Result<Response, WebE
     {
         Ok(c) => c,
         Err(e) => {
-            let refused = Refused::unavailable(format!("OIDC: Anbieter nicht erreichbar ({e})"));
+            let refused = Refused::unavailable(format!("OIDC: {e}"));
             return refuse(&state, refused).await;
         }
     };
@@ -427,7 +482,14 @@ pub async fn start(State(state): State<WorkbenchState>) -> Result<Response, WebE
         .store
         .start_oidc_login(&token_hash(csrf_state.secret()), &login)
         .await?;
-    let mut resp = Redirect::to(url.as_str()).into_response();
+    let mut resp = auth::ForwardPage {
+        layout: super::layout::Layout::anonymous(""),
+        heading: "Weiter zum Anmeldedienst",
+        text: "Sie werden zum Anmeldedienst Ihres Jobcenters weitergeleitet.",
+        link: "Weiter zum Anmeldedienst",
+        target: url.to_string(),
+    }
+    .into_response();
     let max_age = LOGIN_VALID_FOR.num_seconds();
     resp.headers_mut().append(
         header::SET_COOKIE,
@@ -547,42 +609,75 @@ async fn redeem(provider: &Provider, code: String, login: PendingLogin) -> Resul
         .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier))
         .request_async(&provider.http)
         .await
-        .map_err(|e| Refused::new(format!("OIDC: Code nicht eingelöst ({})", short(&e))))?;
+        .map_err(redeem_refusal)?;
     let id_token = token
         .id_token()
         .ok_or_else(|| Refused::new("OIDC: Antwort ohne ID-Token"))?;
     let nonce = Nonce::new(login.nonce);
-    let verified = id_token
-        .claims(&client.id_token_verifier(), &nonce)
-        .map(|_| ());
+    let verified = id_token.claims(&verifier(&client), &nonce).map(|_| ());
     let verified = match verified {
         // The provider may have turned to a new key: read its keys again once.
-        Err(ClaimsVerificationError::SignatureVerification(_)) => {
+        Err(ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey,
+        )) => {
             let client = provider
                 .metadata(true)
                 .await
                 .and_then(|md| provider.client(md))
                 .map_err(unavailable)?;
-            let verifier = client.id_token_verifier();
+            let verifier = verifier(&client);
             let checked = id_token.claims(&verifier, &nonce).map(|_| ());
             checked
         }
         other => other,
     };
     verified.map_err(|e| Refused::new(format!("OIDC: ID-Token abgelehnt ({})", rejection(&e))))?;
-    payload(&id_token.to_string()).ok_or_else(|| Refused::new("OIDC: ID-Token nicht lesbar"))
+    let claims = payload(&id_token.to_string())
+        .ok_or_else(|| Refused::new("OIDC: ID-Token nicht lesbar"))?;
+    // Issued to another client on this one's behalf (openidconnect leaves
+    // `azp` unchecked).
+    match claims.get("azp").and_then(Value::as_str) {
+        Some(azp) if azp != provider.cfg.client_id => Err(Refused::new(
+            "OIDC: ID-Token abgelehnt (anderer berechtigter Client (azp))",
+        )),
+        _ => Ok(claims),
+    }
 }
 
-/// The error and its causes, shortened (for the audit's detail).
-fn short(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
+/// The ID token checks: `openidconnect`'s (signature against the
+/// provider's keys, issuer, audience, nonce, expiry) with asymmetric
+/// algorithms only.
+fn verifier(client: &Client) -> openidconnect::core::CoreIdTokenVerifier<'_> {
+    client.id_token_verifier().set_allowed_algs(ALLOWED_ALGS)
+}
+
+/// Why the code was not redeemed, for the audit: the provider's error code
+/// (`invalid_grant`), never its description (which may name the user) nor
+/// anything it sent back. Not reaching it is a 503.
+fn redeem_refusal<RE: std::error::Error + 'static>(
+    e: openidconnect::RequestTokenError<
+        RE,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
+) -> Refused {
+    use openidconnect::RequestTokenError as E;
+    match e {
+        E::ServerResponse(r) => {
+            let code: String = r
+                .error()
+                .as_ref()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(40)
+                .collect();
+            Refused::new(format!("OIDC: Code nicht eingelöst ({code})"))
+        }
+        E::Request(_) => {
+            Refused::unavailable("OIDC: Anbieter bei der Code-Einlösung nicht erreichbar")
+        }
+        E::Parse(..) => Refused::new("OIDC: Code nicht eingelöst (Antwort nicht lesbar)"),
+        E::Other(_) => Refused::new("OIDC: Code nicht eingelöst (unerwartete Antwort)"),
     }
-    text.chars().take(300).collect()
 }
 
 /// Which check an ID token failed, in German for the audit log.
@@ -625,6 +720,17 @@ fn strings(v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// Whether a name from the provider may become an account's name: 1 to 64
+/// ASCII letters, digits and `.`, `_`, `-`, `@` (a UPN), so that no
+/// look-alike, blank or control character passes for another account in
+/// the audit log.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_@".contains(&b))
+}
+
 /// The account the verified claims name, with roles and Dienststellen
 /// from its groups.
 async fn account(
@@ -645,13 +751,22 @@ async fn account(
             cfg.name_claim
         ))));
     };
+    if !valid_name(name) {
+        return Ok(Err(Refused::new("OIDC: Name im ID-Token nicht zulässig")));
+    }
+    let subject = format!("{iss} {sub}");
     let (roles, dienststellen) = cfg.grants(&strings(claim(claims, &cfg.groups_claim)));
     if roles.is_empty() {
+        // Out of every group that maps: whatever the account had goes, with
+        // its sessions.
+        state
+            .store
+            .revoke_provider_account(&subject, Utc::now())
+            .await?;
         return Ok(Err(
             Refused::new("OIDC: keine Gruppe für die Werkbank").by(name)
         ));
     }
-    let subject = format!("{iss} {sub}");
     let account = ProviderAccount {
         subject: &subject,
         name,
@@ -666,9 +781,10 @@ async fn account(
         {
             Ok(user) if user.disabled => Err(Refused::new("OIDC: Konto deaktiviert").by(name)),
             Ok(user) => Ok(user),
-            Err(AccountRefused::NameTaken) => {
-                Err(Refused::new("OIDC: Name gehört bereits einem anderen Konto").by(name))
-            }
+            // Audited without a name: the name is the other account's.
+            Err(AccountRefused::NameTaken) => Err(Refused::new(
+                "OIDC: Name gehört bereits einem anderen Konto",
+            )),
         },
     )
 }
@@ -753,6 +869,35 @@ mod tests {
         assert_eq!(strings(claim(&claims, "role")), ["einzeln"]);
         assert_eq!(strings(claim(&claims, "realm_access.roles")), ["sb-nord"]);
         assert!(strings(claim(&claims, "fehlt.ganz")).is_empty());
+    }
+
+    #[test]
+    fn names_from_the_provider_are_plain_ascii() {
+        for ok in ["sb-nord", "anna.meier@jc.example", "u_1"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        let long = "a".repeat(65);
+        for bad in [
+            "",
+            "admin ",
+            "\u{0430}dmin",
+            "an\tna",
+            "m\u{fc}ller",
+            long.as_str(),
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_client_secret_is_not_shown() {
+        let mut cfg = config();
+        cfg.client_secret = Some(ClientSecretText("geheim-123".into()));
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("geheim-123") && shown.contains("***"),
+            "{shown}"
+        );
     }
 
     #[test]

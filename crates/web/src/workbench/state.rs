@@ -73,6 +73,14 @@ impl WebConfig {
             );
         }
         problems.extend(self.oidc.validate());
+        if self.oidc.enabled
+            && self.oidc.redirect_url.starts_with("https://")
+            && !self.secure_cookies
+        {
+            problems.push(
+                "web.secure_cookies must be true when web.oidc.redirect_url is https://".into(),
+            );
+        }
         problems
     }
 }
