@@ -511,17 +511,34 @@ mod tests {
         ] {
             *f = Some("x".into());
         }
+        all.web.oidc.client_secret_file = Some("x".into());
         let defaults: toml::Table = toml::from_str(&toml::to_string(&all).unwrap()).unwrap();
         for (section, keys) in defaults {
-            assert!(text.contains(&format!("[{section}]")), "section {section}");
-            for key in keys.as_table().unwrap().keys() {
-                assert!(
-                    text.contains(&format!("\n{key} = "))
-                        || text.contains(&format!("# {key} = "))
-                        || text.contains(&format!("[[{section}.{key}]]")),
-                    "{section}.{key} is not documented in {name}"
-                );
+            assert_section_documented(text, name, &section, keys.as_table().unwrap());
+        }
+    }
+
+    /// One section's keys, and those of the tables nested in it
+    /// (`[web.oidc]`), appear in `text` within that section (from its
+    /// header to the next one).
+    fn assert_section_documented(text: &str, name: &str, section: &str, keys: &toml::Table) {
+        let header = format!("\n[{section}]\n");
+        let start = text
+            .find(&header)
+            .unwrap_or_else(|| panic!("section [{section}] missing in {name}"));
+        let body = &text[start + header.len() - 1..];
+        let body = &body[..body.find("\n[").unwrap_or(body.len())];
+        for (key, value) in keys {
+            if let Some(table) = value.as_table() {
+                assert_section_documented(text, name, &format!("{section}.{key}"), table);
+                continue;
             }
+            assert!(
+                body.contains(&format!("\n{key} = "))
+                    || body.contains(&format!("# {key} = "))
+                    || body.contains(&format!("[[{section}.{key}]]")),
+                "{section}.{key} is not documented in section [{section}] of {name}"
+            );
         }
     }
 
