@@ -181,6 +181,12 @@ async fn wait_for_path(c: &Client, web: &Web, paths: &[&str]) -> String {
     }
 }
 
+/// The SHA-256 of the browser's session cookie, as the store keys it.
+async fn session_hash(c: &Client) -> String {
+    let cookie = c.get_named_cookie("bridge_session").await.unwrap();
+    allegro_web::workbench::auth::token_hash(cookie.value())
+}
+
 /// The newest login refusal's detail in the audit log.
 async fn last_refusal(store: &Store) -> String {
     let rows: Vec<AuditRow> = store.audit_recent(None, 20).await.unwrap();
@@ -379,6 +385,15 @@ async fn sign_on_flow(db: Db) {
     let working = driver.session().await;
     sign_on(&working, &web, "sb-nord").await;
     assert_eq!(wait_for_path(&working, &web, &["/faelle"]).await, "/faelle");
+    // Signing on again ends the session the browser had: one login, one session.
+    let first = session_hash(&working).await;
+    sign_on(&working, &web, "sb-nord").await;
+    assert_eq!(wait_for_path(&working, &web, &["/faelle"]).await, "/faelle");
+    assert!(
+        store.session(&first).await.unwrap().is_none(),
+        "the old session ended"
+    );
+    assert_ne!(session_hash(&working).await, first);
     provider
         .hook("/__test/groups?login=sb-nord&groups=jc-alle")
         .await;

@@ -443,11 +443,19 @@ fn browser_cookie(cfg: &super::WebConfig, value: &str, max_age: i64) -> HeaderVa
     HeaderValue::from_str(&c).expect("cookie values are hex")
 }
 
-/// POST /anmelden/oidc: on to the provider.
-pub async fn start(State(state): State<WorkbenchState>) -> Result<Response, WebError> {
+/// POST /anmelden/oidc: on to the provider. A session this browser still
+/// holds ends here (one login, one session): its `SameSite=Strict` cookie
+/// comes with this same-site form, not with the provider's answer.
+pub async fn start(
+    State(state): State<WorkbenchState>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
     let Some(provider) = state.oidc.clone() else {
         return Ok(super::layout::not_found(None));
     };
+    if let Some(old) = cookie(&headers, auth::SESSION_COOKIE) {
+        state.store.delete_session(&token_hash(old)).await?;
+    }
     let client = match provider
         .metadata(false)
         .await
@@ -518,12 +526,9 @@ pub async fn callback(
     };
     let checked = check_answer(&state, &provider, &headers, answer).await?;
     let mut resp = match checked {
-        Ok(user) => {
-            if let Some(old) = cookie(&headers, auth::SESSION_COOKIE) {
-                state.store.delete_session(&token_hash(old)).await?;
-            }
-            auth::start_session(&state, &user, "OIDC").await?
-        }
+        // (A session the browser held ended at the start: its Strict
+        // cookie does not come with the provider's cross-site answer.)
+        Ok(user) => auth::start_session(&state, &user, "OIDC").await?,
         Err(refused) => refuse(&state, refused).await?,
     };
     resp.headers_mut()
