@@ -20,7 +20,8 @@
 //        intercept the next redirect to REDIRECT_URI is not sent: kept for
 //                  /__test/last-callback, the browser gets a plain page;
 //   GET /__test/last-callback  the last redirect to REDIRECT_URI (code and
-//        state), for the replay tests;
+//        state), for the replay tests, and whether the last logout came
+//        with an id_token_hint;
 //   GET /__test/groups?login=L&groups=a,b  sets an account's groups.
 // Prints "listening" on stdout once it serves.
 
@@ -80,6 +81,7 @@ const provider = new Provider(issuer, {
 
 let tamper = null;
 let lastCallback = null;
+let logoutHint = false;
 
 provider.use(async (ctx, next) => {
   if (ctx.path === '/__test/tamper') {
@@ -88,8 +90,11 @@ provider.use(async (ctx, next) => {
     return;
   }
   if (ctx.path === '/__test/last-callback') {
-    ctx.body = { url: lastCallback };
+    ctx.body = { url: lastCallback, logout_hint: logoutHint };
     return;
+  }
+  if (ctx.path === '/session/end' && ctx.method === 'GET') {
+    logoutHint = Boolean(ctx.query.id_token_hint);
   }
   if (ctx.path === '/__test/groups') {
     const groups = String(ctx.query.groups || '');

@@ -290,6 +290,11 @@ async fn sign_on_flow(db: Db) {
         browser::click_and_load(&c, "button[value=yes]").await;
     }
     wait_for_path(&c, &web, &["/anmelden"]).await;
+    assert_eq!(
+        provider.hook("/__test/last-callback").await["logout_hint"],
+        true,
+        "the logout names the ID token (id_token_hint)"
+    );
     c.goto(&format!("{base}/faelle")).await.unwrap();
     wait_for_path(&c, &web, &["/anmelden"]).await;
     browser::click_and_load(&c, "#dienstkonto").await;

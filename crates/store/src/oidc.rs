@@ -67,6 +67,34 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps the ID token a session's sign-on brought (the logout's
+    /// `id_token_hint`; it goes with the session).
+    pub async fn set_session_id_token(
+        &self,
+        token_hash: &str,
+        id_token: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, Store, p => {
+            sqlx::query("UPDATE sessions SET id_token = $1 WHERE token_hash = $2")
+                .bind(id_token)
+                .bind(token_hash)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The ID token of the session with this hash, if it was a sign-on.
+    pub async fn session_id_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        let token: Option<Option<String>> = dispatch!(self, Store, p => {
+            sqlx::query_scalar("SELECT id_token FROM sessions WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(token.flatten())
+    }
+
     /// Stores a login sent to the provider; logins older than
     /// [`LOGIN_VALID_FOR`] go at the same time.
     pub async fn start_oidc_login(

@@ -22,3 +22,7 @@ CREATE TABLE oidc_logins (
 );
 -- Logins older than ten minutes go whenever a new one starts.
 CREATE INDEX oidc_logins_created ON oidc_logins (created_at);
+
+-- The ID token of a session's sign-on, sent back to the provider as the
+-- logout's id_token_hint; deleted with its session.
+ALTER TABLE sessions ADD COLUMN id_token TEXT;

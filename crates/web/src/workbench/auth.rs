@@ -346,7 +346,7 @@ pub async fn login(
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
                 state.store.delete_session(&token_hash(old)).await?;
             }
-            start_session(&state, &user, "Passwort").await?
+            start_session(&state, &user, SignedIn::Password).await?
         }
         // A wrong name or password is an error of the form: in the error
         // summary, linked to the password field and beside it (which of the
@@ -553,12 +553,32 @@ pub struct ForwardPage {
     pub target: String,
 }
 
-/// A new session for `user` (signed in `how`: `Passwort` or `OIDC`, the
-/// audit's detail): cookie set, audited, on to the case list.
+/// How a session's user signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignedIn {
+    /// With name and password (a local account).
+    Password,
+    /// Through the OpenID provider, with the ID token it issued (kept with
+    /// the session as the logout's `id_token_hint`).
+    Provider { id_token: String },
+}
+
+impl SignedIn {
+    /// The login's detail in the audit log.
+    fn audit_detail(&self) -> &'static str {
+        match self {
+            SignedIn::Password => "Passwort",
+            SignedIn::Provider { .. } => "OIDC",
+        }
+    }
+}
+
+/// A new session for `user`, signed in `how`: cookie set, audited, on to
+/// the case list.
 pub async fn start_session(
     state: &WorkbenchState,
     user: &User,
-    how: &str,
+    how: SignedIn,
 ) -> Result<Response, WebError> {
     let token = random_token();
     let hash = token_hash(&token);
@@ -575,9 +595,12 @@ pub async fn start_session(
     store
         .create_session(&hash, user.id, &random_token(), now)
         .await?;
+    if let SignedIn::Provider { id_token } = &how {
+        store.set_session_id_token(&hash, id_token).await?;
+    }
     store
         .audit(
-            &NewAudit::new(&user.name, Action::Login, None).detail(how),
+            &NewAudit::new(&user.name, Action::Login, None).detail(how.audit_detail()),
             now,
         )
         .await?;
@@ -588,7 +611,7 @@ pub async fn start_session(
     } else {
         "/kennzahlen"
     };
-    let mut resp = if how == "OIDC" {
+    let mut resp = if matches!(how, SignedIn::Provider { .. }) {
         ForwardPage {
             layout: Layout::anonymous(""),
             heading: "Angemeldet",
@@ -620,13 +643,22 @@ pub async fn logout(
     caller: Caller,
 ) -> Result<Response, WebError> {
     let now = Utc::now();
+    // The ID token of a sign-on, read before its session goes.
+    let hint = match &caller.user.sign_in {
+        allegro_store::users::SignIn::Provider(_) => {
+            state.store.session_id_token(&caller.token_hash).await?
+        }
+        allegro_store::users::SignIn::Password(_) => None,
+    };
     state.store.delete_session(&caller.token_hash).await?;
     state
         .store
         .audit(&NewAudit::new(&caller.user.name, Action::Logout, None), now)
         .await?;
     let provider_logout = match (&caller.user.sign_in, &state.oidc) {
-        (allegro_store::users::SignIn::Provider(_), Some(p)) => p.end_session_url().await,
+        (allegro_store::users::SignIn::Provider(_), Some(p)) => {
+            p.end_session_url(hint.as_deref()).await
+        }
         _ => None,
     };
     let mut resp = match provider_logout {

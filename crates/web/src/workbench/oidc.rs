@@ -26,7 +26,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::Utc;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJwsSigningAlgorithm,
+};
 use openidconnect::url;
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndSessionUrl,
@@ -36,6 +38,7 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::str::FromStr as _;
 
 use allegro_store::audit::{Action, NewAudit};
 use allegro_store::oidc::{AccountRefused, PendingLogin, ProviderAccount, LOGIN_VALID_FOR};
@@ -374,11 +377,16 @@ impl Provider {
 
     /// Where to send the browser after the local logout, if the provider
     /// has an end-session endpoint.
-    pub async fn end_session_url(&self) -> Option<String> {
+    pub async fn end_session_url(&self, id_token_hint: Option<&str>) -> Option<String> {
         let md = self.metadata(false).await.ok()?;
         let endpoint: EndSessionUrl = md.additional_metadata().end_session_endpoint.clone()?;
         let mut req =
             LogoutRequest::from(endpoint).set_client_id(ClientId::new(self.cfg.client_id.clone()));
+        // ADFS and Keycloak want the ID token they issued to log out
+        // without asking (and to go back to the post-logout address).
+        if let Some(hint) = id_token_hint.and_then(|t| CoreIdToken::from_str(t).ok()) {
+            req = req.set_id_token_hint(&hint);
+        }
         if let Some(back) = self
             .cfg
             .post_logout_url()
@@ -528,7 +536,9 @@ pub async fn callback(
     let mut resp = match checked {
         // (A session the browser held ended at the start: its Strict
         // cookie does not come with the provider's cross-site answer.)
-        Ok(user) => auth::start_session(&state, &user, "OIDC").await?,
+        Ok((user, id_token)) => {
+            auth::start_session(&state, &user, auth::SignedIn::Provider { id_token }).await?
+        }
         Err(refused) => refuse(&state, refused).await?,
     };
     resp.headers_mut()
@@ -554,13 +564,14 @@ async fn refuse(state: &WorkbenchState, refused: Refused) -> Result<Response, We
     ))
 }
 
-/// Every check of the provider's answer, in order; the account to sign in.
+/// Every check of the provider's answer, in order; the account to sign in
+/// and the ID token that names it.
 async fn check_answer(
     state: &WorkbenchState,
     provider: &Provider,
     headers: &HeaderMap,
     answer: Callback,
-) -> Result<Result<User, Refused>, WebError> {
+) -> Result<Result<(User, String), Refused>, WebError> {
     let Some(csrf_state) = answer.state else {
         return Ok(Err(Refused::new("OIDC: Antwort ohne state")));
     };
@@ -593,15 +604,27 @@ async fn check_answer(
     let Some(code) = answer.code else {
         return Ok(Err(Refused::new("OIDC: Antwort ohne Code")));
     };
-    let claims = match redeem(provider, code, login).await {
-        Ok(claims) => claims,
+    let verified = match redeem(provider, code, login).await {
+        Ok(verified) => verified,
         Err(refused) => return Ok(Err(refused)),
     };
-    account(state, provider, &claims).await
+    let user = account(state, provider, &verified.claims).await?;
+    Ok(user.map(|u| (u, verified.id_token)))
 }
 
-/// Redeems the code and checks the ID token; its verified claims.
-async fn redeem(provider: &Provider, code: String, login: PendingLogin) -> Result<Value, Refused> {
+/// An ID token that passed every check: its claims and itself (kept with
+/// the session for the logout).
+struct Verified {
+    claims: Value,
+    id_token: String,
+}
+
+/// Redeems the code and checks the ID token.
+async fn redeem(
+    provider: &Provider,
+    code: String,
+    login: PendingLogin,
+) -> Result<Verified, Refused> {
     let unavailable = |e: String| Refused::unavailable(format!("OIDC: {e}"));
     let client = provider
         .metadata(false)
@@ -645,7 +668,10 @@ async fn redeem(provider: &Provider, code: String, login: PendingLogin) -> Resul
         Some(azp) if azp != provider.cfg.client_id => Err(Refused::new(
             "OIDC: ID-Token abgelehnt (anderer berechtigter Client (azp))",
         )),
-        _ => Ok(claims),
+        _ => Ok(Verified {
+            claims,
+            id_token: id_token.to_string(),
+        }),
     }
 }
 
