@@ -126,6 +126,13 @@ struct Sent {
     tags: Value,
 }
 
+/// Each of `lines` is a whole line of the daemon's `/metrics` text.
+fn assert_metric_lines(metrics: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(metrics.lines().any(|l| l == *line), "{line} in\n{metrics}");
+    }
+}
+
 fn sha512(b: &[u8]) -> String {
     hex::encode(Sha512::digest(b))
 }
@@ -353,19 +360,14 @@ async fn submissions_are_taken_checked_and_answered() {
     let mut daemon = w.env.spawn_daemon();
     let posted = posted_for(&w, 7, Duration::from_secs(60)).await;
     let metrics = support::http_get(w.metrics, "/metrics").await;
-    for line in [
-        "allegro_bridge_fitconnect_submissions_total{answer=\"accept\"} 2",
-        "allegro_bridge_fitconnect_submissions_total{answer=\"reject\"} 5",
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
-    }
-    daemon.sigterm();
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        daemon.log_text()
+    assert_metric_lines(
+        &metrics,
+        &[
+            "allegro_bridge_fitconnect_submissions_total{answer=\"accept\"} 2",
+            "allegro_bridge_fitconnect_submissions_total{answer=\"reject\"} 5",
+        ],
     );
+    daemon.stop();
 
     assert_accepted(&posted, &valid);
     assert_accepted(&posted, &faulty);
@@ -505,13 +507,7 @@ async fn an_outage_of_the_zustelldienst_loses_nothing_and_answers_once() {
     let posted = posted_for(&w, 2, Duration::from_secs(60)).await;
     // A few more rounds: nothing is sent again.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    daemon.sigterm();
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop();
     assert_accepted(&posted, &first);
     assert_accepted(&posted, &second);
     assert_eq!(w.zd.events_posted().len(), 2);
@@ -558,13 +554,7 @@ async fn an_answer_made_before_a_kill_is_sent_once_after_the_restart() {
     let mut daemon = w.env.spawn_daemon();
     let posted = posted_for(&w, 1, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    daemon.sigterm();
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop();
     assert_accepted(&posted, &sent);
     assert_eq!(event_posts(&w.zd), 1);
     assert_eq!(
@@ -629,13 +619,7 @@ async fn a_nachreichung_through_fit_connect_marks_the_document_received() {
         },
     );
     let posted = posted_for(&w, 2, Duration::from_secs(60)).await;
-    daemon.sigterm();
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop();
     assert_accepted(&posted, &application);
     assert_accepted(&posted, &handed_in);
 
@@ -685,13 +669,7 @@ async fn an_answer_whose_response_was_lost_is_found_in_the_event_log() {
         .await;
     // A few more rounds: nothing is sent again.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    daemon.sigterm();
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop();
     let posted = w.zd.events_posted();
     assert_accepted(&posted, &sent);
     let answer = event_of(&posted, &sent).compact;
@@ -760,13 +738,7 @@ async fn a_conflicting_body_under_a_known_antrag_id_is_rejected() {
     assert_ne!(second.body_sha256, first.body_sha256);
     let posted = posted_for(&w, 2, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    daemon.sigterm();
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop();
     assert_accepted(&posted, &first);
     assert_rejected(&posted, &second, "schema-violation", "data");
     let detail = event_of(&posted, &second).claims["events"][REJECT_SUBMISSION]["problems"][0]
@@ -829,13 +801,7 @@ async fn a_submission_never_taken_shows_in_the_oldest_unanswered_age() {
             || async { age().await.is_some_and(|a| a >= 3) },
         )
         .await;
-    daemon.sigterm();
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop();
     assert_eq!(w.zd.is_waiting(stuck.submission), Some(true));
     assert_eq!(w.zd.is_waiting(taken.submission), Some(false));
     assert_eq!(w.zd.events_posted().len(), 1);
@@ -925,20 +891,15 @@ async fn a_signed_callback_starts_a_round_at_once() {
     // stored, without listing the Zustelldienst again.
     assert_eq!(pickups(), 2);
     let metrics = support::http_get(w.metrics, "/metrics").await;
-    for line in [
-        "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"signature\"} 1",
-        "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"stale\"} 1",
-        "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"malformed\"} 1",
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
-    }
-    daemon.sigterm();
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        daemon.log_text()
+    assert_metric_lines(
+        &metrics,
+        &[
+            "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"signature\"} 1",
+            "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"stale\"} 1",
+            "allegro_bridge_fitconnect_callbacks_refused_total{reason=\"malformed\"} 1",
+        ],
     );
+    daemon.stop();
     let log = daemon.log_text();
     assert!(
         !log.contains(NEW_SUBMISSIONS_TYPE),

@@ -126,8 +126,7 @@ async fn daemon_consumes_and_stores_over_tls_and_refuses_a_wrong_ca() {
     // The daemon consumes over amqps and stores over verify-full.
     let mut daemon = env.spawn_daemon();
     env.settle_counts(2, 0, Duration::from_secs(60)).await;
-    daemon.sigterm();
-    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+    daemon.stop();
     let tally = env.tally().await;
     env.assert_exactly_once(&tally, &msgs, true);
     let log = daemon.log_text();

@@ -18,7 +18,7 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::{AMQPScheme, AMQPUri, SASLMechanism};
 use lapin::{Connection, ConnectionProperties};
 
-use crate::config::{credential_path, BrokerConfig};
+use crate::config::BrokerConfig;
 
 /// What `broker.url` asks for, as far as the link is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,20 @@ impl BrokerTransport {
                 self.host, self.port
             )
         }
+    }
+}
+
+impl BrokerTransport {
+    /// Why the host cannot be used: an IPv6 literal, which
+    /// amq-protocol-uri turns into `localhost`.
+    fn unsupported_host(&self) -> Option<String> {
+        self.host.starts_with('[').then(|| {
+            format!(
+                "broker.url: an IPv6 address as host ({}) is not supported: the AMQP client \
+                 would connect to localhost instead; use a host name",
+                self.host
+            )
+        })
     }
 }
 
@@ -108,20 +122,12 @@ pub fn problems(cfg: &BrokerConfig, require_tls: bool) -> Vec<String> {
         Ok(t) => t,
         Err(e) => return vec![e],
     };
-    if t.host.starts_with('[') {
-        out.push(format!(
-            "broker.url: an IPv6 address as host ({}) is not supported: the AMQP client would connect to localhost instead; use a host name",
-            t.host
-        ));
-    }
+    out.extend(t.unsupported_host());
     let files = [
         ("broker.ca_file", &cfg.ca_file),
         ("broker.client_cert_file", &cfg.client_cert_file),
         ("broker.client_key_file", &cfg.client_key_file),
     ];
-    if cfg.client_cert_file.is_some() != cfg.client_key_file.is_some() {
-        out.push("broker.client_cert_file and broker.client_key_file must be set together".into());
-    }
     if !t.tls {
         for (key, value) in &files {
             if value.is_some() {
@@ -143,13 +149,7 @@ pub fn problems(cfg: &BrokerConfig, require_tls: bool) -> Vec<String> {
                 .into(),
         );
     }
-    for (key, value) in files {
-        if let Some(path) = value {
-            if let Err(e) = read_file(key, path) {
-                out.push(e.to_string());
-            }
-        }
-    }
+    out.extend(allegro_store::tls_file_problems("broker", &files));
     out
 }
 
@@ -182,8 +182,9 @@ fn read_file(key: &'static str, path: &Path) -> Result<Vec<u8>, ConnectError> {
         path: path.to_path_buf(),
         source,
     };
-    let full = credential_path(path).map_err(|e| err(std::io::Error::other(format!("{e:#}"))))?;
-    std::fs::read(&full).map_err(err)
+    // `${CREDENTIALS_DIRECTORY}` was expanded with the other secrets
+    // (`Settings::resolve_secrets`).
+    std::fs::read(path).map_err(err)
 }
 
 /// The TLS settings for lapin: the CA file's PEM as extra roots and the
@@ -217,11 +218,8 @@ fn tls_config(cfg: &BrokerConfig) -> Result<OwnedTLSConfig, ConnectError> {
 /// which key to check; never the password.
 pub async fn connect(cfg: &BrokerConfig, name: &str) -> Result<Connection, ConnectError> {
     let t = transport(cfg).map_err(ConnectError::Url)?;
-    if t.host.starts_with('[') {
-        return Err(ConnectError::Url(format!(
-            "broker.url: an IPv6 address as host ({}) is not supported: use a host name",
-            t.host
-        )));
+    if let Some(refused) = t.unsupported_host() {
+        return Err(ConnectError::Url(refused));
     }
     let tls = if t.tls {
         tls_config(cfg)?

@@ -127,6 +127,31 @@ pub fn is_loopback(host: &str) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The TLS files of one section (`broker`, `store`), as `[(key, path);
+/// 3]` in the order CA file, client certificate, client key: the
+/// certificate and its key set together, and every file set readable.
+/// Shared by the store's and the broker's checks.
+pub fn tls_file_problems(
+    section: &str,
+    files: &[(&str, &Option<std::path::PathBuf>); 3],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let [_, (_, cert), (_, key)] = files;
+    if cert.is_some() != key.is_some() {
+        out.push(format!(
+            "{section}.client_cert_file and {section}.client_key_file must be set together"
+        ));
+    }
+    for (key, value) in files {
+        if let Some(path) = value {
+            if let Err(e) = std::fs::File::open(path) {
+                out.push(format!("{key}: cannot read {}: {e}", path.display()));
+            }
+        }
+    }
+    out
+}
+
 /// What `store.url` asks for, as far as the link is concerned.
 #[derive(Debug, Clone)]
 pub enum StoreTransport {
@@ -175,11 +200,6 @@ impl StoreConfig {
             ("store.client_cert_file", &self.client_cert_file),
             ("store.client_key_file", &self.client_key_file),
         ];
-        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
-            out.push(
-                "store.client_cert_file and store.client_key_file must be set together".into(),
-            );
-        }
         match t {
             StoreTransport::Sqlite => {
                 for (key, value) in &files {
@@ -211,13 +231,7 @@ impl StoreConfig {
                 }
             }
         }
-        for (key, value) in files {
-            if let Some(path) = value {
-                if let Err(e) = std::fs::File::open(path) {
-                    out.push(format!("{key}: cannot read {}: {e}", path.display()));
-                }
-            }
-        }
+        out.extend(tls_file_problems("store", &files));
         out
     }
 

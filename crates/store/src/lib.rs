@@ -19,7 +19,7 @@
 //! conflict the caller dead-letters).
 
 pub use applications::{ApplicationRow, NewApplication, Stored, StoredApplication, Verdict};
-pub use connect::{is_loopback, StoreConfig, StoreTransport};
+pub use connect::{is_loopback, tls_file_problems, StoreConfig, StoreTransport};
 pub use dead_letters::{dead_letter_id, DeadLetterRow, NewDeadLetter};
 pub use error::StoreError;
 pub use records::{record_file_name, NewRecord, PendingRecord};

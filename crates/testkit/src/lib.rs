@@ -585,6 +585,18 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// SIGTERM, then asserts a clean exit (0) within 30 s, showing the log
+    /// if not.
+    pub fn stop(&mut self) {
+        self.sigterm();
+        assert_eq!(
+            self.wait_exit(Duration::from_secs(30)),
+            Some(0),
+            "{}",
+            self.log_text()
+        );
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

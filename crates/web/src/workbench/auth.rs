@@ -106,7 +106,22 @@ fn set_cookie(
     value: &str,
     max_age: Option<i64>,
 ) -> HeaderValue {
-    let mut c = format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/");
+    cookie_header(
+        cfg,
+        &format!("{name}={value}; SameSite=Strict; Path=/"),
+        max_age,
+    )
+}
+
+/// `Set-Cookie` for `pairs` (`name=value` with its `SameSite` and `Path`):
+/// always `HttpOnly`, `Secure` with `web.secure_cookies`, and `Max-Age`
+/// when given. Every cookie of the workbench is made here.
+pub(super) fn cookie_header(
+    cfg: &super::WebConfig,
+    pairs: &str,
+    max_age: Option<i64>,
+) -> HeaderValue {
+    let mut c = format!("{pairs}; HttpOnly");
     if cfg.secure_cookies {
         c.push_str("; Secure");
     }

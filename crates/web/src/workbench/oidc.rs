@@ -221,12 +221,7 @@ impl OidcConfig {
 }
 
 fn is_loopback(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        None => false,
-    }
+    u.host_str().is_some_and(allegro_store::is_loopback)
 }
 
 /// The client as built from the provider's metadata.
@@ -361,7 +356,10 @@ impl Provider {
         }
     }
 
-    fn client(&self, md: Metadata) -> Result<Client, String> {
+    /// The client for the provider's metadata (fetched anew when `fresh`,
+    /// see [`Provider::metadata`]).
+    async fn client(&self, fresh: bool) -> Result<Client, String> {
+        let md = self.metadata(fresh).await?;
         let redirect =
             RedirectUrl::new(self.cfg.redirect_url.clone()).map_err(|e| e.to_string())?;
         Ok(CoreClient::from_provider_metadata(
@@ -398,13 +396,24 @@ impl Provider {
     }
 }
 
+/// What the login page tells of a refused sign-on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// A check failed: sign on again.
+    Failed,
+    /// The account's groups map to no role.
+    NotEnabled,
+    /// The provider could not be reached.
+    Unavailable,
+}
+
 /// Why a login through the provider was refused: the audit's detail.
 #[derive(Debug)]
 struct Refused {
     detail: String,
     /// The account's name, when the provider got as far as naming it.
     actor: Option<String>,
-    status: StatusCode,
+    outcome: Outcome,
 }
 
 impl Refused {
@@ -412,7 +421,14 @@ impl Refused {
         Refused {
             detail: detail.into(),
             actor: None,
-            status: StatusCode::UNAUTHORIZED,
+            outcome: Outcome::Failed,
+        }
+    }
+
+    fn not_enabled(detail: impl Into<String>) -> Refused {
+        Refused {
+            outcome: Outcome::NotEnabled,
+            ..Refused::new(detail)
         }
     }
 
@@ -423,20 +439,31 @@ impl Refused {
 
     fn unavailable(detail: impl Into<String>) -> Refused {
         Refused {
-            status: StatusCode::SERVICE_UNAVAILABLE,
+            outcome: Outcome::Unavailable,
             ..Refused::new(detail)
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self.outcome {
+            Outcome::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::Failed | Outcome::NotEnabled => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// The German message on the login page.
     fn message(&self) -> &'static str {
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            "Der Anmeldedienst ist gerade nicht erreichbar. Bitte versuchen Sie es später erneut."
-        } else if self.detail.contains("keine Gruppe") {
-            "Ihr Dienstkonto ist für die Klärfall-Werkbank nicht freigeschaltet. \
-             Bitte wenden Sie sich an die IT Ihres Jobcenters."
-        } else {
-            "Die Anmeldung mit dem Dienstkonto ist fehlgeschlagen. Bitte melden Sie sich erneut an."
+        match self.outcome {
+            Outcome::Unavailable => {
+                "Der Anmeldedienst ist gerade nicht erreichbar. Bitte versuchen Sie es später erneut."
+            }
+            Outcome::NotEnabled => {
+                "Ihr Dienstkonto ist für die Klärfall-Werkbank nicht freigeschaltet. \
+                 Bitte wenden Sie sich an die IT Ihres Jobcenters."
+            }
+            Outcome::Failed => {
+                "Die Anmeldung mit dem Dienstkonto ist fehlgeschlagen. Bitte melden Sie sich erneut an."
+            }
         }
     }
 }
@@ -444,11 +471,8 @@ impl Refused {
 /// The cookie that binds a login under way to this browser: sent on the
 /// provider's cross-site redirect back (`SameSite=Lax`), to the callback only.
 fn browser_cookie(cfg: &super::WebConfig, value: &str, max_age: i64) -> HeaderValue {
-    let secure = if cfg.secure_cookies { "; Secure" } else { "" };
-    let c = format!(
-        "{BROWSER_COOKIE}={value}; HttpOnly; SameSite=Lax; Path=/anmelden/oidc; Max-Age={max_age}{secure}"
-    );
-    HeaderValue::from_str(&c).expect("cookie values are hex")
+    let pairs = format!("{BROWSER_COOKIE}={value}; SameSite=Lax; Path=/anmelden/oidc");
+    auth::cookie_header(cfg, &pairs, Some(max_age))
 }
 
 /// POST /anmelden/oidc: on to the provider. A session this browser still
@@ -464,11 +488,7 @@ pub async fn start(
     if let Some(old) = cookie(&headers, auth::SESSION_COOKIE) {
         state.store.delete_session(&token_hash(old)).await?;
     }
-    let client = match provider
-        .metadata(false)
-        .await
-        .and_then(|md| provider.client(md))
-    {
+    let client = match provider.client(false).await {
         Ok(c) => c,
         Err(e) => {
             let refused = Refused::unavailable(format!("OIDC: {e}"));
@@ -560,7 +580,7 @@ async fn refuse(state: &WorkbenchState, refused: Refused) -> Result<Response, We
     Ok(auth::login_page_with_problem(
         state,
         refused.message(),
-        refused.status,
+        refused.status(),
     ))
 }
 
@@ -626,11 +646,7 @@ async fn redeem(
     login: PendingLogin,
 ) -> Result<Verified, Refused> {
     let unavailable = |e: String| Refused::unavailable(format!("OIDC: {e}"));
-    let client = provider
-        .metadata(false)
-        .await
-        .and_then(|md| provider.client(md))
-        .map_err(unavailable)?;
+    let client = provider.client(false).await.map_err(unavailable)?;
     let token = client
         .exchange_code(AuthorizationCode::new(code))
         .map_err(|e| unavailable(e.to_string()))?
@@ -648,11 +664,7 @@ async fn redeem(
         Err(ClaimsVerificationError::SignatureVerification(
             SignatureVerificationError::NoMatchingKey,
         )) => {
-            let client = provider
-                .metadata(true)
-                .await
-                .and_then(|md| provider.client(md))
-                .map_err(unavailable)?;
+            let client = provider.client(true).await.map_err(unavailable)?;
             let verifier = verifier(&client);
             let checked = id_token.claims(&verifier, &nonce).map(|_| ());
             checked
@@ -794,9 +806,10 @@ async fn account(
             .store
             .revoke_provider_account(&subject, Utc::now())
             .await?;
-        return Ok(Err(
-            Refused::new("OIDC: keine Gruppe für die Werkbank").by(name)
-        ));
+        return Ok(Err(Refused::not_enabled(
+            "OIDC: keine Gruppe für die Werkbank",
+        )
+        .by(name)));
     }
     let account = ProviderAccount {
         subject: &subject,
